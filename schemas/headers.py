@@ -1,0 +1,25 @@
+"""Kafka header names used on streamscore topics.
+
+Predictions carry CloudEvents Kafka-binding headers (binary mode, ``ce_`` prefix).
+Dead letters carry their context in the spirit of Kafka Connect's
+``__connect.errors.*`` headers, under a ``streamscore.errors.`` prefix, after the
+original message's own headers.
+"""
+
+from __future__ import annotations
+
+CE_SPECVERSION = "ce_specversion"
+CE_ID = "ce_id"
+CE_TYPE = "ce_type"
+CE_SOURCE = "ce_source"
+CE_TIME = "ce_time"
+PREDICTION_CE_TYPE = "io.streamscore.prediction.v1"
+
+DLQ_PREFIX = "streamscore.errors."
+DLQ_CLASS = DLQ_PREFIX + "exception.class.name"
+DLQ_MESSAGE = DLQ_PREFIX + "exception.message"
+DLQ_STAGE = DLQ_PREFIX + "stage"
+DLQ_TOPIC = DLQ_PREFIX + "topic"
+DLQ_PARTITION = DLQ_PREFIX + "partition"
+DLQ_OFFSET = DLQ_PREFIX + "offset"
+DLQ_TIME = DLQ_PREFIX + "timestamp"

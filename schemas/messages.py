@@ -1,0 +1,116 @@
+"""Every message that crosses a streamscore topic, as pydantic v2 models.
+
+Each carries ``schema_version``. Messages that streamscore itself produces forbid
+unknown fields; the feature event, written by upstream producers, ignores them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | str | None
+EventTime = Annotated[int, Field(description="epoch milliseconds")] | datetime
+
+
+class FeatureEvent(BaseModel):
+    """What upstream producers write to ``features``; Kafka key = ``entity_id``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str = Field(min_length=1)
+    entity_id: str = Field(min_length=1)
+    event_time: EventTime = Field(description="RFC 3339 timestamp or epoch milliseconds")
+    features: dict[str, FeatureValue]
+    schema_version: int = SCHEMA_VERSION
+
+
+class Prediction(BaseModel):
+    """One scored event on ``predictions``; Kafka key = ``entity_id``.
+
+    ``latency_ms`` runs from the input record's Kafka timestamp to ``scored_at``.
+    Consumers deduplicate on ``event_id`` (delivery is at-least-once).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    entity_id: str
+    score: float
+    label: bool | None = Field(description="binary models: score >= the bundle's threshold")
+    model_name: str
+    model_version: str
+    event_time: int = Field(description="epoch milliseconds")
+    scored_at: int = Field(description="epoch milliseconds")
+    latency_ms: float
+    topic: str
+    partition: int
+    offset: int
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class MonitorBatch(BaseModel):
+    """The monitoring records of one scored batch from one source partition, in columns.
+
+    One message per batch rather than per event: the drift and learning agents
+    read windows of columns, and the scorer pays one produce per batch instead of
+    one per event. Row ``i`` of every list is one scored event.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str
+    model_version: str
+    source_topic: str
+    partition: int
+    offsets: list[int]
+    event_ids: list[str]
+    entity_ids: list[str]
+    event_times: list[int]
+    scores: list[float]
+    feature_names: list[str]
+    rows: list[list[float | None]] = Field(description="encoded model inputs; null = missing")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Label(BaseModel):
+    """Ground truth for an earlier event, on ``labels``; Kafka key = ``event_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    label: float
+    label_time: int = Field(description="epoch milliseconds")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class DeadLetterContext(BaseModel):
+    """Why a message is on the dead-letter topic.
+
+    Carried in Kafka headers (see ``schemas.headers``) beside the original key,
+    value and headers, so the dead letter is the original message plus its reason.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_class: str
+    error_message: str
+    stage: Literal["decode", "validate", "score"]
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    failed_at: int = Field(description="epoch milliseconds")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+ALL_MESSAGES: dict[str, type[BaseModel]] = {
+    "feature_event": FeatureEvent,
+    "prediction": Prediction,
+    "monitor_batch": MonitorBatch,
+    "label": Label,
+    "dead_letter_context": DeadLetterContext,
+}

@@ -1,0 +1,170 @@
+"""The model bundle: a directory holding everything needed to serve and monitor one model.
+
+Layout::
+
+    model.txt           LightGBM text model (never a pickle)
+    feature_spec.json   ordered inputs, kinds, categories, ranges, defaults
+    reference.json      training reference statistics for drift tests
+    metrics.json        holdout metrics
+    metadata.json       name, version, created_at, data sha256, lightgbm version, task, threshold
+    manifest.json       sha256 of every file above, checked at load
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from scoring.errors import BundleError, ManifestMismatch
+from scoring.features import FeatureSpec
+from scoring.reference import Reference
+
+MODEL_FILE = "model.txt"
+SPEC_FILE = "feature_spec.json"
+REFERENCE_FILE = "reference.json"
+METRICS_FILE = "metrics.json"
+METADATA_FILE = "metadata.json"
+MANIFEST_FILE = "manifest.json"
+BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
+BUNDLE_FORMAT = 1
+
+
+class Task(StrEnum):
+    binary = "binary"
+    regression = "regression"
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    created_at: datetime
+    task: Task
+    threshold: float = 0.5
+    data_sha256: str
+    lightgbm_version: str
+    target: str
+    bundle_format: int = BUNDLE_FORMAT
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded, verified bundle. The booster is ready to predict."""
+
+    path: Path | None
+    booster: lgb.Booster
+    spec: FeatureSpec
+    reference: Reference
+    metrics: dict[str, float]
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
+
+    @property
+    def task(self) -> Task:
+        return self.metadata.task
+
+    def save(self, directory: Path) -> Path:
+        """Write the bundle and its manifest; refuses to overwrite an existing bundle."""
+        directory = Path(directory)
+        if (directory / MANIFEST_FILE).exists():
+            raise BundleError(f"{directory} already holds a bundle")
+        directory.mkdir(parents=True, exist_ok=True)
+        contents = {
+            MODEL_FILE: self.booster.model_to_string().encode(),
+            SPEC_FILE: self.spec.model_dump_json(indent=2).encode(),
+            REFERENCE_FILE: self.reference.model_dump_json().encode(),
+            METRICS_FILE: json.dumps(self.metrics, indent=2, sort_keys=True).encode(),
+            METADATA_FILE: self.metadata.model_dump_json(indent=2).encode(),
+        }
+        for name, data in contents.items():
+            (directory / name).write_bytes(data)
+        manifest = {"files": {name: _sha256(data) for name, data in contents.items()}}
+        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str) -> ModelBundle:
+        """Read a bundle, check every file against the manifest, and load the booster."""
+        directory = Path(directory)
+        contents = read_verified(directory)
+        try:
+            spec = FeatureSpec.model_validate_json(contents[SPEC_FILE])
+            reference = Reference.model_validate_json(contents[REFERENCE_FILE])
+            metadata = Metadata.model_validate_json(contents[METADATA_FILE])
+            metrics = {str(k): float(v) for k, v in json.loads(contents[METRICS_FILE]).items()}
+        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+            raise BundleError(f"{directory}: invalid bundle metadata: {exc}") from exc
+        try:
+            booster = lgb.Booster(model_str=contents[MODEL_FILE].decode())
+        except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{directory}: LightGBM cannot load {MODEL_FILE}: {exc}") from exc
+        if booster.feature_name() != spec.names:
+            raise BundleError(
+                f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"
+            )
+        return cls(directory, booster, spec, reference, metrics, metadata)
+
+    def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Scores for encoded rows: probabilities for binary, values for regression."""
+        return np.asarray(self.booster.predict(matrix, num_threads=num_threads), dtype=np.float64)
+
+
+def read_verified(directory: Path) -> dict[str, bytes]:
+    """Every bundle file's bytes, after checking them against ``manifest.json``."""
+    manifest_path = directory / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["files"]
+    except FileNotFoundError as exc:
+        raise BundleError(f"{directory}: no {MANIFEST_FILE}; not a model bundle") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{directory}: unreadable {MANIFEST_FILE}: {exc}") from exc
+    missing = [name for name in BUNDLE_FILES if name not in expected]
+    if missing:
+        raise ManifestMismatch(f"{directory}: manifest does not list {missing}")
+    contents: dict[str, bytes] = {}
+    for name in BUNDLE_FILES:
+        try:
+            data = (directory / name).read_bytes()
+        except FileNotFoundError as exc:
+            raise ManifestMismatch(f"{directory}: {name} is missing") from exc
+        actual = _sha256(data)
+        if actual != expected[name]:
+            raise ManifestMismatch(
+                f"{directory}: {name} sha256 {actual[:12]}... "
+                f"does not match the manifest's {str(expected[name])[:12]}..."
+            )
+        contents[name] = data
+    return contents
+
+
+def new_metadata(name: str, version: str, task: Task, data_sha256: str, target: str) -> Metadata:
+    return Metadata(
+        name=name,
+        version=version,
+        created_at=datetime.now(UTC),
+        task=task,
+        data_sha256=data_sha256,
+        lightgbm_version=lgb.__version__,
+        target=target,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

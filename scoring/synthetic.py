@@ -1,0 +1,127 @@
+"""Synthetic data for the demo, tests and benchmarks, made in the run (nothing downloaded).
+
+The demo data is river's Agrawal generator: a loan-approval stream with numeric
+columns and three categorical ones (education level, car make, zip code), which
+are turned into strings so they train as categoricals.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+import pandas as pd
+from river.datasets import synth
+
+AGRAWAL_CATEGORICAL = {"elevel": "edu", "car": "car", "zipcode": "zip"}
+TARGET = "approved"
+
+
+def agrawal_frame(n: int, seed: int = 7, classification_function: int = 0) -> pd.DataFrame:
+    """``n`` rows of river's Agrawal stream with the label in column ``approved``."""
+    stream = synth.Agrawal(classification_function=classification_function, seed=seed)
+    rows = []
+    for x, y in stream.take(n):
+        row = {
+            k: (f"{AGRAWAL_CATEGORICAL[k]}{v}" if k in AGRAWAL_CATEGORICAL else float(v))
+            for k, v in x.items()
+        }
+        row[TARGET] = int(y)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def numeric_frame(n: int, n_features: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Standard-normal features ``f00``.. and a nonlinear binary target ``y``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, n_features))
+    logit = x[:, 0] - 0.8 * x[:, 1] ** 2 + x[:, 2] * x[:, 3] + 0.5 * rng.standard_normal(n)
+    frame = pd.DataFrame(x, columns=[f"f{i:02d}" for i in range(n_features)])
+    frame["y"] = (logit > 0).astype(int)
+    return frame
+
+
+def events_from_frame(
+    frame: pd.DataFrame, prefix: str = "evt", n_entities: int = 1000, start_ms: int | None = None
+) -> Iterator[dict]:
+    """Feature events, one per row, with deterministic ids; NaN cells become null."""
+    base = start_ms if start_ms is not None else 1_700_000_000_000
+    columns = list(frame.columns)
+    for i, values in enumerate(frame.itertuples(index=False, name=None)):
+        features = {
+            c: (None if isinstance(v, float) and v != v else v) for c, v in zip(columns, values, strict=True)
+        }
+        yield {
+            "event_id": f"{prefix}-{i}",
+            "entity_id": f"cust-{i % n_entities}",
+            "event_time": base + i,
+            "features": features,
+        }
+
+
+INVALID_KINDS = (
+    "malformed_json",
+    "not_an_object",
+    "missing_event_id",
+    "missing_feature",
+    "wrong_type",
+    "nan",
+    "infinity",
+    "bad_utf8",
+    "bad_event_time",
+    "null_value",
+)
+
+
+def invalid_payload(kind: str, event: dict, feature: str) -> bytes | None:
+    """One invalid message of the given kind, built from a valid ``event``."""
+    bad = {**event, "features": dict(event["features"])}
+    if kind == "malformed_json":
+        return orjson.dumps(bad)[:-7]
+    if kind == "not_an_object":
+        return orjson.dumps([bad["event_id"], 1, 2])
+    if kind == "missing_event_id":
+        del bad["event_id"]
+    elif kind == "missing_feature":
+        del bad["features"][feature]
+    elif kind == "wrong_type":
+        bad["features"][feature] = "not-a-number"
+    elif kind == "nan":
+        return _with_literal(bad, feature, b"NaN")
+    elif kind == "infinity":
+        return _with_literal(bad, feature, b"Infinity")
+    elif kind == "bad_utf8":
+        return orjson.dumps(bad).replace(b'"features"', b'"feat\xff\xfeures"', 1)
+    elif kind == "bad_event_time":
+        bad["event_time"] = "yesterday at noon"
+    elif kind == "null_value":
+        return None
+    else:
+        raise ValueError(f"unknown invalid kind {kind!r}")
+    return orjson.dumps(bad)
+
+
+def _with_literal(event: dict, feature: str, literal: bytes) -> bytes:
+    marked = {**event, "features": {**event["features"], feature: "__LITERAL__"}}
+    return orjson.dumps(marked).replace(b'"__LITERAL__"', literal)
+
+
+def interleave_invalid(
+    events: list[dict], n_invalid: int, feature: str, seed: int = 0
+) -> list[tuple[str, dict, bytes | None]]:
+    """Valid events with ``n_invalid`` invalid ones of every kind mixed in at random positions.
+
+    Returns ``(kind, event, payload)``; ``kind`` is ``"valid"`` for good events.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, dict, bytes | None]] = [("valid", e, orjson.dumps(e)) for e in events]
+    kinds = itertools.cycle(INVALID_KINDS)
+    for i in range(n_invalid):
+        kind = next(kinds)
+        template = {**events[i % len(events)], "event_id": f"bad-{kind}-{i}"}
+        out.insert(
+            int(rng.integers(0, len(out) + 1)), (kind, template, invalid_payload(kind, template, feature))
+        )
+    return out

@@ -1,0 +1,183 @@
+"""Decode one raw feature event and check it against a model's feature spec.
+
+This is the hot path: it runs once per Kafka message, so it is written with
+plain type checks over a precompiled plan rather than a pydantic model. The
+``schemas.FeatureEvent`` model is the published contract; tests hold the two in
+agreement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from scoring.errors import InvalidEvent, Stage
+from scoring.features import FeatureKind, FeatureSpec
+
+_NAN = math.nan
+_MISSING = object()
+_NUMBERS = (int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """How one feature's value becomes a float in the model row."""
+
+    name: str
+    numeric: bool
+    required: bool
+    default: float
+    codes: dict[str, float]
+    unseen: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    event_id: str
+    entity_id: str
+    event_time_ms: int
+    row: list[float]
+
+
+class EventValidator:
+    """Turns raw event bytes into a model row, or raises ``InvalidEvent`` with a reason."""
+
+    def __init__(self, spec: FeatureSpec, reject_unknown: bool = False, max_bytes: int = 1_000_000) -> None:
+        self.spec = spec
+        self.reject_unknown = reject_unknown
+        self.max_bytes = max_bytes
+        self._slots = tuple(_slot(f) for f in spec.features)
+        self._names = frozenset(spec.names)
+
+    def parse(self, value: bytes | None) -> ParsedEvent:
+        event = self.decode(value)
+        return ParsedEvent(
+            event_id=_identifier(event, "event_id"),
+            entity_id=_identifier(event, "entity_id"),
+            event_time_ms=_event_time(event.get("event_time", _MISSING)),
+            row=self.row(event.get("features", _MISSING)),
+        )
+
+    def decode(self, value: bytes | None) -> dict:
+        if value is None:
+            raise InvalidEvent(Stage.decode, "empty message (null value)")
+        if len(value) > self.max_bytes:
+            raise InvalidEvent(
+                Stage.decode, f"message of {len(value)} bytes exceeds the {self.max_bytes} limit"
+            )
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(Stage.decode, _decode_reason(value, exc)) from None
+        if type(event) is not dict:
+            raise InvalidEvent(Stage.validate, f"event must be a JSON object, got {_json_type(event)}")
+        return event
+
+    def row(self, features: object) -> list[float]:
+        """The model row for a ``features`` object, in spec order."""
+        if type(features) is not dict:
+            if features is _MISSING:
+                raise InvalidEvent(Stage.validate, "missing required field 'features'")
+            raise InvalidEvent(Stage.validate, f"'features' must be an object, got {_json_type(features)}")
+        row: list[float] = []
+        append = row.append
+        for slot in self._slots:
+            value = features.get(slot.name, _MISSING)
+            kind = type(value)
+            if slot.numeric:
+                if kind is float:
+                    append(value)
+                    continue
+                if kind is int:
+                    append(_int_to_float(slot.name, value))
+                    continue
+            elif kind is str:
+                append(slot.codes.get(value, slot.unseen))
+                continue
+            if value is None or value is _MISSING:
+                if slot.required:
+                    state = "null" if value is None else "missing"
+                    raise InvalidEvent(Stage.validate, f"required feature {slot.name!r} is {state}")
+                append(slot.default)
+                continue
+            expected = "a number" if slot.numeric else "a string"
+            raise InvalidEvent(
+                Stage.validate, f"feature {slot.name!r} must be {expected}, got {_json_type(value)}"
+            )
+        if len(features) != len(self._slots) or self.reject_unknown:
+            unknown = features.keys() - self._names
+            if unknown and self.reject_unknown:
+                raise InvalidEvent(Stage.validate, f"unknown features {sorted(unknown)[:10]}")
+        return row
+
+
+def _slot(feature) -> _Slot:
+    numeric = feature.kind is FeatureKind.numeric
+    codes = {c: float(i) for i, c in enumerate(feature.categories)}
+    if feature.default is None:
+        default = _NAN
+    elif numeric:
+        default = float(feature.default)
+    else:
+        default = codes.get(str(feature.default), float(feature.unseen_code))
+    return _Slot(feature.name, numeric, feature.required, default, codes, float(feature.unseen_code))
+
+
+def _decode_reason(value: bytes, exc: orjson.JSONDecodeError) -> str:
+    if b"NaN" in value or b"Infinity" in value:
+        return f"NaN or Infinity is not a valid JSON number ({exc})"
+    return f"malformed JSON: {exc}"
+
+
+def _identifier(event: dict, field: str) -> str:
+    value = event.get(field, _MISSING)
+    if type(value) is str and value:
+        return value
+    if value is _MISSING:
+        raise InvalidEvent(Stage.validate, f"missing required field {field!r}")
+    raise InvalidEvent(Stage.validate, f"{field!r} must be a non-empty string, got {_json_type(value)}")
+
+
+def _event_time(value: object) -> int:
+    """Epoch milliseconds from an RFC 3339 string or an epoch-milliseconds integer."""
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent(Stage.validate, f"event_time {value[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    if value is _MISSING:
+        raise InvalidEvent(Stage.validate, "missing required field 'event_time'")
+    raise InvalidEvent(
+        Stage.validate, f"event_time must be RFC 3339 or epoch milliseconds, got {_json_type(value)}"
+    )
+
+
+def _int_to_float(name: str, value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidEvent(Stage.validate, f"feature {name!r} is out of the float range") from None
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, _NUMBERS):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

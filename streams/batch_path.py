@@ -1,0 +1,202 @@
+"""The batched score path: a Faust worker service driving its own consumer over ``features``.
+
+Faust's per-message consumer and stream machinery caps an agent near 13,000
+events/s on two cores (FIELD-NOTES), whatever the agent does. This service runs
+inside the Faust worker and its lifecycle, but consumes and produces in batches
+with a group-managed confluent-kafka consumer on a thread of its own, so the
+event loop stays free for the web server and the other agents.
+
+Delivery: at-least-once. A batch's offsets are committed only after every
+prediction, dead letter and monitoring record of that batch is acknowledged by
+the broker (``flush``). If any delivery fails, the batch is consumed again.
+A crash before the commit replays the batch; predictions carry ``event_id`` so
+consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from mode import Service
+
+from streams.handler import BatchListener, Headers, ScoreHandler
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def consumer_config(settings: Settings, group_id: str) -> dict:
+    return {
+        **settings.kafka_client_config(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        "heartbeat.interval.ms": max(100, int(settings.session_timeout_s * 1000) // 3),
+        "fetch.wait.max.ms": 10,
+        "queued.min.messages": 20000,
+        "enable.partition.eof": False,
+    }
+
+
+def producer_config(settings: Settings) -> dict:
+    return {
+        **settings.kafka_client_config(),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "partitioner": "murmur2_random",
+        "delivery.report.only.error": True,
+    }
+
+
+class BatchScoreService(Service):
+    """Consume a batch, score it, produce the results, wait for acks, commit; repeat."""
+
+    def __init__(
+        self, settings: Settings, handler: ScoreHandler, on_batch: BatchListener | None = None, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.handler = handler
+        self.on_batch = on_batch
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed_deliveries: list[str] = []
+        self.assigned: set[tuple[str, int]] = set()
+
+    async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._run_guarded, args=(loop,), name="score-batch", daemon=True
+        )
+        self._thread.start()
+
+    async def on_stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._thread.join, self.settings.shutdown_timeout_s
+            )
+
+    def _run_guarded(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._run()
+        except Exception as exc:
+            log.exception("batch score path failed")
+            asyncio.run_coroutine_threadsafe(self.crash(exc), loop)
+
+    def _run(self) -> None:
+        settings = self.settings
+        consumer = Consumer(consumer_config(settings, settings.group_id))
+        producer = Producer({**producer_config(settings), "on_delivery": self._on_delivery_error})
+        consumer.subscribe(
+            [settings.topic_features],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+        def emit(topic: str, key: bytes | None, value: bytes | None, headers: Headers | None) -> None:
+            while True:
+                try:
+                    producer.produce(topic, value, key, headers=headers)
+                    return
+                except BufferError:  # local queue full: let deliveries drain
+                    producer.poll(0.05)
+
+        linger_s = settings.batch_linger_ms / 1000.0
+        try:
+            while not self._stopping.is_set():
+                messages = consumer.consume(settings.batch_size, linger_s)
+                if not messages:
+                    producer.poll(0)
+                    continue
+                records = [m for m in messages if not _is_error(m)]
+                if not records:
+                    continue
+                started = time.perf_counter()
+                stats = self.handler.handle(records, emit)
+                if not self._flush(producer):
+                    _rewind(consumer, records)
+                    continue
+                consumer.commit(offsets=_next_offsets(records), asynchronous=True)
+                if self.on_batch is not None:
+                    self.on_batch(stats, time.perf_counter() - started)
+        finally:
+            self._close(consumer, producer)
+
+    def _flush(self, producer: Producer) -> bool:
+        """Wait until the broker acknowledged everything produced; False if any delivery failed."""
+        while producer.flush(0.5) > 0:
+            if self._stopping.is_set():
+                log.warning(
+                    "stopping with %d unacknowledged messages; their batch is not committed", len(producer)
+                )
+                return False
+        if self._failed_deliveries:
+            log.error(
+                "%d deliveries failed (first: %s); consuming the batch again",
+                len(self._failed_deliveries),
+                self._failed_deliveries[0],
+            )
+            self._failed_deliveries.clear()
+            return False
+        return True
+
+    def _close(self, consumer: Consumer, producer: Producer) -> None:
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s / 2
+        while len(producer) and time.monotonic() < deadline:
+            producer.flush(0.5)
+        try:
+            consumer.close()
+        except Exception:
+            log.warning("consumer close failed", exc_info=True)
+
+    def _on_delivery_error(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failed_deliveries.append(f"{msg.topic()}: {err}")
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("assigned %s", sorted(self.assigned))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        log.info("revoked %s", [(p.topic, p.partition) for p in partitions])
+
+
+def _is_error(message: Message) -> bool:
+    error = message.error()
+    if error is None:
+        return False
+    log.warning("consumer error on %s [%s]: %s", message.topic(), message.partition(), error)
+    return True
+
+
+def _next_offsets(records: list[Message]) -> list[TopicPartition]:
+    """One past the highest offset seen per partition: the position to commit."""
+    highest: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic(), record.partition())
+        offset = record.offset()
+        if offset >= highest.get(key, -1):
+            highest[key] = offset
+    return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+
+
+def _rewind(consumer: Consumer, records: list[Message]) -> None:
+    """Seek each partition back to the first offset of the batch, to consume it again."""
+    lowest: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic(), record.partition())
+        lowest[key] = min(lowest.get(key, record.offset()), record.offset())
+    for (topic, partition), offset in lowest.items():
+        consumer.seek(TopicPartition(topic, partition, offset))

@@ -1,0 +1,183 @@
+"""``streamscore``: the one command-line entry point.
+
+Settings are read here, once: ``STREAMSCORE_*`` environment variables, overridden
+by flags, then passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from scoring.errors import ScoringError
+from streams.settings import Settings
+
+
+def _settings(args: argparse.Namespace, **extra) -> Settings:
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "bootstrap", None):
+        overrides["kafka_bootstrap"] = args.bootstrap
+    return Settings(**overrides)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.broker import start_broker
+
+    broker = start_broker(args.port)
+    print(f"tansu broker listening; bootstrap: {broker.bootstrap}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.is_set() and broker.process.poll() is None:
+        stop.wait(0.5)
+    broker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    settings = _settings(
+        args, model_path=args.model, score_path=args.score_path, web_port=args.web_port, group_id=args.group
+    )
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    import orjson
+
+    from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+    from scoring.training import read_table
+    from streams.producer import event_payloads, produce_payloads
+
+    settings = _settings(args)
+    if args.synthetic:
+        frame = agrawal_frame(args.synthetic, seed=args.seed).drop(columns=["approved"])
+        events = list(events_from_frame(frame, prefix=args.prefix))
+        mixed = interleave_invalid(events, args.invalid, feature="salary", seed=args.seed)
+        payloads = [(str(e.get("entity_id", "")).encode(), p) for _, e, p in mixed]
+    elif args.data and args.data.suffix == ".jsonl":
+        lines = [line for line in args.data.read_bytes().splitlines() if line.strip()]
+        payloads = [(str(orjson.loads(line).get("entity_id", "")).encode(), line) for line in lines]
+    elif args.data:
+        frame = read_table(args.data).drop(columns=args.drop or [], errors="ignore")
+        payloads = list(event_payloads(events_from_frame(frame, prefix=args.prefix)))
+    else:
+        print("give DATA or --synthetic N", file=sys.stderr)
+        return 2
+    count = produce_payloads(settings, payloads, rate=args.rate)
+    print(f"produced {count} events to {settings.topic_features} at {settings.kafka_bootstrap}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from scoring.training import read_table, train_bundle
+
+    frame = read_table(args.data)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("training", total=args.trees)
+        bundle = train_bundle(
+            frame,
+            args.target,
+            args.out,
+            task=args.task,
+            name=args.name,
+            version=args.version,
+            num_trees=args.trees,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    print(f"bundle {bundle.name} version {bundle.version} written to {args.out}")
+    for metric, value in sorted(bundle.metrics.items()):
+        print(f"  {metric:>14}: {value:.6g}")
+    return 0
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from schemas.export import export_json_schemas
+
+    for path in export_json_schemas(args.dir):
+        print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(events=args.events, invalid=args.invalid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamscore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="start the embedded Tansu broker on loopback")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("worker", help="run a scoring worker")
+    p.add_argument("--model", type=Path, default=None, help="model bundle directory")
+    p.add_argument("--bootstrap", default=None)
+    p.add_argument("--score-path", choices=["batch", "agent"], default=None)
+    p.add_argument("--web-port", type=int, default=None)
+    p.add_argument("--group", default=None, help="consumer group id")
+    p.add_argument("-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("produce", help="write feature events to the features topic")
+    p.add_argument("data", type=Path, nargs="?", help=".jsonl events, or a .csv/.parquet table")
+    p.add_argument("--synthetic", type=int, default=0, help="N Agrawal loan-application events")
+    p.add_argument("--invalid", type=int, default=0, help="with --synthetic: add N invalid events")
+    p.add_argument("--drop", nargs="*", help="table columns to leave out (the target)")
+    p.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: as fast as possible)"
+    )
+    p.add_argument("--prefix", default="evt", help="event_id prefix")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--bootstrap", default=None)
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("train", help="train a LightGBM model bundle from a CSV or Parquet file")
+    p.add_argument("data", type=Path)
+    p.add_argument("--target", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--task", choices=["binary", "regression"], default="binary")
+    p.add_argument("--name", default="model")
+    p.add_argument("--version", default="1")
+    p.add_argument("--trees", type=int, default=100)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("schemas", help="message schemas")
+    schema_sub = p.add_subparsers(dest="schemas_command", required=True)
+    e = schema_sub.add_parser("export", help="write the JSON Schema of every message to DIR")
+    e.add_argument("dir", type=Path)
+    e.set_defaults(func=cmd_schemas_export)
+
+    p = sub.add_parser("demo", help="broker, demo model, worker, events, live counts; then stop")
+    p.add_argument("--events", type=int, default=20000)
+    p.add_argument("--invalid", type=int, default=200)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "worker":  # the Faust worker configures its own logging
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ScoringError, ValidationError) as exc:
+        print(f"streamscore: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

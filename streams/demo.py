@@ -1,0 +1,181 @@
+"""``streamscore demo``: the whole service on one machine, end to end, then a clean stop.
+
+Starts the embedded broker, trains a demo model on river's Agrawal loan data made
+in the run, starts a worker process, streams events with some invalid ones mixed
+in, shows live counts, prints a few predictions and dead letters, and stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+from scoring.training import train_bundle
+from streams.broker import free_port, start_broker
+from streams.producer import produce_payloads
+from streams.settings import Settings
+
+OUT = Path("demo-output")
+
+
+def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> int:
+    console = Console()
+    OUT.mkdir(exist_ok=True)
+    console.rule("[bold]streamscore demo")
+    broker = start_broker(log_path=OUT / "broker.log")
+    worker: subprocess.Popen | None = None
+    try:
+        console.print(f"broker (Tansu, in memory) at [cyan]{broker.bootstrap}[/]")
+        bundle_dir = OUT / "bundle"
+        shutil.rmtree(bundle_dir, ignore_errors=True)
+        frame = agrawal_frame(20000, seed=1, classification_function=2)
+        bundle = train_bundle(frame, "approved", bundle_dir, name="loan-approval", num_trees=100)
+        metrics = ", ".join(f"{k} {bundle.metrics[k]:.4f}" for k in ("auc", "accuracy", "log_loss"))
+        console.print(f"trained [bold]{bundle.name}[/] v{bundle.version} on 16,000 rows; holdout {metrics}")
+
+        run = uuid.uuid4().hex[:6]
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap, app_id=f"demo-{run}", group_id=f"demo-{run}-scorer"
+        )
+        port = free_port()
+        env = {
+            **os.environ,
+            "STREAMSCORE_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "STREAMSCORE_APP_ID": settings.app_id,
+            "STREAMSCORE_GROUP_ID": settings.group_id,
+            "STREAMSCORE_WEB_PORT": str(port),
+            "STREAMSCORE_DATA_DIR": str(OUT / "data"),
+        }
+        log = open(OUT / "worker.log", "wb")  # noqa: SIM115 - closed with the process below
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "--model", str(bundle_dir), "-l", "warn"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_ready(port, worker)
+        console.print(f"worker ready (batch score path); web views on http://127.0.0.1:{port}/stats")
+
+        stream = agrawal_frame(events, seed=99, classification_function=2).drop(columns=["approved"])
+        mixed = interleave_invalid(list(events_from_frame(stream, prefix="demo")), invalid, "salary", seed=3)
+        payloads = [(str(e["entity_id"]).encode(), p) for _, e, p in mixed]
+        console.print(f"producing {events:,} loan applications (+{invalid} invalid) at {rate:,.0f}/s ...")
+        producer = threading.Thread(target=produce_payloads, args=(settings, payloads, rate), daemon=True)
+        producer.start()
+        stats = _show_live(console, port, len(payloads))
+        producer.join(30)
+
+        _show_predictions(console, settings)
+        ok = stats["scored"] == events and stats["dead_letters_total"] == invalid
+        verdict = "[green]all events accounted for[/]" if ok else "[red]counts do not add up[/]"
+        console.print(
+            f"{stats['scored']:,} predictions, {stats['dead_letters_total']} dead letters "
+            f"{stats['dead_letters']}: {verdict}"
+        )
+        return 0 if ok else 1
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        broker.stop()
+        console.print("stopped the worker and the broker")
+
+
+def _get(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+        return json.loads(response.read())
+
+
+def _wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"worker exited; see {OUT / 'worker.log'}")
+        try:
+            if _get(port, "/ready")["ready"]:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"worker not ready; see {OUT / 'worker.log'}")
+
+
+def _show_live(console: Console, port: int, total: int, timeout_s: float = 120) -> dict:
+    """Print counts once a second until every produced event is accounted for."""
+    deadline = time.monotonic() + timeout_s
+    last, last_t = 0, time.monotonic()
+    while True:
+        time.sleep(1.0)
+        stats = _get(port, "/stats")
+        now = time.monotonic()
+        rate = (stats["consumed"] - last) / (now - last_t)
+        last, last_t = stats["consumed"], now
+        console.print(
+            f"  events in {stats['consumed']:>7,}   predictions out {stats['scored']:>7,}   "
+            f"dead letters {stats['dead_letters_total']:>4}   rate {rate:>8,.0f}/s"
+        )
+        if stats["consumed"] >= total or now > deadline:
+            return stats
+
+
+def _show_predictions(console: Console, settings: Settings) -> None:
+    from confluent_kafka import Consumer
+
+    def first(topic: str, n: int) -> list:
+        consumer = Consumer(
+            {
+                **settings.kafka_client_config(),
+                "group.id": f"demo-peek-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+            }
+        )
+        consumer.subscribe([topic])
+        got: list = []
+        deadline = time.monotonic() + 20
+        while len(got) < n and time.monotonic() < deadline:
+            got += [m for m in consumer.consume(n, 0.5) if not m.error()]
+        consumer.close()
+        return got[:n]
+
+    table = Table(title=f"a few predictions on '{settings.topic_predictions}'")
+    for column in ("event_id", "entity_id", "score", "label", "model", "latency ms"):
+        table.add_column(column)
+    for message in first(settings.topic_predictions, 5):
+        p = json.loads(message.value())
+        table.add_row(
+            p["event_id"],
+            p["entity_id"],
+            f"{p['score']:.4f}",
+            str(p["label"]),
+            f"{p['model_name']} v{p['model_version']}",
+            str(p["latency_ms"]),
+        )
+    console.print(table)
+    table = Table(title=f"a few dead letters on '{settings.topic_dlq}'")
+    for column in ("stage", "reason", "original bytes"):
+        table.add_column(column, overflow="fold")
+    for message in first(settings.topic_dlq, 5):
+        headers = dict(message.headers() or [])
+        table.add_row(
+            headers["streamscore.errors.stage"].decode(),
+            headers["streamscore.errors.exception.message"].decode()[:70],
+            repr((message.value() or b"")[:50]),
+        )
+    console.print(table)

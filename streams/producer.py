@@ -1,0 +1,61 @@
+"""Write feature events to Kafka with confluent-kafka, from a file or a synthetic stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import orjson
+from confluent_kafka import Producer
+
+from streams.settings import Settings
+
+
+def make_producer(settings: Settings, **overrides) -> Producer:
+    return Producer(
+        {
+            **settings.kafka_client_config(),
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 1_000_000,
+            "partitioner": "murmur2_random",
+            **overrides,
+        }
+    )
+
+
+def produce_payloads(
+    settings: Settings,
+    payloads: Iterable[tuple[bytes | None, bytes | None]],
+    rate: float | None = None,
+    topic: str | None = None,
+) -> int:
+    """Produce ``(key, value)`` pairs, at most ``rate`` per second if given; returns the count."""
+    producer = make_producer(settings)
+    topic = topic or settings.topic_features
+    started = time.monotonic()
+    count = 0
+    for key, value in payloads:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if rate:
+            ahead = count / rate - (time.monotonic() - started)
+            if ahead > 0:
+                producer.poll(0)
+                time.sleep(ahead)
+        elif count % 10000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(30)
+    if remaining:
+        raise RuntimeError(f"{remaining} events were not delivered to {topic}")
+    return count
+
+
+def event_payloads(events: Iterable[dict]) -> Iterable[tuple[bytes, bytes]]:
+    for event in events:
+        yield str(event["entity_id"]).encode(), orjson.dumps(event)

@@ -1,0 +1,26 @@
+"""Fixtures shared by unit and integration tests: a tiny trained bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scoring.bundle import ModelBundle
+from scoring.synthetic import agrawal_frame
+from scoring.training import train_bundle
+
+
+@pytest.fixture(scope="session")
+def agrawal_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    """A LightGBM bundle trained on river's Agrawal loans (numeric and categorical inputs)."""
+    frame = agrawal_frame(4000, seed=3, classification_function=2)
+    return train_bundle(
+        frame, "approved", tmp_path_factory.mktemp("bundle") / "loans", name="loans", num_trees=30
+    )
+
+
+@pytest.fixture(scope="session")
+def agrawal_bundle_dir(agrawal_bundle: ModelBundle) -> Path:
+    assert agrawal_bundle.path is not None
+    return agrawal_bundle.path

