@@ -26,7 +26,7 @@ from schemas import headers as h
 from schemas.messages import SCHEMA_VERSION
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent, Stage
-from scoring.scorer import BatchScorer
+from scoring.scorer import BatchScorer, ScoredBatch
 from scoring.validation import EventValidator
 from streams.settings import Settings, UnknownFeatures
 
@@ -56,6 +56,26 @@ class BatchStats:
 
 
 BatchListener = Callable[[BatchStats, float], None]
+
+
+@dataclass
+class _Batch:
+    """The valid events of a batch, column by column, aligned by position."""
+
+    records: list[KafkaRecord] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    entity_ids: list[str] = field(default_factory=list)
+    event_times: list[int] = field(default_factory=list)
+    rows: list[list[float]] = field(default_factory=list)
+
+    def select(self, positions: list[int]) -> _Batch:
+        return _Batch(
+            [self.records[i] for i in positions],
+            [self.event_ids[i] for i in positions],
+            [self.entity_ids[i] for i in positions],
+            [self.event_times[i] for i in positions],
+            [self.rows[i] for i in positions],
+        )
 
 
 @dataclass(frozen=True)
@@ -97,11 +117,7 @@ class ScoreHandler:
         model = self._model
         stats = BatchStats(consumed=len(records))
         parse = model.validator.parse
-        valid: list[KafkaRecord] = []
-        event_ids: list[str] = []
-        entity_ids: list[str] = []
-        event_times: list[int] = []
-        rows: list[list[float]] = []
+        batch = _Batch()
         for record in records:
             try:
                 event = parse(record.value())
@@ -111,27 +127,29 @@ class ScoreHandler:
             except Exception as exc:  # noqa: BLE001 - the worker never dies on data
                 self._dead_letter(record, Stage.validate, type(exc).__name__, str(exc), emit, stats)
                 continue
-            valid.append(record)
-            event_ids.append(event.event_id)
-            entity_ids.append(event.entity_id)
-            event_times.append(event.event_time_ms)
-            rows.append(event.row)
-        if not valid:
+            batch.records.append(record)
+            batch.event_ids.append(event.event_id)
+            batch.entity_ids.append(event.entity_id)
+            batch.event_times.append(event.event_time_ms)
+            batch.rows.append(event.row)
+        if not batch.records:
             return stats
 
-        result = model.scorer.score(rows)
+        matrix = np.asarray(batch.rows, dtype=np.float64)
+        result = model.scorer.score(matrix)
         for index, reason in result.failed.items():
-            self._dead_letter(valid[index], Stage.score, "ScoreError", reason, emit, stats)
-        scored_index = np.flatnonzero(result.scored)
-        stats.scored = len(scored_index)
-        self._emit_predictions(model, valid, event_ids, entity_ids, event_times, result, scored_index, emit)
+            self._dead_letter(batch.records[index], Stage.score, "ScoreError", reason, emit, stats)
+        if result.failed:
+            batch = batch.select(np.flatnonzero(result.scored).tolist())
+            matrix = matrix[result.scored]
+        stats.scored = len(batch.records)
+        partitions = self._emit_predictions(model, batch, result, emit)
         if self.settings.monitor_enabled and stats.scored:
-            self._emit_monitor(
-                model, valid, event_ids, entity_ids, event_times, rows, result, scored_index, emit
-            )
+            self._emit_monitor(model, batch, partitions, matrix, result.scores, emit)
         return stats
 
-    def _emit_predictions(self, model, valid, event_ids, entity_ids, event_times, result, scored_index, emit):
+    def _emit_predictions(self, model: _Model, batch: _Batch, result: ScoredBatch, emit: Emit) -> list[int]:
+        """Emit one prediction per scored event; returns the source partition of each."""
         bundle = model.bundle
         name, version = bundle.name, bundle.version
         now_ms = int(time.time() * 1000)
@@ -145,64 +163,76 @@ class ScoreHandler:
                 (h.CE_TIME, ce_time),
                 ("content-type", b"application/json"),
             ]
-        scores = result.scores.tolist()
-        labels = result.labels.tolist() if result.labels is not None else None
+        labels = result.labels.tolist() if result.labels is not None else [None] * len(batch.records)
         topic = self._topic_predictions
         dumps = orjson.dumps
-        for j, i in enumerate(scored_index.tolist()):
-            record = valid[i]
-            event_id = event_ids[i]
-            entity_id = entity_ids[i]
+        partitions: list[int] = []
+        for record, event_id, entity_id, event_time, score, label in zip(
+            batch.records,
+            batch.event_ids,
+            batch.entity_ids,
+            batch.event_times,
+            result.scores.tolist(),
+            labels,
+            strict=True,
+        ):
+            partition = record.partition()
+            partitions.append(partition)
             value = dumps(
                 {
                     "event_id": event_id,
                     "entity_id": entity_id,
-                    "score": scores[j],
-                    "label": labels[j] if labels is not None else None,
+                    "score": score,
+                    "label": label,
                     "model_name": name,
                     "model_version": version,
-                    "event_time": event_times[i],
+                    "event_time": event_time,
                     "scored_at": now_ms,
                     "latency_ms": now_ms - record.timestamp()[1],
                     "topic": record.topic(),
-                    "partition": record.partition(),
+                    "partition": partition,
                     "offset": record.offset(),
                     "schema_version": SCHEMA_VERSION,
                 }
             )
             headers = [(h.CE_ID, event_id.encode()), *ce_fixed] if with_headers else None
             emit(topic, entity_id.encode(), value, headers)
+        return partitions
 
     def _emit_monitor(
-        self, model, valid, event_ids, entity_ids, event_times, rows, result, scored_index, emit
-    ):
+        self,
+        model: _Model,
+        batch: _Batch,
+        partitions: list[int],
+        matrix: np.ndarray,
+        scores: np.ndarray,
+        emit: Emit,
+    ) -> None:
+        """One monitoring message per source partition of the batch, in columns."""
         bundle = model.bundle
-        scores = result.scores
-        matrix = np.asarray(rows, dtype=np.float64)
-        by_partition: dict[tuple[str, int], list[int]] = {}
-        for j, i in enumerate(scored_index.tolist()):
-            record = valid[i]
-            by_partition.setdefault((record.topic(), record.partition()), []).append(j)
-        for (topic, partition), positions in by_partition.items():
-            picked = scored_index[positions]
+        source = batch.records[0].topic()
+        by_partition = np.asarray(partitions)
+        for partition in np.unique(by_partition).tolist():
+            index = np.flatnonzero(by_partition == partition)
+            part = batch.select(index.tolist())
             value = orjson.dumps(
                 {
                     "model_name": bundle.name,
                     "model_version": bundle.version,
-                    "source_topic": topic,
+                    "source_topic": source,
                     "partition": partition,
-                    "offsets": [valid[i].offset() for i in picked.tolist()],
-                    "event_ids": [event_ids[i] for i in picked.tolist()],
-                    "entity_ids": [entity_ids[i] for i in picked.tolist()],
-                    "event_times": [event_times[i] for i in picked.tolist()],
-                    "scores": scores[positions],
+                    "offsets": [r.offset() for r in part.records],
+                    "event_ids": part.event_ids,
+                    "entity_ids": part.entity_ids,
+                    "event_times": part.event_times,
+                    "scores": scores[index],
                     "feature_names": bundle.spec.names,
-                    "rows": matrix[picked],
+                    "rows": matrix[index],
                     "schema_version": SCHEMA_VERSION,
                 },
                 option=orjson.OPT_SERIALIZE_NUMPY,
             )
-            emit(self._topic_monitor, f"{topic}-{partition}".encode(), value, None)
+            emit(self._topic_monitor, f"{source}-{partition}".encode(), value, None)
 
     def _dead_letter(
         self, record: KafkaRecord, stage: Stage, error_class: str, message: str, emit: Emit, stats: BatchStats
