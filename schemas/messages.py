@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | str | None
+# strict: a JSON boolean is not a number; NaN and infinity are not values
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | str | None
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 EventTime = Annotated[int, Field(description="epoch milliseconds")] | datetime
 
 
@@ -26,7 +28,7 @@ class FeatureEvent(BaseModel):
     entity_id: str = Field(min_length=1)
     event_time: EventTime = Field(description="RFC 3339 timestamp or epoch milliseconds")
     features: dict[str, FeatureValue]
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Annotated[int, Field(strict=True)] = SCHEMA_VERSION
 
 
 class Prediction(BaseModel):
@@ -40,13 +42,13 @@ class Prediction(BaseModel):
 
     event_id: str
     entity_id: str
-    score: float
+    score: FiniteFloat
     label: bool | None = Field(description="binary models: score >= the bundle's threshold")
     model_name: str
     model_version: str
     event_time: int = Field(description="epoch milliseconds")
     scored_at: int = Field(description="epoch milliseconds")
-    latency_ms: float
+    latency_ms: FiniteFloat
     topic: str
     partition: int
     offset: int
@@ -71,9 +73,9 @@ class MonitorBatch(BaseModel):
     event_ids: list[str]
     entity_ids: list[str]
     event_times: list[int]
-    scores: list[float]
+    scores: list[FiniteFloat]
     feature_names: list[str]
-    rows: list[list[float | None]] = Field(description="encoded model inputs; null = missing")
+    rows: list[list[FiniteFloat | None]] = Field(description="encoded model inputs; null = missing")
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
@@ -83,7 +85,7 @@ class Label(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: str
-    label: float
+    label: FiniteFloat
     label_time: int = Field(description="epoch milliseconds")
     schema_version: Literal[1] = SCHEMA_VERSION
 

@@ -75,7 +75,12 @@ class FeatureSpec(BaseModel):
         for name in frame.columns:
             column = frame[name]
             required = not bool(column.isna().any())
-            if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            if pd.api.types.is_bool_dtype(column):
+                raise TrainingError(
+                    f"column {name!r} is boolean, which events cannot carry as a number: "
+                    "cast it to 0/1 (numeric) or to strings (categorical)"
+                )
+            if pd.api.types.is_numeric_dtype(column):
                 values = column.astype(float)
                 if not np.isfinite(values.dropna()).all():
                     raise TrainingError(f"column {name!r} holds infinite values")

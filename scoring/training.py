@@ -60,7 +60,10 @@ def train_bundle(
     frame = frame.dropna(subset=[target]).reset_index(drop=True)
     if len(frame) < 10:
         raise TrainingError(f"need at least 10 labelled rows, got {len(frame)}")
-    y = frame[target].to_numpy(dtype=float)
+    try:
+        y = frame[target].to_numpy(dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"target {target!r} must be numeric (0/1 for binary): {exc}") from None
     if task_kind is Task.binary and not set(np.unique(y)) <= {0.0, 1.0}:
         raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
     features = frame.drop(columns=[target])

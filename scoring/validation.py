@@ -9,8 +9,9 @@ agreement.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
 import orjson
@@ -22,6 +23,10 @@ _NAN = math.nan
 _MISSING = object()
 _NUMBERS = (int, float)
 _NUMBER_TYPES = frozenset({int, float})
+_VALUE_TYPES = frozenset({int, float, str, type(None)})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,10 @@ class EventValidator:
             event_id, entity_id = _identifier(event, "event_id"), _identifier(event, "entity_id")
         if type(event_time) is not int:
             event_time = _event_time(event_time)
+        if "schema_version" in event and type(event["schema_version"]) is not int:
+            raise InvalidEvent(
+                Stage.validate, f"schema_version must be an integer, got {event['schema_version']!r:.40}"
+            )
         return ParsedEvent(event_id, entity_id, event_time, self.row(event.get("features", _MISSING)))
 
     def decode(self, value: bytes | None) -> dict:
@@ -91,7 +100,7 @@ class EventValidator:
             if features is _MISSING:
                 raise InvalidEvent(Stage.validate, "missing required field 'features'")
             raise InvalidEvent(Stage.validate, f"'features' must be an object, got {_json_type(features)}")
-        if self._get_all is not None and not self.reject_unknown:
+        if self._get_all is not None and len(features) == len(self._slots):
             try:
                 values = self._get_all(features)
             except KeyError:
@@ -101,6 +110,7 @@ class EventValidator:
                 return list(values)
         row: list[float] = []
         append = row.append
+        absent = 0
         for slot in self._slots:
             value = features.get(slot.name, _MISSING)
             kind = type(value)
@@ -115,6 +125,7 @@ class EventValidator:
                 append(slot.codes.get(value, slot.unseen))
                 continue
             if value is None or value is _MISSING:
+                absent += value is _MISSING
                 if slot.required:
                     state = "null" if value is None else "missing"
                     raise InvalidEvent(Stage.validate, f"required feature {slot.name!r} is {state}")
@@ -124,11 +135,23 @@ class EventValidator:
             raise InvalidEvent(
                 Stage.validate, f"feature {slot.name!r} must be {expected}, got {_json_type(value)}"
             )
-        if len(features) != len(self._slots) or self.reject_unknown:
-            unknown = features.keys() - self._names
-            if unknown and self.reject_unknown:
-                raise InvalidEvent(Stage.validate, f"unknown features {sorted(unknown)[:10]}")
+        if len(features) + absent != len(self._slots):
+            self._check_unknown(features)
         return row
+
+    def _check_unknown(self, features: dict) -> None:
+        """Features the model does not take: rejected by setting, else only type-checked."""
+        unknown = features.keys() - self._names
+        if not unknown:
+            return
+        if self.reject_unknown:
+            raise InvalidEvent(Stage.validate, f"unknown features {sorted(unknown)[:10]}")
+        for name in unknown:
+            if type(features[name]) not in _VALUE_TYPES:
+                got = _json_type(features[name])
+                raise InvalidEvent(
+                    Stage.validate, f"feature {name!r} must be a number, string or null, got {got}"
+                )
 
 
 def _slot(feature) -> _Slot:
@@ -144,7 +167,7 @@ def _slot(feature) -> _Slot:
 
 
 def _decode_reason(value: bytes, exc: orjson.JSONDecodeError) -> str:
-    if b"NaN" in value or b"Infinity" in value:
+    if (b"NaN" in value or b"Infinity" in value) and "unexpected character" in str(exc):
         return f"NaN or Infinity is not a valid JSON number ({exc})"
     return f"malformed JSON: {exc}"
 
@@ -164,12 +187,14 @@ def _event_time(value: object) -> int:
         return value
     if type(value) is str:
         try:
+            if not _RFC3339.fullmatch(value):
+                raise ValueError
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidEvent(Stage.validate, f"event_time {value[:40]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
+        return (parsed - _EPOCH) // _MILLISECOND
     if value is _MISSING:
         raise InvalidEvent(Stage.validate, "missing required field 'event_time'")
     raise InvalidEvent(

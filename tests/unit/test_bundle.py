@@ -1,0 +1,131 @@
+"""The model bundle on disk: round trip, manifest checks, refusal to overwrite, metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from scoring.bundle import BUNDLE_FILES, MANIFEST_FILE, MODEL_FILE, ModelBundle
+from scoring.errors import BundleError, ManifestMismatch
+from scoring.features import FeatureSpec
+from scoring.synthetic import agrawal_frame
+
+
+@pytest.fixture
+def bundle_copy(agrawal_bundle_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the session bundle that a test may damage."""
+    return Path(shutil.copytree(agrawal_bundle_dir, tmp_path / "copy"))
+
+
+@pytest.fixture(scope="module")
+def encoded_rows(agrawal_bundle: ModelBundle) -> np.ndarray:
+    frame = agrawal_frame(300, seed=99, classification_function=2).drop(columns=["approved"])
+    return agrawal_bundle.spec.encode_frame(frame)
+
+
+def test_save_then_load_gives_identical_predictions(
+    agrawal_bundle: ModelBundle, encoded_rows: np.ndarray, tmp_path: Path
+) -> None:
+    agrawal_bundle.save(tmp_path / "again")
+
+    loaded = ModelBundle.load(tmp_path / "again")
+
+    np.testing.assert_array_equal(loaded.predict(encoded_rows), agrawal_bundle.predict(encoded_rows))
+    assert loaded.spec == agrawal_bundle.spec
+    assert loaded.metadata == agrawal_bundle.metadata
+    assert loaded.reference == agrawal_bundle.reference
+    assert loaded.metrics == agrawal_bundle.metrics
+    assert loaded.path == tmp_path / "again"
+
+
+def test_appending_one_byte_to_the_model_is_a_manifest_mismatch_naming_the_file(bundle_copy: Path) -> None:
+    with (bundle_copy / MODEL_FILE).open("ab") as model:
+        model.write(b"\n")
+
+    with pytest.raises(ManifestMismatch, match=re.escape(MODEL_FILE)):
+        ModelBundle.load(bundle_copy)
+
+
+@pytest.mark.parametrize("name", BUNDLE_FILES)
+def test_a_deleted_bundle_file_is_a_manifest_mismatch_naming_it(bundle_copy: Path, name: str) -> None:
+    (bundle_copy / name).unlink()
+
+    with pytest.raises(ManifestMismatch, match=re.escape(f"{name} is missing")):
+        ModelBundle.load(bundle_copy)
+
+
+def test_a_directory_without_manifest_is_not_a_bundle(bundle_copy: Path) -> None:
+    (bundle_copy / MANIFEST_FILE).unlink()
+
+    with pytest.raises(BundleError, match=re.escape("no manifest.json")) as caught:
+        ModelBundle.load(bundle_copy)
+
+    assert not isinstance(caught.value, ManifestMismatch)
+
+
+def test_an_unreadable_manifest_is_a_bundle_error(bundle_copy: Path) -> None:
+    (bundle_copy / MANIFEST_FILE).write_text("{not json")
+
+    with pytest.raises(BundleError, match=re.escape("unreadable manifest.json")):
+        ModelBundle.load(bundle_copy)
+
+
+def test_a_model_whose_features_differ_from_the_spec_is_refused(
+    agrawal_bundle: ModelBundle, tmp_path: Path
+) -> None:
+    renamed = FeatureSpec(
+        features=[f.model_copy(update={"name": f"{f.name}_v2"}) for f in agrawal_bundle.spec.features]
+    )
+    dataclasses.replace(agrawal_bundle, spec=renamed).save(tmp_path / "renamed")
+
+    with pytest.raises(BundleError, match="differ from the spec") as caught:
+        ModelBundle.load(tmp_path / "renamed")
+
+    assert not isinstance(caught.value, ManifestMismatch)
+
+
+def test_saving_over_an_existing_bundle_is_refused_and_leaves_it_intact(
+    agrawal_bundle: ModelBundle, bundle_copy: Path
+) -> None:
+    before = {p.name: p.read_bytes() for p in bundle_copy.iterdir()}
+    other = dataclasses.replace(
+        agrawal_bundle, metadata=agrawal_bundle.metadata.model_copy(update={"version": "2"})
+    )
+
+    with pytest.raises(BundleError, match="already holds a bundle"):
+        other.save(bundle_copy)
+
+    assert {p.name: p.read_bytes() for p in bundle_copy.iterdir()} == before
+    assert ModelBundle.load(bundle_copy).version == agrawal_bundle.version
+
+
+def test_metadata_records_name_version_task_lightgbm_data_digest_and_creation_time(
+    agrawal_bundle_dir: Path,
+) -> None:
+    metadata = json.loads((agrawal_bundle_dir / "metadata.json").read_text())
+
+    assert metadata["name"] == "loans"
+    assert metadata["version"] == "1"
+    assert metadata["task"] == "binary"
+    assert metadata["target"] == "approved"
+    assert metadata["lightgbm_version"] == lgb.__version__
+    assert re.fullmatch(r"[0-9a-f]{64}", metadata["data_sha256"])
+    created_at = datetime.fromisoformat(metadata["created_at"])
+    assert created_at.tzinfo is not None
+
+
+def test_manifest_lists_the_sha256_of_every_bundle_file(agrawal_bundle_dir: Path) -> None:
+    manifest = json.loads((agrawal_bundle_dir / MANIFEST_FILE).read_text())
+
+    assert manifest["files"] == {
+        name: hashlib.sha256((agrawal_bundle_dir / name).read_bytes()).hexdigest() for name in BUNDLE_FILES
+    }

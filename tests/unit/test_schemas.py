@@ -1,0 +1,185 @@
+"""Message contracts: JSON Schema export, JSON round trips, FeatureEvent rules."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
+
+from schemas import ALL_MESSAGES, DeadLetterContext, FeatureEvent, Label, MonitorBatch, Prediction
+from schemas.export import export_json_schemas
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+texts = st.text(max_size=20)
+
+predictions = st.builds(
+    Prediction,
+    event_id=texts,
+    entity_id=texts,
+    score=finite,
+    label=st.none() | st.booleans(),
+    model_name=texts,
+    model_version=texts,
+    event_time=int64,
+    scored_at=int64,
+    latency_ms=finite,
+    topic=texts,
+    partition=st.integers(0, 10_000),
+    offset=int64,
+)
+labels = st.builds(Label, event_id=texts, label=finite, label_time=int64)
+dead_letter_contexts = st.builds(
+    DeadLetterContext,
+    error_class=texts,
+    error_message=st.text(max_size=200),
+    stage=st.sampled_from(["decode", "validate", "score"]),
+    source_topic=texts,
+    source_partition=st.integers(0, 10_000),
+    source_offset=int64,
+    failed_at=int64,
+)
+
+SAMPLES: dict[str, BaseModel] = {
+    "feature_event": FeatureEvent(
+        event_id="e1",
+        entity_id="c1",
+        event_time=1_700_000_000_000,
+        features={"x": 1.5, "c": "red", "m": None},
+    ),
+    "prediction": Prediction(
+        event_id="e1",
+        entity_id="c1",
+        score=0.7,
+        label=True,
+        model_name="m",
+        model_version="1",
+        event_time=1,
+        scored_at=2,
+        latency_ms=1.0,
+        topic="features",
+        partition=0,
+        offset=5,
+    ),
+    "monitor_batch": MonitorBatch(
+        model_name="m",
+        model_version="1",
+        source_topic="features",
+        partition=0,
+        offsets=[5],
+        event_ids=["e1"],
+        entity_ids=["c1"],
+        event_times=[1],
+        scores=[0.7],
+        feature_names=["x", "c"],
+        rows=[[1.5, None]],
+    ),
+    "label": Label(event_id="e1", label=1.0, label_time=3),
+    "dead_letter_context": DeadLetterContext(
+        error_class="InvalidEvent",
+        error_message="bad",
+        stage="decode",
+        source_topic="features",
+        source_partition=0,
+        source_offset=5,
+        failed_at=4,
+    ),
+}
+
+
+def test_export_writes_one_valid_json_schema_per_message(tmp_path: Path) -> None:
+    written = export_json_schemas(tmp_path / "schemas")
+
+    assert sorted(p.name for p in written) == sorted(f"{name}.schema.json" for name in ALL_MESSAGES)
+    assert sorted(p.name for p in (tmp_path / "schemas").iterdir()) == sorted(p.name for p in written)
+    for path in written:
+        schema = json.loads(path.read_text())
+        Draft202012Validator.check_schema(schema)
+        model = ALL_MESSAGES[path.name.removesuffix(".schema.json")]
+        assert schema["title"] == model.__name__
+        assert set(schema["properties"]) == set(model.model_fields)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_MESSAGES))
+def test_exported_schema_accepts_a_message_the_model_writes(tmp_path: Path, name: str) -> None:
+    export_json_schemas(tmp_path)
+    schema = json.loads((tmp_path / f"{name}.schema.json").read_text())
+
+    errors = list(Draft202012Validator(schema).iter_errors(json.loads(SAMPLES[name].model_dump_json())))
+
+    assert errors == []
+
+
+def test_exported_schemas_reject_unknown_fields_on_messages_streamscore_writes(tmp_path: Path) -> None:
+    export_json_schemas(tmp_path)
+    schema = json.loads((tmp_path / "prediction.schema.json").read_text())
+    message = {**json.loads(SAMPLES["prediction"].model_dump_json()), "surprise": 1}
+
+    assert not Draft202012Validator(schema).is_valid(message)
+
+
+@pytest.mark.parametrize(
+    "strategy", [predictions, labels, dead_letter_contexts], ids=["prediction", "label", "dlq"]
+)
+@given(data=st.data())
+def test_message_survives_json_bytes_round_trip(strategy: st.SearchStrategy, data: st.DataObject) -> None:
+    message = data.draw(strategy)
+
+    again = type(message).model_validate_json(message.model_dump_json().encode())
+
+    assert again == message
+
+
+def test_feature_event_rejects_nan_and_infinite_features() -> None:
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValidationError, match="finite number"):
+            FeatureEvent(event_id="e", entity_id="c", event_time=1, features={"x": bad})
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        payload = b'{"event_id":"e","entity_id":"c","event_time":1,"features":{"x":' + literal + b"}}"
+        with pytest.raises(ValidationError):
+            FeatureEvent.model_validate_json(payload)
+
+
+@pytest.mark.parametrize(
+    "event_time, expected",
+    [
+        ("2024-01-01T00:00:00.123Z", datetime(2024, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)),
+        ("2024-01-01T01:00:00.123+01:00", datetime(2024, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)),
+        (1_704_067_200_123, 1_704_067_200_123),
+    ],
+)
+def test_feature_event_accepts_rfc3339_and_epoch_ms_event_time(event_time, expected) -> None:
+    payload = json.dumps({"event_id": "e", "entity_id": "c", "event_time": event_time, "features": {"x": 1}})
+
+    event = FeatureEvent.model_validate_json(payload)
+
+    assert event.event_time == expected
+    assert type(event.event_time) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"event_id": ""},
+        {"entity_id": ""},
+        {"event_time": "yesterday"},
+        {"features": {"x": [1]}},
+        {"features": None},
+    ],
+)
+def test_feature_event_rejects_what_the_contract_forbids(change: dict) -> None:
+    event = {"event_id": "e", "entity_id": "c", "event_time": 1, "features": {"x": 1.0}, **change}
+    with pytest.raises(ValidationError):
+        FeatureEvent.model_validate_json(json.dumps(event))
+
+
+def test_feature_event_ignores_unknown_top_level_fields() -> None:
+    payload = {"event_id": "e", "entity_id": "c", "event_time": 1, "features": {}, "source": "crm"}
+    assert FeatureEvent.model_validate_json(json.dumps(payload)).schema_version == 1

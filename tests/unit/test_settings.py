@@ -1,0 +1,100 @@
+"""Settings: STREAMSCORE_* environment, frozen, distinct groups, secret SASL password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from streams.settings import ScorePath, Settings, UnknownFeatures
+
+
+def test_environment_variables_with_the_streamscore_prefix_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSCORE_KAFKA_BOOTSTRAP", "broker-1:9093")
+    monkeypatch.setenv("STREAMSCORE_BATCH_SIZE", "250")
+    monkeypatch.setenv("STREAMSCORE_SCORE_PATH", "agent")
+    monkeypatch.setenv("STREAMSCORE_UNKNOWN_FEATURES", "reject")
+    monkeypatch.setenv("STREAMSCORE_MONITOR_ENABLED", "false")
+    monkeypatch.setenv("STREAMSCORE_MODEL_PATH", "/models/loans")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "unprefixed:1")  # not ours
+
+    settings = Settings()
+
+    assert settings.kafka_bootstrap == "broker-1:9093"
+    assert settings.batch_size == 250
+    assert settings.score_path is ScorePath.agent
+    assert settings.unknown_features is UnknownFeatures.reject
+    assert settings.monitor_enabled is False
+    assert settings.model_path == Path("/models/loans")
+
+
+def test_an_invalid_environment_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSCORE_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match="batch_size"):
+        Settings()
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings(kafka_bootstrap="x:1")
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.batch_size = 5  # type: ignore[misc]
+    assert settings.batch_size == 2000
+
+
+@pytest.mark.parametrize("source", ["arguments", "environment"])
+def test_group_id_equal_to_app_id_is_refused(monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    if source == "arguments":
+        make = lambda: Settings(app_id="same", group_id="same")  # noqa: E731
+    else:
+        monkeypatch.setenv("STREAMSCORE_APP_ID", "same")
+        monkeypatch.setenv("STREAMSCORE_GROUP_ID", "same")
+        make = Settings
+    with pytest.raises(ValidationError, match="must differ from app_id"):
+        make()
+
+
+def test_default_group_and_app_ids_differ() -> None:
+    settings = Settings()
+    assert settings.group_id != settings.app_id
+
+
+def test_sasl_password_is_secret_and_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSCORE_KAFKA_SASL_PASSWORD", "hunter2-very-secret")
+
+    settings = Settings(kafka_sasl_username="svc")
+
+    assert isinstance(settings.kafka_sasl_password, SecretStr)
+    assert settings.kafka_sasl_password.get_secret_value() == "hunter2-very-secret"
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "hunter2-very-secret" not in shown
+
+
+def test_kafka_client_config_carries_sasl_options_when_set() -> None:
+    settings = Settings(
+        kafka_bootstrap="b:9096",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="s3cret",
+    )
+
+    assert settings.kafka_client_config() == {
+        "bootstrap.servers": "b:9096",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "s3cret",
+    }
+
+
+def test_kafka_client_config_has_no_sasl_options_by_default() -> None:
+    assert Settings(kafka_bootstrap="b:1").kafka_client_config() == {
+        "bootstrap.servers": "b:1",
+        "security.protocol": "PLAINTEXT",
+    }
+
+
+def test_all_topics_are_distinct_by_default() -> None:
+    topics = Settings().all_topics()
+    assert len(topics) == len(set(topics)) == 8
