@@ -8,7 +8,8 @@ event loop stays free for the web server and the other agents.
 
 Delivery: at-least-once. A batch's offsets are committed only after every
 prediction, dead letter and monitoring record of that batch is acknowledged by
-the broker (``flush``). If any delivery fails, the batch is consumed again.
+the broker (``flush``). The wait for those acknowledgements overlaps the fetch
+of the next batch; if any delivery fails, the batch is consumed again.
 A crash before the commit replays the batch; predictions carry ``event_id`` so
 consumers can deduplicate.
 """
@@ -19,11 +20,12 @@ import asyncio
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from mode import Service
 
-from streams.handler import BatchListener, Headers, ScoreHandler
+from streams.handler import BatchListener, BatchStats, Headers, ScoreHandler
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,15 @@ def producer_config(settings: Settings) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A batch whose outputs are produced but not yet acknowledged, so not yet committed."""
+
+    records: list[Message]
+    stats: BatchStats
+    seconds: float
+
+
 class BatchScoreService(Service):
     """Consume a batch, score it, produce the results, wait for acks, commit; repeat."""
 
@@ -70,6 +81,9 @@ class BatchScoreService(Service):
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failed_deliveries: list[str] = []
+        self._pending: _Pending | None = None
+        self._producer: Producer
+        self._consumer: Consumer
         self.assigned: set[tuple[str, int]] = set()
 
     async def on_start(self) -> None:
@@ -112,26 +126,42 @@ class BatchScoreService(Service):
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.05)
 
+        self._producer, self._consumer = producer, consumer
         linger_s = settings.batch_linger_ms / 1000.0
         try:
             while not self._stopping.is_set():
+                # The previous batch's outputs are in flight while this fetch waits.
                 messages = consumer.consume(settings.batch_size, linger_s)
-                if not messages:
-                    producer.poll(0)
-                    continue
                 records = [m for m in messages if not _is_error(m)]
+                if self._pending is not None and not self._settle(fetched=records):
+                    continue
                 if not records:
+                    producer.poll(0)
                     continue
                 started = time.perf_counter()
                 stats = self.handler.handle(records, emit)
-                if not self._flush(producer):
-                    _rewind(consumer, records)
-                    continue
-                consumer.commit(offsets=_next_offsets(records), asynchronous=True)
-                if self.on_batch is not None:
-                    self.on_batch(stats, time.perf_counter() - started)
+                producer.poll(0)
+                self._pending = _Pending(records, stats, time.perf_counter() - started)
+            if self._pending is not None:
+                self._settle(synchronous=True)
         finally:
             self._close(consumer, producer)
+
+    def _settle(self, fetched: list[Message] | None = None, synchronous: bool = False) -> bool:
+        """Wait for the pending batch's outputs; commit its offsets if all were acknowledged.
+
+        Otherwise seek back so the pending batch, and anything ``fetched`` after it, is
+        consumed again; False then.
+        """
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        if not self._flush(self._producer):
+            _rewind(self._consumer, pending.records + (fetched or []))
+            return False
+        self._consumer.commit(offsets=_next_offsets(pending.records), asynchronous=not synchronous)
+        if self.on_batch is not None:
+            self.on_batch(pending.stats, pending.seconds)
+        return True
 
     def _flush(self, producer: Producer) -> bool:
         """Wait until the broker acknowledged everything produced; False if any delivery failed."""
@@ -169,6 +199,8 @@ class BatchScoreService(Service):
         log.info("assigned %s", sorted(self.assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._pending is not None:  # hand over committed offsets, not a replay
+            self._settle(synchronous=True)
         self.assigned -= {(p.topic, p.partition) for p in partitions}
         log.info("revoked %s", [(p.topic, p.partition) for p in partitions])
 
