@@ -23,3 +23,5 @@ DLQ_TOPIC = DLQ_PREFIX + "topic"
 DLQ_PARTITION = DLQ_PREFIX + "partition"
 DLQ_OFFSET = DLQ_PREFIX + "offset"
 DLQ_TIME = DLQ_PREFIX + "timestamp"
+# only on a dead letter whose value was cut to max_message_bytes: the original length
+DLQ_ORIGINAL_SIZE = DLQ_PREFIX + "original.size"

@@ -56,11 +56,12 @@ class Prediction(BaseModel):
 
 
 class MonitorBatch(BaseModel):
-    """The monitoring records of one scored batch from one source partition, in columns.
+    """Monitoring records of scored events from one source partition, in columns.
 
-    One message per batch rather than per event: the drift and learning agents
-    read windows of columns, and the scorer pays one produce per batch instead of
-    one per event. Row ``i`` of every list is one scored event.
+    A few messages per scored batch (one per source partition, split to stay well
+    under the broker's message size limit) rather than one per event: the drift and
+    learning agents read windows of columns, and the scorer pays a few produces per
+    batch instead of one per event. Row ``i`` of every list is one scored event.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -39,8 +39,10 @@ def consumer_config(settings: Settings, group_id: str) -> dict:
         "auto.offset.reset": "earliest",
         "session.timeout.ms": int(settings.session_timeout_s * 1000),
         "heartbeat.interval.ms": max(100, int(settings.session_timeout_s * 1000) // 3),
+        # Tansu answers a waiting fetch only when this wait runs out, so it bounds latency
+        # when the consumer is caught up. (queued.min.messages raised to 20000 cost 40% of
+        # throughput on Tansu: measured 28.6k vs 49.6k events/s in one run.)
         "fetch.wait.max.ms": 10,
-        "queued.min.messages": 20000,
         "enable.partition.eof": False,
     }
 
@@ -55,6 +57,7 @@ def producer_config(settings: Settings) -> dict:
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "partitioner": "murmur2_random",
+        "message.max.bytes": 1_048_576,
         "delivery.report.only.error": True,
     }
 

@@ -57,6 +57,9 @@ class BatchStats:
 
 BatchListener = Callable[[BatchStats, float], None]
 
+MONITOR_MESSAGE_BYTES = 400_000
+_JSON_BYTES_PER_VALUE = 25  # a float64 as JSON text, at most, with its comma
+
 
 @dataclass
 class _Batch:
@@ -86,6 +89,7 @@ class _Model:
     validator: EventValidator
     scorer: BatchScorer
     ce_source: bytes
+    monitor_rows: int
 
 
 class ScoreHandler:
@@ -111,7 +115,10 @@ class ScoreHandler:
             max_bytes=self.settings.max_message_bytes,
         )
         scorer = BatchScorer(bundle, num_threads=self.settings.predict_threads)
-        return _Model(bundle, validator, scorer, f"streamscore/{bundle.name}/{bundle.version}".encode())
+        # keep each monitoring message well under the broker's 1 MB default limit
+        monitor_rows = max(1, MONITOR_MESSAGE_BYTES // (_JSON_BYTES_PER_VALUE * len(bundle.spec.names) + 150))
+        ce_source = f"streamscore/{bundle.name}/{bundle.version}".encode()
+        return _Model(bundle, validator, scorer, ce_source, monitor_rows)
 
     def handle(self, records: Sequence[KafkaRecord], emit: Emit) -> BatchStats:
         model = self._model
@@ -208,31 +215,34 @@ class ScoreHandler:
         scores: np.ndarray,
         emit: Emit,
     ) -> None:
-        """One monitoring message per source partition of the batch, in columns."""
+        """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each."""
         bundle = model.bundle
         source = batch.records[0].topic()
         by_partition = np.asarray(partitions)
+        step = model.monitor_rows
         for partition in np.unique(by_partition).tolist():
-            index = np.flatnonzero(by_partition == partition)
-            part = batch.select(index.tolist())
-            value = orjson.dumps(
-                {
-                    "model_name": bundle.name,
-                    "model_version": bundle.version,
-                    "source_topic": source,
-                    "partition": partition,
-                    "offsets": [r.offset() for r in part.records],
-                    "event_ids": part.event_ids,
-                    "entity_ids": part.entity_ids,
-                    "event_times": part.event_times,
-                    "scores": scores[index],
-                    "feature_names": bundle.spec.names,
-                    "rows": matrix[index],
-                    "schema_version": SCHEMA_VERSION,
-                },
-                option=orjson.OPT_SERIALIZE_NUMPY,
-            )
-            emit(self._topic_monitor, f"{source}-{partition}".encode(), value, None)
+            in_partition = np.flatnonzero(by_partition == partition)
+            for start in range(0, len(in_partition), step):
+                index = in_partition[start : start + step]
+                part = batch.select(index.tolist())
+                value = orjson.dumps(
+                    {
+                        "model_name": bundle.name,
+                        "model_version": bundle.version,
+                        "source_topic": source,
+                        "partition": partition,
+                        "offsets": [r.offset() for r in part.records],
+                        "event_ids": part.event_ids,
+                        "entity_ids": part.entity_ids,
+                        "event_times": part.event_times,
+                        "scores": scores[index],
+                        "feature_names": bundle.spec.names,
+                        "rows": matrix[index],
+                        "schema_version": SCHEMA_VERSION,
+                    },
+                    option=orjson.OPT_SERIALIZE_NUMPY,
+                )
+                emit(self._topic_monitor, f"{source}-{partition}".encode(), value, None)
 
     def _dead_letter(
         self, record: KafkaRecord, stage: Stage, error_class: str, message: str, emit: Emit, stats: BatchStats
@@ -248,4 +258,10 @@ class ScoreHandler:
             (h.DLQ_TIME, str(int(time.time() * 1000)).encode()),
         ]
         original = list(record.headers() or [])
-        emit(self._topic_dlq, record.key(), record.value(), original + context)
+        value = record.value()
+        limit = self.settings.max_message_bytes
+        if value is not None and len(value) > limit:
+            # the broker would refuse the original plus our headers: keep the head, say so
+            context.append((h.DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
+            value = value[:limit]
+        emit(self._topic_dlq, record.key(), value, original + context)

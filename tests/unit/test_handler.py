@@ -352,3 +352,32 @@ def test_swap_serves_the_new_model_from_the_next_batch(agrawal_bundle, events) -
     assert {
         MonitorBatch.model_validate_json(o.value).model_version for o in second.on(SETTINGS.topic_monitor)
     } == {"2"}
+
+
+def test_monitor_messages_stay_under_the_broker_limit_for_any_batch_size(agrawal_bundle) -> None:
+    # 5,000 events in one partition: one message would be over 1 MB; the handler splits it
+    settings = Settings(kafka_bootstrap="x:1")
+    handler = ScoreHandler(settings, agrawal_bundle)
+    events = list(events_from_frame(agrawal_frame(5000, seed=4).drop(columns=["approved"])))
+    records = [Record(orjson.dumps(e), offset_=i) for i, e in enumerate(events)]
+    emitted: list = []
+    handler.handle(records, lambda *r: emitted.append(r))
+
+    monitor = [r for r in emitted if r[0] == settings.topic_monitor]
+    assert len(monitor) > 1
+    assert max(len(r[2]) for r in monitor) < 1_000_000
+    batches = [MonitorBatch.model_validate_json(r[2]) for r in monitor]
+    assert [o for b in batches for o in b.offsets] == list(range(5000))
+
+
+def test_dead_letter_of_an_oversize_payload_keeps_the_head_and_the_original_size(agrawal_bundle) -> None:
+    settings = Settings(kafka_bootstrap="x:1", max_message_bytes=1000)
+    handler = ScoreHandler(settings, agrawal_bundle)
+    payload = b'{"event_id": "' + b"x" * 5000 + b'"}'
+    emitted: list = []
+    handler.handle([Record(payload, offset_=7)], lambda *r: emitted.append(r))
+
+    ((topic, _, value, headers),) = emitted
+    assert topic == settings.topic_dlq
+    assert value == payload[:1000]
+    assert dict(headers)["streamscore.errors.original.size"] == str(len(payload)).encode()

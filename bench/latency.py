@@ -1,0 +1,208 @@
+"""End-to-end latency of a contender (default: the streamscore batch path) at fixed offered loads.
+
+First its max rate (a throughput run, or ``--max-rate``), then for each fraction of
+it a fresh broker and a fresh contender, a warm-up, and a paced producer for
+``--duration`` seconds. Each event carries its produce time (``event_time``, epoch ms,
+and header ``bench_produced_ns``); latency = time its prediction is read minus the
+time it was handed to the producer (so it includes the producer's linger).
+
+Tansu fetch costs grow with the record batches in a partition, so every rate gets a
+fresh broker; the "broker floor" rows (producer -> broker -> reader, no contender)
+show what the broker alone adds at the same rate.
+
+    .venv/bin/python bench/latency.py [--contender streamscore_batch] [--max-rate N]
+        [--fractions 0.1,0.5,0.9] [--duration 10] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from confluent_kafka import Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from common import (
+    CONTENDERS,
+    FEATURES,
+    Broker,
+    OutputReader,
+    create_topics,
+    event,
+    launch,
+    make_events,
+    preload,
+    producer_config,
+    train_model,
+    unique,
+)
+from throughput import run_contender
+
+WARMUP_EVENTS = 500
+
+
+def paced_produce(
+    producer: Producer, topic: str, rate: float, duration_s: float, prefix: str
+) -> tuple[dict[str, float], float]:
+    """Send ``rate`` events/s for ``duration_s``; returns event_id -> produce time and the achieved rate."""
+    rows = np.random.default_rng(7).standard_normal((10_000, len(FEATURES))).round(6)
+    total = int(rate * duration_s)
+    sent_at: dict[str, float] = {}
+    start = time.perf_counter()
+    i = 0
+    while i < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while i < due:
+            now = time.time()
+            ev = event(i, rows[i % len(rows)], int(now * 1000), prefix=prefix)
+            headers = [("bench_produced_ns", str(time.time_ns()).encode())]
+            while True:
+                try:
+                    producer.produce(topic, orjson.dumps(ev), ev["entity_id"].encode(), headers=headers)
+                    break
+                except BufferError:
+                    producer.poll(0.001)
+            sent_at[ev["event_id"]] = now
+            i += 1
+        producer.poll(0)
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    achieved = total / max(time.perf_counter() - start, 1e-9)
+    producer.flush(30)
+    return sent_at, achieved
+
+
+def latencies(reader: OutputReader, sent_at: dict[str, float], skip: int) -> np.ndarray:
+    """Milliseconds from produce to read for each phase event read (values after ``skip``)."""
+    res = reader.result
+    out = []
+    for value, read_at in zip(res.values[skip:], res.times[skip:], strict=True):
+        produced = sent_at.get(orjson.loads(value).get("event_id"))
+        if produced is not None:
+            out.append((read_at - produced) * 1000)
+    return np.asarray(out)
+
+
+def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: Path, workdir: Path) -> dict:
+    """One offered rate on a fresh broker; ``name`` None measures the broker alone."""
+    label = name or "broker floor"
+    with Broker() as broker:
+        in_topic, out_topic = unique("features"), unique("out")
+        create_topics(broker.bootstrap, [in_topic, out_topic], args.partitions)
+        producer = Producer(producer_config(broker.bootstrap, linger_ms=args.linger_ms))
+        contender = None
+        if name is not None:
+            contender = launch(
+                name, broker.bootstrap, in_topic, out_topic, bundle, workdir / f"{name}-{rate:.0f}",
+                args.partitions, args.batch_size,
+            )  # fmt: skip
+        read_topic = out_topic if name else in_topic
+        reader = OutputReader(broker.bootstrap, read_topic, keep_times=True, latency=True)
+        try:
+            alive = (lambda: contender.failed() is None) if contender else (lambda: True)
+            paced_produce(producer, in_topic, 100, WARMUP_EVENTS / 100, prefix="w")
+            reader.target = WARMUP_EVENTS
+            if not reader.wait_for(30, 180, alive):
+                tail = contender.log_tail() if contender else ""
+                print(f"{label} at {rate:,.0f}/s: FAILED to warm up (read {reader.count()})\n{tail}")
+                return {"contender": label, "rate": rate, "ok": False}
+            time.sleep(1.0)
+            skip = reader.count()
+            sent_at, achieved = paced_produce(producer, in_topic, rate, args.duration, prefix="p")
+            reader.target = skip + len(sent_at)
+            reader.wait_for(10, 10, alive)
+        finally:
+            reader.stop()
+            if contender:
+                contender.stop()
+    lat = latencies(reader, sent_at, skip)
+    row = {
+        "contender": label,
+        "rate": round(rate),
+        "achieved_rate": round(achieved),
+        "ok": len(lat) > 0,
+        "sent": len(sent_at),
+        "read": len(lat),
+    }
+    if len(lat):
+        for q in (50, 95, 99):
+            row[f"p{q}_ms"] = round(float(np.percentile(lat, q)), 1)
+        row["max_ms"] = round(float(lat.max()), 1)
+    print(f"  {label} at {rate:,.0f}/s: {row}", flush=True)
+    return row
+
+
+def measure_max_rate(args: argparse.Namespace, bundle: Path, workdir: Path) -> float | None:
+    """The contender's throughput over a preloaded topic, as in bench/throughput.py."""
+    print(f"measuring the max rate of {args.contender} on {args.max_events:,} events ...", flush=True)
+    with Broker() as broker:
+        in_topic = unique("features")
+        create_topics(broker.bootstrap, [in_topic], args.partitions)
+        preload(broker.bootstrap, in_topic, make_events(args.max_events))
+        tp_args = argparse.Namespace(partitions=args.partitions, batch_size=args.batch_size, workers=1)
+        row = run_contender(args.contender, broker, in_topic, args.max_events, bundle, workdir, tp_args)
+    return row["events_per_s"] if row["ok"] else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contender", default="streamscore_batch", choices=list(CONTENDERS))
+    parser.add_argument("--max-rate", type=float, default=None, help="skip measuring it")
+    parser.add_argument("--max-events", type=int, default=100_000, help="events for the max-rate run")
+    parser.add_argument("--fractions", default="0.1,0.5,0.9")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per offered rate")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="STREAMSCORE_BATCH_SIZE")
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--linger-ms", type=float, default=5.0, help="paced producer linger.ms")
+    parser.add_argument("--no-floor", action="store_true", help="skip the broker-only rows")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
+        workdir = Path(tmp)
+        bundle = train_model(workdir / "bundle", trees=args.trees)
+        max_rate = args.max_rate or measure_max_rate(args, bundle, workdir)
+        if max_rate is None:
+            return 1
+        print(f"max rate: {max_rate:,.0f} events/s", flush=True)
+        rows = []
+        for fraction in (float(f) for f in args.fractions.split(",")):
+            rate = fraction * max_rate
+            rows.append({"fraction": fraction, **run_phase(args.contender, rate, args, bundle, workdir)})
+            if not args.no_floor:
+                rows.append({"fraction": fraction, **run_phase(None, rate, args, bundle, workdir)})
+
+    print(f"\n{args.contender}: end-to-end latency, max rate {max_rate:,.0f} events/s")
+    print("| load | pipeline | offered/s | achieved/s | read | p50 ms | p95 ms | p99 ms | max ms |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        if not r["ok"]:
+            print(f"| {r['fraction']:.0%} | {r['contender']} | {r['rate']:,.0f} | FAILED | | | | | |")
+            continue
+        print(
+            f"| {r['fraction']:.0%} | {r['contender']} | {r['rate']:,} | {r['achieved_rate']:,} "
+            f"| {r['read']:,}/{r['sent']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
+        )
+    half = [r for r in rows if r["ok"] and r["contender"] == args.contender and r["fraction"] == 0.5]
+    if half:
+        verdict = "meets" if half[0]["p99_ms"] <= 25 else "misses"
+        print(f"p99 at 50% of max: {half[0]['p99_ms']} ms ({verdict} the <= 25 ms goal)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {"max_rate": max_rate, "config": vars(args), "results": rows}
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
