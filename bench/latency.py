@@ -33,7 +33,6 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from common import (
     CONTENDERS,
     FEATURES,
-    Broker,
     OutputReader,
     create_topics,
     event,
@@ -45,6 +44,8 @@ from common import (
     unique,
 )
 from throughput import run_contender
+
+from streams.broker import start_broker
 
 WARMUP_EVENTS = 500
 
@@ -95,7 +96,7 @@ def latencies(reader: OutputReader, sent_at: dict[str, float], skip: int) -> np.
 def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: Path, workdir: Path) -> dict:
     """One offered rate on a fresh broker; ``name`` None measures the broker alone."""
     label = name or "broker floor"
-    with Broker() as broker:
+    with start_broker() as broker:
         in_topic, out_topic = unique("features"), unique("out")
         create_topics(broker.bootstrap, [in_topic, out_topic], args.partitions)
         producer = Producer(producer_config(broker.bootstrap, linger_ms=args.linger_ms))
@@ -144,7 +145,7 @@ def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: P
 def measure_max_rate(args: argparse.Namespace, bundle: Path, workdir: Path) -> float | None:
     """The contender's throughput over a preloaded topic, as in bench/throughput.py."""
     print(f"measuring the max rate of {args.contender} on {args.max_events:,} events ...", flush=True)
-    with Broker() as broker:
+    with start_broker() as broker:
         in_topic = unique("features")
         create_topics(broker.bootstrap, [in_topic], args.partitions)
         preload(broker.bootstrap, in_topic, make_events(args.max_events))

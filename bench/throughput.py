@@ -24,7 +24,6 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from common import (
     CONTENDERS,
-    Broker,
     OutputReader,
     TreeSampler,
     create_topics,
@@ -35,6 +34,8 @@ from common import (
     train_model,
     unique,
 )
+
+from streams.broker import Broker, start_broker
 
 START_TIMEOUT_S = 180.0  # from launch to the first output message
 IDLE_TIMEOUT_S = 30.0  # longest gap in output before a contender counts as stalled
@@ -120,7 +121,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown contenders {unknown}; known: {', '.join(CONTENDERS)}")
 
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, Broker() as broker:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, start_broker() as broker:
         workdir = Path(tmp)
         t = time.perf_counter()
         bundle = train_model(workdir / "bundle", trees=args.trees)

@@ -48,6 +48,12 @@ class Broker:
                 self.process.kill()
                 self.process.wait(5)
 
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def start_broker(port: int | None = None, log_path: Path | None = None, timeout_s: float = 20.0) -> Broker:
     """Start Tansu on loopback and wait until it answers a metadata request."""
