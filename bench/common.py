@@ -190,6 +190,7 @@ class Launched:
     name: str
     processes: list[subprocess.Popen]
     logs: list[Path]
+    web_ports: list[int] = field(default_factory=list)  # streamscore workers' /stats and /metrics
 
     def failed(self) -> int | None:
         """The exit code of the first process that has exited, if any."""
@@ -223,6 +224,7 @@ def launch(
     partitions: int = 4,
     batch_size: int | None = None,
     workers: int = 1,
+    settings_env: dict[str, str] | None = None,
 ) -> Launched:
     """Start contender ``name`` reading ``in_topic`` from earliest and writing ``out_topic``."""
     if name not in CONTENDERS:
@@ -231,6 +233,7 @@ def launch(
     group = unique(f"bench-{name}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     commands: list[tuple[list[str], dict[str, str]]] = []
+    web_ports: list[int] = []
     script = CONTENDERS[name]
     if script is not None:
         args = [bootstrap, in_topic, out_topic, str(bundle_dir / "model.txt"), group]
@@ -250,11 +253,13 @@ def launch(
             common[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
         if batch_size:
             common["STREAMSCORE_BATCH_SIZE"] = str(batch_size)
+        common.update(settings_env or {})
         for w in range(workers):
+            web_ports.append(free_port())
             wenv = {
                 **env,
                 **common,
-                "STREAMSCORE_WEB_PORT": str(free_port()),
+                "STREAMSCORE_WEB_PORT": str(web_ports[-1]),
                 "STREAMSCORE_DATA_DIR": str(workdir / f"data-{w}"),
             }
             commands.append(([PYTHON, "-m", "streams", "worker", "--model", str(bundle_dir)], wenv))
@@ -266,7 +271,7 @@ def launch(
                 subprocess.Popen(cmd, env=cenv, cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT)
             )
         logs.append(log)
-    return Launched(name, processes, logs)
+    return Launched(name, processes, logs, web_ports)
 
 
 @dataclass

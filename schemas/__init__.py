@@ -1,7 +1,8 @@
 """Message contracts of streamscore: pydantic models, header names, JSON Schema export."""
 
+from schemas.drift import DriftAlert, DriftReport
+from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
 from schemas.messages import (
-    ALL_MESSAGES,
     SCHEMA_VERSION,
     DeadLetterContext,
     FeatureEvent,
@@ -10,10 +11,14 @@ from schemas.messages import (
     Prediction,
 )
 
+ALL_MESSAGES = {**_CORE_MESSAGES, "drift_report": DriftReport, "drift_alert": DriftAlert}
+
 __all__ = [
     "ALL_MESSAGES",
     "SCHEMA_VERSION",
     "DeadLetterContext",
+    "DriftAlert",
+    "DriftReport",
     "FeatureEvent",
     "Label",
     "MonitorBatch",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.messages import ALL_MESSAGES
+from schemas import ALL_MESSAGES
 
 
 def export_json_schemas(directory: Path) -> list[Path]:

@@ -8,12 +8,16 @@ original message's own headers.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 CE_SPECVERSION = "ce_specversion"
 CE_ID = "ce_id"
 CE_TYPE = "ce_type"
 CE_SOURCE = "ce_source"
 CE_TIME = "ce_time"
 PREDICTION_CE_TYPE = "io.streamscore.prediction.v1"
+DRIFT_REPORT_CE_TYPE = "io.streamscore.drift.report.v1"
+DRIFT_ALERT_CE_TYPE = "io.streamscore.drift.alert.v1"
 
 DLQ_PREFIX = "streamscore.errors."
 DLQ_CLASS = DLQ_PREFIX + "exception.class.name"
@@ -25,3 +29,8 @@ DLQ_OFFSET = DLQ_PREFIX + "offset"
 DLQ_TIME = DLQ_PREFIX + "timestamp"
 # only on a dead letter whose value was cut to max_message_bytes: the original length
 DLQ_ORIGINAL_SIZE = DLQ_PREFIX + "original.size"
+
+
+def ce_time(epoch_ms: int) -> bytes:
+    """The ``ce_time`` header value: RFC 3339 in UTC."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().encode()

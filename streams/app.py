@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
 from faust.web import Request, Response, View
 from mode import Service
+from prometheus_client import CollectorRegistry, generate_latest
 
 from scoring.bundle import ModelBundle
+from scoring.drift import DriftMonitor, DriftThresholds
 from streams.agent_path import register_score_agent
 from streams.batch_path import BatchScoreService
+from streams.drift_agent import DriftCounters, register_drift_agent
 from streams.handler import ScoreHandler
-from streams.settings import ScorePath, Settings
+from streams.metrics import worker_registry
+from streams.settings import Role, ScorePath, Settings
 from streams.telemetry import ScoreCounters
 
 log = logging.getLogger(__name__)
+
+# Prometheus text format 0.0.4; aiohttp adds the charset itself and refuses one here
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
 @dataclass
@@ -27,6 +35,9 @@ class WorkerParts:
     handler: ScoreHandler
     counters: ScoreCounters
     services: list[Service]
+    registry: CollectorRegistry
+    drift: DriftMonitor | None = None
+    drift_counters: DriftCounters | None = None
 
 
 def faust_broker_options(settings: Settings) -> dict:
@@ -46,13 +57,13 @@ def faust_broker_options(settings: Settings) -> dict:
 
 def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     app = faust.App(
-        settings.app_id,
+        settings.faust_app_id,
         **faust_broker_options(settings),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         store="memory://",
-        datadir=str(settings.data_dir / settings.app_id),
+        datadir=str(settings.data_dir / settings.faust_app_id),
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,
@@ -60,19 +71,33 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     )
     handler = ScoreHandler(settings, bundle)
     counters = ScoreCounters()
-    services: list[Service] = []
-    if settings.score_path is ScorePath.batch:
+    registry, gauges = worker_registry(counters)
+    parts = WorkerParts(app, handler, counters, [], registry)
+    checks: list[Callable[[], bool]] = []
+    if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
         batch = BatchScoreService(settings, handler, on_batch=counters.record)
-        services.append(batch)
-        ready = lambda: bool(batch.assigned)  # noqa: E731
-    else:
+        parts.services.append(batch)
+        checks.append(lambda: bool(batch.assigned))
+    elif settings.runs(Role.score):
         register_score_agent(app, settings, handler, on_batch=counters.record)
-        ready = lambda: bool(app.consumer.assignment())  # noqa: E731
-    _register_views(app, handler, counters, ready)
-    return WorkerParts(app, handler, counters, services)
+        checks.append(lambda: bool(app.consumer.assignment()))
+    if settings.runs(Role.drift):
+        parts.drift = DriftMonitor(
+            DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
+            window_events=settings.drift_window_events,
+            window_s=settings.drift_window_seconds,
+        )
+        parts.drift.register(bundle)
+        parts.drift_counters = register_drift_agent(app, settings, parts.drift, gauges)
+        checks.append(lambda: bool(app.consumer.assignment()))
+    ready = lambda: all(check() for check in checks)  # noqa: E731
+    _register_views(app, parts, ready)
+    return parts
 
 
-def _register_views(app: faust.App, handler: ScoreHandler, counters: ScoreCounters, ready) -> None:
+def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
+    handler, counters = parts.handler, parts.counters
+
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
@@ -89,6 +114,15 @@ def _register_views(app: faust.App, handler: ScoreHandler, counters: ScoreCounte
     class Stats(View):
         async def get(self, request: Request) -> Response:
             bundle = handler.bundle
-            return self.json(
-                {**counters.snapshot(), "model_name": bundle.name, "model_version": bundle.version}
-            )
+            body = {**counters.snapshot(), "model_name": bundle.name, "model_version": bundle.version}
+            if parts.drift_counters is not None and parts.drift is not None:
+                body["drift"] = {
+                    **vars(parts.drift_counters),
+                    "open_window_events": parts.drift.open_events(),
+                }
+            return self.json(body)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(parts.registry), content_type=PROMETHEUS_TEXT)

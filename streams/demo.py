@@ -28,6 +28,7 @@ from streams.broker import free_port, start_broker
 from streams.producer import produce_payloads
 from streams.settings import Settings
 
+DRIFT_WINDOW = 5000
 OUT = Path("demo-output")
 
 
@@ -58,6 +59,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
             "STREAMSCORE_GROUP_ID": settings.group_id,
             "STREAMSCORE_WEB_PORT": str(port),
             "STREAMSCORE_DATA_DIR": str(OUT / "data"),
+            "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(DRIFT_WINDOW),
         }
         log = open(OUT / "worker.log", "wb")  # noqa: SIM115 - closed with the process below
         worker = subprocess.Popen(
@@ -70,6 +72,8 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         console.print(f"worker ready (batch score path); web views on http://127.0.0.1:{port}/stats")
 
         stream = agrawal_frame(events, seed=99, classification_function=2).drop(columns=["approved"])
+        # the second half of the applicants earn 30% more than anyone the model was trained on
+        stream.loc[events // 2 :, "salary"] *= 1.3
         mixed = interleave_invalid(list(events_from_frame(stream, prefix="demo")), invalid, "salary", seed=3)
         payloads = [(str(e["entity_id"]).encode(), p) for _, e, p in mixed]
         console.print(f"producing {events:,} loan applications (+{invalid} invalid) at {rate:,.0f}/s ...")
@@ -79,6 +83,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         producer.join(30)
 
         _show_predictions(console, settings)
+        _show_drift(console, settings, windows=events // DRIFT_WINDOW)
         ok = stats["scored"] == events and stats["dead_letters_total"] == invalid
         verdict = "[green]all events accounted for[/]" if ok else "[red]counts do not add up[/]"
         console.print(
@@ -179,3 +184,59 @@ def _show_predictions(console: Console, settings: Settings) -> None:
             repr((message.value() or b"")[:50]),
         )
     console.print(table)
+
+
+def _show_drift(console: Console, settings: Settings, windows: int) -> None:
+    """The drift reports of the run: salary shifts in the second half, nothing else does."""
+
+    def reports_in(got: list[dict]) -> list[dict]:
+        return [r for r in got if r["type"] == "drift_report"]
+
+    reports = reports_in(_read(settings, settings.topic_drift, lambda got: len(reports_in(got)) >= windows))
+    table = Table(title=f"drift reports on '{settings.topic_drift}' (windows of {DRIFT_WINDOW:,} events)")
+    for column in (
+        "window",
+        "events",
+        "drifted features",
+        "largest feature PSI",
+        "score PSI",
+        "ADWIN/PH changes",
+    ):
+        table.add_column(column)
+    for r in reports[:windows]:
+        top = max(r["features"], key=lambda f: f["psi"] or 0)
+        drifted = ", ".join(
+            f"{f['feature']} (PSI {f['psi']:.2f}, mean {f['mean_shift_sd']:+.1f} sd)"
+            for f in r["features"]
+            if f["drifted"]
+        )
+        table.add_row(
+            str(r["window"]),
+            f"{r['events']:,}",
+            f"[red]{drifted}[/]" if drifted else "[green]none[/]",
+            f"{top['feature']} {top['psi']:.3f}",
+            f"{r['prediction']['psi']:.3f}",
+            str(len(r["changes"])),
+        )
+    console.print(table)
+
+
+def _read(settings: Settings, topic: str, enough, timeout_s: float = 30) -> list[dict]:
+    """JSON messages of ``topic`` from the start, until ``enough(messages)`` or the timeout."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"demo-peek-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list = []
+    deadline = time.monotonic() + timeout_s
+    while not enough(got) and time.monotonic() < deadline:
+        got += [json.loads(m.value()) for m in consumer.consume(100, 0.5) if not m.error()]
+    consumer.close()
+    return got

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
@@ -162,12 +161,11 @@ class ScoreHandler:
         now_ms = int(time.time() * 1000)
         with_headers = self.settings.prediction_headers
         if with_headers:
-            ce_time = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat().encode()
             ce_fixed = [
                 (h.CE_SPECVERSION, b"1.0"),
                 (h.CE_TYPE, h.PREDICTION_CE_TYPE.encode()),
                 (h.CE_SOURCE, model.ce_source),
-                (h.CE_TIME, ce_time),
+                (h.CE_TIME, h.ce_time(now_ms)),
                 ("content-type", b"application/json"),
             ]
         labels = result.labels.tolist() if result.labels is not None else [None] * len(batch.records)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,13 @@ class ScorePath(StrEnum):
 
     batch = "batch"
     agent = "agent"
+
+
+class Role(StrEnum):
+    """What a worker process runs. Monitoring in its own process keeps it off the scorer's GIL."""
+
+    score = "score"
+    drift = "drift"
 
 
 class UnknownFeatures(StrEnum):
@@ -54,6 +61,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
 
     model_path: Path | None = None
+    roles: str = Field("score,drift", description="What this worker runs, a comma list of: score, drift.")
 
     score_path: ScorePath = ScorePath.batch
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
@@ -63,6 +71,11 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(1_000_000, ge=1, description="Larger payloads are dead-lettered unread.")
     prediction_headers: bool = Field(True, description="CloudEvents ce_* headers on predictions.")
     monitor_enabled: bool = True
+
+    drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
+    drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
+    drift_psi_threshold: float = Field(0.2, gt=0)
+    drift_p_value: float = Field(0.01, gt=0, lt=1, description="Family-wise level, Bonferroni-corrected.")
 
     session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout.")
     web_port: int = 6066
@@ -78,6 +91,34 @@ class Settings(BaseSettings):
                 "(Faust's own consumer group is named after the app id)"
             )
         return self
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        unknown = sorted(set(parts) - {r.value for r in Role})
+        if unknown or not parts:
+            known = ", ".join(r.value for r in Role)
+            raise ValueError(f"roles must be a comma list of {known}; got {value!r}")
+        return ",".join(sorted(set(parts)))
+
+    @property
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(Role(part) for part in self.roles.split(","))
+
+    @property
+    def faust_app_id(self) -> str:
+        """The Faust app id (also its consumer group): one per set of roles.
+
+        Faust assigns partitions as if every worker of an app ran the same agents,
+        so a drift-only worker must not share the app id of a worker that scores.
+        """
+        if self.role_set == frozenset(Role):
+            return self.app_id
+        return "-".join([self.app_id, *sorted(r.value for r in self.role_set)])
+
+    def runs(self, role: Role) -> bool:
+        return role in self.role_set
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection and security options."""

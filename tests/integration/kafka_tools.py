@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,11 @@ class WorkerProcess:
         )
 
     def get(self, path: str) -> dict:
+        return json.loads(self.get_text(path))
+
+    def get_text(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
-            return json.loads(response.read())
+            return response.read().decode()
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -92,10 +96,16 @@ def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes | None, bytes
 
 
 def read_topic(
-    bootstrap: str, topic: str, count: int, timeout_s: float = 120.0, idle_s: float = 0.0
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout_s: float = 120.0,
+    idle_s: float = 0.0,
+    counted: Callable[[Record], bool] = lambda _: True,
 ) -> list[Record]:
     """Read from the start until ``count`` records arrived (then ``idle_s`` more) or time runs out.
 
+    Only records that ``counted`` accepts count toward ``count``; all are returned.
     Counts what it reads: the embedded broker's end offsets can lag (FIELD-NOTES).
     """
     consumer = Consumer(
@@ -109,26 +119,27 @@ def read_topic(
     )
     consumer.subscribe([topic])
     records: list[Record] = []
+    seen = 0
     deadline = time.monotonic() + timeout_s
     idle_until = None
     try:
         while time.monotonic() < deadline:
-            if len(records) >= count:
+            if seen >= count:
                 idle_until = idle_until or time.monotonic() + idle_s
                 if time.monotonic() >= idle_until:
                     break
             for message in consumer.consume(5000, 0.5):
                 if message.error():
                     continue
-                records.append(
-                    Record(
-                        message.key(),
-                        message.value(),
-                        dict(message.headers() or []),
-                        message.partition(),
-                        message.offset(),
-                    )
+                record = Record(
+                    message.key(),
+                    message.value(),
+                    dict(message.headers() or []),
+                    message.partition(),
+                    message.offset(),
                 )
+                records.append(record)
+                seen += counted(record)
     finally:
         consumer.close()
     return records

@@ -133,8 +133,8 @@ def test_sigkill_mid_stream_loses_nothing(path, bootstrap, topic_env, agrawal_bu
         topic_env["STREAMSCORE_TOPIC_FEATURES"],
         [(e["entity_id"].encode(), orjson.dumps(e)) for e in events],
     )
-    # small batches so the kill lands mid-stream
-    env = {"STREAMSCORE_BATCH_SIZE": "200"}
+    # small batches so the kill lands mid-stream; no drift agent competing for /stats' event loop
+    env = {"STREAMSCORE_BATCH_SIZE": "200", "STREAMSCORE_ROLES": "score"}
     first = _start(topic_env, agrawal_bundle_dir, tmp_path, workers, path, **env)
     deadline = time.monotonic() + 60
     scored_at_kill = 0

@@ -14,7 +14,16 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
 from schemas import ALL_MESSAGES, DeadLetterContext, FeatureEvent, Label, MonitorBatch, Prediction
+from schemas.drift import (
+    DetectorChange,
+    DriftReport,
+    FeatureDrift,
+    PartitionSpan,
+    PredictionDrift,
+    Thresholds,
+)
 from schemas.export import export_json_schemas
+from scoring.drift import alert_for
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -92,6 +101,53 @@ SAMPLES: dict[str, BaseModel] = {
         failed_at=4,
     ),
 }
+_SHIFT = FeatureDrift(
+    feature="x",
+    kind="numeric",
+    count=10,
+    psi=0.4,
+    ks_statistic=0.5,
+    ks_p_value=1e-6,
+    missing_rate=0.0,
+    reference_missing_rate=0.0,
+    missing_rate_change=0.0,
+    mean=1.0,
+    reference_mean=0.0,
+    mean_shift_sd=1.0,
+    drifted=True,
+    reasons=["psi 0.400 >= 0.2"],
+)
+_CHANGE = DetectorChange(
+    detector="adwin",
+    stream="score",
+    model_version="1",
+    source_topic="features",
+    partition=0,
+    offset=5,
+    event_id="e1",
+    event_time=1,
+    position=6,
+)
+SAMPLES["drift_report"] = DriftReport(
+    model_name="m",
+    model_version="1",
+    window=0,
+    events=10,
+    closed_by="events",
+    start_event_time=1,
+    end_event_time=2,
+    spans=[PartitionSpan(topic="features", partition=0, first_offset=0, last_offset=9)],
+    features=[_SHIFT],
+    prediction=PredictionDrift(
+        psi=None, ks_statistic=None, ks_p_value=None, mean=0.5, reference_mean=None, drifted=False
+    ),
+    changes=[_CHANGE],
+    thresholds=Thresholds(psi=0.2, p_value=0.01, p_value_per_test=0.005, tests=2),
+    drifted_features=["x"],
+    drifted=True,
+    created_at=3,
+)
+SAMPLES["drift_alert"] = alert_for(SAMPLES["drift_report"])
 
 
 def test_export_writes_one_valid_json_schema_per_message(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from streams.settings import ScorePath, Settings, UnknownFeatures
+from streams.settings import Role, ScorePath, Settings, UnknownFeatures
 
 
 def test_environment_variables_with_the_streamscore_prefix_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,3 +98,18 @@ def test_kafka_client_config_has_no_sasl_options_by_default() -> None:
 def test_all_topics_are_distinct_by_default() -> None:
     topics = Settings().all_topics()
     assert len(topics) == len(set(topics)) == 8
+
+
+def test_roles_from_the_environment_and_the_app_id_they_imply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSCORE_ROLES", " drift ")
+    drift_only = Settings()
+    assert drift_only.role_set == {Role.drift}
+    assert drift_only.faust_app_id == "streamscore-drift"
+    assert Settings(roles="score,drift").faust_app_id == "streamscore"
+    assert Settings(roles="score").runs(Role.score) and not Settings(roles="score").runs(Role.drift)
+
+
+@pytest.mark.parametrize("roles", ["", "score,learn", "drift;score"])
+def test_unknown_or_empty_roles_are_refused(roles: str) -> None:
+    with pytest.raises(ValidationError, match="roles"):
+        Settings(roles=roles)

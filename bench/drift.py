@@ -1,0 +1,176 @@
+"""Does the drift agent keep up with the scorer at full rate, in memory bound by its window?
+
+One broker; for each configuration a fresh preloaded features topic and one
+streamscore worker (batch path) scoring it from the start at full rate, with the
+drift agent either in the same process (roles score,drift) or in a drift-only
+worker beside it (roles score + roles drift). Every 0.25 s the bench reads the
+workers' ``/stats`` and samples the RSS of the process running the drift agent.
+The drift agent's lag is the events scored minus the events it has put into
+windows (both counted by the workers), so it is exact, unlike the embedded
+broker's end offsets.
+
+Configurations: drift off (the baseline for the scoring rate, same run); drift in
+process with ``--small`` windows; a drift worker with ``--small`` and ``--large``
+windows. A lag that stays flat while scoring runs, and a catch-up time near zero
+after it, means the agent keeps up; RSS of the drift worker with the two window
+sizes shows memory follows the window, and RSS at 25% vs 100% of the stream
+(same window) shows it does not follow the stream.
+
+    .venv/bin/python bench/drift.py [--events 200000] [--small 5000] [--large 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from common import create_topics, launch, make_events, preload, train_model, unique
+
+from streams.broker import start_broker
+
+POLL_S = 0.25
+
+
+def stats(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def run(
+    label: str, bootstrap: str, payloads, bundle: Path, workdir: Path, partitions: int, config: dict
+) -> dict:
+    """One configuration: {"roles": roles of the scoring worker, "drift_worker": bool, "window": N}."""
+    n = len(payloads)
+    in_topic, monitor = unique("features"), unique("monitor")
+    create_topics(bootstrap, [in_topic], partitions)
+    preload(bootstrap, in_topic, payloads)
+    shared = {"STREAMSCORE_TOPIC_MONITOR": monitor, "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(config["window"])}
+    workdir = workdir / label.replace(" ", "-").replace(",", "")
+    out = unique("out")
+
+    def start(roles: str, sub: str):
+        env = {**shared, "STREAMSCORE_ROLES": roles, "STREAMSCORE_APP_ID": f"drift-bench-{sub}-{monitor}"}
+        return launch(
+            "streamscore_batch", bootstrap, in_topic, out, bundle, workdir / sub, partitions, settings_env=env
+        )
+
+    scorer = start(config["roles"], "scorer")
+    drifter = start("drift", "drift") if config["drift_worker"] else None
+    launched = [scorer] + ([drifter] if drifter else [])
+    watch = drifter or scorer
+    drift_on = drifter is not None or "drift" in config["roles"]
+    process = psutil.Process(watch.processes[0].pid)
+    samples: list[tuple[float, int, int, float]] = []  # time, scored, windowed, RSS MiB of the drift process
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            for one in launched:
+                if one.failed() is not None:
+                    raise RuntimeError(f"{label}: worker exited\n{one.log_tail()}")
+            scored_body, watch_body = stats(scorer.web_ports[0]), stats(watch.web_ports[0])
+            if scored_body is not None and watch_body is not None:
+                scored = scored_body["scored"]
+                windowed = watch_body["drift"]["events"] if drift_on else scored
+                samples.append((time.monotonic(), scored, windowed, process.memory_info().rss / 2**20))
+                if scored >= n and windowed >= n:
+                    break
+            time.sleep(POLL_S)
+        else:
+            raise TimeoutError(f"{label}: not done in time\n{watch.log_tail()}")
+    finally:
+        for one in launched:
+            one.stop()
+    return summarize(label, n, samples)
+
+
+def summarize(label: str, n: int, samples: list[tuple[float, int, int, float]]) -> dict:
+    started = next(t for t, scored, _, _ in samples if scored > 0)
+    scored_at = next(t for t, scored, _, _ in samples if scored >= n)
+    done_at = samples[-1][0]
+    lags = [scored - windowed for t, scored, windowed, _ in samples if started <= t <= scored_at]
+
+    def rss_at(fraction: float) -> float:
+        return next(rss for _, _, windowed, rss in samples if windowed >= fraction * n)
+
+    return {
+        "config": label,
+        "events_per_s": n / (scored_at - started) if scored_at > started else float("nan"),
+        "max_lag": max(lags),
+        "lag_quartiles": [lags[min(len(lags) - 1, len(lags) * q // 4)] for q in (1, 2, 3)],
+        "lag_at_end": lags[-1],
+        "catch_up_s": done_at - scored_at,
+        "rss_25": rss_at(0.25),
+        "rss_100": rss_at(1.0),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--small", type=int, default=5_000, help="events per window, small")
+    parser.add_argument("--large", type=int, default=50_000, help="events per window, large")
+    args = parser.parse_args()
+
+    configs = [
+        ("drift off", {"roles": "score", "drift_worker": False, "window": args.small}),
+        (
+            f"in-process, window {args.small:,}",
+            {"roles": "score,drift", "drift_worker": False, "window": args.small},
+        ),
+        (
+            f"drift worker, window {args.small:,}",
+            {"roles": "score", "drift_worker": True, "window": args.small},
+        ),
+        (
+            f"drift worker, window {args.large:,}",
+            {"roles": "score", "drift_worker": True, "window": args.large},
+        ),
+    ]
+    payloads = make_events(args.events)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp, start_broker() as broker:
+        bundle = train_model(Path(tmp) / "bundle")
+        for label, config in configs:
+            print(f"running {label} ...", flush=True)
+            rows.append(run(label, broker.bootstrap, payloads, bundle, Path(tmp), args.partitions, config))
+
+    print(f"\n{args.events:,} events, {args.partitions} partitions; RSS: the process with the drift agent\n")
+    print(
+        "| config | scored events/s | drift lag max | lag at 25/50/75% of scoring | lag when scoring ended "
+        "| drift catch-up s | RSS MiB at 25% | RSS MiB at 100% |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['config']} | {r['events_per_s']:,.0f} | {r['max_lag']:,} "
+            f"| {' / '.join(f'{q:,}' for q in r['lag_quartiles'])} "
+            f"| {r['lag_at_end']:,} | {r['catch_up_s']:.2f} | {r['rss_25']:.1f} | {r['rss_100']:.1f} |"
+        )
+    base = rows[0]["events_per_s"]
+    for r in rows[1:]:
+        growth = r["rss_100"] / r["rss_25"] - 1
+        print(
+            f"{r['config']}: scoring at {r['events_per_s'] / base:.2f}x the drift-off rate; "
+            f"RSS {growth:+.1%} from 25% to 100% of the stream"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Prometheus metrics of a worker, served at ``/metrics``: one registry per worker.
+
+Score-path counters are read from ``ScoreCounters`` at scrape time (the hot path
+updates plain integers once per batch, never a Prometheus object per event).
+Drift statistics are gauges set once per closed window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from schemas.drift import DriftReport
+from streams.telemetry import ScoreCounters
+
+FEATURE_LABELS = ("model_name", "model_version", "feature")
+MODEL_LABELS = ("model_name", "model_version")
+
+
+class DriftGauges:
+    """Every statistic of the last closed window, per model version and feature."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def feature_gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, FEATURE_LABELS, registry=registry)
+
+        def model_gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, MODEL_LABELS, registry=registry)
+
+        self.psi = feature_gauge("streamscore_drift_psi", "Population stability index of the last window")
+        self.ks_statistic = feature_gauge("streamscore_drift_ks_statistic", "Two-sample KS statistic")
+        self.ks_p_value = feature_gauge("streamscore_drift_ks_p_value", "Two-sample KS p-value")
+        self.chi2_statistic = feature_gauge("streamscore_drift_chi2_statistic", "Chi-square statistic")
+        self.chi2_p_value = feature_gauge("streamscore_drift_chi2_p_value", "Chi-square p-value")
+        self.missing_rate_change = feature_gauge(
+            "streamscore_drift_missing_rate_change", "Missing rate of the window minus training's"
+        )
+        self.mean_shift = feature_gauge(
+            "streamscore_drift_mean_shift_sd", "Window mean minus training mean, in training sd"
+        )
+        self.drifted = feature_gauge("streamscore_drift_drifted", "1 when the feature crossed a threshold")
+        self.prediction_psi = model_gauge("streamscore_prediction_drift_psi", "PSI of the score")
+        self.prediction_ks_statistic = model_gauge(
+            "streamscore_prediction_drift_ks_statistic", "KS of the score"
+        )
+        self.prediction_ks_p_value = model_gauge(
+            "streamscore_prediction_drift_ks_p_value", "KS p-value of the score"
+        )
+        self.windows = Counter(
+            "streamscore_drift_windows", "Closed drift windows", MODEL_LABELS, registry=registry
+        )
+        self.alerts = Counter(
+            "streamscore_drift_alerts", "Drift alerts sent", MODEL_LABELS, registry=registry
+        )
+        self.changes = Counter(
+            "streamscore_drift_detector_changes",
+            "Changes reported by streaming detectors",
+            (*MODEL_LABELS, "detector", "stream"),
+            registry=registry,
+        )
+
+    def record(self, report: DriftReport) -> None:
+        model = (report.model_name, report.model_version)
+        for f in report.features:
+            labels = (*model, f.feature)
+            for gauge, value in (
+                (self.psi, f.psi),
+                (self.ks_statistic, f.ks_statistic),
+                (self.ks_p_value, f.ks_p_value),
+                (self.chi2_statistic, f.chi2_statistic),
+                (self.chi2_p_value, f.chi2_p_value),
+                (self.missing_rate_change, f.missing_rate_change),
+                (self.mean_shift, f.mean_shift_sd),
+                (self.drifted, float(f.drifted)),
+            ):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
+        p = report.prediction
+        for gauge, value in (
+            (self.prediction_psi, p.psi),
+            (self.prediction_ks_statistic, p.ks_statistic),
+            (self.prediction_ks_p_value, p.ks_p_value),
+        ):
+            if value is not None:
+                gauge.labels(*model).set(value)
+        self.windows.labels(*model).inc()
+        for change in report.changes:
+            self.changes.labels(*model, change.detector, change.stream).inc()
+
+
+class ScoreCollector(Collector):
+    """Score-path counters, read from ``ScoreCounters`` when Prometheus scrapes."""
+
+    def __init__(self, counters: ScoreCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        snap = self.counters.snapshot()
+        yield CounterMetricFamily(
+            "streamscore_events_consumed", "Feature events read", value=snap["consumed"]
+        )
+        yield CounterMetricFamily("streamscore_predictions", "Predictions produced", value=snap["scored"])
+        dead = CounterMetricFamily(
+            "streamscore_dead_letters", "Events dead-lettered, by stage", labels=["stage"]
+        )
+        for stage, count in sorted(snap["dead_letters"].items()):
+            dead.add_metric([stage], count)
+        yield dead
+        yield CounterMetricFamily("streamscore_batches", "Score batches", value=snap["batches"])
+        yield CounterMetricFamily(
+            "streamscore_score_busy_seconds", "Seconds spent in the score step", value=snap["busy_seconds"]
+        )
+
+
+def worker_registry(counters: ScoreCounters) -> tuple[CollectorRegistry, DriftGauges]:
+    registry = CollectorRegistry()
+    registry.register(ScoreCollector(counters))
+    return registry, DriftGauges(registry)

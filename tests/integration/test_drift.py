@@ -1,0 +1,93 @@
+"""The drift agent on a real broker: a stationary stream stays quiet, a shifted one alerts.
+
+One partition, so the order of events (and so every window) is the order produced:
+offset ``i`` of the features topic is event ``i``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pandas as pd
+import pytest
+
+from schemas.drift import DriftAlert, DriftReport
+from scoring.bundle import ModelBundle
+from scoring.synthetic import events_from_frame, numeric_frame
+from scoring.training import train_bundle
+from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+SHIFTED = ["f03", "f07"]
+
+
+@pytest.fixture(scope="module")
+def numeric_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    frame = numeric_frame(20_000, n_features=10, seed=21)
+    return train_bundle(frame, "y", tmp_path_factory.mktemp("drift") / "num", name="num", num_trees=30)
+
+
+def _is_report(record: Record) -> bool:
+    return orjson.loads(record.value)["type"] == "drift_report"
+
+
+def _run(bootstrap, topic_env, bundle: ModelBundle, tmp_path, workers, frame: pd.DataFrame, window: int):
+    worker = WorkerProcess(
+        {**topic_env, "STREAMSCORE_PARTITIONS": "1", "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(window)},
+        bundle.path,
+        tmp_path / "worker.log",
+    )
+    workers.append(worker)
+    worker.wait_ready()
+    events = list(events_from_frame(frame))
+    produce(
+        bootstrap,
+        topic_env["STREAMSCORE_TOPIC_FEATURES"],
+        [(e["entity_id"].encode(), orjson.dumps(e)) for e in events],
+    )
+    windows = len(events) // window
+    records = read_topic(
+        bootstrap, topic_env["STREAMSCORE_TOPIC_DRIFT"], windows, idle_s=3.0, counted=_is_report
+    )
+    reports = [DriftReport.model_validate_json(r.value) for r in records if _is_report(r)]
+    alerts = [DriftAlert.model_validate_json(r.value) for r in records if not _is_report(r)]
+    assert [r.window for r in reports] == list(range(windows))
+    assert all(r.events == window for r in reports)
+    return worker, reports, alerts
+
+
+def test_a_stationary_stream_raises_no_alert(bootstrap, topic_env, numeric_bundle, tmp_path, workers):
+    frame = numeric_frame(50_000, n_features=10, seed=22).drop(columns=["y"])
+    worker, reports, alerts = _run(bootstrap, topic_env, numeric_bundle, tmp_path, workers, frame, 5000)
+    assert alerts == []
+    assert not any(r.drifted for r in reports)
+    worst = max(f.psi for r in reports for f in r.features)
+    print(f"stationary: {len(reports)} windows, no alert, largest feature PSI {worst:.4f}")
+    assert worker.get("/stats")["drift"]["reports"] == 10
+
+
+def test_a_shift_on_two_features_alerts_naming_exactly_them(
+    bootstrap, topic_env, numeric_bundle, tmp_path, workers
+):
+    frame = numeric_frame(50_000, n_features=10, seed=23).drop(columns=["y"])
+    frame.loc[25_000:, SHIFTED] += 1.0  # one standard deviation
+    worker, reports, alerts = _run(bootstrap, topic_env, numeric_bundle, tmp_path, workers, frame, 4000)
+
+    before = [r for r in reports if r.spans[0].last_offset < 25_000]
+    first_after = next(r for r in reports if r.spans[0].first_offset >= 25_000)
+    assert len(before) == 6 and first_after.window == 7
+    assert not any(r.drifted for r in before)
+    assert {a.window for a in alerts} >= {7}
+    assert min(a.window for a in alerts) >= 6, "an alert before the shift"
+    alert = next(a for a in alerts if a.window == 7)
+    assert sorted(f.feature for f in alert.features) == SHIFTED
+    shifts = {f.feature: f.mean_shift_sd for f in alert.features}
+    print(f"shift: alerts in windows {sorted(a.window for a in alerts)}; window 7: {alert.message}")
+    assert all(0.8 < s < 1.2 for s in shifts.values()), shifts
+
+    metrics = worker.get_text("/metrics")
+    psi = re.search(r'streamscore_drift_psi\{[^}]*feature="f03"[^}]*\} (\S+)', metrics)
+    assert psi is not None and float(psi.group(1)) >= 0.2
+    assert re.search(r"streamscore_drift_alerts_total\{[^}]*\} (\d+)", metrics)
