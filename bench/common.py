@@ -248,6 +248,8 @@ def launch(
             "STREAMSCORE_APP_ID": f"bench-app-{run_id}",
             "STREAMSCORE_SCORE_PATH": name.removeprefix("streamscore_"),
             "STREAMSCORE_PARTITIONS": str(partitions),
+            # the scoring job only, as the other contenders do it; bench/drift.py measures the drift agent
+            "STREAMSCORE_ROLES": "score",
         }
         for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates"):
             common[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
