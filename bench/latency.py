@@ -11,7 +11,7 @@ fresh broker; the "broker floor" rows (producer -> broker -> reader, no contende
 show what the broker alone adds at the same rate.
 
     .venv/bin/python bench/latency.py [--contender streamscore_batch] [--max-rate N]
-        [--fractions 0.1,0.5,0.9] [--duration 10] [--json OUT]
+        [--fractions 0.1,0.5,0.9] [--duration 10] [--set SETTING=VALUE ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -93,6 +93,12 @@ def latencies(reader: OutputReader, sent_at: dict[str, float], skip: int) -> np.
     return np.asarray(out)
 
 
+def settings_env(args: argparse.Namespace) -> dict[str, str]:
+    """``--set batch_linger_ms=2`` -> ``{"STREAMSCORE_BATCH_LINGER_MS": "2"}``."""
+    pairs = (item.split("=", 1) for item in args.set)
+    return {f"STREAMSCORE_{key.strip().upper()}": value for key, value in pairs}
+
+
 def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: Path, workdir: Path) -> dict:
     """One offered rate on a fresh broker; ``name`` None measures the broker alone."""
     label = name or "broker floor"
@@ -104,7 +110,7 @@ def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: P
         if name is not None:
             contender = launch(
                 name, broker.bootstrap, in_topic, out_topic, bundle, workdir / f"{name}-{rate:.0f}",
-                args.partitions, args.batch_size,
+                args.partitions, args.batch_size, settings_env=settings_env(args),
             )  # fmt: skip
         read_topic = out_topic if name else in_topic
         reader = OutputReader(broker.bootstrap, read_topic, keep_times=True, latency=True)
@@ -166,6 +172,7 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--linger-ms", type=float, default=5.0, help="paced producer linger.ms")
     parser.add_argument("--no-floor", action="store_true", help="skip the broker-only rows")
+    parser.add_argument("--set", action="append", default=[], help="worker setting, e.g. batch_linger_ms=2")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 

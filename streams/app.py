@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import faust
 from faust.web import Request, Response, View
@@ -12,13 +13,15 @@ from mode import Service
 from prometheus_client import CollectorRegistry, generate_latest
 
 from scoring.bundle import ModelBundle
-from scoring.drift import DriftMonitor, DriftThresholds
 from streams.agent_path import register_score_agent
 from streams.batch_path import BatchScoreService
-from streams.drift_agent import DriftCounters, register_drift_agent
 from streams.handler import ScoreHandler
 from streams.metrics import worker_registry
 from streams.settings import Role, ScorePath, Settings
+
+if TYPE_CHECKING:
+    from scoring.drift import DriftMonitor
+    from streams.drift_agent import DriftCounters
 from streams.telemetry import ScoreCounters
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,10 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         register_score_agent(app, settings, handler, on_batch=counters.record)
         checks.append(lambda: bool(app.consumer.assignment()))
     if settings.runs(Role.drift):
+        # imported here: scipy and river cost a score-only worker ~60 MB and half a second
+        from scoring.drift import DriftMonitor, DriftThresholds
+        from streams.drift_agent import register_drift_agent
+
         parts.drift = DriftMonitor(
             DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
             window_events=settings.drift_window_events,

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     score_path: ScorePath = ScorePath.batch
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
     batch_linger_ms: float = Field(10.0, ge=0, description="Longest wait to fill a batch.")
+    fetch_wait_max_ms: int = Field(
+        10, ge=0, description="Consumer fetch.wait.max.ms: how long the broker may hold a fetch for data."
+    )
     predict_threads: int = Field(1, ge=1, description="LightGBM num_threads per predict call.")
     unknown_features: UnknownFeatures = UnknownFeatures.ignore
     max_message_bytes: int = Field(1_000_000, ge=1, description="Larger payloads are dead-lettered unread.")
