@@ -236,6 +236,30 @@ class StreamDetectors:
         self.seen += len(values)
         return changes
 
+    def update_one(
+        self, value: float, source_topic: str, partition: int, offset: int, event_id: str, event_time: int
+    ) -> list[DetectorChange]:
+        """One value at a known position (the error of one labelled event)."""
+        self.seen += 1
+        changes = []
+        for name, detector in (("adwin", self.adwin), ("page_hinkley", self.page_hinkley)):
+            detector.update(value)
+            if detector.drift_detected:
+                changes.append(
+                    DetectorChange(
+                        detector=name,
+                        stream=self.stream,
+                        model_version=self.model_version,
+                        source_topic=source_topic,
+                        partition=partition,
+                        offset=offset,
+                        event_id=event_id,
+                        event_time=event_time,
+                        position=self.seen,
+                    )
+                )
+        return changes
+
     def _change(self, detector: str, columns: MonitorColumns, i: int, position: int) -> DetectorChange:
         return DetectorChange(
             detector=detector,

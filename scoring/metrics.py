@@ -31,13 +31,31 @@ def log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def binary_metrics(y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float = 0.5,
+    predicted: np.ndarray | None = None,
+) -> dict[str, float]:
+    """AUC, log loss, and accuracy, precision, recall and F1 of the class decisions (NaN where undefined).
+
+    The decisions are ``probabilities >= threshold`` unless ``predicted`` gives the model's own.
+    """
     y = np.asarray(y_true, dtype=float)
-    predicted = (np.asarray(probabilities) >= threshold).astype(float)
+    if predicted is None:
+        predicted = np.asarray(probabilities) >= threshold
+    predicted = np.asarray(predicted, dtype=float)
+    tp = float(np.sum((predicted == 1) & (y == 1)))
+    precision = tp / predicted.sum() if predicted.sum() else float("nan")
+    recall = tp / y.sum() if y.sum() else float("nan")
+    f1 = 2 * tp / (predicted.sum() + y.sum()) if predicted.sum() + y.sum() else float("nan")
     return {
         "auc": roc_auc(y, probabilities),
         "log_loss": log_loss(y, probabilities),
         "accuracy": float(np.mean(predicted == y)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
     }
 
 
@@ -45,8 +63,11 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
     y = np.asarray(y_true, dtype=float)
     error = np.asarray(predicted, dtype=float) - y
     total = float(np.sum((y - y.mean()) ** 2))
+    nonzero = y != 0
     return {
         "mae": float(np.mean(np.abs(error))),
         "rmse": float(np.sqrt(np.mean(error**2))),
+        # MAPE over the targets that are not zero (a zero target has no percentage error)
+        "mape": float(np.mean(np.abs(error[nonzero] / y[nonzero]))) if nonzero.any() else float("nan"),
         "r2": float(1 - np.sum(error**2) / total) if total > 0 else float("nan"),
     }

@@ -1,0 +1,282 @@
+"""The feedback loop: labels joined to monitored events, KPIs, and a River challenger.
+
+Ground truth arrives late, on its own topic. ``LabelJoin`` keeps each monitored
+event (keyed by event_id) until its label arrives or it is older than the TTL (in
+event time, against the newest event seen) or the join is over its size cap; labels
+that arrive before their event wait under the same rules. What expires is counted.
+
+``Learner`` turns each matched (event, label) into: KPIs of the model that served it
+(overall and per segment), one progressive-validation step of the online challenger
+(predict, then learn), and one value on the error stream of the serving model for
+ADWIN and PageHinkley (concept drift, where features may not drift at all).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from river import compose, linear_model, preprocessing
+
+from schemas.drift import DetectorChange
+from scoring.drift import MonitorColumns, StreamDetectors
+from scoring.features import FeatureKind, FeatureSpec
+from scoring.kpis import ALL, KpiBoard
+from scoring.reference import Reference
+
+UNSEEN = "__unseen__"
+MISSING = "__missing__"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEvent:
+    """A monitored event waiting for its label."""
+
+    model: str  # "name:version"
+    score: float
+    x: dict  # the challenger's input: numeric values and category names; missing left out
+    segments: dict[str, str]
+    source_topic: str
+    partition: int
+    offset: int
+    event_id: str
+    event_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLabel:
+    label: float
+    label_time: int
+
+
+class LabelJoin:
+    """Monitored events by event_id, and labels that came first, both bounded."""
+
+    def __init__(self, ttl_ms: int, max_entries: int) -> None:
+        self.ttl_ms = ttl_ms
+        self.max_entries = max_entries
+        self.events: OrderedDict[str, ScoredEvent] = OrderedDict()
+        self.labels: OrderedDict[str, PendingLabel] = OrderedDict()
+        self.newest_time = 0
+        self.matched = 0
+        self.expired_events = 0
+        self.unmatched_labels = 0
+
+    def add_event(self, event: ScoredEvent) -> PendingLabel | None:
+        """Keep the event; if its label already came, return that label instead."""
+        self.newest_time = max(self.newest_time, event.event_time)
+        early = self.labels.pop(event.event_id, None)
+        if early is not None:
+            self.matched += 1
+            return early
+        self.events[event.event_id] = event
+        self._expire()
+        return None
+
+    def add_label(self, event_id: str, label: float, label_time: int) -> ScoredEvent | None:
+        """The event this label belongs to, or None (the label then waits for it)."""
+        event = self.events.pop(event_id, None)
+        if event is not None:
+            self.matched += 1
+            return event
+        self.labels[event_id] = PendingLabel(label, label_time)
+        self._expire()
+        return None
+
+    def _expire(self) -> None:
+        horizon = self.newest_time - self.ttl_ms
+        events, labels = self.events, self.labels
+        while events and (len(events) > self.max_entries or next(iter(events.values())).event_time < horizon):
+            events.popitem(last=False)
+            self.expired_events += 1
+        while labels and (len(labels) > self.max_entries or next(iter(labels.values())).label_time < horizon):
+            labels.popitem(last=False)
+            self.unmatched_labels += 1
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "matched": self.matched,
+            "pending_events": len(self.events),
+            "pending_labels": len(self.labels),
+            "expired_events": self.expired_events,
+            "unmatched_labels": self.unmatched_labels,
+        }
+
+
+# ---------------------------------------------------------------- the challenger
+
+
+def default_challenger(task: str, spec: FeatureSpec):
+    """StandardScaler + LogisticRegression (binary) or LinearRegression, one-hot for categoricals."""
+    numeric = [f.name for f in spec.features if f.kind is FeatureKind.numeric]
+    categorical = [f.name for f in spec.features if f.kind is FeatureKind.categorical]
+    parts = []
+    if numeric:
+        parts.append(compose.Select(*numeric) | preprocessing.StandardScaler())
+    if categorical:
+        parts.append(compose.Select(*categorical) | preprocessing.OneHotEncoder())
+    features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
+    head = linear_model.LogisticRegression() if task == "binary" else linear_model.LinearRegression()
+    return features | head
+
+
+def challenger_from_setting(setting: str, task: str, spec: FeatureSpec):
+    """``default``, or the dotted path of a river estimator class made with no arguments."""
+    if setting == "default":
+        return default_challenger(task, spec)
+    module_name, _, class_name = setting.rpartition(".")
+    if not module_name.startswith("river."):
+        raise ValueError(f"challenger must be 'default' or a river estimator path, got {setting!r}")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def challenger_predict(model, task: str, x: dict) -> tuple[float, bool | None]:
+    """Score and, for a classifier, its own class decision (as river's ``predict_one`` makes it)."""
+    if task == "binary":
+        proba = model.predict_proba_one(x)
+        decision = bool(max(proba, key=proba.get)) if proba else False
+        return float(proba.get(True, 0.0)), decision
+    prediction = model.predict_one(x)
+    return (float(prediction) if prediction is not None else 0.0), None
+
+
+# ---------------------------------------------------------------- learner
+
+
+class Learner:
+    """KPIs of the serving models and of the River challenger, from labels joined to events."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        reference: Reference,
+        task: str,
+        threshold: float = 0.5,
+        window: int = 1000,
+        segment_features: tuple[str, ...] = (),
+        challenger: str = "default",
+        ttl_ms: int = 600_000,
+        max_entries: int = 200_000,
+    ) -> None:
+        unknown = set(segment_features) - set(spec.names)
+        if unknown:
+            raise ValueError(f"segment features {sorted(unknown)} are not model features")
+        self.spec = spec
+        self.task = task
+        self.threshold = threshold
+        self.join = LabelJoin(ttl_ms, max_entries)
+        self.board = KpiBoard(task, window, threshold)
+        self.challenger_setting = challenger
+        self.challenger = challenger_from_setting(challenger, task, spec)
+        self.challenger_name = "river:" + (
+            "default" if challenger == "default" else challenger.rpartition(".")[2]
+        )
+        self.detectors: dict[str, StreamDetectors] = {}
+        self._segmenters = self._make_segmenters(segment_features, reference)
+        self._decoders = self._make_decoders()
+
+    # -- events in
+
+    def _make_decoders(self) -> list[tuple[int, str, Callable[[float], object]]]:
+        decoders = []
+        for j, feature in enumerate(self.spec.features):
+            if feature.kind is FeatureKind.numeric:
+                decoders.append((j, feature.name, float))
+            else:
+                categories = feature.categories
+                decoders.append(
+                    (j, feature.name, lambda code, c=categories: c[int(code)] if code < len(c) else UNSEEN)
+                )
+        return decoders
+
+    def _make_segmenters(
+        self, names: tuple[str, ...], reference: Reference
+    ) -> list[tuple[int, str, Callable]]:
+        """Segment value of a row: the category, or the training decile of a numeric feature."""
+        out = []
+        for name in names:
+            j = self.spec.names.index(name)
+            feature = self.spec.features[j]
+            if feature.kind is FeatureKind.categorical:
+                cats = feature.categories
+                out.append(
+                    (j, name, lambda v, c=cats: MISSING if v != v else (c[int(v)] if v < len(c) else UNSEEN))
+                )
+            else:
+                edges = np.asarray(reference.numeric[name].edges)
+                out.append(
+                    (j, name, lambda v, e=edges: MISSING if v != v else f"q{int(np.searchsorted(e, v))}")
+                )
+        return out
+
+    def observe(self, columns: MonitorColumns) -> list[DetectorChange]:
+        """Keep the scored events of a monitoring message; settles labels that came first."""
+        model = f"{columns.model_name}:{columns.model_version}"
+        changes: list[DetectorChange] = []
+        rows = columns.rows
+        for i in range(len(columns)):
+            row = rows[i]
+            x = {name: decode(row[j]) for j, name, decode in self._decoders if row[j] == row[j]}
+            event = ScoredEvent(
+                model=model,
+                score=float(columns.scores[i]),
+                x=x,
+                segments={name: seg(row[j]) for j, name, seg in self._segmenters},
+                source_topic=columns.source_topic,
+                partition=columns.partition,
+                offset=int(columns.offsets[i]),
+                event_id=str(columns.event_ids[i]),
+                event_time=int(columns.event_times[i]),
+            )
+            early = self.join.add_event(event)
+            if early is not None:
+                changes += self._learn(event, early.label)
+        return changes
+
+    def label(self, event_id: str, label: float, label_time: int) -> list[DetectorChange]:
+        event = self.join.add_label(event_id, label, label_time)
+        return self._learn(event, label) if event is not None else []
+
+    # -- one labelled event
+
+    def _learn(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
+        self.board.update(event.model, label, event.score, event.segments)
+        y = bool(label >= 0.5) if self.task == "binary" else label
+        guess, decision = challenger_predict(self.challenger, self.task, event.x)  # predict, then learn
+        self.board.update(self.challenger_name, label, guess, event.segments, decision)
+        self.challenger.learn_one(event.x, y)
+        return self._error(event, label)
+
+    def _error(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
+        if self.task == "binary":
+            error = float((event.score >= self.threshold) != (label >= 0.5))
+        else:
+            error = abs(event.score - label)
+        detectors = self.detectors.get(event.model)
+        if detectors is None:
+            detectors = self.detectors[event.model] = StreamDetectors("error", event.model.rpartition(":")[2])
+        return detectors.update_one(
+            error, event.source_topic, event.partition, event.offset, event.event_id, event.event_time
+        )
+
+    # -- out
+
+    def primary_metric(self) -> str:
+        return "accuracy" if self.task == "binary" else "mae"
+
+    def kpi_rows(self, gap_threshold: float = 0.1) -> list[dict]:
+        """KPI rows; each segment row carries its gap to its model's overall primary metric."""
+        rows = self.board.rows()
+        metric = self.primary_metric()
+        overall = {r["model"]: r["rolling"].get(metric) for r in rows if r["segment_feature"] == ALL}
+        for r in rows:
+            value, base = r["rolling"].get(metric), overall.get(r["model"])
+            gap = value - base if value is not None and base is not None else None
+            r["gap_to_overall"] = None if gap is None or math.isnan(gap) else round(gap, 10)
+            limit = gap_threshold if self.task == "binary" else gap_threshold * abs(base or 0)
+            r["flagged"] = gap is not None and r["segment_feature"] != ALL and abs(gap) > limit
+        return rows
