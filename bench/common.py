@@ -251,7 +251,7 @@ def launch(
             # the scoring job only, as the other contenders do it; bench/drift.py measures the drift agent
             "STREAMSCORE_ROLES": "score",
         }
-        for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates"):
+        for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates", "checkpoints"):
             common[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
         if batch_size:
             common["STREAMSCORE_BATCH_SIZE"] = str(batch_size)

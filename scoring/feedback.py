@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 from river import compose, linear_model, preprocessing
 
 from schemas.drift import DetectorChange
+from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
 from scoring.drift import MonitorColumns, StreamDetectors
 from scoring.features import FeatureKind, FeatureSpec
 from scoring.kpis import ALL, KpiBoard
@@ -176,6 +178,7 @@ class Learner:
             "default" if challenger == "default" else challenger.rpartition(".")[2]
         )
         self.detectors: dict[str, StreamDetectors] = {}
+        self.champion: str | None = None
         self._segmenters = self._make_segmenters(segment_features, reference)
         self._decoders = self._make_decoders()
 
@@ -216,6 +219,7 @@ class Learner:
     def observe(self, columns: MonitorColumns) -> list[DetectorChange]:
         """Keep the scored events of a monitoring message; settles labels that came first."""
         model = f"{columns.model_name}:{columns.model_version}"
+        self.champion = model
         changes: list[DetectorChange] = []
         rows = columns.rows
         for i in range(len(columns)):
@@ -280,3 +284,55 @@ class Learner:
             limit = gap_threshold if self.task == "binary" else gap_threshold * abs(base or 0)
             r["flagged"] = gap is not None and r["segment_feature"] != ALL and abs(gap) > limit
         return rows
+
+    # -- snapshot and checkpoint
+
+    def snapshot(self, changes: list[DetectorChange], gap_threshold: float = 0.1) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            task=self.task,
+            window=self.board.window,
+            primary_metric=self.primary_metric(),
+            champion=self.champion or "",
+            challenger=self.challenger_name,
+            labels=JoinCounts(**self.join.counts()),
+            kpis=[KpiRow(**row) for row in self.kpi_rows(gap_threshold)],
+            changes=changes,
+            created_at=int(time.time() * 1000),
+        )
+
+    def state(self) -> dict:
+        """Everything but the river objects, as JSON-ready values."""
+        join = self.join
+        return {
+            "board": self.board.state(),
+            "champion": self.champion,
+            "join": {
+                "events": [_event_state(e) for e in join.events.values()],
+                "labels": [[k, v.label, v.label_time] for k, v in join.labels.items()],
+                "newest_time": join.newest_time,
+                "matched": join.matched,
+                "expired_events": join.expired_events,
+                "unmatched_labels": join.unmatched_labels,
+            },
+        }
+
+    def river_objects(self) -> dict:
+        """The challenger and the detectors: river objects, checkpointed as a signed pickle."""
+        return {"challenger": self.challenger, "detectors": self.detectors}
+
+    def restore(self, state: dict, river_objects: dict | None) -> None:
+        self.board = KpiBoard.from_state(state["board"])
+        self.champion = state["champion"]
+        j = state["join"]
+        join = self.join
+        join.events = OrderedDict((e["event_id"], ScoredEvent(**e)) for e in j["events"])
+        join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
+        join.newest_time, join.matched = j["newest_time"], j["matched"]
+        join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
+        if river_objects is not None:
+            self.challenger = river_objects["challenger"]
+            self.detectors = river_objects["detectors"]
+
+
+def _event_state(event: ScoredEvent) -> dict:
+    return {name: getattr(event, name) for name in ScoredEvent.__slots__}

@@ -22,6 +22,7 @@ from streams.settings import Role, ScorePath, Settings
 if TYPE_CHECKING:
     from scoring.drift import DriftMonitor
     from streams.drift_agent import DriftCounters
+    from streams.learn_service import LearnService
 from streams.telemetry import ScoreCounters
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class WorkerParts:
     registry: CollectorRegistry
     drift: DriftMonitor | None = None
     drift_counters: DriftCounters | None = None
+    learn: LearnService | None = None
 
 
 def faust_broker_options(settings: Settings) -> dict:
@@ -97,6 +99,12 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         parts.drift.register(bundle)
         parts.drift_counters = register_drift_agent(app, settings, parts.drift, gauges)
         checks.append(lambda: bool(app.consumer.assignment()))
+    if settings.runs(Role.learn):
+        from streams.learn_service import LearnService
+
+        parts.learn = LearnService(settings, bundle)
+        parts.services.append(parts.learn)
+        checks.append(lambda: bool(parts.learn.assigned))
     ready = lambda: all(check() for check in checks)  # noqa: E731
     _register_views(app, parts, ready)
     return parts
@@ -127,6 +135,8 @@ def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
                     **vars(parts.drift_counters),
                     "open_window_events": parts.drift.open_events(),
                 }
+            if parts.learn is not None:
+                body["learn"] = {**parts.learn.counters, **parts.learn.learner.join.counts()}
             return self.json(body)
 
     @app.page("/metrics")

@@ -30,6 +30,7 @@ class Role(StrEnum):
 
     score = "score"
     drift = "drift"
+    learn = "learn"
 
 
 class UnknownFeatures(StrEnum):
@@ -57,11 +58,14 @@ class Settings(BaseSettings):
     topic_drift: str = "drift"
     topic_metrics: str = "metrics"
     topic_model_updates: str = "model-updates"
+    topic_checkpoints: str = "checkpoints"
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
 
     model_path: Path | None = None
-    roles: str = Field("score,drift", description="What this worker runs, a comma list of: score, drift.")
+    roles: str = Field(
+        "drift,learn,score", description="What this worker runs, a comma list of: score, drift, learn."
+    )
 
     score_path: ScorePath = ScorePath.batch
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
@@ -79,6 +83,18 @@ class Settings(BaseSettings):
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
     drift_psi_threshold: float = Field(0.2, gt=0)
     drift_p_value: float = Field(0.01, gt=0, lt=1, description="Family-wise level, Bonferroni-corrected.")
+
+    kpi_window: int = Field(1000, ge=1, description="Labelled events in the rolling KPIs.")
+    segment_features: str = Field("", description="Comma list of features to break KPIs down by.")
+    segment_gap: float = Field(0.1, gt=0, description="A segment this far from overall is flagged.")
+    challenger: str = Field("default", description="'default' or a river estimator class path.")
+    label_ttl_seconds: float = Field(600.0, gt=0, description="Event time an event waits for its label.")
+    label_join_max: int = Field(200_000, ge=1, description="Most events (and early labels) kept waiting.")
+    metrics_every_labels: int = Field(1000, ge=1)
+    metrics_interval_s: float = Field(10.0, gt=0)
+    state_key: SecretStr | None = Field(
+        None, description="Hex key signing checkpoints; else data_dir/state.key"
+    )
 
     session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout.")
     web_port: int = 6066
@@ -147,4 +163,5 @@ class Settings(BaseSettings):
             self.topic_drift,
             self.topic_metrics,
             self.topic_model_updates,
+            self.topic_checkpoints,
         ]

@@ -25,9 +25,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
     wanted = [
         NewTopic(
             name,
-            num_partitions=settings.partitions,
+            num_partitions=1 if name == settings.topic_checkpoints else settings.partitions,
             replication_factor=settings.replication_factor,
-            config=COMPACTED if name == settings.topic_model_updates else {},
+            config=COMPACTED if name in (settings.topic_model_updates, settings.topic_checkpoints) else {},
         )
         for name in dict.fromkeys(settings.all_topics())
         if name not in existing

@@ -139,7 +139,7 @@ def read_topic(
                     message.offset(),
                 )
                 records.append(record)
-                seen += counted(record)
+                seen += bool(counted(record))
     finally:
         consumer.close()
     return records

@@ -97,7 +97,7 @@ def test_kafka_client_config_has_no_sasl_options_by_default() -> None:
 
 def test_all_topics_are_distinct_by_default() -> None:
     topics = Settings().all_topics()
-    assert len(topics) == len(set(topics)) == 8
+    assert len(topics) == len(set(topics)) == 9
 
 
 def test_roles_from_the_environment_and_the_app_id_they_imply(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,11 +105,12 @@ def test_roles_from_the_environment_and_the_app_id_they_imply(monkeypatch: pytes
     drift_only = Settings()
     assert drift_only.role_set == {Role.drift}
     assert drift_only.faust_app_id == "streamscore-drift"
-    assert Settings(roles="score,drift").faust_app_id == "streamscore"
+    assert Settings(roles="score,learn,drift").faust_app_id == "streamscore"
+    assert Settings(roles="score,drift").faust_app_id == "streamscore-drift-score"
     assert Settings(roles="score").runs(Role.score) and not Settings(roles="score").runs(Role.drift)
 
 
-@pytest.mark.parametrize("roles", ["", "score,learn", "drift;score"])
+@pytest.mark.parametrize("roles", ["", "score,explain", "drift;score"])
 def test_unknown_or_empty_roles_are_refused(roles: str) -> None:
     with pytest.raises(ValidationError, match="roles"):
         Settings(roles=roles)

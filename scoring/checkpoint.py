@@ -1,0 +1,51 @@
+"""Checkpoint payloads: JSON state plus river objects as a pickle signed with HMAC-SHA256.
+
+River estimators have no portable serialisation, so they are pickled; a pickle is
+code, so it is loaded only after its HMAC-SHA256 under the worker's state key
+checks out. Whoever can write the checkpoint topic but does not hold the key can
+make the worker start fresh, never run code in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import pickle
+import secrets
+from pathlib import Path
+
+import orjson
+
+from scoring.errors import ScoringError
+
+_SEP = b"\n"
+
+
+class CheckpointRejected(ScoringError):
+    """A checkpoint whose signature does not match: not loaded."""
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The worker's state key: read from ``path``, or made and written there (mode 0600)."""
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    path.touch(mode=0o600)
+    path.write_text(key.hex())
+    return key
+
+
+def encode(state: dict, objects: object, key: bytes) -> bytes:
+    """``signature hex`` NL ``JSON state`` NL ``pickle``; the signature covers both."""
+    body = orjson.dumps(state) + _SEP + pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)
+    return hmac.new(key, body, hashlib.sha256).hexdigest().encode() + _SEP + body
+
+
+def decode(payload: bytes, key: bytes) -> tuple[dict, object]:
+    signature, _, body = payload.partition(_SEP)
+    expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(signature, expected):
+        raise CheckpointRejected("checkpoint signature does not match this worker's state key; not loaded")
+    state, _, pickled = body.partition(_SEP)
+    return orjson.loads(state), pickle.loads(pickled)  # the signature was verified above
