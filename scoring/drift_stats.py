@@ -56,12 +56,26 @@ def ks_method(n: int, m: int) -> str:
 
 
 def ks_test(reference_sample: np.ndarray, window_values: np.ndarray) -> TestResult:
-    """Two-sample Kolmogorov-Smirnov test: scipy's ``ks_2samp`` with the method of ``ks_method``."""
+    """Two-sample Kolmogorov-Smirnov test, two-sided, as scipy's ``ks_2samp`` with ``ks_method``.
+
+    Large samples take the asymptotic path computed here with scipy's own formula
+    (``kstwo.sf(D, round(n*m/(n+m)))``): the same figures without ``ks_2samp``'s
+    per-call overhead, which was a third of the drift agent's time. Small samples go
+    to ``ks_2samp`` for the exact p-value.
+    """
     n, m = len(reference_sample), len(window_values)
     if n == 0 or m == 0:
         return TestResult(float("nan"), float("nan"))
-    result = stats.ks_2samp(reference_sample, window_values, method=ks_method(n, m))
-    return TestResult(float(result.statistic), float(result.pvalue))
+    if ks_method(n, m) == "exact":
+        result = stats.ks_2samp(reference_sample, window_values, method="exact")
+        return TestResult(float(result.statistic), float(result.pvalue))
+    a, b = np.sort(reference_sample), np.sort(window_values)
+    both = np.concatenate([a, b])
+    gap = np.searchsorted(a, both, side="right") / n - np.searchsorted(b, both, side="right") / m
+    d = float(max(gap.max(), np.clip(-gap.min(), 0, 1)))
+    big, small = max(n, m), min(n, m)
+    p_value = float(np.clip(stats.kstwo.sf(d, np.round(big * small / (big + small))), 0, 1))
+    return TestResult(d, p_value)
 
 
 def chi_square_test(reference_counts: np.ndarray, window_counts: np.ndarray) -> TestResult:

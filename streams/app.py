@@ -76,8 +76,8 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     )
     handler = ScoreHandler(settings, bundle)
     counters = ScoreCounters()
-    registry, gauges = worker_registry(counters)
-    parts = WorkerParts(app, handler, counters, [], registry)
+    metrics = worker_registry(counters)
+    parts = WorkerParts(app, handler, counters, [], metrics.registry)
     checks: list[Callable[[], bool]] = []
     if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
         batch = BatchScoreService(settings, handler, on_batch=counters.record)
@@ -97,12 +97,12 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
             window_s=settings.drift_window_seconds,
         )
         parts.drift.register(bundle)
-        parts.drift_counters = register_drift_agent(app, settings, parts.drift, gauges)
+        parts.drift_counters = register_drift_agent(app, settings, parts.drift, metrics.drift)
         checks.append(lambda: bool(app.consumer.assignment()))
     if settings.runs(Role.learn):
         from streams.learn_service import LearnService
 
-        parts.learn = LearnService(settings, bundle)
+        parts.learn = LearnService(settings, bundle, on_snapshot=metrics.kpis.record)
         parts.services.append(parts.learn)
         checks.append(lambda: bool(parts.learn.assigned))
     ready = lambda: all(check() for check in checks)  # noqa: E731

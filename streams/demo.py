@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -60,6 +61,8 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
             "STREAMSCORE_WEB_PORT": str(port),
             "STREAMSCORE_DATA_DIR": str(OUT / "data"),
             "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(DRIFT_WINDOW),
+            "STREAMSCORE_METRICS_INTERVAL_S": "1",
+            "STREAMSCORE_SEGMENT_FEATURES": "elevel",
         }
         log = open(OUT / "worker.log", "wb")  # noqa: SIM115 - closed with the process below
         worker = subprocess.Popen(
@@ -71,7 +74,8 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         _wait_ready(port, worker)
         console.print(f"worker ready (batch score path); web views on http://127.0.0.1:{port}/stats")
 
-        stream = agrawal_frame(events, seed=99, classification_function=2).drop(columns=["approved"])
+        labelled = agrawal_frame(events, seed=99, classification_function=2)
+        stream = labelled.drop(columns=["approved"])
         # the second half of the applicants earn 30% more than anyone the model was trained on
         stream.loc[events // 2 :, "salary"] *= 1.3
         mixed = interleave_invalid(list(events_from_frame(stream, prefix="demo")), invalid, "salary", seed=3)
@@ -81,9 +85,19 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         producer.start()
         stats = _show_live(console, port, len(payloads))
         producer.join(30)
+        # ground truth arrives later: a label for every application, after all of them
+        labels = [
+            (
+                f"demo-{i}".encode(),
+                orjson.dumps({"event_id": f"demo-{i}", "label": float(y), "label_time": 0}),
+            )
+            for i, y in enumerate(labelled["approved"])
+        ]
+        produce_payloads(settings, labels, topic=settings.topic_labels)
 
         _show_predictions(console, settings)
         _show_drift(console, settings, windows=events // DRIFT_WINDOW)
+        _show_kpis(console, settings, labelled=events)
         ok = stats["scored"] == events and stats["dead_letters_total"] == invalid
         verdict = "[green]all events accounted for[/]" if ok else "[red]counts do not add up[/]"
         console.print(
@@ -240,3 +254,40 @@ def _read(settings: Settings, topic: str, enough, timeout_s: float = 30) -> list
         got += [json.loads(m.value()) for m in consumer.consume(100, 0.5) if not m.error()]
     consumer.close()
     return got
+
+
+def _show_kpis(console: Console, settings: Settings, labelled: int) -> None:
+    """The last KPI snapshot: LightGBM (champion) against the River challenger."""
+    snapshots = [
+        s
+        for s in _read(
+            settings,
+            settings.topic_metrics,
+            lambda got: any(g["labels"]["matched"] >= labelled for g in got),
+        )
+        if s["labels"]["matched"] >= labelled
+    ]
+    if not snapshots:
+        console.print("[red]no KPI snapshot covering every label[/]")
+        return
+    last = snapshots[-1]
+    table = Table(title=f"KPIs on '{settings.topic_metrics}' after {last['labels']['matched']:,} labels")
+    for column in ("model", "segment", "labelled", "accuracy (last 1,000)", "accuracy (all)", "AUC (all)"):
+        table.add_column(column)
+    for row in last["kpis"]:
+        if row["segment_feature"] != "all" and not row["flagged"]:
+            continue
+        segment = (
+            "all"
+            if row["segment_feature"] == "all"
+            else f"{row['segment_feature']}={row['segment_value']} [red]flagged[/]"
+        )
+        table.add_row(
+            row["model"],
+            segment,
+            f"{row['count']:,}",
+            f"{row['rolling']['accuracy']:.3f}",
+            f"{row['cumulative']['accuracy']:.3f}",
+            f"{row['cumulative']['auc']:.3f}",
+        )
+    console.print(table)

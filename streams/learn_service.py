@@ -22,6 +22,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -30,7 +31,7 @@ from mode import Service
 from pydantic import ValidationError
 
 from schemas import headers as h
-from schemas.feedback import ConceptDriftAlert
+from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from schemas.messages import Label
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
@@ -46,9 +47,16 @@ RESTORE_IDLE_S = 2.0  # the checkpoint topic is read until it stays quiet this l
 
 
 class LearnService(Service):
-    def __init__(self, settings: Settings, bundle: ModelBundle, **kwargs) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bundle: ModelBundle,
+        on_snapshot: Callable[[MetricsSnapshot], None] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.on_snapshot = on_snapshot
         segments = tuple(s.strip() for s in settings.segment_features.split(",") if s.strip())
         self.learner = Learner(
             bundle.spec,
@@ -188,6 +196,8 @@ class LearnService(Service):
             log.error("snapshot or checkpoint not acknowledged; next snapshot tries again")
             return
         self.counters["snapshots"] += 1
+        if self.on_snapshot is not None:
+            self.on_snapshot(snapshot)
         offsets = [TopicPartition(t, int(p), o) for t, p, o in _split_positions(self.positions)]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=True)  # for lag monitoring only

@@ -2,18 +2,20 @@
 
 Score-path counters are read from ``ScoreCounters`` at scrape time (the hot path
 updates plain integers once per batch, never a Prometheus object per event).
-Drift statistics are gauges set once per closed window.
+Drift statistics are gauges set once per closed window; KPIs once per metrics snapshot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from schemas.drift import DriftReport
+from schemas.feedback import MetricsSnapshot
 from streams.telemetry import ScoreCounters
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
@@ -115,7 +117,45 @@ class ScoreCollector(Collector):
         )
 
 
-def worker_registry(counters: ScoreCounters) -> tuple[CollectorRegistry, DriftGauges]:
+class KpiGauges:
+    """KPIs of every model and segment from the last metrics snapshot."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("model", "segment_feature", "segment_value", "metric")
+        self.rolling = Gauge(
+            "streamscore_kpi_rolling", "KPI over the last window of labels", labels, registry=registry
+        )
+        self.cumulative = Gauge(
+            "streamscore_kpi_cumulative", "KPI over every label", labels, registry=registry
+        )
+        self.labelled = Gauge(
+            "streamscore_kpi_labelled_events",
+            "Labelled events behind the KPIs",
+            labels[:3],
+            registry=registry,
+        )
+        self.join = Gauge("streamscore_label_join", "Label join counts", ("state",), registry=registry)
+
+    def record(self, snapshot: MetricsSnapshot) -> None:
+        for row in snapshot.kpis:
+            segment = (row.model, row.segment_feature, row.segment_value)
+            self.labelled.labels(*segment).set(row.count)
+            for gauge, values in ((self.rolling, row.rolling), (self.cumulative, row.cumulative)):
+                for metric, value in values.items():
+                    if value is not None:
+                        gauge.labels(*segment, metric).set(value)
+        for state, count in snapshot.labels.model_dump().items():
+            self.join.labels(state).set(count)
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry
+    drift: DriftGauges
+    kpis: KpiGauges
+
+
+def worker_registry(counters: ScoreCounters) -> WorkerMetrics:
     registry = CollectorRegistry()
     registry.register(ScoreCollector(counters))
-    return registry, DriftGauges(registry)
+    return WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry))

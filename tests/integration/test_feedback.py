@@ -95,8 +95,8 @@ def test_concept_change_lightgbm_falls_river_recovers_adwin_fires(
     before = agrawal_frame(n, seed=9, classification_function=0)
     after = agrawal_frame(n, seed=9, classification_function=7)  # the same applicants, relabelled
     labels = np.where(np.arange(n) < switch, before["approved"], after["approved"])
-    _worker(topic_env, loans_f0.path, tmp_path, workers, "worker", "score,learn",
-            STREAMSCORE_SEGMENT_FEATURES="elevel")  # fmt: skip
+    worker = _worker(topic_env, loans_f0.path, tmp_path, workers, "worker", "score,learn",
+                     STREAMSCORE_SEGMENT_FEATURES="elevel")  # fmt: skip
     _produce_with_labels(bootstrap, topic_env, before.drop(columns=["approved"]), labels, delay, "ag")
 
     champion = f"{loans_f0.name}:{loans_f0.version}"
@@ -121,6 +121,18 @@ def test_concept_change_lightgbm_falls_river_recovers_adwin_fires(
     after_switch = [int(c.event_id.split("-")[1]) for c in adwin if int(c.event_id.split("-")[1]) >= switch]
     print(f"ADWIN on the error stream: changes at events {[int(c.event_id.split('-')[1]) for c in adwin]}")
     assert after_switch and after_switch[0] < switch + 2_000
+
+    scraped = worker.get_text("/metrics").splitlines()
+    gauge = [
+        ln
+        for ln in scraped
+        if ln.startswith("streamscore_kpi_cumulative{")
+        and f'model="{challenger}"' in ln
+        and 'metric="accuracy"' in ln
+        and 'segment_feature="all"' in ln
+    ]
+    assert len(gauge) == 1
+    assert float(gauge[0].split()[-1]) == pytest.approx(_overall(final, challenger).cumulative["accuracy"])
 
 
 def test_progressive_validation_on_phishing_equals_river(bootstrap, topic_env, tmp_path, workers):
