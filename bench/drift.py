@@ -16,7 +16,10 @@ after it, means the agent keeps up; RSS of the drift worker with the two window
 sizes shows memory follows the window, and RSS at 25% vs 100% of the stream
 (same window) shows it does not follow the stream.
 
-    .venv/bin/python bench/drift.py [--events 200000] [--small 5000] [--large 50000]
+    .venv/bin/python bench/drift.py [--events 200000] [--small 5000] [--large 50000] [--rate R]
+
+With ``--rate`` the events are produced at R per second once the workers are ready,
+so the run shows whether the lag stays flat at a rate the machine sustains.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -34,7 +38,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from common import create_topics, launch, make_events, preload, train_model, unique
+from common import create_topics, launch, make_events, preload, producer_config, train_model, unique
+from confluent_kafka import Producer
 
 from streams.broker import start_broker
 
@@ -49,14 +54,59 @@ def stats(port: int) -> dict | None:
         return None
 
 
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+            return bool(json.loads(response.read())["ready"])
+    except OSError:
+        return False
+
+
+def paced(bootstrap: str, topic: str, payloads, rate: float) -> threading.Thread:
+    """Produce the pre-encoded payloads at ``rate`` per second on a thread."""
+
+    def run() -> None:
+        producer = Producer(producer_config(bootstrap, linger_ms=5))
+        start = time.perf_counter()
+        for i, (key, value) in enumerate(payloads):
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            if i % 500 == 0:
+                producer.poll(0)
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        producer.flush(60)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def run(
-    label: str, bootstrap: str, payloads, bundle: Path, workdir: Path, partitions: int, config: dict
+    label: str,
+    bootstrap: str,
+    payloads,
+    bundle: Path,
+    workdir: Path,
+    partitions: int,
+    config: dict,
+    rate: float | None = None,
 ) -> dict:
-    """One configuration: {"roles": roles of the scoring worker, "drift_worker": bool, "window": N}."""
+    """One configuration: {"roles": roles of the scoring worker, "drift_worker": bool, "window": N}.
+
+    The events are preloaded (the scorer runs at its full rate), or with ``rate``
+    produced at that rate once the workers are ready.
+    """
     n = len(payloads)
     in_topic, monitor = unique("features"), unique("monitor")
     create_topics(bootstrap, [in_topic], partitions)
-    preload(bootstrap, in_topic, payloads)
+    if rate is None:
+        preload(bootstrap, in_topic, payloads)
     shared = {"STREAMSCORE_TOPIC_MONITOR": monitor, "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(config["window"])}
     workdir = workdir / label.replace(" ", "-").replace(",", "")
     out = unique("out")
@@ -73,6 +123,11 @@ def run(
     watch = drifter or scorer
     drift_on = drifter is not None or "drift" in config["roles"]
     process = psutil.Process(watch.processes[0].pid)
+    if rate is not None:
+        deadline = time.monotonic() + 120
+        while not all(ready(w.web_ports[0]) for w in launched) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        paced(bootstrap, in_topic, payloads, rate)
     samples: list[tuple[float, int, int, float]] = []  # time, scored, windowed, RSS MiB of the drift process
     deadline = time.monotonic() + 300
     try:
@@ -125,6 +180,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--small", type=int, default=5_000, help="events per window, small")
     parser.add_argument("--large", type=int, default=50_000, help="events per window, large")
+    parser.add_argument("--rate", type=float, default=None, help="produce at this rate instead of preloading")
     args = parser.parse_args()
 
     configs = [
@@ -148,9 +204,12 @@ def main() -> int:
         bundle = train_model(Path(tmp) / "bundle")
         for label, config in configs:
             print(f"running {label} ...", flush=True)
-            rows.append(run(label, broker.bootstrap, payloads, bundle, Path(tmp), args.partitions, config))
+            rows.append(
+                run(label, broker.bootstrap, payloads, bundle, Path(tmp), args.partitions, config, args.rate)
+            )
 
-    print(f"\n{args.events:,} events, {args.partitions} partitions; RSS: the process with the drift agent\n")
+    mode = f"produced at {args.rate:,.0f}/s" if args.rate else "preloaded, scored at full rate"
+    print(f"\n{args.events:,} events ({mode}), {args.partitions} partitions; RSS: the drift agent\n")
     print(
         "| config | scored events/s | drift lag max | lag at 25/50/75% of scoring | lag when scoring ended "
         "| drift catch-up s | RSS MiB at 25% | RSS MiB at 100% |"
