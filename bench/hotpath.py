@@ -114,16 +114,26 @@ def main() -> None:
         ("+ monitoring record (full score step)", _per_event(lambda b: full.handle(b, emit), batches, n))
     )
 
+    for share in (0.01, 0.1):
+        explained = handler(prediction_headers=True, monitor_enabled=True, explain_share=share)
+        steps.append(
+            (
+                f"+ explanations on {share:.0%} of events (optional)",
+                _per_event(lambda b, h=explained: h.handle(b, emit), batches, n),
+            )
+        )
+
     print(
         f"score step cost per event: {n:,} events, batches of {args.batch}, {args.trees} trees, 20 features"
     )
     print("| step | µs/event | increment µs |")
     print("| --- | ---: | ---: |")
-    previous = 0.0
+    previous, full_cost = 0.0, steps[5][1]
     for name, cost in steps:
-        print(f"| {name} | {cost:.2f} | {cost - previous:+.2f} |")
+        base = full_cost if name.startswith("+ explanations") else previous  # each against the full step
+        print(f"| {name} | {cost:.2f} | {cost - base:+.2f} |")
         previous = cost
-    print(f"full score step alone could carry {1e6 / steps[-1][1]:,.0f} events/s on one core")
+    print(f"full score step (no explanations) alone could carry {1e6 / full_cost:,.0f} events/s on one core")
 
 
 if __name__ == "__main__":

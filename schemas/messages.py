@@ -31,6 +31,25 @@ class FeatureEvent(BaseModel):
     schema_version: Annotated[int, Field(strict=True)] = SCHEMA_VERSION
 
 
+class Contribution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feature: str
+    value: float | str | None = Field(description="the input: number, category name, or null if missing")
+    contribution: FiniteFloat = Field(description="in raw score units (log-odds for binary)")
+
+
+class Explanation(BaseModel):
+    """TreeSHAP contributions: bias + sum(top) + rest = raw_score (log-odds for binary)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bias: FiniteFloat
+    raw_score: FiniteFloat
+    top: list[Contribution]
+    rest: FiniteFloat = Field(description="the other features' contributions, summed")
+
+
 class Prediction(BaseModel):
     """One scored event on ``predictions``; Kafka key = ``entity_id``.
 
@@ -52,6 +71,7 @@ class Prediction(BaseModel):
     topic: str
     partition: int
     offset: int
+    explanation: Explanation | None = Field(None, description="on a sampled share of predictions")
     schema_version: Literal[1] = SCHEMA_VERSION
 
 

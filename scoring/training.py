@@ -25,7 +25,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.suffix.lower() in {".parquet", ".pq"}:
         return pd.read_parquet(path)
     if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, float_precision="round_trip")  # the exact doubles written, as JSON gives
     raise TrainingError(f"{path}: expected a .csv or .parquet file")
 
 

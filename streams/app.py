@@ -13,6 +13,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry, generate_latest
 
 from scoring.bundle import ModelBundle
+from scoring.errors import InvalidEvent
 from streams.agent_path import register_score_agent
 from streams.batch_path import BatchScoreService
 from streams.handler import ScoreHandler
@@ -138,6 +139,16 @@ def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
             if parts.learn is not None:
                 body["learn"] = {**parts.learn.counters, **parts.learn.learner.join.counts()}
             return self.json(body)
+
+    @app.page("/explain")
+    class Explain(View):
+        """POST a feature event: its score and every feature's contribution."""
+
+        async def post(self, request: Request) -> Response:
+            try:
+                return self.json(handler.explain_event(await request.read()))
+            except InvalidEvent as exc:
+                return self.json({"error": exc.reason, "stage": exc.stage.value}, status=400)
 
     @app.page("/metrics")
     class Metrics(View):

@@ -7,6 +7,7 @@ by flags, then passed down.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -101,6 +102,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score_file(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from scoring.batch_file import score_frame
+    from scoring.bundle import ModelBundle
+    from scoring.training import read_table
+
+    bundle = ModelBundle.load(args.model)
+    frame = read_table(args.data)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"scoring {len(frame):,} rows", total=len(frame))
+        scored, rejects = score_frame(bundle, frame, args.id_column, lambda n: progress.advance(task, n))
+    _write_table(scored, args.out)
+    rejects_path = args.rejects or args.out.with_name(args.out.stem + ".rejects.csv")
+    rejects.to_csv(rejects_path, index=False)
+    print(f"{len(scored):,} rows scored with {bundle.name} {bundle.version} -> {args.out}")
+    print(f"{len(rejects):,} rows rejected -> {rejects_path}")
+    return 0
+
+
+def _write_table(frame, path: Path) -> None:
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from scoring.bundle import ModelBundle
+    from scoring.errors import InvalidEvent
+    from streams.handler import ScoreHandler
+
+    handler = ScoreHandler(_settings(args), ModelBundle.load(args.model))
+    value = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
+    try:
+        result = handler.explain_event(value)
+    except InvalidEvent as exc:
+        print(f"invalid event ({exc.stage.value}): {exc.reason}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    e = result["explanation"]
+    table = Table(title=f"{result['event_id']}: score {result['score']:.4f} (raw {e['raw_score']:.4f})")
+    for column in ("feature", "value", "contribution"):
+        table.add_column(column)
+    table.add_row("(bias)", "", f"{e['bias']:+.4f}")
+    for c in e["top"]:
+        table.add_row(c["feature"], str(c["value"]), f"{c['contribution']:+.4f}")
+    Console().print(table)
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas.export import export_json_schemas
 
@@ -154,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="1")
     p.add_argument("--trees", type=int, default=100)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score-file", help="score a CSV or Parquet table with the stream's validation")
+    p.add_argument("data", type=Path)
+    p.add_argument("--model", type=Path, required=True, help="model bundle directory")
+    p.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
+    p.add_argument("--id-column", default=None, help="column holding event ids (else row-N)")
+    p.add_argument("--rejects", type=Path, default=None, help="default: OUT.rejects.csv")
+    p.set_defaults(func=cmd_score_file)
+
+    p = sub.add_parser("explain", help="score one event and show every feature's contribution")
+    p.add_argument("event", type=Path, help="a feature event JSON file, or - for standard input")
+    p.add_argument("--model", type=Path, required=True, help="model bundle directory")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)

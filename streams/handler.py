@@ -25,6 +25,7 @@ from schemas import headers as h
 from schemas.messages import SCHEMA_VERSION
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent, Stage
+from scoring.explain import Explainer, sampled
 from scoring.scorer import BatchScorer, ScoredBatch
 from scoring.validation import EventValidator
 from streams.settings import Settings, UnknownFeatures
@@ -87,6 +88,7 @@ class _Model:
     bundle: ModelBundle
     validator: EventValidator
     scorer: BatchScorer
+    explainer: Explainer
     ce_source: bytes
     monitor_rows: int
 
@@ -117,7 +119,27 @@ class ScoreHandler:
         # keep each monitoring message well under the broker's 1 MB default limit
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // (_JSON_BYTES_PER_VALUE * len(bundle.spec.names) + 150))
         ce_source = f"streamscore/{bundle.name}/{bundle.version}".encode()
-        return _Model(bundle, validator, scorer, ce_source, monitor_rows)
+        explainer = Explainer(bundle, top_k=self.settings.explain_top_k)
+        return _Model(bundle, validator, scorer, explainer, ce_source, monitor_rows)
+
+    def explain_event(self, value: bytes) -> dict:
+        """Score and fully explain one event (``InvalidEvent`` if it is not valid)."""
+        model = self._model
+        event = model.validator.parse(value)
+        matrix = np.asarray([event.row], dtype=np.float64)
+        result = model.scorer.score(matrix)
+        if result.failed:
+            raise InvalidEvent(Stage.score, result.failed[0])
+        explanation = model.explainer.explain(matrix, top_k=len(model.bundle.spec.names))[0]
+        return {
+            "event_id": event.event_id,
+            "entity_id": event.entity_id,
+            "score": float(result.scores[0]),
+            "label": bool(result.labels[0]) if result.labels is not None else None,
+            "model_name": model.bundle.name,
+            "model_version": model.bundle.version,
+            "explanation": explanation,
+        }
 
     def handle(self, records: Sequence[KafkaRecord], emit: Emit) -> BatchStats:
         model = self._model
@@ -149,12 +171,18 @@ class ScoreHandler:
             batch = batch.select(np.flatnonzero(result.scored).tolist())
             matrix = matrix[result.scored]
         stats.scored = len(batch.records)
-        partitions = self._emit_predictions(model, batch, result, emit)
+        explained: dict[int, dict] = {}
+        picked = sampled(batch.event_ids, self.settings.explain_share)
+        if picked:
+            explained = dict(zip(picked, model.explainer.explain(matrix[picked]), strict=True))
+        partitions = self._emit_predictions(model, batch, result, emit, explained)
         if self.settings.monitor_enabled and stats.scored:
             self._emit_monitor(model, batch, partitions, matrix, result.scores, emit)
         return stats
 
-    def _emit_predictions(self, model: _Model, batch: _Batch, result: ScoredBatch, emit: Emit) -> list[int]:
+    def _emit_predictions(
+        self, model: _Model, batch: _Batch, result: ScoredBatch, emit: Emit, explained: dict[int, dict]
+    ) -> list[int]:
         """Emit one prediction per scored event; returns the source partition of each."""
         bundle = model.bundle
         name, version = bundle.name, bundle.version
@@ -172,34 +200,37 @@ class ScoreHandler:
         topic = self._topic_predictions
         dumps = orjson.dumps
         partitions: list[int] = []
-        for record, event_id, entity_id, event_time, score, label in zip(
-            batch.records,
-            batch.event_ids,
-            batch.entity_ids,
-            batch.event_times,
-            result.scores.tolist(),
-            labels,
-            strict=True,
+        for i, (record, event_id, entity_id, event_time, score, label) in enumerate(
+            zip(
+                batch.records,
+                batch.event_ids,
+                batch.entity_ids,
+                batch.event_times,
+                result.scores.tolist(),
+                labels,
+                strict=True,
+            )
         ):
             partition = record.partition()
             partitions.append(partition)
-            value = dumps(
-                {
-                    "event_id": event_id,
-                    "entity_id": entity_id,
-                    "score": score,
-                    "label": label,
-                    "model_name": name,
-                    "model_version": version,
-                    "event_time": event_time,
-                    "scored_at": now_ms,
-                    "latency_ms": now_ms - record.timestamp()[1],
-                    "topic": record.topic(),
-                    "partition": partition,
-                    "offset": record.offset(),
-                    "schema_version": SCHEMA_VERSION,
-                }
-            )
+            body = {
+                "event_id": event_id,
+                "entity_id": entity_id,
+                "score": score,
+                "label": label,
+                "model_name": name,
+                "model_version": version,
+                "event_time": event_time,
+                "scored_at": now_ms,
+                "latency_ms": now_ms - record.timestamp()[1],
+                "topic": record.topic(),
+                "partition": partition,
+                "offset": record.offset(),
+                "schema_version": SCHEMA_VERSION,
+            }
+            if explained and i in explained:
+                body["explanation"] = explained[i]
+            value = dumps(body)
             headers = [(h.CE_ID, event_id.encode()), *ce_fixed] if with_headers else None
             emit(topic, entity_id.encode(), value, headers)
         return partitions

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(1_000_000, ge=1, description="Larger payloads are dead-lettered unread.")
     prediction_headers: bool = Field(True, description="CloudEvents ce_* headers on predictions.")
     monitor_enabled: bool = True
+    explain_share: float = Field(
+        0.0, ge=0, le=1, description="Share of predictions carrying feature contributions (by event_id hash)."
+    )
+    explain_top_k: int = Field(5, ge=1, description="Contributions attached per explained prediction.")
 
     drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
