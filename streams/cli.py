@@ -158,6 +158,34 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epoch_ms(text: str | None) -> int | None:
+    """Epoch milliseconds, or an RFC 3339 / ISO 8601 time."""
+    if text is None:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from scoring.bundle import ModelBundle
+    from streams.replay import Range, replay
+
+    settings = _settings(args, model_path=args.model, topic_features=args.topic)
+    span = Range(args.from_offset, _epoch_ms(args.from_time), args.to_offset, _epoch_ms(args.to_time))
+    stats = replay(settings, ModelBundle.load(args.model), args.out_topic, span)
+    print(
+        f"replayed {stats.read:,} records of {settings.topic_features} into {args.out_topic}: "
+        f"{stats.scored:,} scored, {stats.invalid:,} invalid (not dead-lettered again)"
+    )
+    for partition, (first, last) in sorted(stats.partitions.items()):
+        print(f"  partition {partition}: offsets {first}..{last}")
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas.export import export_json_schemas
 
@@ -225,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model bundle directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("replay", help="re-score a range of the features topic into another topic")
+    p.add_argument("--model", type=Path, required=True, help="model bundle directory")
+    p.add_argument("--out-topic", required=True)
+    p.add_argument("--topic", default=None, help="source topic (default: the features topic)")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-offset", type=int, default=None, help="in every partition")
+    start.add_argument("--from-time", default=None, help="epoch ms or RFC 3339 (record timestamps)")
+    p.add_argument("--to-offset", type=int, default=None, help="inclusive, in every partition")
+    p.add_argument("--to-time", default=None, help="inclusive; epoch ms or RFC 3339")
+    p.add_argument("--bootstrap", default=None)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)
