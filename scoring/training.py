@@ -37,6 +37,13 @@ def frame_sha256(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def holdout_split(n: int, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout rows, training rows) of ``train_bundle``'s random split, for the same n and seed."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_holdout = max(1, int(n * holdout))
+    return order[:n_holdout], order[n_holdout:]
+
+
 def train_bundle(
     frame: pd.DataFrame,
     target: str,
@@ -70,10 +77,7 @@ def train_bundle(
     spec = FeatureSpec.infer(features)
     matrix = spec.encode_frame(features)
 
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(frame))
-    n_holdout = max(1, int(len(frame) * holdout))
-    test_idx, train_idx = order[:n_holdout], order[n_holdout:]
+    test_idx, train_idx = holdout_split(len(frame), holdout, seed)
 
     params = {
         "objective": "binary" if task_kind is Task.binary else "regression",

@@ -97,6 +97,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     print(f"bundle {bundle.name} version {bundle.version} written to {args.out}")
+    if args.report:
+        from scoring.report import ReportInput, build_report
+        from scoring.training import holdout_split
+
+        labelled = frame.dropna(subset=[args.target]).reset_index(drop=True)
+        holdout, _ = holdout_split(len(labelled))
+        rows = labelled.iloc[holdout]
+        data = ReportInput(rows.drop(columns=[args.target]), rows[args.target].to_numpy(float), "the holdout")
+        args.report.write_text(build_report(bundle, data))
+        print(f"report on the {len(rows):,} holdout rows written to {args.report}")
     for metric, value in sorted(bundle.metrics.items()):
         print(f"  {metric:>14}: {value:.6g}")
     return 0
@@ -186,6 +196,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from scoring.bundle import ModelBundle
+    from scoring.report import ReportInput, build_report
+
+    bundle = ModelBundle.load(args.model)
+    if args.from_topics:
+        from streams.report_source import labelled_from_topics
+
+        settings = _settings(args)
+        frame, y = labelled_from_topics(settings, bundle, args.from_topics)
+        source = (
+            f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
+        )
+    else:
+        from scoring.training import read_table
+
+        if not args.target:
+            print("--data needs --target", file=sys.stderr)
+            return 2
+        table = read_table(args.data).dropna(subset=[args.target])
+        frame, y, source = (
+            table.drop(columns=[args.target]),
+            table[args.target].to_numpy(float),
+            str(args.data),
+        )
+    if len(y) == 0:
+        print("no labelled rows to report on", file=sys.stderr)
+        return 2
+    data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive)
+    args.out.write_text(build_report(bundle, data))
+    print(f"report on {len(y):,} labelled rows written to {args.out}")
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas.export import export_json_schemas
 
@@ -238,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="model")
     p.add_argument("--version", default="1")
     p.add_argument("--trees", type=int, default=100)
+    p.add_argument("--report", type=Path, default=None, help="also write an HTML report on the holdout")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score-file", help="score a CSV or Parquet table with the stream's validation")
@@ -265,6 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to-time", default=None, help="inclusive; epoch ms or RFC 3339")
     p.add_argument("--bootstrap", default=None)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("report", help="write a self-contained HTML model report")
+    p.add_argument("--model", type=Path, required=True, help="model bundle directory")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a labelled CSV or Parquet table (with --target)")
+    source.add_argument(
+        "--from-topics", type=int, metavar="N", help="the last N labelled events on the topics"
+    )
+    p.add_argument("--target", default=None, help="label column of --data")
+    p.add_argument("--segment", action="append", help="feature to break KPIs down by (repeatable)")
+    p.add_argument("--sensitive", default=None, help="feature for the fairness metrics")
+    p.add_argument("--out", type=Path, required=True, help="the HTML file")
+    p.add_argument("--bootstrap", default=None)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)

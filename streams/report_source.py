@@ -1,0 +1,85 @@
+"""Labelled events read back from the topics, for an on-demand model report.
+
+Reads ``labels`` (event_id -> label) and ``monitor`` (the encoded rows the model
+scored) from the start until both are quiet, joins them by event_id, keeps the last
+``limit`` labelled events of the given model version, and turns the encoded rows back
+into the raw feature values an event carries (category names for categoricals).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import orjson
+import pandas as pd
+from confluent_kafka import Consumer
+
+from scoring.bundle import ModelBundle
+from scoring.features import FeatureKind
+from streams.settings import Settings
+
+QUIET_S = 3.0
+
+
+def _read_all(settings: Settings, topic: str) -> list[bytes]:
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"streamscore-report-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+            "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < QUIET_S or not consumer.assignment():
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is None and message.value() is not None:
+                    values.append(message.value())
+                    quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return values
+
+
+def labelled_from_topics(
+    settings: Settings, bundle: ModelBundle, limit: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    labels: dict[str, float] = {}
+    for value in _read_all(settings, settings.topic_labels):
+        try:
+            body = orjson.loads(value)
+            labels[str(body["event_id"])] = float(body["label"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    rows: list[list[float]] = []
+    y: list[float] = []
+    for value in _read_all(settings, settings.topic_monitor):
+        body = orjson.loads(value)
+        if (body.get("model_name"), body.get("model_version")) != (bundle.name, bundle.version):
+            continue
+        for event_id, row in zip(body["event_ids"], body["rows"], strict=True):
+            if event_id in labels:
+                rows.append([np.nan if v is None else v for v in row])
+                y.append(labels.pop(event_id))  # pop: a re-scored event counts once
+    matrix = np.asarray(rows[-limit:], dtype=float).reshape(-1, len(bundle.spec.names))
+    return decode_rows(bundle, matrix), np.asarray(y[-limit:])
+
+
+def decode_rows(bundle: ModelBundle, matrix: np.ndarray) -> pd.DataFrame:
+    """Encoded model rows back to the raw values an event would carry."""
+    columns = {}
+    for j, feature in enumerate(bundle.spec.features):
+        column = matrix[:, j]
+        if feature.kind is FeatureKind.numeric:
+            columns[feature.name] = column
+        else:
+            cats = feature.categories
+            columns[feature.name] = [None if v != v or v >= len(cats) else cats[int(v)] for v in column]
+    return pd.DataFrame(columns)
