@@ -23,6 +23,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from scoring.bundle import ModelBundle
 from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
 from scoring.training import train_bundle
 from streams.broker import free_port, start_broker
@@ -43,8 +44,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         console.print(f"broker (Tansu, in memory) at [cyan]{broker.bootstrap}[/]")
         bundle_dir = OUT / "bundle"
         shutil.rmtree(bundle_dir, ignore_errors=True)
-        frame = agrawal_frame(20000, seed=1, classification_function=2)
-        bundle = train_bundle(frame, "approved", bundle_dir, name="loan-approval", num_trees=100)
+        bundle = train_demo_model(bundle_dir)
         metrics = ", ".join(f"{k} {bundle.metrics[k]:.4f}" for k in ("auc", "accuracy", "log_loss"))
         console.print(f"trained [bold]{bundle.name}[/] v{bundle.version} on 16,000 rows; holdout {metrics}")
 
@@ -114,6 +114,12 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
                 worker.kill()
         broker.stop()
         console.print("stopped the worker and the broker")
+
+
+def train_demo_model(out_dir: Path) -> ModelBundle:
+    """The demo's loan-approval model: river's Agrawal loans, classification function 2."""
+    frame = agrawal_frame(20000, seed=1, classification_function=2)
+    return train_bundle(frame, "approved", out_dir, name="loan-approval", num_trees=100)
 
 
 def _get(port: int, path: str) -> dict:

@@ -14,6 +14,7 @@ import pytest
 from scoring.bundle import ModelBundle
 from scoring.report import SECTIONS
 from scoring.synthetic import agrawal_frame, events_from_frame
+from streams.demo import train_demo_model
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -21,17 +22,21 @@ pytestmark = pytest.mark.integration
 OUTPUT = Path(__file__).resolve().parents[1] / "output"  # kept with the test output, not committed
 
 
-def test_report_from_the_topics_renders_in_chromium(
-    bootstrap, topic_env, agrawal_bundle: ModelBundle, agrawal_bundle_dir, tmp_path, workers
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    return train_demo_model(tmp_path_factory.mktemp("demo") / "bundle")
+
+
+def test_report_on_the_demo_model_from_the_topics_renders_in_chromium(
+    bootstrap, topic_env, demo_model: ModelBundle, tmp_path, workers
 ):
+    bundle_dir = demo_model.path
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is needed: `make test` installs it"
     n = 6000
     labelled = agrawal_frame(n, seed=61, classification_function=2)
     events = list(events_from_frame(labelled.drop(columns=["approved"]), prefix="rp"))
-    worker = WorkerProcess(
-        {**topic_env, "STREAMSCORE_ROLES": "score"}, agrawal_bundle_dir, tmp_path / "w.log"
-    )
+    worker = WorkerProcess({**topic_env, "STREAMSCORE_ROLES": "score"}, bundle_dir, tmp_path / "w.log")
     workers.append(worker)
     worker.wait_ready()
     produce(
@@ -51,7 +56,7 @@ def test_report_from_the_topics_renders_in_chromium(
 
     page = tmp_path / "report.html"
     cli = [
-        *(sys.executable, "-m", "streams", "report", "--model", str(agrawal_bundle_dir)),
+        *(sys.executable, "-m", "streams", "report", "--model", str(bundle_dir)),
         *("--from-topics", "5000", "--segment", "elevel", "--sensitive", "car", "--out", str(page)),
     ]
     done = subprocess.run(
