@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -107,8 +109,31 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         parts.services.append(parts.learn)
         checks.append(lambda: bool(parts.learn.assigned))
     ready = lambda: all(check() for check in checks)  # noqa: E731
+    _sample_lag(app, settings, metrics.lag)
     _register_views(app, parts, ready)
     return parts
+
+
+def _sample_lag(app: faust.App, settings: Settings, collector) -> None:
+    """Every ``lag_interval_s``, the lag of this worker's consumer groups, read off the event loop."""
+    from streams.status import group_lag
+
+    groups = []
+    if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
+        groups.append(settings.group_id)
+    if settings.runs(Role.learn):
+        groups.append(f"{settings.faust_app_id}-learn")
+    if settings.runs(Role.drift) or settings.score_path is ScorePath.agent:
+        groups.append(settings.faust_app_id)
+
+    @app.timer(interval=settings.lag_interval_s)
+    async def sample_lag() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            collector.rows = await loop.run_in_executor(None, group_lag, settings, groups)
+            collector.sampled_at = time.time()
+        except Exception:
+            log.warning("sampling consumer lag failed", exc_info=True)
 
 
 def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -230,6 +231,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from confluent_kafka.admin import AdminClient
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.status import group_lag, list_groups
+
+    settings = _settings(args)
+    admin = AdminClient(settings.kafka_client_config())
+    groups = args.group_id or list_groups(admin, args.prefix)
+    console = Console()
+    before = {(r.group, r.topic, r.partition): r.lag for r in group_lag(settings, groups, with_seconds=False)}
+    for round_ in range(args.rounds):
+        time.sleep(args.interval)
+        rows = group_lag(settings, groups)
+        table = Table(title=f"consumer groups on {settings.kafka_bootstrap}")
+        for column in ("group", "topic", "partition", "committed", "end", "lag", "lag s", "lag change /s"):
+            table.add_column(column, justify="left" if column in ("group", "topic") else "right")
+        for r in rows:
+            change = (r.lag - before.get((r.group, r.topic, r.partition), r.lag)) / args.interval
+            seconds = "" if r.lag_seconds is None else f"{r.lag_seconds:.1f}"
+            table.add_row(r.group, r.topic, str(r.partition), str(r.committed), str(r.end), str(r.lag),
+                          seconds, f"{change:+,.0f}")  # fmt: skip
+        total = sum(r.lag for r in rows)
+        console.print(table)
+        console.print(
+            f"total lag {total:,}" + (f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else "")
+        )
+        before = {(r.group, r.topic, r.partition): r.lag for r in rows}
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas.export import export_json_schemas
 
@@ -324,6 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the HTML file")
     p.add_argument("--bootstrap", default=None)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("status", help="consumer groups, committed and end offsets, lag, from the broker")
+    p.add_argument("--group-id", action="append", help="a group to show (repeatable); default: all")
+    p.add_argument("--prefix", default="", help="with no --group-id: groups whose id starts with this")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between samples (lag change /s)")
+    p.add_argument("--rounds", type=int, default=1, help="print this many samples")
+    p.add_argument("--bootstrap", default=None)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)

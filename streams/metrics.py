@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
+from streams.status import PartitionLag
 from streams.telemetry import ScoreCounters
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
@@ -148,14 +149,43 @@ class KpiGauges:
             self.join.labels(state).set(count)
 
 
+class LagCollector(Collector):
+    """Consumer-group lag of the worker's own groups, from the last sample taken off the event loop.
+
+    Names follow kafka_exporter (``kafka_consumergroup_lag``) under the streamscore prefix.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[PartitionLag] = []
+        self.sampled_at: float | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["consumergroup", "topic", "partition"]
+        lag = GaugeMetricFamily("streamscore_consumergroup_lag", "Records not yet consumed", labels=labels)
+        seconds = GaugeMetricFamily(
+            "streamscore_consumergroup_lag_seconds",
+            "Age of the oldest record not yet consumed (0 when caught up)",
+            labels=labels,
+        )
+        for r in self.rows:
+            key = [r.group, r.topic, str(r.partition)]
+            lag.add_metric(key, r.lag)
+            seconds.add_metric(key, r.lag_seconds or 0.0)
+        yield lag
+        yield seconds
+
+
 @dataclass
 class WorkerMetrics:
     registry: CollectorRegistry
     drift: DriftGauges
     kpis: KpiGauges
+    lag: LagCollector
 
 
 def worker_registry(counters: ScoreCounters) -> WorkerMetrics:
     registry = CollectorRegistry()
     registry.register(ScoreCollector(counters))
-    return WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry))
+    lag = LagCollector()
+    registry.register(lag)
+    return WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag)

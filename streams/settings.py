@@ -100,6 +100,8 @@ class Settings(BaseSettings):
         None, description="Hex key signing checkpoints; else data_dir/state.key"
     )
 
+    lag_interval_s: float = Field(5.0, gt=0, description="How often /metrics' consumer lag is sampled.")
+
     session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout.")
     web_port: int = 6066
     web_host: str = "127.0.0.1"

@@ -1,0 +1,79 @@
+"""What an operator reads: /metrics counters and lag, and `streamscore status`, on a real broker."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from scoring.synthetic import agrawal_frame, events_from_frame
+from tests.integration.kafka_tools import WorkerProcess, produce
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        match = re.match(rf"{name}(\{{[^}}]*\}})? (\S+)$", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            total, found = total + float(match.group(2)), True
+    assert found, f"no {name} {labels} in /metrics"
+    return total
+
+
+def _status_total_lag(topic_env: dict, group: str) -> int:
+    cli = [sys.executable, "-m", "streams", "status", "--group-id", group, "--interval", "0.2"]
+    done = subprocess.run(
+        cli, capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **topic_env}
+    )
+    assert done.returncode == 0, done.stderr
+    print(done.stdout)
+    return int(re.search(r"total lag ([\d,]+)", done.stdout).group(1).replace(",", ""))
+
+
+def test_metrics_and_status_show_the_lag_and_its_fall_to_zero(
+    bootstrap, topic_env, agrawal_bundle_dir, tmp_path, workers
+):
+    env = {**topic_env, "STREAMSCORE_ROLES": "score", "STREAMSCORE_LAG_INTERVAL_S": "1"}
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    frame = agrawal_frame(31_000, seed=71, classification_function=2).drop(columns=["approved"])
+    payloads = [(e["entity_id"].encode(), orjson.dumps(e)) for e in events_from_frame(frame, prefix="op")]
+    features, group = topic_env["STREAMSCORE_TOPIC_FEATURES"], topic_env["STREAMSCORE_GROUP_ID"]
+
+    produce(bootstrap, features, payloads[:1000])
+    deadline = time.monotonic() + 60
+    while worker.get("/stats")["scored"] < 1000 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    worker.process.send_signal(signal.SIGSTOP)  # a stalled worker: the next events wait
+    try:
+        produce(bootstrap, features, payloads[1000:])
+        stalled = _status_total_lag(topic_env, group)
+    finally:
+        worker.process.send_signal(signal.SIGCONT)
+    assert stalled == 30_000
+
+    deadline, scraped, lag = time.monotonic() + 60, "", None
+    while time.monotonic() < deadline:
+        scraped = worker.get_text("/metrics")
+        if "streamscore_consumergroup_lag{" in scraped:
+            lag = _metric(scraped, "streamscore_consumergroup_lag", consumergroup=group)
+            if lag == 0 and _metric(scraped, "streamscore_predictions_total") == len(payloads):
+                break
+        time.sleep(0.5)
+    print(f"lag with the worker stopped: {stalled:,}; after it resumed: {lag}")
+    assert lag == 0
+    assert _metric(scraped, "streamscore_events_consumed_total") == len(payloads)
+    assert _metric(scraped, "streamscore_predictions_total") == len(payloads)
+    assert _metric(scraped, "streamscore_consumergroup_lag_seconds", consumergroup=group) == 0
+    assert _status_total_lag(topic_env, group) == 0
