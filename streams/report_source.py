@@ -36,9 +36,13 @@ def _read_all(settings: Settings, topic: str) -> list[bytes]:
     )
     consumer.subscribe([topic])
     values: list[bytes] = []
-    quiet_since = time.monotonic()
+    quiet_since, deadline = None, time.monotonic() + 60
     try:
-        while time.monotonic() - quiet_since < QUIET_S or not consumer.assignment():
+        while quiet_since is None or time.monotonic() - quiet_since < QUIET_S:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: no partitions assigned within 60 s")
+            if quiet_since is None and consumer.assignment():
+                quiet_since = time.monotonic()  # the quiet period counts from the group join
             for message in consumer.consume(1000, 0.2):
                 if message.error() is None and message.value() is not None:
                     values.append(message.value())
