@@ -53,6 +53,8 @@ class BatchStats:
     consumed: int = 0
     scored: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[int] = field(default_factory=list)  # per prediction: Kafka timestamp to scored
+    event_ages_ms: list[int] = field(default_factory=list)  # per prediction: event_time to scored
 
 
 BatchListener = Callable[[BatchStats, float], None]
@@ -175,13 +177,19 @@ class ScoreHandler:
         picked = sampled(batch.event_ids, self.settings.explain_share)
         if picked:
             explained = dict(zip(picked, model.explainer.explain(matrix[picked]), strict=True))
-        partitions = self._emit_predictions(model, batch, result, emit, explained)
+        partitions = self._emit_predictions(model, batch, result, emit, explained, stats)
         if self.settings.monitor_enabled and stats.scored:
             self._emit_monitor(model, batch, partitions, matrix, result.scores, emit)
         return stats
 
     def _emit_predictions(
-        self, model: _Model, batch: _Batch, result: ScoredBatch, emit: Emit, explained: dict[int, dict]
+        self,
+        model: _Model,
+        batch: _Batch,
+        result: ScoredBatch,
+        emit: Emit,
+        explained: dict[int, dict],
+        stats: BatchStats,
     ) -> list[int]:
         """Emit one prediction per scored event; returns the source partition of each."""
         bundle = model.bundle
@@ -200,6 +208,8 @@ class ScoreHandler:
         topic = self._topic_predictions
         dumps = orjson.dumps
         partitions: list[int] = []
+        latencies = stats.latencies_ms
+        stats.event_ages_ms = [now_ms - t for t in batch.event_times]
         for i, (record, event_id, entity_id, event_time, score, label) in enumerate(
             zip(
                 batch.records,
@@ -213,6 +223,8 @@ class ScoreHandler:
         ):
             partition = record.partition()
             partitions.append(partition)
+            latency = now_ms - record.timestamp()[1]
+            latencies.append(latency)
             body = {
                 "event_id": event_id,
                 "entity_id": entity_id,
@@ -222,7 +234,7 @@ class ScoreHandler:
                 "model_version": version,
                 "event_time": event_time,
                 "scored_at": now_ms,
-                "latency_ms": now_ms - record.timestamp()[1],
+                "latency_ms": latency,
                 "topic": record.topic(),
                 "partition": partition,
                 "offset": record.offset(),

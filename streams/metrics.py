@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from schemas.drift import DriftReport
@@ -116,6 +116,20 @@ class ScoreCollector(Collector):
         yield CounterMetricFamily(
             "streamscore_score_busy_seconds", "Seconds spent in the score step", value=snap["busy_seconds"]
         )
+        docs = {
+            "batch_seconds": ("streamscore_batch_duration_seconds", "Time to score and emit one batch"),
+            "latency_seconds": (
+                "streamscore_event_latency_seconds",
+                "From the input record's Kafka timestamp to its prediction",
+            ),
+            "event_age_seconds": (
+                "streamscore_event_time_lag_seconds",
+                "From the event's own event_time to its prediction",
+            ),
+        }
+        for key, (buckets, total) in self.counters.histograms().items():
+            name, doc = docs[key]
+            yield HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
 
 
 class KpiGauges:

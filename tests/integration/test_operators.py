@@ -76,4 +76,7 @@ def test_metrics_and_status_show_the_lag_and_its_fall_to_zero(
     assert _metric(scraped, "streamscore_events_consumed_total") == len(payloads)
     assert _metric(scraped, "streamscore_predictions_total") == len(payloads)
     assert _metric(scraped, "streamscore_consumergroup_lag_seconds", consumergroup=group) == 0
+    assert _metric(scraped, "streamscore_event_latency_seconds_count") == len(payloads)
+    stalled_events = _metric(scraped, "streamscore_event_latency_seconds_bucket", le="1.0")
+    assert stalled_events < len(payloads), "the stall shows in the latency histogram"
     assert _status_total_lag(topic_env, group) == 0

@@ -81,3 +81,17 @@ def test_r2_of_a_constant_target_is_nan() -> None:
     metrics = regression_metrics(np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0]))
     assert math.isnan(metrics["r2"])
     assert metrics["mae"] == pytest.approx(2 / 3)
+
+
+def test_batched_histogram_equals_counting_one_by_one() -> None:
+    from streams.telemetry import Histogram
+
+    rng = np.random.default_rng(4)
+    values = rng.exponential(0.2, 5000)
+    values[:3] = [0.005, 0.0051, 100.0]  # on a bound (counts in it, as Prometheus' le does), past the last
+    hist = Histogram((0.005, 0.01, 0.1, 1.0))
+    for chunk in np.array_split(values, 7):
+        hist.observe_many(chunk)
+    expected = [int((values <= b).sum()) for b in (0.005, 0.01, 0.1, 1.0)] + [len(values)]
+    assert [count for _, count in hist.cumulative()] == expected
+    assert hist.total == pytest.approx(values.sum())
