@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout.")
     web_port: int = 6066
     web_host: str = "127.0.0.1"
-    shutdown_timeout_s: float = Field(10.0, gt=0)
+    shutdown_timeout_s: float = Field(
+        9.0, gt=0, description="A stop (SIGTERM) ends within this, broker or not: the process exits."
+    )
     data_dir: Path = Path(".streamscore")
 
     @model_validator(mode="after")

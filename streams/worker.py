@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 
 import faust
 
@@ -13,6 +16,32 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+
+
+class BoundedWorker(faust.Worker):
+    """A Faust worker whose shutdown on SIGTERM or SIGINT ends within ``shutdown_timeout_s``.
+
+    Faust's own stop waits on its Kafka consumer, which with an unreachable broker was
+    measured to wait for minutes (FIELD-NOTES). The score path settles what it can
+    within the time (a batch whose outputs the broker has not acknowledged is not
+    committed, so it is consumed again after the restart); past the deadline the
+    process exits with status 1 instead of hanging.
+    """
+
+    def __init__(self, *args, shutdown_timeout_s: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.shutdown_timeout_s = shutdown_timeout_s
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            threading.Thread(target=self._deadline, name="shutdown-deadline", daemon=True).start()
+        super()._schedule_shutdown(signum)
+
+    def _deadline(self) -> None:
+        threading.Event().wait(self.shutdown_timeout_s)
+        log.error("shutdown took over %.0f s (broker unreachable?): exiting now", self.shutdown_timeout_s)
+        logging.shutdown()
+        os._exit(1)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -29,5 +58,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         settings.topic_features,
         settings.score_path.value,
     )
-    worker = faust.Worker(parts.app, *parts.services, loglevel=loglevel, redirect_stdouts=False)
+    worker = BoundedWorker(
+        parts.app,
+        *parts.services,
+        loglevel=loglevel,
+        redirect_stdouts=False,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+    )
     worker.execute_from_commandline()
