@@ -16,17 +16,15 @@ consumers can deduplicate.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from mode import Service
 
 from streams.handler import BatchListener, BatchStats, Headers, ScoreHandler
 from streams.settings import Settings
+from streams.threaded import ThreadedService
 
 log = logging.getLogger(__name__)
 
@@ -71,44 +69,23 @@ class _Pending:
     seconds: float
 
 
-class BatchScoreService(Service):
+class BatchScoreService(ThreadedService):
     """Consume a batch, score it, produce the results, wait for acks, commit; repeat."""
+
+    thread_name = "score-batch"
 
     def __init__(
         self, settings: Settings, handler: ScoreHandler, on_batch: BatchListener | None = None, **kwargs
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(join_timeout_s=settings.shutdown_timeout_s, **kwargs)
         self.settings = settings
         self.handler = handler
         self.on_batch = on_batch
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._failed_deliveries: list[str] = []
         self._pending: _Pending | None = None
         self._producer: Producer
         self._consumer: Consumer
         self.assigned: set[tuple[str, int]] = set()
-
-    async def on_start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(
-            target=self._run_guarded, args=(loop,), name="score-batch", daemon=True
-        )
-        self._thread.start()
-
-    async def on_stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._thread.join, self.settings.shutdown_timeout_s
-            )
-
-    def _run_guarded(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            self._run()
-        except Exception as exc:
-            log.exception("batch score path failed")
-            asyncio.run_coroutine_threadsafe(self.crash(exc), loop)
 
     def _run(self) -> None:
         settings = self.settings

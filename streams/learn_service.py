@@ -18,16 +18,13 @@ deployment (a second one would split the partitions and both would see half).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from mode import Service
 from pydantic import ValidationError
 
 from schemas import headers as h
@@ -39,6 +36,7 @@ from scoring.feedback import Learner
 from streams.batch_path import consumer_config, producer_config
 from streams.drift_agent import decode_monitor
 from streams.settings import Settings
+from streams.threaded import ThreadedService
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,9 @@ CHUNK_BYTES = 800_000  # a checkpoint larger than this is split over several mes
 RESTORE_IDLE_S = 2.0  # the checkpoint topic is read until it stays quiet this long
 
 
-class LearnService(Service):
+class LearnService(ThreadedService):
+    thread_name = "learn"
+
     def __init__(
         self,
         settings: Settings,
@@ -54,7 +54,7 @@ class LearnService(Service):
         on_snapshot: Callable[[MetricsSnapshot], None] | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(join_timeout_s=settings.shutdown_timeout_s, **kwargs)
         self.settings = settings
         self.on_snapshot = on_snapshot
         segments = tuple(s.strip() for s in settings.segment_features.split(",") if s.strip())
@@ -73,32 +73,11 @@ class LearnService(Service):
         self.positions: dict[str, int] = {}  # "topic:partition" -> next offset to read
         self.counters = {"monitor_messages": 0, "labels": 0, "bad_messages": 0, "snapshots": 0, "restored": 0}
         self.assigned: set[tuple[str, int]] = set()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._generation = 0
         self._previous_chunks = 0
         self._changes: list = []
 
     # -- lifecycle
-
-    async def on_start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run_guarded, args=(loop,), name="learn", daemon=True)
-        self._thread.start()
-
-    async def on_stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._thread.join, self.settings.shutdown_timeout_s
-            )
-
-    def _run_guarded(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            self._run()
-        except Exception as exc:
-            log.exception("learn service failed")
-            asyncio.run_coroutine_threadsafe(self.crash(exc), loop)
 
     def _key(self) -> bytes:
         if self.settings.state_key is not None:
