@@ -38,10 +38,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from common import create_topics, launch, make_events, preload, producer_config, train_model, unique
-from confluent_kafka import Producer
+from common import create_topics, launch, make_events, preload, train_model, unique
 
 from streams.broker import start_broker
+from streams.producer import produce_payloads
+from streams.settings import Settings
 
 POLL_S = 0.25
 
@@ -64,25 +65,8 @@ def ready(port: int) -> bool:
 
 def paced(bootstrap: str, topic: str, payloads, rate: float) -> threading.Thread:
     """Produce the pre-encoded payloads at ``rate`` per second on a thread."""
-
-    def run() -> None:
-        producer = Producer(producer_config(bootstrap, linger_ms=5))
-        start = time.perf_counter()
-        for i, (key, value) in enumerate(payloads):
-            while True:
-                try:
-                    producer.produce(topic, value, key)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            if i % 500 == 0:
-                producer.poll(0)
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-        producer.flush(60)
-
-    thread = threading.Thread(target=run, daemon=True)
+    settings = Settings(kafka_bootstrap=bootstrap)
+    thread = threading.Thread(target=produce_payloads, args=(settings, payloads, rate, topic), daemon=True)
     thread.start()
     return thread
 

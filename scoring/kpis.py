@@ -37,8 +37,23 @@ def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float((np.sum(positives * below) + 0.5 * np.sum(positives * negatives)) / (n_pos * n_neg))
 
 
+class _JsonState:
+    """State as plain JSON values: every field, with the rolling window as a list."""
+
+    recent: deque
+
+    def state(self) -> dict:
+        return {**{k: v for k, v in vars(self).items() if k != "recent"}, "recent": list(self.recent)}
+
+    @classmethod
+    def from_state(cls, state: dict):
+        kpis = cls(**{k: v for k, v in state.items() if k != "recent"})
+        kpis.recent = deque(tuple(r) for r in state["recent"])
+        return kpis
+
+
 @dataclass
-class BinaryKpis:
+class BinaryKpis(_JsonState):
     """KPIs of a binary classifier: accuracy, precision, recall, F1, ROC AUC, log loss."""
 
     window: int
@@ -93,18 +108,9 @@ class BinaryKpis:
         y, p, predicted = np.array(self.recent).T
         return _clean(binary_metrics(y, p, predicted=predicted))
 
-    def state(self) -> dict:
-        return {**{k: v for k, v in vars(self).items() if k != "recent"}, "recent": list(self.recent)}
-
-    @classmethod
-    def from_state(cls, state: dict) -> BinaryKpis:
-        kpis = cls(**{k: v for k, v in state.items() if k != "recent"})
-        kpis.recent = deque(tuple(r) for r in state["recent"])
-        return kpis
-
 
 @dataclass
-class RegressionKpis:
+class RegressionKpis(_JsonState):
     """KPIs of a regressor: MAE, RMSE, MAPE (over non-zero targets), R²."""
 
     window: int
@@ -148,15 +154,6 @@ class RegressionKpis:
             return {}
         y, p = np.array(self.recent).T
         return _clean(regression_metrics(y, p))
-
-    def state(self) -> dict:
-        return {**{k: v for k, v in vars(self).items() if k != "recent"}, "recent": list(self.recent)}
-
-    @classmethod
-    def from_state(cls, state: dict) -> RegressionKpis:
-        kpis = cls(**{k: v for k, v in state.items() if k != "recent"})
-        kpis.recent = deque(tuple(r) for r in state["recent"])
-        return kpis
 
 
 Kpis = BinaryKpis | RegressionKpis

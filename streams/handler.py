@@ -54,7 +54,13 @@ class BatchStats:
     scored: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[int] = field(default_factory=list)  # per prediction: Kafka timestamp to scored
-    event_ages_ms: list[int] = field(default_factory=list)  # per prediction: event_time to scored
+    event_times_ms: list[int] = field(default_factory=list)  # per prediction
+    scored_at_ms: int = 0
+
+    @property
+    def event_ages_ms(self) -> np.ndarray:
+        """Per prediction: its event_time to when it was scored (computed only when asked)."""
+        return self.scored_at_ms - np.asarray(self.event_times_ms, dtype=np.int64)
 
 
 BatchListener = Callable[[BatchStats, float], None]
@@ -209,7 +215,7 @@ class ScoreHandler:
         dumps = orjson.dumps
         partitions: list[int] = []
         latencies = stats.latencies_ms
-        stats.event_ages_ms = [now_ms - t for t in batch.event_times]
+        stats.event_times_ms, stats.scored_at_ms = batch.event_times, now_ms
         for i, (record, event_id, entity_id, event_time, score, label) in enumerate(
             zip(
                 batch.records,

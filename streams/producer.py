@@ -35,6 +35,7 @@ def produce_payloads(
     topic = topic or settings.topic_features
     started = time.monotonic()
     count = 0
+    step = max(1, int(rate / 200)) if rate else 10_000  # pace (and serve callbacks) ~200 times a second
     for key, value in payloads:
         while True:
             try:
@@ -43,13 +44,11 @@ def produce_payloads(
             except BufferError:
                 producer.poll(0.05)
         count += 1
-        if rate:
-            ahead = count / rate - (time.monotonic() - started)
-            if ahead > 0:
-                producer.poll(0)
-                time.sleep(ahead)
-        elif count % 10000 == 0:
+        if count % step == 0:
             producer.poll(0)
+            ahead = count / rate - (time.monotonic() - started) if rate else 0
+            if ahead > 0:
+                time.sleep(ahead)
     remaining = producer.flush(30)
     if remaining:
         raise RuntimeError(f"{remaining} events were not delivered to {topic}")

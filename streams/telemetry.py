@@ -63,7 +63,7 @@ class ScoreCounters:
             self.busy_seconds += seconds
             self.batch_seconds.observe_many(np.array([seconds]))
             self.latency_seconds.observe_many(np.asarray(stats.latencies_ms, dtype=float) / 1000)
-            self.event_age_seconds.observe_many(np.asarray(stats.event_ages_ms, dtype=float) / 1000)
+            self.event_age_seconds.observe_many(stats.event_ages_ms / 1000)
 
     def histograms(self) -> dict[str, tuple[list[tuple[str, int]], float]]:
         with self._lock:
