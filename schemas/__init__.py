@@ -1,6 +1,7 @@
 """Message contracts of streamscore: pydantic models, header names, JSON Schema export."""
 
 from schemas.drift import DriftAlert, DriftReport
+from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
 from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
 from schemas.messages import (
     SCHEMA_VERSION,
@@ -11,7 +12,14 @@ from schemas.messages import (
     Prediction,
 )
 
-ALL_MESSAGES = {**_CORE_MESSAGES, "drift_report": DriftReport, "drift_alert": DriftAlert}
+ALL_MESSAGES = {
+    **_CORE_MESSAGES,
+    "drift_report": DriftReport,
+    "drift_alert": DriftAlert,
+    "model_update": ModelUpdate,
+    "model_alert": ModelAlert,
+    "retrain_request": RetrainRequest,
+}
 
 __all__ = [
     "ALL_MESSAGES",

@@ -97,6 +97,11 @@ class MonitorBatch(BaseModel):
     scores: list[FiniteFloat]
     feature_names: list[str]
     rows: list[list[FiniteFloat | None]] = Field(description="encoded model inputs; null = missing")
+    shadow_model_name: str | None = Field(None, description="shadow mode: the challenger that also scored")
+    shadow_model_version: str | None = None
+    shadow_scores: list[FiniteFloat | None] | None = Field(
+        None, description="the challenger's score per row (null where it failed); never published"
+    )
     schema_version: Literal[1] = SCHEMA_VERSION
 
 

@@ -59,6 +59,8 @@ class MonitorColumns:
     event_times: Sequence[int]
     scores: np.ndarray
     rows: np.ndarray  # events x features, encoded model inputs, NaN = missing
+    shadow_model: str | None = None  # "name:version" of a challenger scoring in shadow mode
+    shadow_scores: np.ndarray | None = None  # its score per row, NaN where it failed
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -74,6 +76,8 @@ class MonitorColumns:
             self.event_times[start:stop],
             self.scores[start:stop],
             self.rows[start:stop],
+            self.shadow_model,
+            None if self.shadow_scores is None else self.shadow_scores[start:stop],
         )
 
 

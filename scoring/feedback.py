@@ -18,7 +18,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from river import compose, linear_model, preprocessing
@@ -47,6 +47,8 @@ class ScoredEvent:
     offset: int
     event_id: str
     event_time: int
+    shadow_model: str | None = None  # a challenger that scored the same event in shadow mode
+    shadow_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ class Learner:
         self.champion = model
         changes: list[DetectorChange] = []
         rows = columns.rows
+        shadow = columns.shadow_scores
         for i in range(len(columns)):
             row = rows[i]
             x = {name: decode(row[j]) for j, name, decode in self._decoders if row[j] == row[j]}
@@ -236,6 +239,8 @@ class Learner:
                 event_id=str(columns.event_ids[i]),
                 event_time=int(columns.event_times[i]),
             )
+            if shadow is not None and shadow[i] == shadow[i]:
+                event = replace(event, shadow_model=columns.shadow_model, shadow_score=float(shadow[i]))
             early = self.join.add_event(event)
             if early is not None:
                 changes += self._learn(event, early.label)
@@ -249,6 +254,8 @@ class Learner:
 
     def _learn(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
         self.board.update(event.model, label, event.score, event.segments)
+        if event.shadow_model is not None and event.shadow_score is not None:
+            self.board.update(event.shadow_model, label, event.shadow_score, event.segments)
         y = bool(label >= 0.5) if self.task == "binary" else label
         guess, decision = challenger_predict(self.challenger, self.task, event.x)  # predict, then learn
         self.board.update(self.challenger_name, label, guess, event.segments, decision)

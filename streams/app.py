@@ -16,8 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent
+from scoring.lifecycle import Serving
 from streams.agent_path import register_score_agent
 from streams.batch_path import BatchScoreService
+from streams.control import ControlService, startup_serving
+from streams.control_views import register_control_views
 from streams.handler import ScoreHandler
 from streams.metrics import worker_registry
 from streams.settings import Role, ScorePath, Settings
@@ -46,6 +49,7 @@ class WorkerParts:
     drift: DriftMonitor | None = None
     drift_counters: DriftCounters | None = None
     learn: LearnService | None = None
+    control: ControlService | None = None
 
 
 def faust_broker_options(settings: Settings) -> dict:
@@ -77,10 +81,18 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         web_bind=settings.web_host,
         autodiscover=False,
     )
+    serving, positions, startup_alert = startup_serving(settings, bundle)
+    bundle = serving.champion
     handler = ScoreHandler(settings, bundle)
+    handler.swap(serving.champion, serving.challenger, serving.mode, serving.share)
     counters = ScoreCounters()
     metrics = worker_registry(counters)
     parts = WorkerParts(app, handler, counters, [], metrics.registry)
+    # every role follows model-updates: the score role swaps, the drift role watches the new references
+    parts.control = ControlService(
+        settings, handler, positions, on_serving=lambda s: _watch(parts, s), startup_alert=startup_alert
+    )
+    parts.services.append(parts.control)
     checks: list[Callable[[], bool]] = []
     if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
         batch = BatchScoreService(settings, handler, on_batch=counters.record)
@@ -99,7 +111,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
             window_events=settings.drift_window_events,
             window_s=settings.drift_window_seconds,
         )
-        parts.drift.register(bundle)
+        _watch(parts, serving)
         parts.drift_counters = register_drift_agent(app, settings, parts.drift, metrics.drift)
         checks.append(lambda: bool(app.consumer.assignment()))
     if settings.runs(Role.learn):
@@ -109,9 +121,19 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         parts.services.append(parts.learn)
         checks.append(lambda: bool(parts.learn.assigned))
     ready = lambda: all(check() for check in checks)  # noqa: E731
+    if settings.control_token is not None:
+        register_control_views(app, settings, parts.control)
     _sample_lag(app, settings, metrics.lag)
     _register_views(app, parts, ready)
     return parts
+
+
+def _watch(parts: WorkerParts, serving: Serving) -> None:
+    """Drift windows for every bundle that serves (their references come with them)."""
+    if parts.drift is not None:
+        for bundle in (serving.champion, serving.challenger):
+            if bundle is not None:
+                parts.drift.register(bundle)
 
 
 def _sample_lag(app: faust.App, settings: Settings, collector) -> None:
@@ -156,6 +178,19 @@ def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
         async def get(self, request: Request) -> Response:
             bundle = handler.bundle
             body = {**counters.snapshot(), "model_name": bundle.name, "model_version": bundle.version}
+            challenger = handler.challenger
+            if challenger is not None:
+                body["challenger"] = {
+                    "model_version": challenger[0].version,
+                    "mode": challenger[1].value,
+                    "share": challenger[2],
+                }
+            if parts.control is not None:
+                body["control"] = {
+                    "applied": parts.control.applied,
+                    "refused": parts.control.refused,
+                    "timeline": parts.control.timeline,
+                }
             if parts.drift_counters is not None and parts.drift is not None:
                 body["drift"] = {
                     **vars(parts.drift_counters),

@@ -263,6 +263,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from schemas.lifecycle import ChallengerMode
+    from scoring.registry import ModelRegistry
+    from streams.control import live_update
+    from streams.model_commands import model_name, run_command
+
+    settings = _settings(args, registry=args.registry)
+    registry = ModelRegistry(settings.registry_root)
+    console = Console()
+    action = args.model_command
+    if action == "register":
+        ref = registry.register(args.bundle)
+        print(f"registered {ref.name} version {ref.version} at {ref.uri}")
+        return 0
+    if action == "describe":
+        print(json.dumps(registry.describe(model_name(settings, args.name), args.version), indent=2))
+        return 0
+    if action == "list":
+        from streams.topics import ensure_topics
+
+        ensure_topics(settings)
+        models = registry.models(args.name)
+        live = {}
+        for name in sorted({m.ref.name for m in models}):
+            live[name], _ = live_update(settings, name)
+        table = Table(title=f"registry {registry.root}")
+        for column in ("name", "version", "created", "task", "holdout metrics", "live"):
+            table.add_column(column)
+        for m in models:
+            update = live.get(m.ref.name)
+            role = ""
+            if update is not None and update.champion == m.ref:
+                role = "champion"
+            elif update is not None and update.challenger == m.ref:
+                role = f"challenger ({update.mode.value if update.mode else ''})"
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in m.metrics.items() if not k.endswith("_rows"))
+            table.add_row(m.ref.name, m.ref.version, m.created_at[:19], m.task, shown, role)
+        console.print(table)
+        return 0
+    if action == "challenger":
+        mode = ChallengerMode.shadow if args.shadow else ChallengerMode.split
+        update = run_command(settings, "challenger", args.name, args.version, mode, args.share, args.reason)
+    else:
+        version = getattr(args, "version", None)
+        update = run_command(settings, action.replace("-", "_"), args.name, version, reason=args.reason)
+    challenger = f"; challenger {update.challenger.version} ({update.mode})" if update.challenger else ""
+    print(f"published {update.action}: champion {update.champion.name} {update.champion.version}{challenger}")
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas.export import export_json_schemas
 
@@ -365,6 +418,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1, help="print this many samples")
     p.add_argument("--bootstrap", default=None)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("model", help="registry and lifecycle: list, deploy, rollback, promote, ...")
+    model_sub = p.add_subparsers(dest="model_command", required=True)
+
+    def model_parser(name: str, help_: str, version: bool | str = False) -> argparse.ArgumentParser:
+        m = model_sub.add_parser(name, help=help_)
+        m.add_argument("--name", default=None, help="model name (default: the registry's only one)")
+        m.add_argument("--registry", default=None, help="registry root (default: DATA_DIR/registry)")
+        m.add_argument("--bootstrap", default=None)
+        m.add_argument("--reason", default="", help="recorded with the update")
+        if version is True:
+            m.add_argument("version")
+        elif version:
+            m.add_argument("version", nargs="?", default=None, help=version)
+        m.set_defaults(func=cmd_model)
+        return m
+
+    m = model_sub.add_parser("register", help="copy a bundle directory into the registry")
+    m.add_argument("bundle", type=Path)
+    m.add_argument("--registry", default=None)
+    m.set_defaults(func=cmd_model, name=None, bootstrap=None)
+    model_parser("list", "registered versions and which serve")
+    model_parser("describe", "metadata, metrics and manifest of a version", version=True)
+    model_parser("deploy", "make a version the champion on every worker", version=True)
+    model_parser("rollback", "serve the previous champion again")
+    model_parser(
+        "promote", "make the challenger (or VERSION) the champion", version="default: the challenger"
+    )
+    m = model_parser("challenger", "serve a version beside the champion", version=True)
+    m.add_argument("--share", type=float, default=0.5, help="split: share of entities it serves")
+    m.add_argument("--shadow", action="store_true", help="score every event, publish only the champion's")
+    model_parser("clear-challenger", "stop the challenger")
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)

@@ -44,6 +44,10 @@ def decode_monitor(value: bytes) -> MonitorColumns:
         len(body["offsets"]) == len(body["event_ids"]) == len(body["event_times"]) == n
     ):
         raise ValueError(f"monitor columns disagree in length: {n} scores, rows {rows.shape}")
+    shadow = body.get("shadow_scores")
+    shadow_scores = None if shadow is None else np.array(shadow, dtype=float)
+    if shadow_scores is not None and shadow_scores.shape != (n,):
+        raise ValueError(f"{len(shadow)} shadow scores for {n} rows")
     return MonitorColumns(
         model_name=body["model_name"],
         model_version=body["model_version"],
@@ -54,6 +58,8 @@ def decode_monitor(value: bytes) -> MonitorColumns:
         event_times=body["event_times"],
         scores=scores,
         rows=rows,
+        shadow_model=f"{body['shadow_model_name']}:{body['shadow_model_version']}" if shadow else None,
+        shadow_scores=shadow_scores,
     )
 
 

@@ -22,10 +22,12 @@ import numpy as np
 import orjson
 
 from schemas import headers as h
+from schemas.lifecycle import ChallengerMode
 from schemas.messages import SCHEMA_VERSION
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent, Stage
 from scoring.explain import Explainer, sampled
+from scoring.routing import to_challenger
 from scoring.scorer import BatchScorer, ScoredBatch
 from scoring.validation import EventValidator
 from streams.settings import Settings, UnknownFeatures
@@ -90,15 +92,31 @@ class _Batch:
 
 
 @dataclass(frozen=True)
-class _Model:
-    """What one batch is scored with; swapped as a whole, never piecemeal."""
+class _Serving:
+    """One model ready to score: its bundle and what is derived from it."""
 
     bundle: ModelBundle
-    validator: EventValidator
     scorer: BatchScorer
     explainer: Explainer
     ce_source: bytes
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one batch is scored with; replaced as a whole between batches, never piecemeal.
+
+    With a challenger in ``split`` mode, each entity goes to one model by a stable hash
+    of its id; in ``shadow`` mode the challenger scores every event too, but only the
+    champion's prediction is published and the monitoring record carries both.
+    """
+
+    champion: _Serving
+    validator: EventValidator
     monitor_rows: int
+    loaded_at: float
+    challenger: _Serving | None = None
+    mode: ChallengerMode | None = None
+    share: float = 0.0
 
 
 class ScoreHandler:
@@ -107,33 +125,73 @@ class ScoreHandler:
         self._topic_predictions = settings.topic_predictions
         self._topic_dlq = settings.topic_dlq
         self._topic_monitor = settings.topic_monitor
-        self._model = self._prepare(bundle)
+        self._plan = self._prepare(bundle)
 
     @property
     def bundle(self) -> ModelBundle:
-        return self._model.bundle
+        """The champion: the model serving every event not routed to a challenger."""
+        return self._plan.champion.bundle
 
-    def swap(self, bundle: ModelBundle) -> None:
-        """Serve ``bundle`` from the next batch on."""
-        self._model = self._prepare(bundle)
+    @property
+    def challenger(self) -> tuple[ModelBundle, ChallengerMode, float] | None:
+        plan = self._plan
+        if plan.challenger is None or plan.mode is None:
+            return None
+        return plan.challenger.bundle, plan.mode, plan.share
 
-    def _prepare(self, bundle: ModelBundle) -> _Model:
+    @property
+    def loaded_at(self) -> float:
+        """When the serving plan was put in place (epoch seconds)."""
+        return self._plan.loaded_at
+
+    def swap(
+        self,
+        bundle: ModelBundle,
+        challenger: ModelBundle | None = None,
+        mode: ChallengerMode | None = None,
+        share: float = 0.0,
+    ) -> None:
+        """Serve ``bundle`` (and a challenger, if given) from the next batch on."""
+        self._plan = self._prepare(bundle, challenger, mode, share)
+
+    def _prepare(
+        self,
+        bundle: ModelBundle,
+        challenger: ModelBundle | None = None,
+        mode: ChallengerMode | None = None,
+        share: float = 0.0,
+    ) -> _Plan:
         validator = EventValidator(
             bundle.spec,
             reject_unknown=self.settings.unknown_features is UnknownFeatures.reject,
             max_bytes=self.settings.max_message_bytes,
         )
-        scorer = BatchScorer(bundle, num_threads=self.settings.predict_threads)
         # keep each monitoring message well under the broker's 1 MB default limit
-        monitor_rows = max(1, MONITOR_MESSAGE_BYTES // (_JSON_BYTES_PER_VALUE * len(bundle.spec.names) + 150))
-        ce_source = f"streamscore/{bundle.name}/{bundle.version}".encode()
-        explainer = Explainer(bundle, top_k=self.settings.explain_top_k)
-        return _Model(bundle, validator, scorer, explainer, ce_source, monitor_rows)
+        per_row = _JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1) + 150
+        monitor_rows = max(1, MONITOR_MESSAGE_BYTES // per_row)
+        return _Plan(
+            champion=self._serving(bundle),
+            validator=validator,
+            monitor_rows=monitor_rows,
+            loaded_at=time.time(),
+            challenger=self._serving(challenger) if challenger is not None else None,
+            mode=mode if challenger is not None else None,
+            share=share if challenger is not None else 0.0,
+        )
+
+    def _serving(self, bundle: ModelBundle) -> _Serving:
+        return _Serving(
+            bundle,
+            BatchScorer(bundle, num_threads=self.settings.predict_threads),
+            Explainer(bundle, top_k=self.settings.explain_top_k),
+            f"streamscore/{bundle.name}/{bundle.version}".encode(),
+        )
 
     def explain_event(self, value: bytes) -> dict:
-        """Score and fully explain one event (``InvalidEvent`` if it is not valid)."""
-        model = self._model
-        event = model.validator.parse(value)
+        """Score and fully explain one event with the champion (``InvalidEvent`` if not valid)."""
+        plan = self._plan
+        model = plan.champion
+        event = plan.validator.parse(value)
         matrix = np.asarray([event.row], dtype=np.float64)
         result = model.scorer.score(matrix)
         if result.failed:
@@ -150,9 +208,9 @@ class ScoreHandler:
         }
 
     def handle(self, records: Sequence[KafkaRecord], emit: Emit) -> BatchStats:
-        model = self._model
+        plan = self._plan
         stats = BatchStats(consumed=len(records))
-        parse = model.validator.parse
+        parse = plan.validator.parse
         batch = _Batch()
         for record in records:
             try:
@@ -172,25 +230,54 @@ class ScoreHandler:
             return stats
 
         matrix = np.asarray(batch.rows, dtype=np.float64)
+        if plan.challenger is None or plan.mode is ChallengerMode.shadow:
+            self._serve(plan, plan.champion, batch, matrix, emit, stats, shadow=plan.challenger)
+            return stats
+        routed = to_challenger(batch.entity_ids, plan.share)
+        for serving, mask in ((plan.champion, ~routed), (plan.challenger, routed)):
+            if mask.any():
+                positions = np.flatnonzero(mask)
+                self._serve(plan, serving, batch.select(positions.tolist()), matrix[positions], emit, stats)
+        return stats
+
+    def _serve(
+        self,
+        plan: _Plan,
+        model: _Serving,
+        batch: _Batch,
+        matrix: np.ndarray,
+        emit: Emit,
+        stats: BatchStats,
+        shadow: _Serving | None = None,
+    ) -> None:
+        """Score ``batch`` with ``model``; emit its predictions, dead letters and monitoring records."""
         result = model.scorer.score(matrix)
         for index, reason in result.failed.items():
             self._dead_letter(batch.records[index], Stage.score, "ScoreError", reason, emit, stats)
         if result.failed:
             batch = batch.select(np.flatnonzero(result.scored).tolist())
             matrix = matrix[result.scored]
-        stats.scored = len(batch.records)
+        if not batch.records:
+            return
+        stats.scored += len(batch.records)
         explained: dict[int, dict] = {}
         picked = sampled(batch.event_ids, self.settings.explain_share)
         if picked:
             explained = dict(zip(picked, model.explainer.explain(matrix[picked]), strict=True))
         partitions = self._emit_predictions(model, batch, result, emit, explained, stats)
-        if self.settings.monitor_enabled and stats.scored:
-            self._emit_monitor(model, batch, partitions, matrix, result.scores, emit)
-        return stats
+        if self.settings.monitor_enabled:
+            shadow_scores = None
+            if shadow is not None:  # the challenger's score per row; NaN where it failed
+                scored = shadow.scorer.score(matrix)
+                shadow_scores = np.full(len(matrix), np.nan)
+                shadow_scores[scored.scored] = scored.scores
+            self._emit_monitor(
+                plan, model, batch, partitions, matrix, result.scores, emit, shadow, shadow_scores
+            )
 
     def _emit_predictions(
         self,
-        model: _Model,
+        model: _Serving,
         batch: _Batch,
         result: ScoredBatch,
         emit: Emit,
@@ -215,7 +302,8 @@ class ScoreHandler:
         dumps = orjson.dumps
         partitions: list[int] = []
         latencies = stats.latencies_ms
-        stats.event_times_ms, stats.scored_at_ms = batch.event_times, now_ms
+        stats.event_times_ms += batch.event_times
+        stats.scored_at_ms = now_ms
         for i, (record, event_id, entity_id, event_time, score, label) in enumerate(
             zip(
                 batch.records,
@@ -255,40 +343,45 @@ class ScoreHandler:
 
     def _emit_monitor(
         self,
-        model: _Model,
+        plan: _Plan,
+        model: _Serving,
         batch: _Batch,
         partitions: list[int],
         matrix: np.ndarray,
         scores: np.ndarray,
         emit: Emit,
+        shadow: _Serving | None,
+        shadow_scores: np.ndarray | None,
     ) -> None:
         """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each."""
         bundle = model.bundle
         source = batch.records[0].topic()
         by_partition = np.asarray(partitions)
-        step = model.monitor_rows
+        step = plan.monitor_rows
         for partition in np.unique(by_partition).tolist():
             in_partition = np.flatnonzero(by_partition == partition)
             for start in range(0, len(in_partition), step):
                 index = in_partition[start : start + step]
                 part = batch.select(index.tolist())
-                value = orjson.dumps(
-                    {
-                        "model_name": bundle.name,
-                        "model_version": bundle.version,
-                        "source_topic": source,
-                        "partition": partition,
-                        "offsets": [r.offset() for r in part.records],
-                        "event_ids": part.event_ids,
-                        "entity_ids": part.entity_ids,
-                        "event_times": part.event_times,
-                        "scores": scores[index],
-                        "feature_names": bundle.spec.names,
-                        "rows": matrix[index],
-                        "schema_version": SCHEMA_VERSION,
-                    },
-                    option=orjson.OPT_SERIALIZE_NUMPY,
-                )
+                body = {
+                    "model_name": bundle.name,
+                    "model_version": bundle.version,
+                    "source_topic": source,
+                    "partition": partition,
+                    "offsets": [r.offset() for r in part.records],
+                    "event_ids": part.event_ids,
+                    "entity_ids": part.entity_ids,
+                    "event_times": part.event_times,
+                    "scores": scores[index],
+                    "feature_names": bundle.spec.names,
+                    "rows": matrix[index],
+                    "schema_version": SCHEMA_VERSION,
+                }
+                if shadow is not None and shadow_scores is not None:
+                    body["shadow_model_name"] = shadow.bundle.name
+                    body["shadow_model_version"] = shadow.bundle.version
+                    body["shadow_scores"] = [None if v != v else v for v in shadow_scores[index].tolist()]
+                value = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
                 emit(self._topic_monitor, f"{source}-{partition}".encode(), value, None)
 
     def _dead_letter(

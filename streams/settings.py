@@ -59,10 +59,24 @@ class Settings(BaseSettings):
     topic_metrics: str = "metrics"
     topic_model_updates: str = "model-updates"
     topic_checkpoints: str = "checkpoints"
+    topic_alerts: str = "alerts"
+    topic_retrain: str = "retrain-requests"
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
 
     model_path: Path | None = None
+    registry: str = Field(
+        "", description="Model registry root, a path or fsspec URL; default data_dir/registry."
+    )
+    control_token: SecretStr | None = Field(
+        None, description="Bearer token of the /control endpoints; they are off while unset."
+    )
+    auto_promote: bool = Field(False, description="Promote a challenger that wins `model compare`.")
+    promote_min_pairs: int = Field(1000, ge=10, description="Labelled events both models scored, at least.")
+    promote_p_value: float = Field(0.01, gt=0, lt=1, description="Significance a winner must reach.")
+    retrain_kpi_threshold: float | None = Field(
+        None, description="Ask for retraining when the champion's rolling primary KPI crosses this."
+    )
     roles: str = Field(
         "drift,learn,score", description="What this worker runs, a comma list of: score, drift, learn."
     )
@@ -161,6 +175,10 @@ class Settings(BaseSettings):
             config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
         return config
 
+    @property
+    def registry_root(self) -> str:
+        return self.registry or str(self.data_dir / "registry")
+
     def all_topics(self) -> list[str]:
         return [
             self.topic_features,
@@ -172,4 +190,6 @@ class Settings(BaseSettings):
             self.topic_metrics,
             self.topic_model_updates,
             self.topic_checkpoints,
+            self.topic_alerts,
+            self.topic_retrain,
         ]

@@ -57,6 +57,8 @@ def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
         "STREAMSCORE_TOPIC_METRICS": f"metrics-{run_id}",
         "STREAMSCORE_TOPIC_MODEL_UPDATES": f"model-updates-{run_id}",
         "STREAMSCORE_TOPIC_CHECKPOINTS": f"checkpoints-{run_id}",
+        "STREAMSCORE_TOPIC_ALERTS": f"alerts-{run_id}",
+        "STREAMSCORE_TOPIC_RETRAIN": f"retrain-requests-{run_id}",
         "STREAMSCORE_DATA_DIR": str(tmp_path / "data"),
     }
 

@@ -1,0 +1,74 @@
+"""``/control/model``: the model commands over HTTP, behind a bearer token, off unless a token is set.
+
+GET shows what this worker serves and the recorded live state; POST runs a command
+(``{"action": "deploy", "version": "2"}``, see ``streams.model_commands``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+
+import faust
+from faust.web import Request, Response, View
+from pydantic import ValidationError
+
+from schemas.lifecycle import ChallengerMode
+from scoring.errors import ScoringError
+from streams.control import ControlService, live_update
+from streams.model_commands import run_command
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def authorized(request: Request, settings: Settings) -> bool:
+    token = settings.control_token
+    if token is None:
+        return False
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.encode(), token.get_secret_value().encode()
+    )
+
+
+def register_control_views(app: faust.App, settings: Settings, control: ControlService) -> None:
+    @app.page("/control/model")
+    class ModelControl(View):
+        async def get(self, request: Request) -> Response:
+            if not authorized(request, settings):
+                return self.json({"error": "a valid bearer token is required"}, status=401)
+            loop = asyncio.get_running_loop()
+            update, _ = await loop.run_in_executor(None, live_update, settings, control.handler.bundle.name)
+            return self.json(
+                {
+                    "serving": control.handler.bundle.version,
+                    "timeline": control.timeline,
+                    "recorded": update.model_dump(mode="json") if update else None,
+                }
+            )
+
+        async def post(self, request: Request) -> Response:
+            if not authorized(request, settings):
+                return self.json({"error": "a valid bearer token is required"}, status=401)
+            try:
+                body = await request.json()
+                command = {
+                    "action": str(body["action"]),
+                    "name": body.get("name"),
+                    "version": body.get("version"),
+                    "mode": ChallengerMode(body.get("mode", "split")),
+                    "share": float(body.get("share", 0.5)),
+                    "reason": str(body.get("reason", "http")),
+                }
+            except (ValueError, KeyError, TypeError) as exc:
+                return self.json({"error": f"bad request: {exc}"}, status=400)
+            loop = asyncio.get_running_loop()
+            try:
+                update = await loop.run_in_executor(None, lambda: run_command(settings, **command))
+            except (ScoringError, ValidationError) as exc:
+                return self.json({"error": str(exc)}, status=409)
+            log.info("control: %s published over HTTP", update.action)
+            return self.json(update.model_dump(mode="json"))

@@ -1,0 +1,83 @@
+"""Model commands (deploy, rollback, promote, challenger) shared by the CLI and the /control endpoint.
+
+Each reads the live state from ``model-updates``, computes the next one
+(``scoring.lifecycle``), checks new bundles through the same gate the workers use
+(so a bad bundle is refused here, before any worker sees it), and publishes it.
+Workers check again on their side: what they load is what counts.
+"""
+
+from __future__ import annotations
+
+from schemas.lifecycle import ChallengerMode, ModelUpdate
+from scoring import lifecycle
+from scoring.bundle import ModelBundle
+from scoring.errors import BundleError
+from scoring.gate import admit
+from scoring.registry import ModelRegistry, load_ref
+from streams.control import live_update, publish_update
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+ACTIONS = ("deploy", "rollback", "promote", "challenger", "clear_challenger")
+
+
+def model_name(settings: Settings, name: str | None) -> str:
+    """The model a command is about: named, or the only one in the registry."""
+    if name:
+        return name
+    names = sorted({m.ref.name for m in ModelRegistry(settings.registry_root).models()})
+    if len(names) != 1:
+        raise BundleError(f"name the model (--name): the registry holds {names or 'no models'}")
+    return names[0]
+
+
+def run_command(
+    settings: Settings,
+    action: str,
+    name: str | None = None,
+    version: str | None = None,
+    mode: ChallengerMode = ChallengerMode.split,
+    share: float = 0.5,
+    reason: str = "",
+) -> ModelUpdate:
+    """Publish the update ``action`` makes of the live state; returns it."""
+    if action not in ACTIONS:
+        raise lifecycle.LifecycleError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    registry = ModelRegistry(settings.registry_root)
+    name = model_name(settings, name)
+    ensure_topics(settings)
+    current, _ = live_update(settings, name)
+    ref = registry.ref(name, version) if version else None
+    if action == "deploy":
+        if ref is None:
+            raise lifecycle.LifecycleError("deploy needs a version")
+        update = lifecycle.deploy(current, ref, reason)
+    elif action == "rollback":
+        update = lifecycle.rollback(current, reason)
+    elif current is None:
+        raise lifecycle.LifecycleError(f"{name} has no deployed champion yet: deploy one first")
+    elif action == "promote":
+        update = lifecycle.promote(current, ref, reason)
+    elif action == "challenger":
+        if ref is None:
+            raise lifecycle.LifecycleError("a challenger needs a version")
+        update = lifecycle.set_challenger(current, ref, mode, share, reason)
+    else:
+        update = lifecycle.clear_challenger(current, reason)
+    if current is not None:  # fail fast on a bundle the workers would refuse
+        live = _live_bundle(current)
+        for new in (update.champion, update.challenger):
+            if new is not None and new != current.champion:
+                admit(lambda new=new: load_ref(new), live)
+    publish_update(settings, update)
+    return update
+
+
+def _live_bundle(current: ModelUpdate) -> ModelBundle:
+    """The recorded champion, or the newest earlier one that loads (a refused update stays recorded)."""
+    for ref in [current.champion, *reversed(current.history)]:
+        try:
+            return load_ref(ref)
+        except BundleError:
+            continue
+    raise BundleError(f"no recorded champion of {current.champion.name} loads")

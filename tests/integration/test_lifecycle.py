@@ -1,0 +1,198 @@
+"""Model lifecycle on the real broker: deploy and rollback under load, the gate, startup, shadow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from schemas.lifecycle import ModelAlert, ModelRef
+from scoring import lifecycle
+from scoring.bundle import MODEL_FILE, ModelBundle
+from scoring.synthetic import agrawal_frame, events_from_frame, numeric_frame
+from scoring.training import train_bundle
+from streams.control import publish_update
+from streams.producer import event_payloads, produce_payloads
+from streams.settings import Settings
+from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
+from tests.unit.test_lifecycle import _rewrite_manifest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def v2_dir(tmp_path_factory) -> Path:
+    frame = agrawal_frame(3000, seed=11, classification_function=2)
+    out = tmp_path_factory.mktemp("v2") / "loans-2"
+    train_bundle(frame, "approved", out, name="loans", version="2", num_trees=12)
+    return out
+
+
+def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **env},
+    )
+    print(f"$ streamscore {' '.join(args)}\n{done.stdout}{done.stderr[-2000:]}")
+    return done
+
+
+def _wait(predicate, timeout_s: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def lifecycle_env(topic_env, tmp_path) -> dict[str, str]:
+    return {**topic_env, "STREAMSCORE_REGISTRY": str(tmp_path / "registry"), "STREAMSCORE_ROLES": "score"}
+
+
+def test_deploy_and_rollback_while_streaming_lose_nothing_and_swap_between_batches(
+    bootstrap, lifecycle_env, agrawal_bundle, agrawal_bundle_dir, v2_dir, tmp_path, workers
+):
+    env = {**lifecycle_env, "STREAMSCORE_BATCH_SIZE": "500"}
+    assert _cli(env, "model", "register", str(agrawal_bundle_dir)).returncode == 0
+    assert _cli(env, "model", "register", str(v2_dir)).returncode == 0
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    assert worker.get("/stats")["model_version"] == "1"
+
+    frame = agrawal_frame(100_000, seed=21, classification_function=2).drop(columns=["approved"])
+    events = list(events_from_frame(frame, prefix="swap"))
+    settings = Settings(**{k[len("STREAMSCORE_") :].lower(): v for k, v in env.items()})
+    producer = threading.Thread(
+        target=produce_payloads, args=(settings, event_payloads(events)), kwargs={"rate": 7000}
+    )
+    producer.start()
+    _wait(lambda: worker.get("/stats")["scored"] >= 15_000, what="15,000 scored")
+    assert _cli(env, "model", "deploy", "2", "--reason", "test").returncode == 0
+    _wait(lambda: worker.get("/stats")["model_version"] == "2", what="v2 serving")
+    at_deploy = worker.get("/stats")["scored"]
+    assert _cli(env, "model", "rollback").returncode == 0
+    _wait(lambda: worker.get("/stats")["model_version"] == "1", what="v1 serving again")
+    at_rollback = worker.get("/stats")["scored"]
+    producer.join()
+    print(f"v2 serving from about event {at_deploy:,}; v1 again from about {at_rollback:,}")
+    assert at_rollback < len(events), "both swaps must land mid-stream"
+
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], len(events), idle_s=2.0)
+    bodies = [orjson.loads(r.value) for r in records]
+    ids = Counter(b["event_id"] for b in bodies)
+    assert len(ids) == len(events) and sum(ids.values()) == len(events), "lost or scored twice"
+
+    # every prediction names the version that made it: its score is that version's own
+    matrix = agrawal_bundle.spec.encode_frame(frame)
+    expected = {"1": agrawal_bundle.predict(matrix), "2": ModelBundle.load(v2_dir).predict(matrix)}
+    index = np.asarray([int(b["event_id"].rsplit("-", 1)[1]) for b in bodies])
+    scores = np.asarray([b["score"] for b in bodies])
+    named = np.asarray([b["model_version"] for b in bodies])
+    for version in ("1", "2"):
+        mine = named == version
+        np.testing.assert_allclose(scores[mine], expected[version][index[mine]], rtol=0, atol=1e-12)
+    by_version = Counter(named.tolist())
+    print(f"predictions by version: {dict(by_version)}")
+    assert by_version["2"] > 0 and by_version["1"] > by_version["2"] / 10
+
+    # versions change only between batches: along each partition's offsets, runs 1 -> 2 -> 1
+    for partition in sorted({b["partition"] for b in bodies}):
+        ordered = sorted((b["offset"], b["model_version"]) for b in bodies if b["partition"] == partition)
+        runs = [v for i, (_, v) in enumerate(ordered) if i == 0 or ordered[i - 1][1] != v]
+        assert runs == ["1", "2", "1"], f"partition {partition}: version runs {runs}"
+    # all predictions scored in one batch (one scored_at per handle call) name one version
+    per_batch: dict[tuple[int, int], set[str]] = {}
+    for b in bodies:
+        per_batch.setdefault((b["scored_at"], b["partition"]), set()).add(b["model_version"])
+    mixed = sum(len(v) > 1 for v in per_batch.values())
+    assert mixed <= 2, f"{mixed} (scored_at, partition) groups mix versions"  # two swaps, same ms at most
+    control = worker.get("/stats")["control"]
+    assert (control["applied"], control["refused"]) == (3, 0)  # its own startup record, deploy, rollback
+
+
+def _copy_into_registry(bundle_dir: Path, registry: Path, version: str) -> Path:
+    """A bundle placed in the registry by hand (as corruption at rest would), bypassing registration."""
+    target = registry / "loans" / version
+    shutil.copytree(bundle_dir, target)
+    return target
+
+
+def test_bad_bundles_are_refused_with_an_alert_and_the_old_model_keeps_serving(
+    bootstrap, lifecycle_env, agrawal_bundle_dir, v2_dir, tmp_path, workers
+):
+    env = lifecycle_env
+    registry = Path(env["STREAMSCORE_REGISTRY"])
+    v1 = ModelRef(name="loans", version="1", uri=str(agrawal_bundle_dir))
+    bad_manifest = _copy_into_registry(v2_dir, registry, "bad-manifest")
+    (bad_manifest / MODEL_FILE).write_text((bad_manifest / MODEL_FILE).read_text() + "\n")
+    no_load = _copy_into_registry(v2_dir, registry, "no-load")
+    (no_load / MODEL_FILE).write_text("tree\nversion=v4\nnot a model\n")
+    _rewrite_manifest(no_load)
+    other = train_bundle(numeric_frame(500, n_features=4, seed=2), "y", tmp_path / "nums", name="loans")
+    other_features = _copy_into_registry(other.path, registry, "other-features")
+
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    settings = Settings(**{k[len("STREAMSCORE_") :].lower(): v for k, v in env.items()})
+    current = lifecycle.deploy(None, v1)
+    publish_update(settings, current)
+    # the command line refuses a bad bundle before publishing anything
+    done = _cli(env, "model", "deploy", "other-features")
+    assert done.returncode == 1 and "features" in done.stderr
+    # a worker checks again whatever reaches the topic
+    for name, path in (
+        ("bad-manifest", bad_manifest),
+        ("no-load", no_load),
+        ("other-features", other_features),
+    ):
+        publish_update(
+            settings, lifecycle.deploy(current, ModelRef(name="loans", version=name, uri=str(path)))
+        )
+
+    records = read_topic(
+        bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], 4, counted=lambda r: b"model_alert" in (r.value or b"")
+    )
+    alerts = [ModelAlert.model_validate_json(r.value) for r in records]
+    for a in alerts:
+        print(f"{a.outcome} {a.version}: {a.check}: {a.reason[:100]}")
+    refused = {a.version: a.check for a in alerts if a.outcome == "refused"}
+    assert refused == {"bad-manifest": "manifest", "no-load": "load", "other-features": "features"}
+    assert all(a.serving == "loans:1" for a in alerts)
+
+    # still serving version 1: new events are scored by it
+    frame = agrawal_frame(1000, seed=23, classification_function=2).drop(columns=["approved"])
+    produce(
+        bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events_from_frame(frame, "after")))
+    )
+    predictions = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 1000)
+    assert {orjson.loads(r.value)["model_version"] for r in predictions} == {"1"}
+    assert worker.alive()
+
+
+def test_a_restarted_worker_serves_the_recorded_live_version(
+    bootstrap, lifecycle_env, agrawal_bundle_dir, v2_dir, tmp_path, workers
+):
+    env = lifecycle_env
+    assert _cli(env, "model", "register", str(v2_dir)).returncode == 0
+    assert _cli(env, "model", "deploy", "2").returncode == 0
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")  # the command line says v1
+    workers.append(worker)
+    worker.wait_ready()
+    assert worker.get("/stats")["model_version"] == "2"
+    listed = _cli(env, "model", "list")
+    assert listed.returncode == 0 and "champion" in listed.stdout
