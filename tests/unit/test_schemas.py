@@ -23,6 +23,7 @@ from schemas.drift import (
     Thresholds,
 )
 from schemas.export import export_json_schemas
+from schemas.lifecycle import ChallengerMode, ModelAlert, ModelRef, ModelUpdate, RetrainRequest
 from scoring.drift import alert_for
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -148,6 +149,28 @@ SAMPLES["drift_report"] = DriftReport(
     created_at=3,
 )
 SAMPLES["drift_alert"] = alert_for(SAMPLES["drift_report"])
+_V1 = ModelRef(name="loans", version="1", uri="s3://models/loans/1")
+SAMPLES["model_update"] = ModelUpdate(
+    action="challenger",
+    champion=_V1,
+    challenger=ModelRef(name="loans", version="2", uri="/registry/loans/2"),
+    mode=ChallengerMode.split,
+    challenger_share=0.25,
+    history=[ModelRef(name="loans", version="0", uri="/registry/loans/0")],
+    requested_at=1_700_000_000_000,
+)
+SAMPLES["model_alert"] = ModelAlert(
+    outcome="refused",
+    check="features",
+    reason="features differ",
+    version="2",
+    serving="loans:1",
+    worker="host:1",
+    created_at=1_700_000_000_000,
+)
+SAMPLES["retrain_request"] = RetrainRequest(
+    model="loans:1", trigger="drift", reason="PSI 0.4 on salary", details={"salary": 0.4}, created_at=1
+)
 
 
 def test_export_writes_one_valid_json_schema_per_message(tmp_path: Path) -> None:
