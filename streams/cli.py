@@ -305,6 +305,8 @@ def cmd_model(args: argparse.Namespace) -> int:
             table.add_row(m.ref.name, m.ref.version, m.created_at[:19], m.task, shown, role)
         console.print(table)
         return 0
+    if action == "compare":
+        return _compare(settings, args)
     if action == "challenger":
         mode = ChallengerMode.shadow if args.shadow else ChallengerMode.split
         update = run_command(settings, "challenger", args.name, args.version, mode, args.share, args.reason)
@@ -313,6 +315,27 @@ def cmd_model(args: argparse.Namespace) -> int:
         update = run_command(settings, action.replace("-", "_"), args.name, version, reason=args.reason)
     challenger = f"; challenger {update.challenger.version} ({update.mode})" if update.challenger else ""
     print(f"published {update.action}: champion {update.champion.name} {update.champion.version}{challenger}")
+    return 0
+
+
+def _compare(settings: Settings, args: argparse.Namespace) -> int:
+    from scoring.registry import load_ref
+    from streams.control import live_update
+    from streams.model_commands import model_name, run_command
+    from streams.report_source import compare_from_topics
+
+    name = model_name(settings, args.name)
+    current, _ = live_update(settings, name)
+    if current is None:
+        raise ScoringError(f"{name} has no deployed champion")
+    challenger = args.version or (current.challenger.version if current.challenger else None)
+    if challenger is None:
+        raise ScoringError("no challenger is serving; name the version to compare with")
+    comparison = compare_from_topics(settings, load_ref(current.champion), challenger, args.alpha)
+    print("\n".join(comparison.lines()))
+    if comparison.winner == "challenger" and (args.promote or settings.auto_promote):
+        update = run_command(settings, "promote", name, challenger, reason="won model compare")
+        print(f"promoted {update.champion.version}")
     return 0
 
 
@@ -450,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--share", type=float, default=0.5, help="split: share of entities it serves")
     m.add_argument("--shadow", action="store_true", help="score every event, publish only the champion's")
     model_parser("clear-challenger", "stop the challenger")
+    m = model_parser(
+        "compare", "champion vs challenger on labelled events, with a test", version="challenger"
+    )
+    m.add_argument("--alpha", type=float, default=0.01)
+    m.add_argument("--promote", action="store_true", help="promote the challenger if it wins")
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from confluent_kafka import Consumer
 
 from scoring.bundle import ModelBundle
+from scoring.compare import Comparison, compare_paired, compare_unpaired
 from scoring.features import FeatureKind
 from streams.settings import Settings
 
@@ -87,3 +88,50 @@ def decode_rows(bundle: ModelBundle, matrix: np.ndarray) -> pd.DataFrame:
             cats = feature.categories
             columns[feature.name] = [None if v != v or v >= len(cats) else cats[int(v)] for v in column]
     return pd.DataFrame(columns)
+
+
+def compare_from_topics(
+    settings: Settings, champion: ModelBundle, challenger_version: str, alpha: float = 0.01
+) -> Comparison:
+    """Champion against challenger on the labelled events of the topics.
+
+    Paired when the challenger scored in shadow (both scores of each event are on
+    ``monitor``); otherwise unpaired, each model on the events it served.
+    """
+    labels: dict[str, float] = {}
+    for value in _read_all(settings, settings.topic_labels):
+        try:
+            body = orjson.loads(value)
+            labels[str(body["event_id"])] = float(body["label"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    paired: dict[str, tuple[float, float]] = {}
+    served: dict[str, dict[str, float]] = {champion.version: {}, challenger_version: {}}
+    for value in _read_all(settings, settings.topic_monitor):
+        body = orjson.loads(value)
+        if body.get("model_name") != champion.name or body.get("model_version") not in served:
+            continue
+        version = body["model_version"]
+        shadow = body.get("shadow_scores")
+        if version == champion.version and shadow and body.get("shadow_model_version") == challenger_version:
+            for event_id, score, other in zip(body["event_ids"], body["scores"], shadow, strict=True):
+                if event_id in labels and other is not None:
+                    paired[event_id] = (score, other)
+        else:
+            for event_id, score in zip(body["event_ids"], body["scores"], strict=True):
+                if event_id in labels:
+                    served[version][event_id] = score
+    names = (f"{champion.name}:{champion.version}", f"{champion.name}:{challenger_version}")
+    task, threshold = champion.task.value, champion.metadata.threshold
+    if paired:
+        ids = list(paired)
+        scores = np.asarray([paired[i] for i in ids])
+        y = np.asarray([labels[i] for i in ids])
+        return compare_paired(task, y, scores[:, 0], scores[:, 1], names, threshold, alpha)
+    groups = []
+    for version in (champion.version, challenger_version):
+        ids = list(served[version])
+        if not ids:
+            raise ValueError(f"no labelled events scored by version {version} on {settings.topic_monitor}")
+        groups.append((np.asarray([labels[i] for i in ids]), np.asarray([served[version][i] for i in ids])))
+    return compare_unpaired(task, groups[0], groups[1], names, threshold, alpha)

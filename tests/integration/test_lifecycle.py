@@ -196,3 +196,53 @@ def test_a_restarted_worker_serves_the_recorded_live_version(
     assert worker.get("/stats")["model_version"] == "2"
     listed = _cli(env, "model", "list")
     assert listed.returncode == 0 and "champion" in listed.stdout
+
+
+def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challenger(
+    bootstrap, lifecycle_env, agrawal_bundle, agrawal_bundle_dir, tmp_path, workers
+):
+    env = lifecycle_env
+    strong = tmp_path / "loans-3"
+    # the labelling concept moved (Agrawal function 2 -> 5); version 3 learned the new one
+    frame = agrawal_frame(20_000, seed=31, classification_function=5)
+    train_bundle(frame, "approved", strong, name="loans", version="3", num_trees=150)
+    assert _cli(env, "model", "register", str(strong)).returncode == 0
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    assert _cli(env, "model", "challenger", "3", "--shadow").returncode == 0
+    _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
+
+    data = agrawal_frame(5000, seed=37, classification_function=5)
+    events = list(events_from_frame(data.drop(columns=["approved"]), prefix="shadow"))
+    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
+    labels = [
+        (
+            e["event_id"].encode(),
+            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
+        )
+        for e, y in zip(events, data["approved"], strict=True)
+    ]
+    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+
+    predictions = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 5000, idle_s=1.0)
+    assert len(predictions) == 5000
+    assert {orjson.loads(r.value)["model_version"] for r in predictions} == {"1"}
+    monitor = [orjson.loads(r.value) for r in read_topic(bootstrap, env["STREAMSCORE_TOPIC_MONITOR"], 1)]
+    shadow_rows = sum(len(m["shadow_scores"]) for m in monitor if m.get("shadow_model_version") == "3")
+    assert shadow_rows == sum(len(m["event_ids"]) for m in monitor) == 5000
+
+    done = _cli(env, "model", "compare", "--promote")
+    assert done.returncode == 0, done.stderr
+    assert "McNemar" in done.stdout and "5,000 / 5,000" in done.stdout
+    matrix = agrawal_bundle.spec.encode_frame(data.drop(columns=["approved"]))
+    y = data["approved"].to_numpy()
+    accuracy = {
+        "1": np.mean((agrawal_bundle.predict(matrix) >= 0.5) == y),
+        "3": np.mean((ModelBundle.load(strong).predict(matrix) >= 0.5) == y),
+    }
+    print(f"offline accuracy on the 5,000 events: {accuracy}")
+    assert f"accuracy   {accuracy['1']:10.4f} {accuracy['3']:10.4f}" in done.stdout
+    assert "winner at alpha 0.01: challenger" in done.stdout and "promoted 3" in done.stdout
+    _wait(lambda: worker.get("/stats")["model_version"] == "3", what="the promoted version serving")
+    assert "challenger" not in worker.get("/stats")

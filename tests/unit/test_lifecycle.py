@@ -219,3 +219,42 @@ def test_shadow_publishes_the_champion_and_monitors_both(agrawal_bundle, v2_dir)
     np.testing.assert_allclose(shadow, v2.predict(rows), rtol=0, atol=1e-12)
     champion = np.asarray([s for m in monitors for s in m.scores], dtype=float)
     np.testing.assert_allclose(champion, agrawal_bundle.predict(rows), rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------ comparison
+
+
+def test_mcnemar_matches_the_textbook_formulas():
+    from scipy import stats
+
+    from scoring.compare import mcnemar
+
+    champion = np.array([True] * 10 + [False] * 30 + [True] * 50)
+    challenger = np.array([False] * 10 + [True] * 30 + [True] * 50)
+    statistic, p, detail = mcnemar(champion, challenger)
+    assert detail == {"only_champion_right": 10, "only_challenger_right": 30}
+    assert statistic == pytest.approx((abs(10 - 30) - 1) ** 2 / 40)
+    assert p == pytest.approx(stats.chi2.sf(9.025, 1))
+    _, p_small, _ = mcnemar(champion[5:15], challenger[5:15])  # 5 vs 5 discordant: exact binomial
+    assert p_small == pytest.approx(stats.binomtest(5, 10, 0.5).pvalue)
+
+
+def test_comparison_names_a_winner_only_when_significant():
+    from scoring.compare import compare_paired, compare_unpaired
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000).astype(float)
+    good = np.where(y == 1, 0.9, 0.1)
+    noisy = np.where(rng.random(4000) < 0.7, good, 1 - good)
+    result = compare_paired("binary", y, noisy, good, ("m:1", "m:2"))
+    assert result.winner == "challenger" and result.p_value < 1e-10
+    tie = compare_paired("binary", y, good, good.copy(), ("m:1", "m:2"))
+    assert tie.winner is None and tie.p_value == 1.0
+    split = compare_unpaired("binary", (y[:2000], good[:2000]), (y[2000:], noisy[2000:]), ("m:1", "m:2"))
+    right_a, right_b = 2000 * split.champion_kpis["accuracy"], 2000 * split.challenger_kpis["accuracy"]
+    pooled = (right_a + right_b) / 4000
+    z = (right_b / 2000 - right_a / 2000) / np.sqrt(pooled * (1 - pooled) * (2 / 2000))
+    assert split.statistic == pytest.approx(z) and split.winner == "champion"
+    errors = rng.normal(0, 1, 500)
+    regression = compare_paired("regression", errors * 0, errors * 2, errors, ("r:1", "r:2"))
+    assert regression.winner == "challenger" and regression.test.startswith("Wilcoxon")
