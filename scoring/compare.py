@@ -60,10 +60,14 @@ def mcnemar(champion_right: np.ndarray, challenger_right: np.ndarray) -> tuple[f
         p = stats.binomtest(b, b + c, 0.5).pvalue
         return float(min(b, c)), float(p), {"only_champion_right": b, "only_challenger_right": c}
     statistic = (abs(b - c) - 1) ** 2 / (b + c)
-    return float(statistic), float(stats.chi2.sf(statistic, 1)), {
-        "only_champion_right": b,
-        "only_challenger_right": c,
-    }
+    return (
+        float(statistic),
+        float(stats.chi2.sf(statistic, 1)),
+        {
+            "only_champion_right": b,
+            "only_challenger_right": c,
+        },
+    )
 
 
 def compare_paired(

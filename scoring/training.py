@@ -56,10 +56,12 @@ def train_bundle(
     holdout: float = 0.2,
     seed: int = 0,
     progress: Progress | None = None,
+    spec: FeatureSpec | None = None,
 ) -> ModelBundle:
-    """Infer the feature spec, train on a random split, measure the holdout, and save.
+    """Infer the feature spec (unless given), train on a random split, measure the holdout, and save.
 
-    ``out_dir`` None keeps the bundle in memory only (tests, benchmarks).
+    ``out_dir`` None keeps the bundle in memory only (tests, benchmarks). Retraining
+    passes the live model's ``spec`` so the new version takes exactly its inputs.
     """
     if target not in frame.columns:
         raise TrainingError(f"target column {target!r} not in {list(frame.columns)}")
@@ -74,7 +76,7 @@ def train_bundle(
     if task_kind is Task.binary and not set(np.unique(y)) <= {0.0, 1.0}:
         raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
     features = frame.drop(columns=[target])
-    spec = FeatureSpec.infer(features)
+    spec = spec or FeatureSpec.infer(features)
     matrix = spec.encode_frame(features)
 
     test_idx, train_idx = holdout_split(len(frame), holdout, seed)

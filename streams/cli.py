@@ -339,6 +339,29 @@ def _compare(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from schemas.lifecycle import ChallengerMode
+    from streams.model_commands import retrain_from_topics, run_command
+
+    settings = _settings(args, registry=args.registry)
+    with tempfile.TemporaryDirectory(prefix="streamscore-retrain-") as scratch:
+        ref, metrics = retrain_from_topics(
+            settings, args.name, args.from_topics, args.trees, args.version, Path(scratch)
+        )
+    print(f"registered {ref.name} version {ref.version}")
+    for metric, value in sorted(metrics.items()):
+        print(f"  {metric:>14}: {value:.6g}")
+    if args.deploy:
+        run_command(settings, "deploy", ref.name, ref.version, reason="retrained")
+        print(f"deployed {ref.version}")
+    elif args.shadow:
+        run_command(settings, "challenger", ref.name, ref.version, ChallengerMode.shadow, reason="retrained")
+        print(f"{ref.version} scores in shadow beside the champion")
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas.export import export_json_schemas
 
@@ -478,6 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--alpha", type=float, default=0.01)
     m.add_argument("--promote", action="store_true", help="promote the challenger if it wins")
+
+    p = sub.add_parser("retrain", help="train a new version on labelled events read back from the topics")
+    p.add_argument("--from-topics", type=int, default=20_000, metavar="N", help="the last N labelled events")
+    p.add_argument("--name", default=None, help="model name (default: the registry's only one)")
+    p.add_argument("--version", default=None, help="default: one past the highest integer version")
+    p.add_argument("--trees", type=int, default=100)
+    p.add_argument("--registry", default=None)
+    p.add_argument("--bootstrap", default=None)
+    then = p.add_mutually_exclusive_group()
+    then.add_argument("--deploy", action="store_true", help="deploy it through the gate")
+    then.add_argument("--shadow", action="store_true", help="run it as a shadow challenger")
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("schemas", help="message schemas")
     schema_sub = p.add_subparsers(dest="schemas_command", required=True)

@@ -19,6 +19,7 @@ import orjson
 
 from schemas import headers as h
 from scoring.drift import DriftMonitor, MonitorColumns, alert_for
+from scoring.retrain import from_drift
 from streams.metrics import DriftGauges
 from streams.settings import Settings
 
@@ -68,6 +69,7 @@ def register_drift_agent(
 ) -> DriftCounters:
     source = app.topic(settings.topic_monitor, key_serializer="raw", value_serializer="raw")
     sink = app.topic(settings.topic_drift, key_serializer="raw", value_serializer="raw")
+    retrain = app.topic(settings.topic_retrain, key_serializer="raw", value_serializer="raw")
     counters = DriftCounters()
 
     @app.agent(source, name="drift", concurrency=1)
@@ -99,6 +101,7 @@ def register_drift_agent(
                         value=alert.model_dump_json().encode(),
                         headers=_ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at),
                     )
+                    await retrain.send(key=b"drift", value=from_drift(alert).model_dump_json().encode())
                     counters.alerts += 1
                     gauges.alerts.labels(report.model_name, report.model_version).inc()
                     log.warning("drift alert: %s", alert.message)

@@ -33,6 +33,7 @@ from schemas.messages import Label
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
+from scoring.retrain import KpiWatch
 from streams.batch_path import consumer_config, producer_config
 from streams.drift_agent import decode_monitor
 from streams.settings import Settings
@@ -57,6 +58,8 @@ class LearnService(ThreadedService):
         super().__init__(join_timeout_s=settings.shutdown_timeout_s, **kwargs)
         self.settings = settings
         self.on_snapshot = on_snapshot
+        threshold = settings.retrain_kpi_threshold
+        self.kpi_watch = KpiWatch(threshold, bundle.task.value) if threshold is not None else None
         segments = tuple(s.strip() for s in settings.segment_features.split(",") if s.strip())
         self.learner = Learner(
             bundle.spec,
@@ -168,6 +171,10 @@ class LearnService(ThreadedService):
         producer.produce(
             self.settings.topic_metrics, snapshot.model_dump_json().encode(), snapshot.champion.encode()
         )
+        request = self.kpi_watch.check(snapshot) if self.kpi_watch is not None else None
+        if request is not None:
+            producer.produce(self.settings.topic_retrain, request.model_dump_json().encode(), b"kpi")
+            log.warning("retraining requested: %s", request.reason)
         state = {**self.learner.state(), "positions": self.positions}
         payload = checkpoint.encode(state, self.learner.river_objects(), key)
         self._write_checkpoint(producer, payload)

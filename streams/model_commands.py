@@ -8,12 +8,15 @@ Workers check again on their side: what they load is what counts.
 
 from __future__ import annotations
 
-from schemas.lifecycle import ChallengerMode, ModelUpdate
+from pathlib import Path
+
+from schemas.lifecycle import ChallengerMode, ModelRef, ModelUpdate
 from scoring import lifecycle
 from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
 from scoring.gate import admit
 from scoring.registry import ModelRegistry, load_ref
+from streams.compacted import read_latest
 from streams.control import live_update, publish_update
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -22,13 +25,16 @@ ACTIONS = ("deploy", "rollback", "promote", "challenger", "clear_challenger")
 
 
 def model_name(settings: Settings, name: str | None) -> str:
-    """The model a command is about: named, or the only one in the registry."""
+    """The model a command is about: named, or the only one registered or recorded as live."""
     if name:
         return name
-    names = sorted({m.ref.name for m in ModelRegistry(settings.registry_root).models()})
+    names = {m.ref.name for m in ModelRegistry(settings.registry_root).models()}
+    if not names:
+        ensure_topics(settings)
+        names = set(read_latest(settings, settings.topic_model_updates, idle_s=0.5)[0])
     if len(names) != 1:
-        raise BundleError(f"name the model (--name): the registry holds {names or 'no models'}")
-    return names[0]
+        raise BundleError(f"name the model (--name): found {sorted(names) or 'no models'}")
+    return names.pop()
 
 
 def run_command(
@@ -81,3 +87,41 @@ def _live_bundle(current: ModelUpdate) -> ModelBundle:
         except BundleError:
             continue
     raise BundleError(f"no recorded champion of {current.champion.name} loads")
+
+
+def retrain_from_topics(
+    settings: Settings, name: str | None, labelled: int, num_trees: int, version: str | None, out_dir: Path
+) -> tuple[ModelRef, dict[str, float]]:
+    """Train a new version on the last ``labelled`` labelled events of the topics and register it.
+
+    It takes the live champion's feature spec, task and target, so it passes the gate's
+    feature check by construction.
+    """
+    from scoring.retrain import next_version
+    from scoring.training import train_bundle
+    from streams.report_source import labelled_from_topics
+
+    registry = ModelRegistry(settings.registry_root)
+    name = model_name(settings, name)
+    current, _ = live_update(settings, name)
+    if current is None:
+        raise BundleError(f"{name} has no deployed champion to retrain")
+    live = _live_bundle(current)
+    frame, y = labelled_from_topics(settings, live, labelled, any_version=True)
+    if len(y) < 100:
+        raise BundleError(f"only {len(y)} labelled events on the topics; at least 100 are needed")
+    frame[live.metadata.target] = y
+    known = [m.ref.version for m in registry.models(name)]
+    known += [r.version for r in (current.champion, current.challenger, *current.history) if r is not None]
+    version = version or next_version(known)
+    bundle = train_bundle(
+        frame,
+        live.metadata.target,
+        out_dir / f"{name}-{version}",
+        task=live.task.value,
+        name=name,
+        version=version,
+        num_trees=num_trees,
+        spec=live.spec,
+    )
+    return registry.register(bundle.path), bundle.metrics

@@ -54,8 +54,9 @@ def _read_all(settings: Settings, topic: str) -> list[bytes]:
 
 
 def labelled_from_topics(
-    settings: Settings, bundle: ModelBundle, limit: int
+    settings: Settings, bundle: ModelBundle, limit: int, any_version: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked)."""
     labels: dict[str, float] = {}
     for value in _read_all(settings, settings.topic_labels):
         try:
@@ -67,7 +68,9 @@ def labelled_from_topics(
     y: list[float] = []
     for value in _read_all(settings, settings.topic_monitor):
         body = orjson.loads(value)
-        if (body.get("model_name"), body.get("model_version")) != (bundle.name, bundle.version):
+        if body.get("model_name") != bundle.name:
+            continue
+        if not any_version and body.get("model_version") != bundle.version:
             continue
         for event_id, row in zip(body["event_ids"], body["rows"], strict=True):
             if event_id in labels:

@@ -246,3 +246,58 @@ def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challe
     assert "winner at alpha 0.01: challenger" in done.stdout and "promoted 3" in done.stdout
     _wait(lambda: worker.get("/stats")["model_version"] == "3", what="the promoted version serving")
     assert "challenger" not in worker.get("/stats")
+
+
+def test_a_kpi_below_threshold_requests_retraining_and_retrain_deploys_a_better_version(
+    bootstrap, lifecycle_env, agrawal_bundle_dir, tmp_path, workers
+):
+    env = {
+        **lifecycle_env,
+        "STREAMSCORE_ROLES": "learn,score",
+        "STREAMSCORE_RETRAIN_KPI_THRESHOLD": "0.8",
+        "STREAMSCORE_KPI_WINDOW": "1000",
+        "STREAMSCORE_METRICS_EVERY_LABELS": "1000",
+    }
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+
+    def stream(n: int, seed: int, prefix: str) -> list[dict]:
+        """Events whose labels follow Agrawal function 5, which version 1 (function 2) never saw."""
+        data = agrawal_frame(n, seed=seed, classification_function=5)
+        events = list(events_from_frame(data.drop(columns=["approved"]), prefix=prefix))
+        produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
+        labels = [
+            (
+                e["event_id"].encode(),
+                orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
+            )
+            for e, y in zip(events, data["approved"], strict=True)
+        ]
+        produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+        return [{**e, "label": float(y)} for e, y in zip(events, data["approved"], strict=True)]
+
+    stream(8000, 41, "old")
+    requests = read_topic(bootstrap, env["STREAMSCORE_TOPIC_RETRAIN"], 1, timeout_s=120)
+    request = orjson.loads(requests[0].value)
+    print(f"retrain request: {request['trigger']}: {request['reason']}")
+    assert request["trigger"] == "kpi" and request["model"] == "loans:1"
+
+    done = _cli(env, "retrain", "--from-topics", "8000", "--trees", "100", "--deploy")
+    assert done.returncode == 0, done.stderr
+    assert "registered loans version 2" in done.stdout and "deployed 2" in done.stdout
+    _wait(lambda: worker.get("/stats")["model_version"] == "2", what="the retrained version serving")
+
+    fresh = stream(4000, 43, "new")
+    predictions = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 12_000, idle_s=1.0)
+    served = {}
+    for r in predictions:
+        body = orjson.loads(r.value)
+        served[body["event_id"]] = body
+    truth = {e["event_id"]: e["label"] for e in fresh}
+    new = [served[i] for i in truth]
+    assert {p["model_version"] for p in new} == {"2"}
+    accuracy = np.mean([(p["score"] >= 0.5) == (truth[p["event_id"]] >= 0.5) for p in new])
+    old = [p for p in served.values() if p["event_id"].startswith("old")]
+    print(f"version 2 accuracy on 4,000 fresh events: {accuracy:.4f}; version 1 served {len(old):,} before")
+    assert accuracy > 0.9
