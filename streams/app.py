@@ -18,6 +18,7 @@ from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent
 from streams.agent_path import register_score_agent
 from streams.batch_path import BatchScoreService
+from streams.dashboard import register_dashboard
 from streams.handler import ScoreHandler
 from streams.metrics import worker_registry
 from streams.settings import Role, ScorePath, Settings
@@ -79,7 +80,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     )
     handler = ScoreHandler(settings, bundle)
     counters = ScoreCounters()
-    metrics = worker_registry(counters)
+    metrics = worker_registry(counters, handler)
     parts = WorkerParts(app, handler, counters, [], metrics.registry)
     checks: list[Callable[[], bool]] = []
     if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
@@ -111,6 +112,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     ready = lambda: all(check() for check in checks)  # noqa: E731
     _sample_lag(app, settings, metrics.lag)
     _register_views(app, parts, ready)
+    register_dashboard(app, settings, parts, metrics)
     return parts
 
 

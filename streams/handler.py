@@ -128,6 +128,7 @@ class ScoreHandler:
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // (_JSON_BYTES_PER_VALUE * len(bundle.spec.names) + 150))
         ce_source = f"streamscore/{bundle.name}/{bundle.version}".encode()
         explainer = Explainer(bundle, top_k=self.settings.explain_top_k)
+        self.loaded_at = time.time()  # epoch seconds; /metrics and /dashboard show it
         return _Model(bundle, validator, scorer, explainer, ce_source, monitor_rows)
 
     def explain_event(self, value: bytes) -> dict:
