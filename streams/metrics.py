@@ -155,6 +155,12 @@ class KpiGauges:
             registry=registry,
         )
         self.join = Gauge("streamscore_label_join", "Label join counts", ("state",), registry=registry)
+        self.concept_changes = Counter(
+            "streamscore_concept_drift_changes",
+            "Changes seen on the error stream of a serving model (each also a ConceptDriftAlert)",
+            ("model_version", "detector"),
+            registry=registry,
+        )
         self.listeners: list[Callable[[MetricsSnapshot], None]] = []  # e.g. the dashboard
 
     def record(self, snapshot: MetricsSnapshot) -> None:
@@ -167,6 +173,8 @@ class KpiGauges:
                         gauge.labels(*segment, metric).set(value)
         for state, count in snapshot.labels.model_dump().items():
             self.join.labels(state).set(count)
+        for change in snapshot.changes:
+            self.concept_changes.labels(change.model_version, change.detector).inc()
         for listener in self.listeners:
             listener(snapshot)
 

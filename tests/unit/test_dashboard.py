@@ -313,3 +313,16 @@ def test_model_info_on_metrics_follows_the_served_bundle(agrawal_bundle: ModelBu
     metadata = agrawal_bundle.metadata.model_copy(update={"version": "v9"})
     handler.swap(dataclasses.replace(agrawal_bundle, metadata=metadata))
     assert 'model_version="v9"' in generate_latest(registry).decode()
+
+
+def test_concept_drift_changes_of_a_snapshot_are_counted_on_metrics(agrawal_bundle: ModelBundle) -> None:
+    from streams.metrics import worker_registry
+
+    metrics = worker_registry(ScoreCounters(), ScoreHandler(Settings(), agrawal_bundle))
+    change = {"detector": "page_hinkley", "stream": "error", "model_version": "1", "source_topic": "features",
+              "partition": 0, "offset": 5, "event_id": "e-5", "event_time": 0, "position": 9}  # fmt: skip
+    metrics.kpis.record(_snapshot(0.9, [change, change]))
+    metrics.kpis.record(_snapshot(0.9, []))
+
+    labels = {"model_version": "1", "detector": "page_hinkley"}
+    assert metrics.registry.get_sample_value("streamscore_concept_drift_changes_total", labels) == 2
