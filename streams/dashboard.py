@@ -259,6 +259,7 @@ class Dashboard:
             "totals": asdict(last) if last else None,
             "series": series,
             "lag": [asdict(r) for r in self.lag.rows],
+            "lag_sampled_at": self.lag.sampled_at,
             "drift": self._drift,
             "kpis": kpis,
             "kpi_history": kpi_history,
