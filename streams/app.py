@@ -21,6 +21,7 @@ from streams.agent_path import register_score_agent
 from streams.batch_path import BatchScoreService
 from streams.control import ControlService, startup_serving
 from streams.control_views import register_control_views
+from streams.dashboard import register_dashboard
 from streams.handler import ScoreHandler
 from streams.metrics import worker_registry
 from streams.settings import Role, ScorePath, Settings
@@ -86,7 +87,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler = ScoreHandler(settings, bundle)
     handler.swap(serving.champion, serving.challenger, serving.mode, serving.share)
     counters = ScoreCounters()
-    metrics = worker_registry(counters)
+    metrics = worker_registry(counters, handler)
     parts = WorkerParts(app, handler, counters, [], metrics.registry)
     # every role follows model-updates: the score role swaps, the drift role watches the new references
     parts.control = ControlService(
@@ -125,6 +126,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         register_control_views(app, settings, parts.control)
     _sample_lag(app, settings, metrics.lag)
     _register_views(app, parts, ready)
+    register_dashboard(app, settings, parts, metrics)
     return parts
 
 

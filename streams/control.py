@@ -173,6 +173,8 @@ class ControlService(ThreadedService):
             self.refused += 1
             log.error("refused model update to %s: %s", update.champion.version, exc)
             return alert("refused", exc.check, exc.reason, update.champion.version, live)
+        if serving == current:  # e.g. the record a starting worker made of what it serves
+            return alert("applied", "", f"{update.action}: already serving", update.champion.version, live)
         if self.on_serving is not None:
             self.on_serving(serving)
         self.handler.swap(serving.champion, serving.challenger, serving.mode, serving.share)

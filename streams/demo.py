@@ -72,7 +72,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
             stderr=subprocess.STDOUT,
         )
         _wait_ready(port, worker)
-        console.print(f"worker ready (batch score path); web views on http://127.0.0.1:{port}/stats")
+        console.print(f"worker ready (batch score path); live dashboard on http://127.0.0.1:{port}/dashboard")
 
         labelled = agrawal_frame(events, seed=99, classification_function=2)
         stream = labelled.drop(columns=["approved"])

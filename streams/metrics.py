@@ -7,8 +7,9 @@ Drift statistics are gauges set once per closed window; KPIs once per metrics sn
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
+from streams.handler import ScoreHandler
 from streams.status import PartitionLag
 from streams.telemetry import ScoreCounters
 
@@ -64,6 +66,7 @@ class DriftGauges:
             (*MODEL_LABELS, "detector", "stream"),
             registry=registry,
         )
+        self.listeners: list[Callable[[DriftReport], None]] = []  # e.g. the dashboard
 
     def record(self, report: DriftReport) -> None:
         model = (report.model_name, report.model_version)
@@ -92,6 +95,8 @@ class DriftGauges:
         self.windows.labels(*model).inc()
         for change in report.changes:
             self.changes.labels(*model, change.detector, change.stream).inc()
+        for listener in self.listeners:
+            listener(report)
 
 
 class ScoreCollector(Collector):
@@ -150,6 +155,13 @@ class KpiGauges:
             registry=registry,
         )
         self.join = Gauge("streamscore_label_join", "Label join counts", ("state",), registry=registry)
+        self.concept_changes = Counter(
+            "streamscore_concept_drift_changes",
+            "Changes seen on the error stream of a serving model (each also a ConceptDriftAlert)",
+            ("model_version", "detector"),
+            registry=registry,
+        )
+        self.listeners: list[Callable[[MetricsSnapshot], None]] = []  # e.g. the dashboard
 
     def record(self, snapshot: MetricsSnapshot) -> None:
         for row in snapshot.kpis:
@@ -161,6 +173,35 @@ class KpiGauges:
                         gauge.labels(*segment, metric).set(value)
         for state, count in snapshot.labels.model_dump().items():
             self.join.labels(state).set(count)
+        for change in snapshot.changes:
+            self.concept_changes.labels(change.model_version, change.detector).inc()
+        for listener in self.listeners:
+            listener(snapshot)
+
+
+class ModelCollector(Collector):
+    """The model serving now, read from the handler at scrape time (a hot swap shows at the next scrape)."""
+
+    def __init__(self, handler: ScoreHandler) -> None:
+        self.handler = handler
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        bundle, loaded_at = self.handler.bundle, self.handler.loaded_at
+        stamp = datetime.fromtimestamp(loaded_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        info = GaugeMetricFamily(
+            "streamscore_model_info",
+            "The model this worker serves (always 1)",
+            labels=["model_name", "model_version", "loaded_at"],
+        )
+        info.add_metric([bundle.name, bundle.version, stamp], 1)
+        yield info
+        loaded = GaugeMetricFamily(
+            "streamscore_model_loaded_timestamp_seconds",
+            "When the serving model was loaded, in epoch seconds",
+            labels=list(MODEL_LABELS),
+        )
+        loaded.add_metric([bundle.name, bundle.version], loaded_at)
+        yield loaded
 
 
 class LagCollector(Collector):
@@ -197,9 +238,10 @@ class WorkerMetrics:
     lag: LagCollector
 
 
-def worker_registry(counters: ScoreCounters) -> WorkerMetrics:
+def worker_registry(counters: ScoreCounters, handler: ScoreHandler) -> WorkerMetrics:
     registry = CollectorRegistry()
     registry.register(ScoreCollector(counters))
+    registry.register(ModelCollector(handler))
     lag = LagCollector()
     registry.register(lag)
     return WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag)

@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     )
 
     lag_interval_s: float = Field(5.0, gt=0, description="How often /metrics' consumer lag is sampled.")
+    dashboard_interval_s: float = Field(1.0, gt=0, description="How often /dashboard samples the counters.")
+    dashboard_points: int = Field(300, ge=2, description="Samples each /dashboard chart keeps.")
+
+    # alert thresholds: the dashboard's and deploy/prometheus/rules.yml's (a test holds them equal)
+    alert_lag_records: int = Field(10_000, ge=1, description="Consumer lag, in records, that alerts.")
+    alert_lag_seconds: float = Field(60.0, gt=0, description="Age of the oldest unread record that alerts.")
+    alert_dead_letter_ratio: float = Field(
+        0.05, gt=0, le=1, description="Share of consumed events dead-lettered over 5 minutes that alerts."
+    )
+    alert_kpi_metric: str = Field("accuracy", description="Rolling KPI of the serving model watched.")
+    alert_kpi_min: float = Field(0.7, description="... alerting below this value.")
 
     session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout.")
     web_port: int = 6066

@@ -143,3 +143,25 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def loan_stream(
+    n: int, invalid: int, prefix: str, seed: int = 5
+) -> tuple[list[tuple[bytes, bytes | None]], list]:
+    """``n`` Agrawal loan events (the second half earning 30% more: drift) with ``invalid`` bad ones mixed
+    in, as ``(key, value)`` payloads; and a label payload per valid event."""
+    from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+
+    labelled = agrawal_frame(n, seed=seed, classification_function=2)
+    frame = labelled.drop(columns=["approved"])
+    frame.loc[n // 2 :, "salary"] *= 1.3
+    mixed = interleave_invalid(list(events_from_frame(frame, prefix=prefix)), invalid, "salary", seed=seed)
+    payloads = [(str(e["entity_id"]).encode(), p) for _, e, p in mixed]
+    labels = [
+        (
+            f"{prefix}-{i}".encode(),
+            json.dumps({"event_id": f"{prefix}-{i}", "label": float(y), "label_time": 0}).encode(),
+        )
+        for i, y in enumerate(labelled["approved"])
+    ]
+    return payloads, labels
