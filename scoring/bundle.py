@@ -2,7 +2,8 @@
 
 Layout::
 
-    model.txt           LightGBM text model (never a pickle)
+    model.txt           the model as text, never a pickle: LightGBM's format, or for
+                        model_kind "linear" a linear model's JSON (scoring.linear_model)
     feature_spec.json   ordered inputs, kinds, categories, ranges, defaults
     reference.json      training reference statistics for drift tests
     metrics.json        holdout metrics
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scoring.errors import BundleError, ManifestMismatch
 from scoring.features import FeatureSpec
+from scoring.linear_model import LinearModel
 from scoring.reference import Reference
 
 MODEL_FILE = "model.txt"
@@ -54,6 +57,7 @@ class Metadata(BaseModel):
     lightgbm_version: str
     target: str
     bundle_format: int = BUNDLE_FORMAT
+    model_kind: Literal["lightgbm", "linear"] = "lightgbm"
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class ModelBundle:
     """A loaded, verified bundle. The booster is ready to predict."""
 
     path: Path | None
-    booster: lgb.Booster
+    booster: lgb.Booster | LinearModel  # a LinearModel offers the Booster calls a bundle makes
     spec: FeatureSpec
     reference: Reference
     metrics: dict[str, float]
@@ -111,9 +115,14 @@ class ModelBundle:
         except (ValidationError, ValueError, TypeError, AttributeError) as exc:
             raise BundleError(f"{directory}: invalid bundle metadata: {exc}") from exc
         try:
-            booster = lgb.Booster(model_str=contents[MODEL_FILE].decode())
-        except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{directory}: LightGBM cannot load {MODEL_FILE}: {exc}") from exc
+            if metadata.model_kind == "linear":
+                booster = LinearModel.model_validate_json(contents[MODEL_FILE])
+            else:
+                booster = lgb.Booster(model_str=contents[MODEL_FILE].decode())
+        except (lgb.basic.LightGBMError, UnicodeDecodeError, ValidationError) as exc:
+            raise BundleError(
+                f"{directory}: cannot load the {metadata.model_kind} {MODEL_FILE}: {exc}"
+            ) from exc
         if booster.feature_name() != spec.names:
             raise BundleError(
                 f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"

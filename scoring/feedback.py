@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from river import compose, linear_model, preprocessing
+from river import base, compose, linear_model, preprocessing
 
 from schemas.drift import DetectorChange
 from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
@@ -114,15 +114,26 @@ class LabelJoin:
 # ---------------------------------------------------------------- the challenger
 
 
+class PresentOnly(base.Transformer):
+    """The named features an event carries. River's ``Select`` raises on a missing one; a
+    missing value is left out here, so it adds nothing to a linear model, as for one-hot."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = list(names)
+
+    def transform_one(self, x: dict) -> dict:
+        return {name: x[name] for name in self.names if name in x}
+
+
 def default_challenger(task: str, spec: FeatureSpec):
     """StandardScaler + LogisticRegression (binary) or LinearRegression, one-hot for categoricals."""
     numeric = [f.name for f in spec.features if f.kind is FeatureKind.numeric]
     categorical = [f.name for f in spec.features if f.kind is FeatureKind.categorical]
     parts = []
     if numeric:
-        parts.append(compose.Select(*numeric) | preprocessing.StandardScaler())
+        parts.append(PresentOnly(numeric) | preprocessing.StandardScaler())
     if categorical:
-        parts.append(compose.Select(*categorical) | preprocessing.OneHotEncoder())
+        parts.append(PresentOnly(categorical) | preprocessing.OneHotEncoder())
     features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
     head = linear_model.LogisticRegression() if task == "binary" else linear_model.LinearRegression()
     return features | head
@@ -218,6 +229,10 @@ class Learner:
                 )
         return out
 
+    def challenger_input(self, row: np.ndarray) -> dict:
+        """An encoded row as the challenger takes it: numbers and category names, missing left out."""
+        return {name: decode(row[j]) for j, name, decode in self._decoders if row[j] == row[j]}
+
     def observe(self, columns: MonitorColumns) -> list[DetectorChange]:
         """Keep the scored events of a monitoring message; settles labels that came first."""
         model = f"{columns.model_name}:{columns.model_version}"
@@ -227,7 +242,7 @@ class Learner:
         shadow = columns.shadow_scores
         for i in range(len(columns)):
             row = rows[i]
-            x = {name: decode(row[j]) for j, name, decode in self._decoders if row[j] == row[j]}
+            x = self.challenger_input(row)
             event = ScoredEvent(
                 model=model,
                 score=float(columns.scores[i]),

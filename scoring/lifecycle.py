@@ -7,14 +7,16 @@ worker serves, through the gate, reusing what is already loaded.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas.lifecycle import HISTORY_KEPT, ChallengerMode, ModelRef, ModelUpdate
-from scoring.bundle import ModelBundle
+from scoring.bundle import ModelBundle, new_metadata
 from scoring.errors import ScoringError
 from scoring.gate import admit
+from scoring.linear_model import LinearModel
 
 
 class LifecycleError(ScoringError):
@@ -109,3 +111,17 @@ def apply_update(update: ModelUpdate, serving: Serving, load: Callable[[ModelRef
     champion = get(update.champion, serving.champion)
     challenger = get(update.challenger, champion) if update.challenger is not None else None
     return Serving(champion, challenger, update.mode if challenger else None, update.challenger_share)
+
+
+def bundle_from_linear(
+    model: LinearModel, live: ModelBundle, version: str, metrics: dict[str, float]
+) -> ModelBundle:
+    """A servable bundle of an exported (River) linear challenger, beside the ``live`` champion.
+
+    It takes the champion's feature spec, task, threshold and training reference (the
+    drift baseline: the challenger learned from the same stream the champion serves).
+    """
+    digest = hashlib.sha256(model.model_to_string().encode()).hexdigest()
+    metadata = new_metadata(live.name, version, live.task, f"river-online:{digest}", live.metadata.target)
+    metadata = metadata.model_copy(update={"model_kind": "linear", "threshold": live.metadata.threshold})
+    return ModelBundle(None, model, live.spec, live.reference, dict(metrics), metadata)

@@ -307,6 +307,8 @@ def cmd_model(args: argparse.Namespace) -> int:
         return 0
     if action == "compare":
         return _compare(settings, args)
+    if action == "publish-challenger":
+        return _publish_challenger(settings, args)
     if action == "challenger":
         mode = ChallengerMode.shadow if args.shadow else ChallengerMode.split
         update = run_command(settings, "challenger", args.name, args.version, mode, args.share, args.reason)
@@ -359,6 +361,31 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     elif args.shadow:
         run_command(settings, "challenger", ref.name, ref.version, ChallengerMode.shadow, reason="retrained")
         print(f"{ref.version} scores in shadow beside the champion")
+    return 0
+
+
+def _publish_challenger(settings: Settings, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from schemas.lifecycle import ChallengerMode
+    from streams.model_commands import publish_challenger, run_command
+
+    with tempfile.TemporaryDirectory(prefix="streamscore-challenger-") as scratch:
+        ref, export = publish_challenger(settings, args.name, args.version, Path(scratch))
+    print(
+        f"registered the River challenger as {ref.name} version {ref.version} ({export['labels']:,} labels)"
+    )
+    for metric, value in sorted(export["metrics"].items()):
+        print(f"  progressive {metric:>10}: {value:.6g}")
+    if args.deploy:
+        run_command(settings, "deploy", ref.name, ref.version, reason="River challenger")
+        print(f"deployed {ref.version}")
+    elif args.shadow or args.split:
+        mode = ChallengerMode.shadow if args.shadow else ChallengerMode.split
+        run_command(
+            settings, "challenger", ref.name, ref.version, mode, args.split or 0.0, "River challenger"
+        )
+        print(f"{ref.version} serves as a {mode.value} challenger")
     return 0
 
 
@@ -496,6 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--share", type=float, default=0.5, help="split: share of entities it serves")
     m.add_argument("--shadow", action="store_true", help="score every event, publish only the champion's")
     model_parser("clear-challenger", "stop the challenger")
+    m = model_parser("publish-challenger", "register the River challenger as a servable version")
+    m.add_argument("--version", default=None, help="default: one past the highest integer version")
+    then = m.add_mutually_exclusive_group()
+    then.add_argument("--deploy", action="store_true")
+    then.add_argument("--shadow", action="store_true")
+    then.add_argument("--split", type=float, default=None, metavar="SHARE")
     m = model_parser(
         "compare", "champion vs challenger on labelled events, with a test", version="challenger"
     )

@@ -33,8 +33,10 @@ from schemas.messages import Label
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
+from scoring.linear_model import linear_from_river
 from scoring.retrain import KpiWatch
 from streams.batch_path import consumer_config, producer_config
+from streams.compacted import read_latest
 from streams.drift_agent import decode_monitor
 from streams.settings import Settings
 from streams.threaded import ThreadedService
@@ -79,6 +81,7 @@ class LearnService(ThreadedService):
         self._generation = 0
         self._previous_chunks = 0
         self._changes: list = []
+        self._export_refused = False
 
     # -- lifecycle
 
@@ -175,6 +178,7 @@ class LearnService(ThreadedService):
         if request is not None:
             producer.produce(self.settings.topic_retrain, request.model_dump_json().encode(), b"kpi")
             log.warning("retraining requested: %s", request.reason)
+        self._export_challenger(producer, snapshot)
         state = {**self.learner.state(), "positions": self.positions}
         payload = checkpoint.encode(state, self.learner.river_objects(), key)
         self._write_checkpoint(producer, payload)
@@ -187,6 +191,26 @@ class LearnService(ThreadedService):
         offsets = [TopicPartition(t, int(p), o) for t, p, o in _split_positions(self.positions)]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=True)  # for lag monitoring only
+
+    def _export_challenger(self, producer: Producer, snapshot: MetricsSnapshot) -> None:
+        """The challenger as weights in JSON (no pickle), for ``streamscore model publish-challenger``."""
+        try:
+            model = linear_from_river(self.learner.challenger, self.learner.spec)
+        except ValueError as exc:
+            if not self._export_refused:
+                log.info("the challenger is not exported as a bundle: %s", exc)
+            self._export_refused = True
+            return
+        row = next(
+            (r for r in snapshot.kpis if r.model == snapshot.challenger and r.segment_feature == "all"), None
+        )
+        export = {
+            "model": model.model_dump(mode="json"),
+            "metrics": {k: v for k, v in (row.cumulative if row else {}).items() if v is not None},
+            "labels": row.count if row else 0,
+            "created_at": snapshot.created_at,
+        }
+        producer.produce(self.settings.topic_checkpoints, orjson.dumps(export), challenger_key(self.settings))
 
     def _write_checkpoint(self, producer: Producer, payload: bytes) -> None:
         """Chunks under generation keys, then the head naming them, then tombstones for the last."""
@@ -202,7 +226,9 @@ class LearnService(ThreadedService):
         self._previous_chunks = len(chunks)
 
     def _restore(self, key: bytes) -> None:
-        latest = _read_compacted(self.settings, self.settings.topic_checkpoints, self.prefix)
+        latest, _ = read_latest(
+            self.settings, self.settings.topic_checkpoints, RESTORE_IDLE_S, self.prefix + "/"
+        )
         head = latest.get(f"{self.prefix}/head")
         if head is None:
             log.info("no learner checkpoint under %s: starting fresh", self.prefix)
@@ -235,40 +261,14 @@ class LearnService(ThreadedService):
         self.assigned -= {(p.topic, p.partition) for p in partitions}
 
 
+def challenger_key(settings: Settings) -> bytes:
+    """Where the exported challenger is kept on the checkpoints topic (one learn worker per app)."""
+    return f"{settings.app_id}/challenger-model".encode()
+
+
 def _split_positions(positions: dict[str, int]) -> list[tuple[str, str, int]]:
     out = []
     for name, offset in positions.items():
         topic, _, partition = name.rpartition(":")
         out.append((topic, partition, offset))
     return out
-
-
-def _read_compacted(settings: Settings, topic: str, prefix: str) -> dict[str, bytes]:
-    """Latest value per key under ``prefix`` (tombstones remove), read from the start until quiet."""
-    consumer = Consumer(
-        {
-            **settings.kafka_client_config(),
-            "group.id": f"{prefix}-restore",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, 0)])  # OFFSET 0: the whole topic
-    latest: dict[str, bytes] = {}
-    quiet_since = time.monotonic()
-    try:
-        while time.monotonic() - quiet_since < RESTORE_IDLE_S:
-            for message in consumer.consume(500, 0.2):
-                if message.error() is not None:
-                    continue
-                quiet_since = time.monotonic()
-                key = (message.key() or b"").decode()
-                if not key.startswith(prefix + "/"):
-                    continue
-                if message.value() is None:
-                    latest.pop(key, None)
-                else:
-                    latest[key] = message.value()
-    finally:
-        consumer.close()
-    return latest

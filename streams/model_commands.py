@@ -125,3 +125,33 @@ def retrain_from_topics(
         spec=live.spec,
     )
     return registry.register(bundle.path), bundle.metrics
+
+
+def publish_challenger(
+    settings: Settings, name: str | None, version: str | None, out_dir: Path
+) -> tuple[ModelRef, dict]:
+    """Register the learn worker's latest exported River challenger as a version of the live model."""
+    import orjson
+
+    from scoring.lifecycle import bundle_from_linear
+    from scoring.linear_model import LinearModel
+    from scoring.retrain import next_version
+    from streams.learn_service import challenger_key
+
+    registry = ModelRegistry(settings.registry_root)
+    name = model_name(settings, name)
+    current, _ = live_update(settings, name)
+    if current is None:
+        raise BundleError(f"{name} has no deployed champion")
+    key = challenger_key(settings).decode()
+    latest, _ = read_latest(settings, settings.topic_checkpoints, idle_s=1.0, prefix=key)
+    if key not in latest:
+        raise BundleError("no exported challenger on the checkpoints topic yet (is a learn worker running?)")
+    export = orjson.loads(latest[key])
+    model = LinearModel.model_validate(export["model"])
+    known = [m.ref.version for m in registry.models(name)]
+    known += [r.version for r in (current.champion, current.challenger, *current.history) if r is not None]
+    version = version or next_version(known)
+    bundle = bundle_from_linear(model, _live_bundle(current), version, export["metrics"])
+    bundle.save(out_dir / f"{name}-{version}")
+    return registry.register(out_dir / f"{name}-{version}"), export

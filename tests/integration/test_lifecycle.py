@@ -301,3 +301,54 @@ def test_a_kpi_below_threshold_requests_retraining_and_retrain_deploys_a_better_
     old = [p for p in served.values() if p["event_id"].startswith("old")]
     print(f"version 2 accuracy on 4,000 fresh events: {accuracy:.4f}; version 1 served {len(old):,} before")
     assert accuracy > 0.9
+
+
+def test_the_river_challenger_is_published_as_a_version_and_serves_in_shadow(
+    bootstrap, lifecycle_env, agrawal_bundle_dir, tmp_path, workers
+):
+    env = {**lifecycle_env, "STREAMSCORE_ROLES": "learn,score", "STREAMSCORE_METRICS_EVERY_LABELS": "1000"}
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    data = agrawal_frame(6000, seed=47, classification_function=2)
+    events = list(events_from_frame(data.drop(columns=["approved"]), prefix="learn"))
+    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
+    labels = [
+        (
+            e["event_id"].encode(),
+            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
+        )
+        for e, y in zip(events, data["approved"], strict=True)
+    ]
+    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+    _wait(lambda: worker.get("/stats")["learn"]["snapshots"] >= 5, what="five metrics snapshots")
+
+    done = _cli(env, "model", "publish-challenger", "--shadow")
+    assert done.returncode == 0, done.stderr
+    assert "registered the River challenger as loans version 2" in done.stdout
+    _wait(lambda: worker.get("/stats").get("challenger", {}).get("model_version") == "2", what="shadow v2")
+    published = ModelBundle.load(Path(env["STREAMSCORE_REGISTRY"]) / "loans" / "2")
+    assert published.metadata.model_kind == "linear"
+
+    more = agrawal_frame(2000, seed=53, classification_function=2).drop(columns=["approved"])
+    produce(
+        bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events_from_frame(more, "after")))
+    )
+    read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 8000)  # all scored: monitor is written too
+    shadowed = read_topic(
+        bootstrap,
+        env["STREAMSCORE_TOPIC_MONITOR"],
+        1,
+        idle_s=2.0,
+        counted=lambda r: b'"shadow_model_version":"2"' in (r.value or b""),
+    )
+    rows, scores = [], []
+    for record in shadowed:
+        body = orjson.loads(record.value)
+        if body.get("shadow_model_version") == "2":
+            rows += body["rows"]
+            scores += body["shadow_scores"]
+    matrix = np.asarray([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+    assert len(scores) == 2000
+    np.testing.assert_allclose(scores, published.predict(matrix), rtol=0, atol=1e-12)
+    print(f"River challenger v2 scored {len(scores):,} events in shadow, each as its registered bundle does")

@@ -258,3 +258,42 @@ def test_comparison_names_a_winner_only_when_significant():
     errors = rng.normal(0, 1, 500)
     regression = compare_paired("regression", errors * 0, errors * 2, errors, ("r:1", "r:2"))
     assert regression.winner == "challenger" and regression.test.startswith("Wilcoxon")
+
+
+# ------------------------------------------------------------------ the River challenger as a bundle
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_the_exported_river_challenger_scores_as_river_does(task, tmp_path):
+    from scoring.feedback import Learner
+    from scoring.lifecycle import bundle_from_linear
+    from scoring.linear_model import linear_from_river
+
+    frame = agrawal_frame(3000, seed=5, classification_function=2)
+    frame.loc[frame.index % 11 == 0, "salary"] = np.nan  # missing values leave the key out in River
+    target = "approved"
+    if task == "regression":
+        frame[target] = frame["salary"].fillna(0) / 1000 + frame["age"]
+    live = train_bundle(frame, target, tmp_path / "live", task=task, name="loans", num_trees=5)
+    learner = Learner(live.spec, live.reference, task)
+    matrix = live.spec.encode_frame(frame.drop(columns=[target]))
+    y = frame[target].to_numpy(float)
+    for row, label in zip(matrix[:2000], y[:2000], strict=True):
+        learner.challenger.learn_one(
+            learner.challenger_input(row), bool(label) if task == "binary" else label
+        )
+
+    exported = bundle_from_linear(linear_from_river(learner.challenger, live.spec), live, "7", {})
+    loaded = ModelBundle.load(exported.save(tmp_path / "challenger"))
+    held_out = matrix[2000:]
+    ours = loaded.predict(held_out)
+    if task == "binary":
+        river = [learner.challenger.predict_proba_one(learner.challenger_input(r))[True] for r in held_out]
+    else:
+        river = [learner.challenger.predict_one(learner.challenger_input(r)) for r in held_out]
+    np.testing.assert_allclose(ours, river, rtol=0, atol=1e-9)
+    contributions = loaded.booster.predict(held_out, pred_contrib=True)
+    raw = contributions.sum(axis=1)
+    expected_raw = np.log(ours / (1 - ours)) if task == "binary" else ours
+    np.testing.assert_allclose(raw, expected_raw, rtol=0, atol=1e-6)
+    assert admit(lambda: loaded, live).metadata.model_kind == "linear"
