@@ -147,3 +147,35 @@ def _decide(task, names, paired, n_a, n_b, kpis_a, kpis_b, test, statistic, p, a
         winner=winner,
         detail=detail,
     )
+
+
+@dataclass
+class PairedTally:
+    """Running McNemar counts for a shadow challenger, for promotion without a person.
+
+    "Right" is the correct class for binary and the smaller absolute error for
+    regression (a sign test); ties count for neither.
+    """
+
+    champion: str
+    challenger: str
+    pairs: int = 0
+    only_champion_right: int = 0
+    only_challenger_right: int = 0
+    promoted: bool = False
+
+    def add(self, champion_right: bool, challenger_right: bool) -> None:
+        self.pairs += 1
+        self.only_champion_right += champion_right and not challenger_right
+        self.only_challenger_right += challenger_right and not champion_right
+
+    def p_value(self) -> float:
+        b, c = self.only_champion_right, self.only_challenger_right
+        return mcnemar(np.array([True] * b + [False] * c), np.array([False] * b + [True] * c))[1]
+
+    def challenger_wins(self, min_pairs: int, alpha: float) -> bool:
+        return (
+            self.pairs >= min_pairs
+            and self.only_challenger_right > self.only_champion_right
+            and self.p_value() < alpha
+        )

@@ -25,6 +25,7 @@ from river import base, compose, linear_model, preprocessing
 
 from schemas.drift import DetectorChange
 from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
+from scoring.compare import PairedTally
 from scoring.drift import MonitorColumns, StreamDetectors
 from scoring.features import FeatureKind, FeatureSpec
 from scoring.kpis import ALL, KpiBoard
@@ -191,6 +192,7 @@ class Learner:
             "default" if challenger == "default" else challenger.rpartition(".")[2]
         )
         self.detectors: dict[str, StreamDetectors] = {}
+        self.tallies: dict[str, PairedTally] = {}  # "champion|shadow challenger" -> paired outcomes
         self.champion: str | None = None
         self._segmenters = self._make_segmenters(segment_features, reference)
         self._decoders = self._make_decoders()
@@ -271,11 +273,26 @@ class Learner:
         self.board.update(event.model, label, event.score, event.segments)
         if event.shadow_model is not None and event.shadow_score is not None:
             self.board.update(event.shadow_model, label, event.shadow_score, event.segments)
+            self._tally(event, label)
         y = bool(label >= 0.5) if self.task == "binary" else label
         guess, decision = challenger_predict(self.challenger, self.task, event.x)  # predict, then learn
         self.board.update(self.challenger_name, label, guess, event.segments, decision)
         self.challenger.learn_one(event.x, y)
         return self._error(event, label)
+
+    def _tally(self, event: ScoredEvent, label: float) -> None:
+        key = f"{event.model}|{event.shadow_model}"
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = PairedTally(event.model, str(event.shadow_model))
+        if self.task == "binary":
+            truth = label >= 0.5
+            tally.add(
+                (event.score >= self.threshold) == truth, (event.shadow_score >= self.threshold) == truth
+            )
+        else:
+            a, b = abs(event.score - label), abs(float(event.shadow_score) - label)
+            tally.add(a < b, b < a)
 
     def _error(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
         if self.task == "binary":
@@ -328,6 +345,7 @@ class Learner:
         return {
             "board": self.board.state(),
             "champion": self.champion,
+            "tallies": {k: vars(t) for k, t in self.tallies.items()},
             "join": {
                 "events": [_event_state(e) for e in join.events.values()],
                 "labels": [[k, v.label, v.label_time] for k, v in join.labels.items()],
@@ -345,6 +363,7 @@ class Learner:
     def restore(self, state: dict, river_objects: dict | None) -> None:
         self.board = KpiBoard.from_state(state["board"])
         self.champion = state["champion"]
+        self.tallies = {k: PairedTally(**t) for k, t in state.get("tallies", {}).items()}
         j = state["join"]
         join = self.join
         join.events = OrderedDict((e["event_id"], ScoredEvent(**e)) for e in j["events"])

@@ -33,10 +33,12 @@ from schemas.messages import Label
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
+from scoring.lifecycle import promote
 from scoring.linear_model import linear_from_river
 from scoring.retrain import KpiWatch
 from streams.batch_path import consumer_config, producer_config
 from streams.compacted import read_latest
+from streams.control import live_update, publish_update
 from streams.drift_agent import decode_monitor
 from streams.settings import Settings
 from streams.threaded import ThreadedService
@@ -179,6 +181,8 @@ class LearnService(ThreadedService):
             producer.produce(self.settings.topic_retrain, request.model_dump_json().encode(), b"kpi")
             log.warning("retraining requested: %s", request.reason)
         self._export_challenger(producer, snapshot)
+        if self.settings.auto_promote:
+            self._promote_winners()
         state = {**self.learner.state(), "positions": self.positions}
         payload = checkpoint.encode(state, self.learner.river_objects(), key)
         self._write_checkpoint(producer, payload)
@@ -191,6 +195,24 @@ class LearnService(ThreadedService):
         offsets = [TopicPartition(t, int(p), o) for t, p, o in _split_positions(self.positions)]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=True)  # for lag monitoring only
+
+    def _promote_winners(self) -> None:
+        """Promote a shadow challenger that beats the champion on the same labelled events."""
+        s = self.settings
+        for tally in self.learner.tallies.values():
+            if tally.promoted or not tally.challenger_wins(s.promote_min_pairs, s.promote_p_value):
+                continue
+            name, _, version = tally.challenger.rpartition(":")
+            current, _ = live_update(s, name)
+            if current is None or current.challenger is None or current.challenger.version != version:
+                continue  # no longer the challenger
+            reason = (
+                f"won {tally.only_challenger_right} to {tally.only_champion_right} of {tally.pairs} "
+                f"paired labelled events (McNemar p {tally.p_value():.2g})"
+            )
+            publish_update(s, promote(current, reason=reason))
+            tally.promoted = True
+            log.warning("promoted %s: %s", tally.challenger, reason)
 
     def _export_challenger(self, producer: Producer, snapshot: MetricsSnapshot) -> None:
         """The challenger as weights in JSON (no pickle), for ``streamscore model publish-challenger``."""

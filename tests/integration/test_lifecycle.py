@@ -352,3 +352,43 @@ def test_the_river_challenger_is_published_as_a_version_and_serves_in_shadow(
     assert len(scores) == 2000
     np.testing.assert_allclose(scores, published.predict(matrix), rtol=0, atol=1e-12)
     print(f"River challenger v2 scored {len(scores):,} events in shadow, each as its registered bundle does")
+
+
+def test_auto_promote_promotes_a_shadow_challenger_that_wins_on_labelled_events(
+    bootstrap, lifecycle_env, agrawal_bundle_dir, tmp_path, workers
+):
+    env = {
+        **lifecycle_env,
+        "STREAMSCORE_ROLES": "learn,score",
+        "STREAMSCORE_AUTO_PROMOTE": "true",
+        "STREAMSCORE_PROMOTE_MIN_PAIRS": "500",
+        "STREAMSCORE_METRICS_EVERY_LABELS": "500",
+    }
+    strong = tmp_path / "loans-3"
+    train_bundle(agrawal_frame(20_000, seed=31, classification_function=5), "approved", strong,
+                 name="loans", version="3", num_trees=150)  # fmt: skip
+    assert _cli(env, "model", "register", str(strong)).returncode == 0
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    assert _cli(env, "model", "challenger", "3", "--shadow").returncode == 0
+    _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
+
+    data = agrawal_frame(3000, seed=59, classification_function=5)
+    events = list(events_from_frame(data.drop(columns=["approved"]), prefix="auto"))
+    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
+    labels = [
+        (
+            e["event_id"].encode(),
+            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
+        )
+        for e, y in zip(events, data["approved"], strict=True)
+    ]
+    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+    _wait(lambda: worker.get("/stats")["model_version"] == "3", timeout_s=90, what="automatic promotion")
+    updates = [
+        orjson.loads(r.value) for r in read_topic(bootstrap, env["STREAMSCORE_TOPIC_MODEL_UPDATES"], 3)
+    ]
+    promotion = next(u for u in updates if u["action"] == "promote")
+    print(f"promoted automatically: {promotion['reason']}")
+    assert promotion["champion"]["version"] == "3" and promotion["challenger"] is None

@@ -297,3 +297,23 @@ def test_the_exported_river_challenger_scores_as_river_does(task, tmp_path):
     expected_raw = np.log(ours / (1 - ours)) if task == "binary" else ours
     np.testing.assert_allclose(raw, expected_raw, rtol=0, atol=1e-6)
     assert admit(lambda: loaded, live).metadata.model_kind == "linear"
+
+
+def test_paired_tally_survives_a_checkpoint_and_decides_like_mcnemar(agrawal_bundle):
+    from scoring.compare import PairedTally, mcnemar
+    from scoring.feedback import Learner
+
+    learner = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary")
+    tally = learner.tallies["loans:1|loans:2"] = PairedTally("loans:1", "loans:2")
+    for champion_right, challenger_right in (
+        [(True, False)] * 40 + [(False, True)] * 90 + [(True, True)] * 400
+    ):
+        tally.add(champion_right, challenger_right)
+    restored = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary")
+    restored.restore(json.loads(json.dumps(learner.state())), None)
+    again = restored.tallies["loans:1|loans:2"]
+    assert (again.pairs, again.only_champion_right, again.only_challenger_right) == (530, 40, 90)
+    champion = np.array([True] * 40 + [False] * 90)
+    assert again.p_value() == pytest.approx(mcnemar(champion, ~champion)[1])
+    assert again.challenger_wins(min_pairs=500, alpha=0.01)
+    assert not again.challenger_wins(min_pairs=1000, alpha=0.01)
