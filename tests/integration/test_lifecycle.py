@@ -392,3 +392,45 @@ def test_auto_promote_promotes_a_shadow_challenger_that_wins_on_labelled_events(
     promotion = next(u for u in updates if u["action"] == "promote")
     print(f"promoted automatically: {promotion['reason']}")
     assert promotion["champion"]["version"] == "3" and promotion["challenger"] is None
+
+
+def _post(worker: WorkerProcess, path: str, body: dict, token: str | None) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.port}{path}", data=json.dumps(body).encode(), method="POST"
+    )
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        return error.code, json.loads(body) if body.startswith(b"{") else {"text": body.decode()}
+
+
+def test_control_endpoint_needs_the_bearer_token_and_is_off_without_one(
+    lifecycle_env, agrawal_bundle_dir, v2_dir, tmp_path, workers
+):
+    token = "s3cr3t-" + tmp_path.name[-8:]
+    assert _cli(lifecycle_env, "model", "register", str(v2_dir)).returncode == 0
+    closed = WorkerProcess(lifecycle_env, agrawal_bundle_dir, tmp_path / "closed.log")
+    guarded = WorkerProcess({**lifecycle_env, "STREAMSCORE_CONTROL_TOKEN": token}, agrawal_bundle_dir,
+                            tmp_path / "guarded.log")  # fmt: skip
+    workers += [closed, guarded]
+    closed.wait_ready()
+    guarded.wait_ready()
+    assert _post(closed, "/control/model", {"action": "deploy", "version": "2"}, token)[0] == 404
+    assert _post(guarded, "/control/model", {"action": "deploy", "version": "2"}, None)[0] == 401
+    assert _post(guarded, "/control/model", {"action": "deploy", "version": "2"}, "wrong")[0] == 401
+    assert guarded.get("/stats")["model_version"] == "1"
+    status, body = _post(guarded, "/control/model", {"action": "deploy", "version": "2"}, token)
+    assert status == 200 and body["champion"]["version"] == "2"
+    for worker in (closed, guarded):  # both follow the topic
+        _wait(lambda w=worker: w.get("/stats")["model_version"] == "2", what="v2 on every worker")
+    assert _post(guarded, "/control/model", {"action": "rollback"}, token)[0] == 200
+    _wait(lambda: closed.get("/stats")["model_version"] == "1", what="rolled back")
+    assert token not in (tmp_path / "guarded.log").read_text()
