@@ -105,7 +105,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     if settings.runs(Role.drift):
         # imported here: scipy and river cost a score-only worker ~60 MB and half a second
         from scoring.drift import DriftMonitor, DriftThresholds
-        from streams.drift_agent import register_drift_agent
+        from streams.drift_agent import DriftService, DriftStep, register_drift_agent
 
         parts.drift = DriftMonitor(
             DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
@@ -113,8 +113,15 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
             window_s=settings.drift_window_seconds,
         )
         _watch(parts, serving)
-        parts.drift_counters = register_drift_agent(app, settings, parts.drift, metrics.drift)
-        checks.append(lambda: bool(app.consumer.assignment()))
+        step = DriftStep(settings, parts.drift, metrics.drift)
+        parts.drift_counters = step.counters
+        if settings.drift_path is ScorePath.batch:
+            drift_service = DriftService(settings, step)
+            parts.services.append(drift_service)
+            checks.append(lambda: bool(drift_service.assigned))
+        else:
+            register_drift_agent(app, settings, step)
+            checks.append(lambda: bool(app.consumer.assignment()))
     if settings.runs(Role.learn):
         from streams.learn_service import LearnService
 
@@ -147,7 +154,10 @@ def _sample_lag(app: faust.App, settings: Settings, collector) -> None:
         groups.append(settings.group_id)
     if settings.runs(Role.learn):
         groups.append(f"{settings.faust_app_id}-learn")
-    if settings.runs(Role.drift) or settings.score_path is ScorePath.agent:
+    if settings.runs(Role.drift) and settings.drift_path is ScorePath.batch:
+        groups.append(f"{settings.faust_app_id}-drift")
+    faust_agents = settings.runs(Role.drift) and settings.drift_path is ScorePath.agent
+    if faust_agents or (settings.runs(Role.score) and settings.score_path is ScorePath.agent):
         groups.append(settings.faust_app_id)
 
     @app.timer(interval=settings.lag_interval_s)

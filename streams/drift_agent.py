@@ -1,8 +1,9 @@
-"""The drift agent: reads ``monitor``, keeps windows (``scoring.drift``), writes ``drift``.
+"""The drift path: reads ``monitor``, keeps windows (``scoring.drift``), writes ``drift``.
 
-It runs in the worker's Faust app on its own consumer group (the app id), so the
-score path never waits on it. A monitoring message it cannot read is counted and
-logged, never raised: an exception leaving a Faust agent would stop it.
+Two ways to run it, as for scoring: a service in the worker with its own
+confluent-kafka consumer (the default), or a plain Faust agent. Either has its own
+consumer group, so the score path never waits on it. A monitoring message it cannot
+read is counted and logged, never raised.
 
 Windows live in memory: a restart starts fresh windows (the events of an open
 window at a crash are not reported); reports and alerts are derived data.
@@ -11,19 +12,25 @@ window at a crash are not reported); reports and alerts are derived data.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import faust
 import numpy as np
 import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas import headers as h
 from scoring.drift import DriftMonitor, MonitorColumns, alert_for
 from scoring.retrain import from_drift
+from streams.batch_path import consumer_config, producer_config
 from streams.metrics import DriftGauges
 from streams.settings import Settings
+from streams.threaded import ThreadedService
 
 log = logging.getLogger(__name__)
+
+COMMIT_EVERY_S = 5.0
 
 
 @dataclass
@@ -64,49 +71,112 @@ def decode_monitor(value: bytes) -> MonitorColumns:
     )
 
 
-def register_drift_agent(
-    app: faust.App, settings: Settings, monitor: DriftMonitor, gauges: DriftGauges
-) -> DriftCounters:
+Out = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
+
+
+class DriftStep:
+    """One monitoring message in; the reports, alerts and retrain requests it causes out.
+
+    Shared by the two drift paths: the Faust agent and the service with its own consumer.
+    """
+
+    def __init__(self, settings: Settings, monitor: DriftMonitor, gauges: DriftGauges) -> None:
+        self.settings = settings
+        self.monitor = monitor
+        self.gauges = gauges
+        self.counters = DriftCounters()
+
+    def __call__(self, value: bytes | None) -> list[Out]:
+        counters, topic = self.counters, self.settings.topic_drift
+        counters.messages += 1
+        try:
+            columns = decode_monitor(value or b"")
+            reports = self.monitor.observe(columns)
+        except Exception:
+            counters.unreadable += 1
+            log.exception("unreadable monitoring message skipped")
+            return []
+        counters.events += len(columns)
+        out: list[Out] = []
+        for report in reports:
+            key = f"{report.model_name}:{report.model_version}".encode()
+            ce_id = f"{report.model_name}:{report.model_version}:{report.window}"
+            headers = _ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at)
+            out.append((topic, key, report.model_dump_json().encode(), headers))
+            counters.reports += 1
+            self.gauges.record(report)
+            alert = alert_for(report)
+            if alert is None:
+                continue
+            headers = _ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at)
+            out.append((topic, key, alert.model_dump_json().encode(), headers))
+            out.append(
+                (self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
+            )
+            counters.alerts += 1
+            self.gauges.alerts.labels(report.model_name, report.model_version).inc()
+            log.warning("drift alert: %s", alert.message)
+        return out
+
+
+def register_drift_agent(app: faust.App, settings: Settings, step: DriftStep) -> None:
+    """The drift path as a plain Faust agent over ``monitor`` (``STREAMSCORE_DRIFT_PATH=agent``)."""
     source = app.topic(settings.topic_monitor, key_serializer="raw", value_serializer="raw")
-    sink = app.topic(settings.topic_drift, key_serializer="raw", value_serializer="raw")
-    retrain = app.topic(settings.topic_retrain, key_serializer="raw", value_serializer="raw")
-    counters = DriftCounters()
+    sinks = {
+        name: app.topic(name, key_serializer="raw", value_serializer="raw")
+        for name in (settings.topic_drift, settings.topic_retrain)
+    }
 
     @app.agent(source, name="drift", concurrency=1)
     async def drift(stream: faust.StreamT) -> None:
         async for value in stream:
-            counters.messages += 1
-            try:
-                columns = decode_monitor(value)
-                reports = monitor.observe(columns)
-            except Exception:
-                counters.unreadable += 1
-                log.exception("unreadable monitoring message skipped")
-                continue
-            counters.events += len(columns)
-            for report in reports:
-                key = f"{report.model_name}:{report.model_version}".encode()
-                ce_id = f"{report.model_name}:{report.model_version}:{report.window}"
-                await sink.send(
-                    key=key,
-                    value=report.model_dump_json().encode(),
-                    headers=_ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at),
-                )
-                counters.reports += 1
-                gauges.record(report)
-                alert = alert_for(report)
-                if alert is not None:
-                    await sink.send(
-                        key=key,
-                        value=alert.model_dump_json().encode(),
-                        headers=_ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at),
-                    )
-                    await retrain.send(key=b"drift", value=from_drift(alert).model_dump_json().encode())
-                    counters.alerts += 1
-                    gauges.alerts.labels(report.model_name, report.model_version).inc()
-                    log.warning("drift alert: %s", alert.message)
+            for topic, key, body, headers in step(value):
+                await sinks[topic].send(key=key, value=body, headers=headers)
 
-    return counters
+
+class DriftService(ThreadedService):
+    """The drift path on its own confluent-kafka consumer (``STREAMSCORE_DRIFT_PATH=batch``).
+
+    Faust's consumer costs most of the drift agent's time (it read 81,800 events/s
+    alone, while decoding and windows cost 3.6 us per event); librdkafka does the
+    fetching in C, off the interpreter lock. Offsets are committed every few seconds
+    after the outputs before them are acknowledged; windows live in memory either way.
+    """
+
+    thread_name = "drift"
+
+    def __init__(self, settings: Settings, step: DriftStep, **kwargs) -> None:
+        super().__init__(join_timeout_s=settings.shutdown_timeout_s, **kwargs)
+        self.settings = settings
+        self.step = step
+        self.assigned: set[tuple[str, int]] = set()
+
+    def _run(self) -> None:
+        s = self.settings
+        consumer = Consumer({**consumer_config(s, f"{s.faust_app_id}-drift"), "fetch.wait.max.ms": 100})
+        producer = Producer(producer_config(s))
+        consumer.subscribe([s.topic_monitor], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        committed_at = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                for message in consumer.consume(100, 0.2):
+                    if message.error() is not None:
+                        continue
+                    for topic, key, body, headers in self.step(message.value()):
+                        producer.produce(topic, body, key, headers=headers)
+                producer.poll(0)
+                if time.monotonic() - committed_at > COMMIT_EVERY_S and producer.flush(10) == 0:
+                    consumer.commit(asynchronous=True)
+                    committed_at = time.monotonic()
+        finally:
+            producer.flush(self.settings.shutdown_timeout_s / 2)
+            consumer.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
 
 
 def _ce(ce_type: str, ce_id: str, at_ms: int) -> list[tuple[str, bytes]]:

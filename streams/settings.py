@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     )
     explain_top_k: int = Field(5, ge=1, description="Contributions attached per explained prediction.")
 
+    drift_path: ScorePath = Field(
+        ScorePath.batch, description="batch: own confluent-kafka consumer; agent: a Faust agent."
+    )
     drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
     drift_psi_threshold: float = Field(0.2, gt=0)

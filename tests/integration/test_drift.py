@@ -33,9 +33,19 @@ def _is_report(record: Record) -> bool:
     return orjson.loads(record.value)["type"] == "drift_report"
 
 
-def _run(bootstrap, topic_env, bundle: ModelBundle, tmp_path, workers, frame: pd.DataFrame, window: int):
+def _run(
+    bootstrap,
+    topic_env,
+    bundle: ModelBundle,
+    tmp_path,
+    workers,
+    frame: pd.DataFrame,
+    window: int,
+    path="batch",
+):
+    env = {"STREAMSCORE_PARTITIONS": "1", "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(window)}
     worker = WorkerProcess(
-        {**topic_env, "STREAMSCORE_PARTITIONS": "1", "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(window)},
+        {**topic_env, **env, "STREAMSCORE_DRIFT_PATH": path},
         bundle.path,
         tmp_path / "worker.log",
     )
@@ -68,12 +78,13 @@ def test_a_stationary_stream_raises_no_alert(bootstrap, topic_env, numeric_bundl
     assert worker.get("/stats")["drift"]["reports"] == 10
 
 
+@pytest.mark.parametrize("path", ["batch", "agent"], ids=["drift service", "faust agent"])
 def test_a_shift_on_two_features_alerts_naming_exactly_them(
-    bootstrap, topic_env, numeric_bundle, tmp_path, workers
+    path, bootstrap, topic_env, numeric_bundle, tmp_path, workers
 ):
     frame = numeric_frame(50_000, n_features=10, seed=23).drop(columns=["y"])
     frame.loc[25_000:, SHIFTED] += 1.0  # one standard deviation
-    worker, reports, alerts = _run(bootstrap, topic_env, numeric_bundle, tmp_path, workers, frame, 4000)
+    worker, reports, alerts = _run(bootstrap, topic_env, numeric_bundle, tmp_path, workers, frame, 4000, path)
 
     before = [r for r in reports if r.spans[0].last_offset < 25_000]
     first_after = next(r for r in reports if r.spans[0].first_offset >= 25_000)
@@ -91,3 +102,6 @@ def test_a_shift_on_two_features_alerts_naming_exactly_them(
     psi = re.search(r'streamscore_drift_psi\{[^}]*feature="f03"[^}]*\} (\S+)', metrics)
     assert psi is not None and float(psi.group(1)) >= 0.2
     assert re.search(r"streamscore_drift_alerts_total\{[^}]*\} (\d+)", metrics)
+    requests = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_RETRAIN"], len(alerts), timeout_s=30)
+    assert {orjson.loads(r.value)["trigger"] for r in requests} == {"drift"}
+    assert len(requests) == len(alerts)
