@@ -81,7 +81,9 @@ def run(
     config: dict,
     rate: float | None = None,
 ) -> dict:
-    """One configuration: {"roles": roles of the scoring worker, "drift_worker": bool, "window": N}.
+    """One configuration: {"roles": of the scoring worker, "drift_worker": bool, "window": N, "path"}.
+
+    ``path`` is the drift path, ``batch`` (its own consumer, the default) or ``agent``.
 
     The events are preloaded (the scorer runs at its full rate), or with ``rate``
     produced at that rate once the workers are ready.
@@ -91,7 +93,11 @@ def run(
     create_topics(bootstrap, [in_topic], partitions)
     if rate is None:
         preload(bootstrap, in_topic, payloads)
-    shared = {"STREAMSCORE_TOPIC_MONITOR": monitor, "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(config["window"])}
+    shared = {
+        "STREAMSCORE_TOPIC_MONITOR": monitor,
+        "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(config["window"]),
+        "STREAMSCORE_DRIFT_PATH": config.get("path", "batch"),
+    }
     workdir = workdir / label.replace(" ", "-").replace(",", "")
     out = unique("out")
 
@@ -180,6 +186,10 @@ def main() -> int:
         (
             f"drift worker, window {args.large:,}",
             {"roles": "score", "drift_worker": True, "window": args.large},
+        ),
+        (
+            f"drift worker as a Faust agent, window {args.small:,}",
+            {"roles": "score", "drift_worker": True, "window": args.small, "path": "agent"},
         ),
     ]
     payloads = make_events(args.events)
