@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -99,6 +100,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         _show_drift(console, settings, windows=events // DRIFT_WINDOW)
         _show_kpis(console, settings, labelled=events)
         ok = stats["scored"] == events and stats["dead_letters_total"] == invalid
+        ok = _show_lifecycle(console, settings, port) and ok
         verdict = "[green]all events accounted for[/]" if ok else "[red]counts do not add up[/]"
         console.print(
             f"{stats['scored']:,} predictions, {stats['dead_letters_total']} dead letters "
@@ -114,6 +116,49 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
                 worker.kill()
         broker.stop()
         console.print("stopped the worker and the broker")
+
+
+def _show_lifecycle(console: Console, settings: Settings, port: int) -> bool:
+    """Retrain on the labelled events of the topics, deploy through the gate, score, roll back."""
+    from streams.model_commands import retrain_from_topics, run_command
+
+    settings = settings.model_copy(update={"registry": str(OUT / "registry")})
+    shutil.rmtree(OUT / "registry", ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="demo-retrain-") as scratch:
+        ref, metrics = retrain_from_topics(settings, None, 20_000, 50, None, Path(scratch))
+    console.print(
+        f"retrained [bold]{ref.name}[/] v{ref.version} on the 20,000 labelled events read back from the "
+        f"topics (holdout accuracy {metrics['accuracy']:.4f}); deploying it through the gate ..."
+    )
+    table = Table(title="model lifecycle: deploy, score, roll back")
+    for column in ("step", "serving", "events scored since", "predictions naming it"):
+        table.add_column(column)
+    ok = True
+    for step, action, version in (("deploy", "deploy", ref.version), ("rollback", "rollback", "1")):
+        run_command(settings, action, ref.name, version if action == "deploy" else None, reason="demo")
+        deadline = time.monotonic() + 30
+        while _get(port, "/stats")["model_version"] != version and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = _get(port, "/stats")["scored"]
+        prefix = f"demo-{step}"
+        frame = agrawal_frame(1000, seed=100 + len(step), classification_function=2)
+        batch = list(events_from_frame(frame.drop(columns=["approved"]), prefix=prefix))
+        produce_payloads(settings, [(str(e["entity_id"]).encode(), orjson.dumps(e)) for e in batch])
+        predictions = _read(settings, settings.topic_predictions, _has_all(prefix, len(batch)))
+        named = [p["model_version"] for p in predictions if p["event_id"].startswith(prefix)]
+        deadline = time.monotonic() + 10  # the counters move once the batch's offsets are committed
+        scored = _get(port, "/stats")["scored"] - before
+        while scored < len(batch) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            scored = _get(port, "/stats")["scored"] - before
+        ok = ok and named.count(version) == len(batch) == scored
+        table.add_row(step, f"v{version}", f"{scored:,}", f"{named.count(version):,} of {len(batch):,}")
+    console.print(table)
+    return ok
+
+
+def _has_all(prefix: str, count: int):
+    return lambda got: sum(p["event_id"].startswith(prefix) for p in got) >= count
 
 
 def train_demo_model(out_dir: Path) -> ModelBundle:
