@@ -53,10 +53,8 @@ def _read_all(settings: Settings, topic: str) -> list[bytes]:
     return values
 
 
-def labelled_from_topics(
-    settings: Settings, bundle: ModelBundle, limit: int, any_version: bool = False
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked)."""
+def _labels(settings: Settings) -> dict[str, float]:
+    """Every label on the labels topic, by event_id (the last one wins)."""
     labels: dict[str, float] = {}
     for value in _read_all(settings, settings.topic_labels):
         try:
@@ -64,6 +62,14 @@ def labelled_from_topics(
             labels[str(body["event_id"])] = float(body["label"])
         except (ValueError, KeyError, TypeError):
             continue
+    return labels
+
+
+def labelled_from_topics(
+    settings: Settings, bundle: ModelBundle, limit: int, any_version: bool = False
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked)."""
+    labels = _labels(settings)
     rows: list[list[float]] = []
     y: list[float] = []
     for value in _read_all(settings, settings.topic_monitor):
@@ -101,13 +107,7 @@ def compare_from_topics(
     Paired when the challenger scored in shadow (both scores of each event are on
     ``monitor``); otherwise unpaired, each model on the events it served.
     """
-    labels: dict[str, float] = {}
-    for value in _read_all(settings, settings.topic_labels):
-        try:
-            body = orjson.loads(value)
-            labels[str(body["event_id"])] = float(body["label"])
-        except (ValueError, KeyError, TypeError):
-            continue
+    labels = _labels(settings)
     paired: dict[str, tuple[float, float]] = {}
     served: dict[str, dict[str, float]] = {champion.version: {}, challenger_version: {}}
     for value in _read_all(settings, settings.topic_monitor):

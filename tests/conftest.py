@@ -24,3 +24,12 @@ def agrawal_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
 def agrawal_bundle_dir(agrawal_bundle: ModelBundle) -> Path:
     assert agrawal_bundle.path is not None
     return agrawal_bundle.path
+
+
+@pytest.fixture(scope="session")
+def v2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second version of the loans model: the same features, other data and trees."""
+    frame = agrawal_frame(3000, seed=11, classification_function=2)
+    out = tmp_path_factory.mktemp("v2") / "loans-2"
+    train_bundle(frame, "approved", out, name="loans", version="2", num_trees=12)
+    return out

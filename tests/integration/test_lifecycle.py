@@ -29,14 +29,6 @@ from tests.unit.test_lifecycle import _rewrite_manifest
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def v2_dir(tmp_path_factory) -> Path:
-    frame = agrawal_frame(3000, seed=11, classification_function=2)
-    out = tmp_path_factory.mktemp("v2") / "loans-2"
-    train_bundle(frame, "approved", out, name="loans", version="2", num_trees=12)
-    return out
-
-
 def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [sys.executable, "-m", "streams", *args],
@@ -55,6 +47,21 @@ def _wait(predicate, timeout_s: float = 60, what: str = "condition") -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def _stream_labelled(bootstrap: str, env: dict, data, prefix: str) -> list[dict]:
+    """Produce the events of an Agrawal frame, then a label for each; returns the events."""
+    events = list(events_from_frame(data.drop(columns=["approved"]), prefix=prefix))
+    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
+    labels = [
+        (
+            e["event_id"].encode(),
+            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
+        )
+        for e, y in zip(events, data["approved"], strict=True)
+    ]
+    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+    return events
 
 
 @pytest.fixture
@@ -214,16 +221,7 @@ def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challe
     _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
 
     data = agrawal_frame(5000, seed=37, classification_function=5)
-    events = list(events_from_frame(data.drop(columns=["approved"]), prefix="shadow"))
-    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
-    labels = [
-        (
-            e["event_id"].encode(),
-            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
-        )
-        for e, y in zip(events, data["approved"], strict=True)
-    ]
-    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+    _stream_labelled(bootstrap, env, data, "shadow")
 
     predictions = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 5000, idle_s=1.0)
     assert len(predictions) == 5000
@@ -265,16 +263,7 @@ def test_a_kpi_below_threshold_requests_retraining_and_retrain_deploys_a_better_
     def stream(n: int, seed: int, prefix: str) -> list[dict]:
         """Events whose labels follow Agrawal function 5, which version 1 (function 2) never saw."""
         data = agrawal_frame(n, seed=seed, classification_function=5)
-        events = list(events_from_frame(data.drop(columns=["approved"]), prefix=prefix))
-        produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
-        labels = [
-            (
-                e["event_id"].encode(),
-                orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
-            )
-            for e, y in zip(events, data["approved"], strict=True)
-        ]
-        produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+        events = _stream_labelled(bootstrap, env, data, prefix)
         return [{**e, "label": float(y)} for e, y in zip(events, data["approved"], strict=True)]
 
     stream(8000, 41, "old")
@@ -311,16 +300,7 @@ def test_the_river_challenger_is_published_as_a_version_and_serves_in_shadow(
     workers.append(worker)
     worker.wait_ready()
     data = agrawal_frame(6000, seed=47, classification_function=2)
-    events = list(events_from_frame(data.drop(columns=["approved"]), prefix="learn"))
-    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
-    labels = [
-        (
-            e["event_id"].encode(),
-            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
-        )
-        for e, y in zip(events, data["approved"], strict=True)
-    ]
-    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+    _stream_labelled(bootstrap, env, data, "learn")
     _wait(lambda: worker.get("/stats")["learn"]["snapshots"] >= 5, what="five metrics snapshots")
 
     done = _cli(env, "model", "publish-challenger", "--shadow")
@@ -375,16 +355,7 @@ def test_auto_promote_promotes_a_shadow_challenger_that_wins_on_labelled_events(
     _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
 
     data = agrawal_frame(3000, seed=59, classification_function=5)
-    events = list(events_from_frame(data.drop(columns=["approved"]), prefix="auto"))
-    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
-    labels = [
-        (
-            e["event_id"].encode(),
-            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
-        )
-        for e, y in zip(events, data["approved"], strict=True)
-    ]
-    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+    _stream_labelled(bootstrap, env, data, "auto")
     _wait(lambda: worker.get("/stats")["model_version"] == "3", timeout_s=90, what="automatic promotion")
     updates = [
         orjson.loads(r.value) for r in read_topic(bootstrap, env["STREAMSCORE_TOPIC_MODEL_UPDATES"], 3)

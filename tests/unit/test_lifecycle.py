@@ -28,15 +28,6 @@ from tests.unit.test_handler import Record, Sink
 SETTINGS = Settings(kafka_bootstrap="unit:0")
 
 
-@pytest.fixture(scope="module")
-def v2_dir(tmp_path_factory) -> Path:
-    """A second version of the loans model: same features, other data and trees."""
-    frame = agrawal_frame(3000, seed=11, classification_function=2)
-    out = tmp_path_factory.mktemp("v2") / "loans-2"
-    train_bundle(frame, "approved", out, name="loans", version="2", num_trees=12)
-    return out
-
-
 def _rewrite_manifest(directory: Path) -> None:
     """Make the manifest agree with whatever the files now hold (a consistent but broken bundle)."""
     import hashlib
