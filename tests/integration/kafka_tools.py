@@ -86,8 +86,15 @@ class WorkerProcess:
         return "\n".join(text[-lines:])
 
 
-def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+def produce(
+    bootstrap: str,
+    topic: str,
+    payloads: list[tuple[bytes | None, bytes | None]],
+    config: dict | None = None,
+) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random", **(config or {})}
+    )
     for key, value in payloads:
         while True:
             try:
