@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -287,3 +288,81 @@ class PacedProducer(threading.Thread):
                 if ahead > 0:
                     time.sleep(ahead)
         self.undelivered = self.producer.flush(120)
+
+
+class ProduceStallProxy:
+    """A TCP proxy in front of a broker that can hold back Produce requests (Kafka API key 0).
+
+    Everything else (fetches, heartbeats, commits, metadata) passes, so a client's
+    output path stalls while its input path keeps working. Start the broker with
+    ``advertised_port`` = this proxy's port so that clients stay behind it.
+    """
+
+    def __init__(self, upstream_port: int, port: int | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.port = port or free_port()
+        self.held = 0  # Produce requests waiting now
+        self._loop = asyncio.new_event_loop()
+        self._open = asyncio.Event()
+        self._open.set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="produce-stall-proxy", daemon=True)
+
+    def start(self) -> ProduceStallProxy:
+        self._thread.start()
+        assert self._ready.wait(10), "proxy did not start"
+        return self
+
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.clear)
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.set)
+
+    def stop(self) -> None:
+        self.release()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def requests() -> None:
+            while True:
+                size = await reader.readexactly(4)
+                body = await reader.readexactly(int.from_bytes(size, "big"))
+                if int.from_bytes(body[:2], "big") == 0 and not self._open.is_set():
+                    self.held += 1
+                    await self._open.wait()
+                    self.held -= 1
+                up_writer.write(size + body)
+                await up_writer.drain()
+
+        async def responses() -> None:
+            while data := await up_reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.ensure_future(requests()), asyncio.ensure_future(responses())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.exception()  # a peer that closed: retrieved, not reported
+        finally:
+            for task in tasks:
+                task.cancel()
+            for w in (writer, up_writer):
+                w.close()
