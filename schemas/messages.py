@@ -12,6 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
+# event_id and entity_id are copied into every output (key, body, ce_id header, monitoring
+# columns): bounded, so a prediction and a monitoring message always fit a Kafka message
+MAX_IDENTIFIER_LENGTH = 256
 
 # strict: a JSON boolean is not a number; NaN and infinity are not values
 FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | str | None
@@ -24,8 +27,8 @@ class FeatureEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    event_id: str = Field(min_length=1)
-    entity_id: str = Field(min_length=1)
+    event_id: str = Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)
+    entity_id: str = Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)
     event_time: EventTime = Field(description="RFC 3339 timestamp or epoch milliseconds")
     features: dict[str, FeatureValue]
     schema_version: Annotated[int, Field(strict=True)] = SCHEMA_VERSION

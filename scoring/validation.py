@@ -16,6 +16,7 @@ from operator import itemgetter
 
 import orjson
 
+from schemas.messages import MAX_IDENTIFIER_LENGTH
 from scoring.errors import InvalidEvent, Stage
 from scoring.features import FeatureKind, FeatureSpec
 
@@ -69,7 +70,12 @@ class EventValidator:
         entity_id = event.get("entity_id", _MISSING)
         event_time = event.get("event_time", _MISSING)
         # the common case in one test; anything unusual takes the checks that name the problem
-        if not (type(event_id) is str and event_id and type(entity_id) is str and entity_id):
+        if not (
+            type(event_id) is str
+            and 0 < len(event_id) <= MAX_IDENTIFIER_LENGTH
+            and type(entity_id) is str
+            and 0 < len(entity_id) <= MAX_IDENTIFIER_LENGTH
+        ):
             event_id, entity_id = _identifier(event, "event_id"), _identifier(event, "entity_id")
         if type(event_time) is not int:
             event_time = _event_time(event_time)
@@ -175,6 +181,10 @@ def _decode_reason(value: bytes, exc: orjson.JSONDecodeError) -> str:
 def _identifier(event: dict, field: str) -> str:
     value = event.get(field, _MISSING)
     if type(value) is str and value:
+        if len(value) > MAX_IDENTIFIER_LENGTH:
+            raise InvalidEvent(
+                Stage.validate, f"{field!r} is {len(value)} characters long, over {MAX_IDENTIFIER_LENGTH}"
+            )
         return value
     if value is _MISSING:
         raise InvalidEvent(Stage.validate, f"missing required field {field!r}")

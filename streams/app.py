@@ -59,12 +59,16 @@ def faust_broker_options(settings: Settings) -> dict:
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": max(0.1, settings.session_timeout_s / 3),
     }
+    ssl_context = settings.ssl_context()  # None unless the protocol is SSL or SASL_SSL
     if settings.kafka_sasl_mechanism:
         options["broker_credentials"] = faust.SASLCredentials(
             username=settings.kafka_sasl_username or "",
             password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else "",
             mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
         )
+    elif ssl_context is not None:
+        options["broker_credentials"] = faust.SSLCredentials(ssl_context)
     return options
 
 

@@ -55,13 +55,23 @@ class Broker:
         self.stop()
 
 
-def start_broker(port: int | None = None, log_path: Path | None = None, timeout_s: float = 20.0) -> Broker:
-    """Start Tansu on loopback and wait until it answers a metadata request."""
+def start_broker(
+    port: int | None = None,
+    log_path: Path | None = None,
+    timeout_s: float = 20.0,
+    advertised_port: int | None = None,
+) -> Broker:
+    """Start Tansu on loopback and wait until it answers a metadata request.
+
+    ``advertised_port``: the port clients are told to connect to, when something
+    (a test's proxy) sits in front of the broker; the listener's own port otherwise.
+    """
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
     process = subprocess.Popen(
-        [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [str(broker_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -358,31 +358,42 @@ class ScoreHandler:
         source = batch.records[0].topic()
         by_partition = np.asarray(partitions)
         step = plan.monitor_rows
+        key_of = {}
+
+        def emit_rows(partition: int, index: np.ndarray) -> None:
+            part = batch.select(index.tolist())
+            body = {
+                "model_name": bundle.name,
+                "model_version": bundle.version,
+                "source_topic": source,
+                "partition": partition,
+                "offsets": [r.offset() for r in part.records],
+                "event_ids": part.event_ids,
+                "entity_ids": part.entity_ids,
+                "event_times": part.event_times,
+                "scores": scores[index],
+                "feature_names": bundle.spec.names,
+                "rows": matrix[index],
+                "schema_version": SCHEMA_VERSION,
+            }
+            if shadow is not None and shadow_scores is not None:
+                body["shadow_model_name"] = shadow.bundle.name
+                body["shadow_model_version"] = shadow.bundle.version
+                body["shadow_scores"] = [None if v != v else v for v in shadow_scores[index].tolist()]
+            value = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+            if len(value) > 2 * MONITOR_MESSAGE_BYTES and len(index) > 1:
+                # long identifiers made it bigger than the estimate: halve it until it fits
+                half = len(index) // 2
+                emit_rows(partition, index[:half])
+                emit_rows(partition, index[half:])
+                return
+            emit(self._topic_monitor, key_of[partition], value, None)
+
         for partition in np.unique(by_partition).tolist():
+            key_of[partition] = f"{source}-{partition}".encode()
             in_partition = np.flatnonzero(by_partition == partition)
             for start in range(0, len(in_partition), step):
-                index = in_partition[start : start + step]
-                part = batch.select(index.tolist())
-                body = {
-                    "model_name": bundle.name,
-                    "model_version": bundle.version,
-                    "source_topic": source,
-                    "partition": partition,
-                    "offsets": [r.offset() for r in part.records],
-                    "event_ids": part.event_ids,
-                    "entity_ids": part.entity_ids,
-                    "event_times": part.event_times,
-                    "scores": scores[index],
-                    "feature_names": bundle.spec.names,
-                    "rows": matrix[index],
-                    "schema_version": SCHEMA_VERSION,
-                }
-                if shadow is not None and shadow_scores is not None:
-                    body["shadow_model_name"] = shadow.bundle.name
-                    body["shadow_model_version"] = shadow.bundle.version
-                    body["shadow_scores"] = [None if v != v else v for v in shadow_scores[index].tolist()]
-                value = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-                emit(self._topic_monitor, f"{source}-{partition}".encode(), value, None)
+                emit_rows(partition, in_partition[start : start + step])
 
     def _dead_letter(
         self, record: KafkaRecord, stage: Stage, error_class: str, message: str, emit: Emit, stats: BatchStats

@@ -6,6 +6,7 @@ variables and flags, then passed down; no other module reads the environment.
 
 from __future__ import annotations
 
+import ssl
 from enum import StrEnum
 from pathlib import Path
 
@@ -38,6 +39,23 @@ class UnknownFeatures(StrEnum):
     reject = "reject"
 
 
+class ProcessingGuarantee(StrEnum):
+    """What the batch score path promises about its outputs.
+
+    ``at_least_once``: a batch's offsets are committed after its outputs are
+    acknowledged; a crash in between repeats the batch (consumers deduplicate on
+    ``event_id``). ``exactly_once``: each batch's outputs and its offsets are one Kafka
+    transaction, so a ``read_committed`` consumer sees each output once, if the broker
+    implements transactions (docs/reliability.md says how far Tansu does).
+    """
+
+    at_least_once = "at_least_once"
+    exactly_once = "exactly_once"
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="ignore")
 
@@ -46,6 +64,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Private key of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of the private key.")
 
     app_id: str = "streamscore"
     group_id: str = "streamscore-scorer"
@@ -82,6 +104,12 @@ class Settings(BaseSettings):
     )
 
     score_path: ScorePath = ScorePath.batch
+    processing_guarantee: ProcessingGuarantee = ProcessingGuarantee.at_least_once
+    instance_id: str | None = Field(
+        None,
+        description="Stable name of this worker instance (same across its restarts); "
+        "names its transactional.id under exactly_once.",
+    )
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
     batch_linger_ms: float = Field(10.0, ge=0, description="Longest wait to fill a batch.")
     fetch_wait_max_ms: int = Field(
@@ -147,6 +175,28 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _exactly_once_needs_an_instance(self) -> Settings:
+        if self.processing_guarantee is not ProcessingGuarantee.exactly_once:
+            return self
+        if self.score_path is not ScorePath.batch:
+            raise ValueError("processing_guarantee exactly_once is implemented on the batch score path only")
+        if not self.instance_id:
+            raise ValueError(
+                "processing_guarantee exactly_once needs instance_id (STREAMSCORE_INSTANCE_ID), the same "
+                "across restarts of one worker and different between workers: it names the "
+                "transactional.id that fences a previous incarnation's open transaction"
+            )
+        return self
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        protocol = value.strip().upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        return protocol
+
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: str) -> str:
@@ -175,6 +225,37 @@ class Settings(BaseSettings):
     def runs(self, role: Role) -> bool:
         return role in self.role_set
 
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee is ProcessingGuarantee.exactly_once
+
+    @property
+    def transactional_id(self) -> str | None:
+        """The batch score path's transactional.id: one per worker instance, stable across its restarts."""
+        if not self.exactly_once:
+            return None
+        return f"{self.group_id}.{self.instance_id}"
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for Faust's aiokafka clients, from the same files librdkafka is given."""
+        if not self.uses_ssl:
+            return None
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        )
+        if self.kafka_ssl_certfile:
+            password = self.kafka_ssl_key_password
+            context.load_cert_chain(
+                str(self.kafka_ssl_certfile),
+                str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                password=password.get_secret_value() if password else None,
+            )
+        return context
+
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection and security options."""
         config = {
@@ -187,6 +268,14 @@ class Settings(BaseSettings):
             config["sasl.username"] = self.kafka_sasl_username
         if self.kafka_sasl_password:
             config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            config["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            config["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        if self.kafka_ssl_key_password:
+            config["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
         return config
 
     @property

@@ -18,6 +18,16 @@ from tests.integration.kafka_tools import WorkerProcess
 
 
 @pytest.fixture(scope="session")
+def broker_kind() -> str:
+    """Which broker ``bootstrap`` is: ``external``, ``kafka-container`` or ``tansu``."""
+    if os.environ.get("STREAMSCORE_KAFKA_BOOTSTRAP"):
+        return "external"
+    if os.environ.get("STREAMSCORE_TEST_BROKER") == "kafka-container":
+        return "kafka-container"
+    return "tansu"
+
+
+@pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
     external = os.environ.get("STREAMSCORE_KAFKA_BOOTSTRAP")
     if external:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams.broker import free_port
 
@@ -83,8 +87,15 @@ class WorkerProcess:
         return "\n".join(text[-lines:])
 
 
-def produce(bootstrap: str, topic: str, payloads: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+def produce(
+    bootstrap: str,
+    topic: str,
+    payloads: list[tuple[bytes | None, bytes | None]],
+    config: dict | None = None,
+) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random", **(config or {})}
+    )
     for key, value in payloads:
         while True:
             try:
@@ -165,3 +176,224 @@ def loan_stream(
         for i, y in enumerate(labelled["approved"])
     ]
     return payloads, labels
+
+
+def feature_events(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes]]:
+    """``n`` valid loan events as (key, value) pairs; event ids are ``{prefix}-{i}``."""
+    from scoring.synthetic import agrawal_frame, events_from_frame
+
+    frame = agrawal_frame(n, seed=seed, classification_function=2).drop(columns=["approved"])
+    return [(e["entity_id"].encode(), orjson.dumps(e)) for e in events_from_frame(frame, prefix=prefix)]
+
+
+def event_id_of(record: Record) -> str:
+    return orjson.loads(record.value)["event_id"]
+
+
+def distinct_event_ids() -> Callable[[Record], bool]:
+    """A ``read_topic`` ``counted`` filter, True the first time an event_id is seen: counts distinct ids."""
+    seen: set[str] = set()
+
+    def first_time(record: Record) -> bool:
+        event_id = event_id_of(record)
+        if event_id in seen:
+            return False
+        seen.add(event_id)
+        return True
+
+    return first_time
+
+
+def duplicates(ids: Counter) -> int:
+    """Records beyond one per event_id."""
+    return sum(count - 1 for count in ids.values())
+
+
+def wait_scored(worker: WorkerProcess, at_least: int, timeout_s: float = 120.0) -> int:
+    """Poll ``/stats`` until the worker scored ``at_least`` events; returns what it had scored."""
+    deadline = time.monotonic() + timeout_s
+    scored = 0
+    while time.monotonic() < deadline:
+        scored = worker.get("/stats")["scored"]
+        if scored >= at_least:
+            return scored
+        if not worker.alive():
+            raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+        time.sleep(0.01)
+    raise TimeoutError(f"worker scored {scored} < {at_least} within {timeout_s} s:\n{worker.log_tail()}")
+
+
+class TopicWatcher(threading.Thread):
+    """Reads a topic from the start on a thread: how often each event_id came, and when first (monotonic).
+
+    Partitions are assigned, not subscribed: a group member would lose its session when
+    the broker pauses and read everything again from its (uncommitted) start.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> None:
+        super().__init__(name=f"watch-{topic}", daemon=True)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"watcher-{topic}-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "isolation.level": isolation,
+            }
+        )
+        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        assert partitions, f"topic {topic} has no partitions yet"
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.counts: Counter[str] = Counter()
+        self.first_seen: dict[str, float] = {}
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                for message in self.consumer.consume(5000, 0.2):
+                    if message.error():
+                        continue
+                    event_id = orjson.loads(message.value())["event_id"]
+                    if event_id not in self.counts:
+                        self.first_seen[event_id] = time.monotonic()
+                    self.counts[event_id] += 1
+        finally:
+            self.consumer.close()
+
+    def wait_for(self, event_ids: Iterable[str], timeout_s: float) -> bool:
+        """True once every one of ``event_ids`` was seen, False if ``timeout_s`` ran out first."""
+        wanted = set(event_ids)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(wanted - self.first_seen.keys()) == 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(10)
+
+    def __enter__(self) -> TopicWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PacedProducer(threading.Thread):
+    """Produces (key, value) pairs at ``rate`` per second on a thread; ``sent`` counts those handed over."""
+
+    def __init__(self, bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float) -> None:
+        super().__init__(name=f"produce-{topic}", daemon=True)
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 300_000}
+        )
+        self.topic, self.payloads, self.rate = topic, payloads, rate
+        self.sent = 0
+        self.undelivered: int | None = None
+
+    def run(self) -> None:
+        started = time.monotonic()
+        for key, value in self.payloads:
+            while True:
+                try:
+                    self.producer.produce(self.topic, value, key)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+            self.sent += 1
+            if self.sent % 100 == 0:
+                self.producer.poll(0)
+                ahead = self.sent / self.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        self.undelivered = self.producer.flush(120)
+
+
+class ProduceStallProxy:
+    """A TCP proxy in front of a broker that can hold back Produce requests (Kafka API key 0).
+
+    Everything else (fetches, heartbeats, commits, metadata) passes, so a client's
+    output path stalls while its input path keeps working. Start the broker with
+    ``advertised_port`` = this proxy's port so that clients stay behind it.
+    """
+
+    def __init__(self, upstream_port: int, port: int | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.port = port or free_port()
+        self.held = 0  # Produce requests waiting now
+        self._loop = asyncio.new_event_loop()
+        self._open = asyncio.Event()
+        self._open.set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="produce-stall-proxy", daemon=True)
+
+    def start(self) -> ProduceStallProxy:
+        self._thread.start()
+        assert self._ready.wait(10), "proxy did not start"
+        return self
+
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.clear)
+
+    def release(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.set)
+
+    def stop(self) -> None:
+        """Close the listener, end every connection, then the loop: nothing left pending."""
+        self.release()
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._client, "127.0.0.1", self.port)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def requests() -> None:
+            while True:
+                size = await reader.readexactly(4)
+                body = await reader.readexactly(int.from_bytes(size, "big"))
+                if int.from_bytes(body[:2], "big") == 0 and not self._open.is_set():
+                    self.held += 1
+                    await self._open.wait()
+                    self.held -= 1
+                up_writer.write(size + body)
+                await up_writer.drain()
+
+        async def responses() -> None:
+            while data := await up_reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.ensure_future(requests()), asyncio.ensure_future(responses())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.exception()  # a peer that closed: retrieved, not reported
+        finally:
+            for task in tasks:
+                task.cancel()
+            for w in (writer, up_writer):
+                w.close()

@@ -1,0 +1,108 @@
+"""Backpressure: when the output path stalls, the worker's memory stops growing instead of buffering input.
+
+A proxy in front of the test's own broker holds back every Produce request while
+fetches, heartbeats and commits pass, with a backlog of events waiting on
+``features``. The batch path does not score the next batch until the previous one's
+outputs are acknowledged, so what the worker can hold is one pending batch, one
+handled batch and librdkafka's prefetch queue (``queued.max.messages.kbytes``, 64 MiB
+by default); the producer's 1 GiB ``queue.buffering.max.kbytes`` is never approached.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import psutil
+import pytest
+
+from streams.broker import free_port, start_broker
+from tests.integration.kafka_tools import (
+    ProduceStallProxy,
+    WorkerProcess,
+    distinct_event_ids,
+    event_id_of,
+    feature_events,
+    produce,
+    read_topic,
+    wait_scored,
+)
+
+pytestmark = pytest.mark.integration
+
+MIB = 1 << 20
+STALL_S = 45
+
+
+def test_a_stalled_output_path_keeps_worker_memory_bounded(topic_env, agrawal_bundle_dir, tmp_path, workers):
+    broker_port = free_port()
+    proxy = ProduceStallProxy(broker_port).start()
+    broker = start_broker(broker_port, log_path=tmp_path / "broker.log", advertised_port=proxy.port)
+    try:
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        n = 300_000
+        env = {
+            **topic_env,
+            "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
+            "STREAMSCORE_ROLES": "score",
+            # the lag sampler's consumers come and go every 5 s (+24 to +36 MiB for a moment,
+            # measured here); off, so that what is left is the score path's own memory
+            "STREAMSCORE_LAG_INTERVAL_S": "3600",
+        }
+        worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+        workers.append(worker)
+        worker.wait_ready(90)
+        process = psutil.Process(worker.process.pid)
+        rss_idle = process.memory_info().rss
+        produce(bootstrap, topic_env["STREAMSCORE_TOPIC_FEATURES"], feature_events(n, seed=76, prefix="bp"))
+        wait_scored(worker, 20_000)
+
+        proxy.stall()
+        stalled_at = time.monotonic()
+        rss_at_stall = process.memory_info().rss
+        samples: list[tuple[float, int, int]] = []  # seconds into the stall, RSS, scored
+        while time.monotonic() - stalled_at < STALL_S:
+            time.sleep(0.5)
+            samples.append(
+                (time.monotonic() - stalled_at, process.memory_info().rss, worker.get("/stats")["scored"])
+            )
+        held = proxy.held
+        proxy.release()
+
+        scored = [s for _, _, s in samples]
+        early = statistics.median(rss for t, rss, _ in samples if 5 <= t < 20)
+        late = statistics.median(rss for t, rss, _ in samples if t >= STALL_S - 15)
+        peak = max(rss for _, rss, _ in samples)
+        print(
+            f"output path stalled {STALL_S} s with {n - scored[0]:,} events waiting: worker RSS "
+            f"{rss_idle / MIB:.0f} MiB idle before the backlog, {rss_at_stall / MIB:.0f} MiB at the stall, "
+            f"median {early / MIB:.0f} MiB over 5-20 s, "
+            f"{late / MIB:.0f} MiB over the last 15 s, peak {peak / MIB:.0f} MiB "
+            f"(+{(peak - rss_at_stall) / MIB:.0f}); scored {scored[0]:,} -> {scored[-1]:,} during it; "
+            f"{held} produce request(s) held"
+        )
+        print("  RSS MiB each second: " + " ".join(f"{rss / MIB:.0f}" for _, rss, _ in samples[1::2]))
+        assert held > 0, "the output path must have been stalled"
+        assert scored[-1] - scored[0] <= 2 * 2000, "no more than two batches scored without acknowledgements"
+        assert late - early < 16 * MIB, "memory still growing after 20 s of stall"
+        assert peak - rss_at_stall < 256 * MIB
+
+        counted = distinct_event_ids()
+        records = read_topic(
+            bootstrap,
+            topic_env["STREAMSCORE_TOPIC_PREDICTIONS"],
+            n,
+            timeout_s=240,
+            idle_s=1.0,
+            counted=counted,
+        )
+        missing = n - len({event_id_of(r) for r in records})
+        released_s = time.monotonic() - stalled_at - STALL_S
+        print(
+            f"after the release: {n - missing:,} of {n:,} predicted and read back within {released_s:.0f} s"
+        )
+        assert missing == 0
+        assert worker.alive()
+    finally:
+        broker.stop()
+        proxy.stop()
