@@ -29,6 +29,7 @@ DLQ_OFFSET = DLQ_PREFIX + "offset"
 DLQ_TIME = DLQ_PREFIX + "timestamp"
 # only on a dead letter whose value was cut to max_message_bytes: the original length
 DLQ_ORIGINAL_SIZE = DLQ_PREFIX + "original.size"
+DLQ_HEADERS_DROPPED = DLQ_PREFIX + "original.headers.dropped"  # "<count> headers, <bytes> bytes"
 
 
 def ce_time(epoch_ms: int) -> bytes:

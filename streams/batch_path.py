@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.handler import BatchListener, BatchStats, Headers, ScoreHandler
+from streams.handler import OUTPUT_MESSAGE_BYTES, BatchListener, BatchStats, Headers, ScoreHandler
 from streams.settings import Settings
 from streams.threaded import ThreadedService
 
@@ -67,7 +67,7 @@ def producer_config(settings: Settings) -> dict:
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "partitioner": "murmur2_random",
-        "message.max.bytes": 1_048_576,
+        "message.max.bytes": OUTPUT_MESSAGE_BYTES,
         "delivery.report.only.error": True,
     }
     if settings.exactly_once:

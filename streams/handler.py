@@ -68,6 +68,7 @@ class BatchStats:
 BatchListener = Callable[[BatchStats, float], None]
 
 MONITOR_MESSAGE_BYTES = 400_000
+OUTPUT_MESSAGE_BYTES = 1_048_576  # the producer's message.max.bytes: no output may be larger
 _JSON_BYTES_PER_VALUE = 25  # a float64 as JSON text, at most, with its comma
 
 
@@ -409,10 +410,21 @@ class ScoreHandler:
             (h.DLQ_TIME, str(int(time.time() * 1000)).encode()),
         ]
         original = list(record.headers() or [])
-        value = record.value()
-        limit = self.settings.max_message_bytes
-        if value is not None and len(value) > limit:
-            # the broker would refuse the original plus our headers: keep the head, say so
+        value, key = record.value(), record.key()
+        # the dead letter must fit under the producer's limit, or it would stop the score thread
+        room = OUTPUT_MESSAGE_BYTES - 1024 - _size(context) - len(key or b"")
+        if _size(original) > room // 2:
+            context.append(
+                (h.DLQ_HEADERS_DROPPED, f"{len(original)} headers, {_size(original)} bytes".encode())
+            )
+            original = []
+        keep = min(self.settings.max_message_bytes, room - _size(original))
+        if value is not None and len(value) > keep:
+            # keep the head of the original, and say how long it was
             context.append((h.DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
-            value = value[:limit]
-        emit(self._topic_dlq, record.key(), value, original + context)
+            value = value[:keep]
+        emit(self._topic_dlq, key, value, original + context)
+
+
+def _size(headers: Headers) -> int:
+    return sum(len(name) + len(value or b"") for name, value in headers)

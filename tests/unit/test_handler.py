@@ -382,3 +382,23 @@ def test_dead_letter_of_an_oversize_payload_keeps_the_head_and_the_original_size
     assert topic == settings.topic_dlq
     assert value == payload[:1000]
     assert dict(headers)["streamscore.errors.original.size"] == str(len(payload)).encode()
+
+
+def test_a_dead_letter_of_huge_headers_and_value_fits_the_producer_limit(agrawal_bundle) -> None:
+    from streams.handler import OUTPUT_MESSAGE_BYTES
+
+    handler = ScoreHandler(Settings(kafka_bootstrap="x:1"), agrawal_bundle)
+    headers = [(f"h{i}", b"v" * 100_000) for i in range(9)]  # 900 KB of headers
+    payload = b"{" + b"x" * 2_000_000  # and a 2 MB body, not even JSON
+    emitted: list = []
+    handler.handle([Record(payload, key_=b"k" * 1000, headers_=headers)], lambda *r: emitted.append(r))
+
+    ((topic, key, value, out_headers),) = emitted
+    assert topic == "features.dlq"
+    size = len(key) + len(value) + sum(len(k) + len(v) for k, v in out_headers)
+    context = dict(out_headers)
+    print(f"dead letter of 900 KB headers + 2 MB value: {size:,} bytes")
+    assert size <= OUTPUT_MESSAGE_BYTES
+    assert context["streamscore.errors.original.headers.dropped"] == b"9 headers, 900018 bytes"
+    assert context["streamscore.errors.original.size"] == str(len(payload)).encode()
+    assert value == payload[: len(value)] and len(value) >= 900_000
