@@ -71,7 +71,12 @@ json_values = st.recursive(
     max_leaves=8,
 )
 not_a_string = (
-    st.none() | st.booleans() | st.integers() | finite | st.lists(scalars, max_size=2) | st.just({})
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | finite
+    | st.lists(scalars, max_size=2)
+    | st.just({})
 )
 not_a_number = st.booleans() | st.text(max_size=10) | st.lists(scalars, max_size=2) | st.just({"v": 1})
 
