@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from schemas.lifecycle import ChallengerMode
 from scoring.synthetic import events_from_frame, numeric_frame
 from scoring.training import train_bundle
 from streams.handler import ScoreHandler
@@ -90,7 +91,7 @@ def main() -> None:
         return ScoreHandler(Settings(kafka_bootstrap="bench:0", **flags), bundle)
 
     bare = handler(prediction_headers=False, monitor_enabled=False)
-    validator = bare._model.validator
+    validator = bare._plan.validator
     steps.append(
         (
             "+ validation (decode, checks, row)",
@@ -98,7 +99,7 @@ def main() -> None:
         )
     )
     rows = [[validator.parse(r.value()).row for r in b] for b in batches]
-    scorer = bare._model.scorer
+    scorer = bare._plan.champion.scorer
     score_cost = _per_event(lambda rs: scorer.score(rs), rows, n)
     steps.append(("+ LightGBM predict (batched)", steps[-1][1] + score_cost))
     steps.append(
@@ -123,6 +124,18 @@ def main() -> None:
             )
         )
 
+    challenger = train_bundle(frame, "y", None, num_trees=args.trees, seed=1)
+    for mode, share in ((ChallengerMode.split, 0.5), (ChallengerMode.shadow, 0.0)):
+        served = handler(prediction_headers=True, monitor_enabled=True)
+        served.swap(bundle, challenger, mode, share)
+        label = "50% split by entity" if mode is ChallengerMode.split else "shadow scoring of every event"
+        steps.append(
+            (
+                f"+ a challenger, {label} (optional)",
+                _per_event(lambda b, h=served: h.handle(b, emit), batches, n),
+            )
+        )
+
     print(
         f"score step cost per event: {n:,} events, batches of {args.batch}, {args.trees} trees, 20 features"
     )
@@ -130,7 +143,8 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     previous, full_cost = 0.0, steps[5][1]
     for name, cost in steps:
-        base = full_cost if name.startswith("+ explanations") else previous  # each against the full step
+        optional = name.endswith("(optional)")
+        base = full_cost if optional else previous  # each optional feature against the full step
         print(f"| {name} | {cost:.2f} | {cost - base:+.2f} |")
         previous = cost
     print(f"full score step (no explanations) alone could carry {1e6 / full_cost:,.0f} events/s on one core")
