@@ -211,6 +211,7 @@ def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
                 body["drift"] = {
                     **vars(parts.drift_counters),
                     "open_window_events": parts.drift.open_events(),
+                    "unknown_version_events": parts.drift.unknown_version_events,
                 }
             if parts.learn is not None:
                 body["learn"] = {**parts.learn.counters, **parts.learn.learner.join.counts()}

@@ -405,3 +405,26 @@ def test_control_endpoint_needs_the_bearer_token_and_is_off_without_one(
     assert _post(guarded, "/control/model", {"action": "rollback"}, token)[0] == 200
     _wait(lambda: closed.get("/stats")["model_version"] == "1", what="rolled back")
     assert token not in (tmp_path / "guarded.log").read_text()
+
+
+def test_a_deploy_switches_the_drift_reference_with_the_model(
+    bootstrap, lifecycle_env, agrawal_bundle_dir, v2_dir, tmp_path, workers
+):
+    env = {**lifecycle_env, "STREAMSCORE_ROLES": "drift,score", "STREAMSCORE_DRIFT_WINDOW_EVENTS": "1000"}
+    assert _cli(env, "model", "register", str(v2_dir)).returncode == 0
+    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    assert _cli(env, "model", "deploy", "2").returncode == 0
+    _wait(lambda: worker.get("/stats")["model_version"] == "2", what="v2 serving")
+    frame = agrawal_frame(4000, seed=61, classification_function=2).drop(columns=["approved"])
+    produce(
+        bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events_from_frame(frame, "ref")))
+    )
+    records = read_topic(
+        bootstrap, env["STREAMSCORE_TOPIC_DRIFT"], 3, counted=lambda r: b'"drift_report"' in (r.value or b"")
+    )
+    versions = Counter(orjson.loads(r.value)["model_version"] for r in records)
+    print(f"drift reports by model version after the deploy: {dict(versions)}")
+    assert versions["2"] >= 3 and set(versions) == {"2"}
+    assert worker.get("/stats")["drift"]["unknown_version_events"] == 0
