@@ -64,6 +64,26 @@ def _stream_labelled(bootstrap: str, env: dict, data, prefix: str) -> list[dict]
     return events
 
 
+@pytest.fixture(scope="module")
+def moved_concept_dir(tmp_path_factory) -> Path:
+    """Version 3: trained after the labelling concept moved (Agrawal function 2 -> 5)."""
+    out = tmp_path_factory.mktemp("v3") / "loans-3"
+    frame = agrawal_frame(20_000, seed=31, classification_function=5)
+    train_bundle(frame, "approved", out, name="loans", version="3", num_trees=150)
+    return out
+
+
+def _serve_with_shadow(env: dict, champion_dir: Path, shadow_dir: Path, tmp_path, workers) -> WorkerProcess:
+    """A ready worker serving its command-line champion with ``shadow_dir`` registered and in shadow."""
+    assert _cli(env, "model", "register", str(shadow_dir)).returncode == 0
+    worker = WorkerProcess(env, champion_dir, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready()
+    assert _cli(env, "model", "challenger", "3", "--shadow").returncode == 0
+    _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
+    return worker
+
+
 @pytest.fixture
 def lifecycle_env(topic_env, tmp_path) -> dict[str, str]:
     return {**topic_env, "STREAMSCORE_REGISTRY": str(tmp_path / "registry"), "STREAMSCORE_ROLES": "score"}
@@ -206,19 +226,10 @@ def test_a_restarted_worker_serves_the_recorded_live_version(
 
 
 def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challenger(
-    bootstrap, lifecycle_env, agrawal_bundle, agrawal_bundle_dir, tmp_path, workers
+    bootstrap, lifecycle_env, agrawal_bundle, agrawal_bundle_dir, moved_concept_dir, tmp_path, workers
 ):
     env = lifecycle_env
-    strong = tmp_path / "loans-3"
-    # the labelling concept moved (Agrawal function 2 -> 5); version 3 learned the new one
-    frame = agrawal_frame(20_000, seed=31, classification_function=5)
-    train_bundle(frame, "approved", strong, name="loans", version="3", num_trees=150)
-    assert _cli(env, "model", "register", str(strong)).returncode == 0
-    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
-    workers.append(worker)
-    worker.wait_ready()
-    assert _cli(env, "model", "challenger", "3", "--shadow").returncode == 0
-    _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
+    worker = _serve_with_shadow(env, agrawal_bundle_dir, moved_concept_dir, tmp_path, workers)
 
     data = agrawal_frame(5000, seed=37, classification_function=5)
     _stream_labelled(bootstrap, env, data, "shadow")
@@ -237,7 +248,7 @@ def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challe
     y = data["approved"].to_numpy()
     accuracy = {
         "1": np.mean((agrawal_bundle.predict(matrix) >= 0.5) == y),
-        "3": np.mean((ModelBundle.load(strong).predict(matrix) >= 0.5) == y),
+        "3": np.mean((ModelBundle.load(moved_concept_dir).predict(matrix) >= 0.5) == y),
     }
     print(f"offline accuracy on the 5,000 events: {accuracy}")
     assert f"accuracy   {accuracy['1']:10.4f} {accuracy['3']:10.4f}" in done.stdout
@@ -335,7 +346,7 @@ def test_the_river_challenger_is_published_as_a_version_and_serves_in_shadow(
 
 
 def test_auto_promote_promotes_a_shadow_challenger_that_wins_on_labelled_events(
-    bootstrap, lifecycle_env, agrawal_bundle_dir, tmp_path, workers
+    bootstrap, lifecycle_env, agrawal_bundle_dir, moved_concept_dir, tmp_path, workers
 ):
     env = {
         **lifecycle_env,
@@ -344,15 +355,7 @@ def test_auto_promote_promotes_a_shadow_challenger_that_wins_on_labelled_events(
         "STREAMSCORE_PROMOTE_MIN_PAIRS": "500",
         "STREAMSCORE_METRICS_EVERY_LABELS": "500",
     }
-    strong = tmp_path / "loans-3"
-    train_bundle(agrawal_frame(20_000, seed=31, classification_function=5), "approved", strong,
-                 name="loans", version="3", num_trees=150)  # fmt: skip
-    assert _cli(env, "model", "register", str(strong)).returncode == 0
-    worker = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "worker.log")
-    workers.append(worker)
-    worker.wait_ready()
-    assert _cli(env, "model", "challenger", "3", "--shadow").returncode == 0
-    _wait(lambda: "challenger" in worker.get("/stats"), what="the shadow challenger")
+    worker = _serve_with_shadow(env, agrawal_bundle_dir, moved_concept_dir, tmp_path, workers)
 
     data = agrawal_frame(3000, seed=59, classification_function=5)
     _stream_labelled(bootstrap, env, data, "auto")
