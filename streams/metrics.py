@@ -202,6 +202,15 @@ class ModelCollector(Collector):
         )
         loaded.add_metric([bundle.name, bundle.version], loaded_at)
         yield loaded
+        challenger = GaugeMetricFamily(
+            "streamscore_challenger_share",
+            "Share of entities a challenger serves (split); 0 in shadow mode, where it only scores",
+            labels=[*MODEL_LABELS, "mode"],
+        )
+        if self.handler.challenger is not None:
+            other, mode, share = self.handler.challenger
+            challenger.add_metric([other.name, other.version, mode.value], share)
+        yield challenger
 
 
 class LagCollector(Collector):

@@ -230,6 +230,11 @@ def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challe
 ):
     env = lifecycle_env
     worker = _serve_with_shadow(env, agrawal_bundle_dir, moved_concept_dir, tmp_path, workers)
+    metrics = worker.get_text("/metrics")
+    assert (
+        'streamscore_challenger_share{mode="shadow",model_name="loans",model_version="3"} 0.0' in metrics
+        or ('streamscore_challenger_share{model_name="loans",model_version="3",mode="shadow"} 0.0' in metrics)
+    )
 
     data = agrawal_frame(5000, seed=37, classification_function=5)
     _stream_labelled(bootstrap, env, data, "shadow")
