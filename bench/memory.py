@@ -6,7 +6,7 @@ chunks so the broker holds only what is in flight, and samples the worker's RSS
 run is the RSS at 100,000 events; the run passes when the last checkpoint is within
 10% of it.
 
-    .venv/bin/python bench/memory.py [--events 1000000] [--chunk 100000]
+    .venv/bin/python bench/memory.py [--events 1000000] [--chunk 100000] [--roles score]
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=100_000)
+    parser.add_argument(
+        "--roles", default="score", help="the worker's roles; with learn, unlabelled events wait up to "
+        "label_join_max (200,000) in the join, so RSS grows until the join is full, then stays"
+    )  # fmt: skip
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="streamscore-memory-"))
@@ -75,6 +79,7 @@ def main() -> int:
         "STREAMSCORE_TOPIC_MONITOR": f"mem-monitor-{run}",
         "STREAMSCORE_WEB_PORT": str(port),
         "STREAMSCORE_DATA_DIR": str(workdir / "data"),
+        "STREAMSCORE_ROLES": args.roles,
     }
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(

@@ -41,8 +41,7 @@ class ScoredEvent:
 
     model: str  # "name:version"
     score: float
-    x: dict  # the challenger's input: numeric values and category names; missing left out
-    segments: dict[str, str]
+    row: bytes  # the encoded model inputs as float64 bytes: ~190 bytes, where dicts cost ~2 KB
     source_topic: str
     partition: int
     offset: int
@@ -243,13 +242,10 @@ class Learner:
         rows = columns.rows
         shadow = columns.shadow_scores
         for i in range(len(columns)):
-            row = rows[i]
-            x = self.challenger_input(row)
             event = ScoredEvent(
                 model=model,
                 score=float(columns.scores[i]),
-                x=x,
-                segments={name: seg(row[j]) for j, name, seg in self._segmenters},
+                row=rows[i].tobytes(),
                 source_topic=columns.source_topic,
                 partition=columns.partition,
                 offset=int(columns.offsets[i]),
@@ -270,14 +266,17 @@ class Learner:
     # -- one labelled event
 
     def _learn(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
-        self.board.update(event.model, label, event.score, event.segments)
+        row = np.frombuffer(event.row)
+        segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
+        self.board.update(event.model, label, event.score, segments)
         if event.shadow_model is not None and event.shadow_score is not None:
-            self.board.update(event.shadow_model, label, event.shadow_score, event.segments)
+            self.board.update(event.shadow_model, label, event.shadow_score, segments)
             self._tally(event, label)
         y = bool(label >= 0.5) if self.task == "binary" else label
-        guess, decision = challenger_predict(self.challenger, self.task, event.x)  # predict, then learn
-        self.board.update(self.challenger_name, label, guess, event.segments, decision)
-        self.challenger.learn_one(event.x, y)
+        x = self.challenger_input(row)
+        guess, decision = challenger_predict(self.challenger, self.task, x)  # predict, then learn
+        self.board.update(self.challenger_name, label, guess, segments, decision)
+        self.challenger.learn_one(x, y)
         return self._error(event, label)
 
     def _tally(self, event: ScoredEvent, label: float) -> None:
@@ -366,7 +365,9 @@ class Learner:
         self.tallies = {k: PairedTally(**t) for k, t in state.get("tallies", {}).items()}
         j = state["join"]
         join = self.join
-        join.events = OrderedDict((e["event_id"], ScoredEvent(**e)) for e in j["events"])
+        join.events = OrderedDict(
+            (e["event_id"], _event_from_state(e)) for e in j["events"] if "row" in e  # older: dropped
+        )
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
@@ -376,4 +377,11 @@ class Learner:
 
 
 def _event_state(event: ScoredEvent) -> dict:
-    return {name: getattr(event, name) for name in ScoredEvent.__slots__}
+    state = {name: getattr(event, name) for name in ScoredEvent.__slots__}
+    state["row"] = np.frombuffer(event.row).tolist()  # NaN (missing) is written as null
+    return state
+
+
+def _event_from_state(state: dict) -> ScoredEvent:
+    row = np.array(state["row"], dtype=np.float64).tobytes()  # null back to NaN
+    return ScoredEvent(**{**state, "row": row})

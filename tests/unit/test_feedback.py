@@ -93,7 +93,7 @@ def test_kpi_board_state_round_trips_through_json() -> None:
 
 
 def _event(event_id: str, t: int) -> ScoredEvent:
-    return ScoredEvent("m:1", 0.5, {}, {}, "features", 0, t, event_id, t)
+    return ScoredEvent("m:1", 0.5, b"", "features", 0, t, event_id, t)
 
 
 def test_join_matches_labels_either_way_round_and_bounds_what_waits() -> None:
