@@ -346,7 +346,7 @@ class Learner:
             "champion": self.champion,
             "tallies": {k: vars(t) for k, t in self.tallies.items()},
             "join": {
-                "events": [_event_state(e) for e in join.events.values()],
+                "events": _columns(join.events.values()),  # their rows go in the pickle, as bytes
                 "labels": [[k, v.label, v.label_time] for k, v in join.labels.items()],
                 "newest_time": join.newest_time,
                 "matched": join.matched,
@@ -356,8 +356,11 @@ class Learner:
         }
 
     def river_objects(self) -> dict:
-        """The challenger and the detectors: river objects, checkpointed as a signed pickle."""
-        return {"challenger": self.challenger, "detectors": self.detectors}
+        """The challenger and the detectors (river objects), and the encoded rows of the events
+        waiting for labels as one bytes object (JSON lists of floats cost ~10x the memory to
+        write): checkpointed as a signed pickle."""
+        rows = b"".join(e.row for e in self.join.events.values())
+        return {"challenger": self.challenger, "detectors": self.detectors, "pending_rows": rows}
 
     def restore(self, state: dict, river_objects: dict | None) -> None:
         self.board = KpiBoard.from_state(state["board"])
@@ -365,9 +368,9 @@ class Learner:
         self.tallies = {k: PairedTally(**t) for k, t in state.get("tallies", {}).items()}
         j = state["join"]
         join = self.join
-        join.events = OrderedDict(
-            (e["event_id"], _event_from_state(e)) for e in j["events"] if "row" in e  # older: dropped
-        )
+        rows = (river_objects or {}).get("pending_rows")
+        events = _events(j["events"], rows) if isinstance(j["events"], dict) and rows is not None else []
+        join.events = OrderedDict((e.event_id, e) for e in events)  # older checkpoints: none kept
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
@@ -376,12 +379,19 @@ class Learner:
             self.detectors = river_objects["detectors"]
 
 
-def _event_state(event: ScoredEvent) -> dict:
-    state = {name: getattr(event, name) for name in ScoredEvent.__slots__}
-    state["row"] = np.frombuffer(event.row).tolist()  # NaN (missing) is written as null
-    return state
+_COLUMNS = [name for name in ScoredEvent.__slots__ if name != "row"]
 
 
-def _event_from_state(state: dict) -> ScoredEvent:
-    row = np.array(state["row"], dtype=np.float64).tobytes()  # null back to NaN
-    return ScoredEvent(**{**state, "row": row})
+def _columns(events) -> dict[str, list]:
+    """Events waiting for labels, column by column, without their rows."""
+    events = list(events)
+    return {name: [getattr(e, name) for e in events] for name in _COLUMNS}
+
+
+def _events(columns: dict[str, list], rows: bytes) -> list[ScoredEvent]:
+    count = len(columns["event_id"])
+    width = len(rows) // count if count else 0
+    return [
+        ScoredEvent(row=rows[i * width : (i + 1) * width], **{name: columns[name][i] for name in _COLUMNS})
+        for i in range(count)
+    ]

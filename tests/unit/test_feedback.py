@@ -167,3 +167,28 @@ def test_progressive_validation_equals_rivers_on_phishing(tmp_path) -> None:
     theirs = evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy()).get()
     print(f"progressive accuracy on Phishing: ours {ours:.6f}, river {theirs:.6f}")
     assert math.isclose(ours, theirs, abs_tol=1e-9)
+
+
+def test_events_waiting_for_labels_survive_a_signed_checkpoint(agrawal_bundle: ModelBundle, tmp_path) -> None:
+    import orjson
+
+    from scoring import checkpoint
+
+    frame = agrawal_frame(600, seed=9, classification_function=2)
+    labels = frame.pop("approved").to_numpy(float)
+    frame.loc[frame.index % 5 == 0, "salary"] = np.nan  # missing values must come back as missing
+    before = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))
+    before.observe(columns(agrawal_bundle, frame, 0))
+    key = checkpoint.load_or_create_key(tmp_path / "state.key")
+    payload = checkpoint.encode(before.state(), before.river_objects(), key)
+    state, objects = checkpoint.decode(payload, key)
+    after = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))
+    after.restore(orjson.loads(orjson.dumps(state)), objects)
+
+    assert list(after.join.events) == list(before.join.events) and len(after.join.events) == 600
+    assert [e.row for e in after.join.events.values()] == [e.row for e in before.join.events.values()]
+    for learner in (before, after):
+        for i, y in enumerate(labels):
+            learner.label(f"e{i}", y, i)
+    assert before.kpi_rows() == after.kpi_rows()
+    print(f"checkpoint of 600 waiting events: {len(payload):,} bytes")
