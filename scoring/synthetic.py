@@ -43,11 +43,14 @@ def numeric_frame(n: int, n_features: int = 20, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+EVENT_TIME_0 = 1_700_000_000_000  # event_time (epoch ms) of the first synthetic event
+
+
 def events_from_frame(
     frame: pd.DataFrame, prefix: str = "evt", n_entities: int = 1000, start_ms: int | None = None
 ) -> Iterator[dict]:
     """Feature events, one per row, with deterministic ids; NaN cells become null."""
-    base = start_ms if start_ms is not None else 1_700_000_000_000
+    base = start_ms if start_ms is not None else EVENT_TIME_0
     columns = list(frame.columns)
     for i, values in enumerate(frame.itertuples(index=False, name=None)):
         features = {

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+from scoring.synthetic import EVENT_TIME_0, agrawal_frame, events_from_frame, interleave_invalid
 from scoring.training import train_bundle
 from streams.broker import free_port, start_broker
 from streams.producer import produce_payloads
@@ -90,7 +90,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
         labels = [
             (
                 f"demo-{i}".encode(),
-                orjson.dumps({"event_id": f"demo-{i}", "label": float(y), "label_time": 0}),
+                orjson.dumps({"event_id": f"demo-{i}", "label": float(y), "label_time": EVENT_TIME_0 + i}),
             )
             for i, y in enumerate(labelled["approved"])
         ]

@@ -161,7 +161,7 @@ def loan_stream(
 ) -> tuple[list[tuple[bytes, bytes | None]], list]:
     """``n`` Agrawal loan events (the second half earning 30% more: drift) with ``invalid`` bad ones mixed
     in, as ``(key, value)`` payloads; and a label payload per valid event."""
-    from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+    from scoring.synthetic import EVENT_TIME_0, agrawal_frame, events_from_frame, interleave_invalid
 
     labelled = agrawal_frame(n, seed=seed, classification_function=2)
     frame = labelled.drop(columns=["approved"])
@@ -171,7 +171,9 @@ def loan_stream(
     labels = [
         (
             f"{prefix}-{i}".encode(),
-            json.dumps({"event_id": f"{prefix}-{i}", "label": float(y), "label_time": 0}).encode(),
+            json.dumps(
+                {"event_id": f"{prefix}-{i}", "label": float(y), "label_time": EVENT_TIME_0 + i}
+            ).encode(),
         )
         for i, y in enumerate(labelled["approved"])
     ]

@@ -50,13 +50,19 @@ def _wait(predicate, timeout_s: float = 60, what: str = "condition") -> None:
 
 
 def _stream_labelled(bootstrap: str, env: dict, data, prefix: str) -> list[dict]:
-    """Produce the events of an Agrawal frame, then a label for each; returns the events."""
+    """Produce the events of an Agrawal frame, then a label for each; returns the events.
+
+    A label is timed a second after its event: one that reaches the learner before its
+    event waits under the join's TTL, which counts event time.
+    """
     events = list(events_from_frame(data.drop(columns=["approved"]), prefix=prefix))
     produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events)))
     labels = [
         (
             e["event_id"].encode(),
-            orjson.dumps({"event_id": e["event_id"], "label": float(y), "label_time": 1}),
+            orjson.dumps(
+                {"event_id": e["event_id"], "label": float(y), "label_time": e["event_time"] + 1000}
+            ),
         )
         for e, y in zip(events, data["approved"], strict=True)
     ]
