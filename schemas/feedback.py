@@ -56,6 +56,10 @@ class MetricsSnapshot(BaseModel):
     created_at: int = Field(description="epoch milliseconds")
     schema_version: Literal[1] = SCHEMA_VERSION
 
+    def overall(self, model: str) -> KpiRow | None:
+        """The KPI row of ``model`` over all events (segment "all"), if it has one."""
+        return next((r for r in self.kpis if r.model == model and r.segment_feature == "all"), None)
+
 
 class ConceptDriftAlert(BaseModel):
     """A detector saw the error stream of a serving model change."""

@@ -110,7 +110,9 @@ def apply_update(update: ModelUpdate, serving: Serving, load: Callable[[ModelRef
 
     champion = get(update.champion, serving.champion)
     challenger = get(update.challenger, champion) if update.challenger is not None else None
-    return Serving(champion, challenger, update.mode if challenger else None, update.challenger_share)
+    if challenger is None:
+        return Serving(champion)
+    return Serving(champion, challenger, update.mode, update.challenger_share)
 
 
 def bundle_from_linear(

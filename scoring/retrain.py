@@ -33,9 +33,7 @@ class KpiWatch:
         self.firing = False
 
     def check(self, snapshot: MetricsSnapshot) -> RetrainRequest | None:
-        row = next(
-            (r for r in snapshot.kpis if r.model == snapshot.champion and r.segment_feature == "all"), None
-        )
+        row = snapshot.overall(snapshot.champion)
         if row is None or row.count < snapshot.window:
             return None
         value = row.rolling.get(snapshot.primary_metric)

@@ -89,7 +89,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     serving, positions, startup_alert = startup_serving(settings, bundle)
     bundle = serving.champion
     handler = ScoreHandler(settings, bundle)
-    handler.swap(serving.champion, serving.challenger, serving.mode, serving.share)
+    handler.serve(serving)
     counters = ScoreCounters()
     metrics = worker_registry(counters, handler)
     parts = WorkerParts(app, handler, counters, [], metrics.registry)
@@ -194,12 +194,12 @@ def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
         async def get(self, request: Request) -> Response:
             bundle = handler.bundle
             body = {**counters.snapshot(), "model_name": bundle.name, "model_version": bundle.version}
-            challenger = handler.challenger
-            if challenger is not None:
+            serving = handler.serving
+            if serving.challenger is not None and serving.mode is not None:
                 body["challenger"] = {
-                    "model_version": challenger[0].version,
-                    "mode": challenger[1].value,
-                    "share": challenger[2],
+                    "model_version": serving.challenger.version,
+                    "mode": serving.mode.value,
+                    "share": serving.share,
                 }
             if parts.control is not None:
                 body["control"] = {

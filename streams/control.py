@@ -127,11 +127,11 @@ class ControlService(ThreadedService):
         self.timeline: list[tuple[float, str]] = [(time.time(), self._serving_label())]
 
     def _serving_label(self) -> str:
-        label = self.handler.bundle.version
-        challenger = self.handler.challenger
-        if challenger is not None:
-            bundle, mode, share = challenger
-            label += f" + {bundle.version} ({mode.value}{f' {share:.0%}' if mode.value == 'split' else ''})"
+        serving = self.handler.serving
+        label = serving.champion.version
+        if serving.challenger is not None and serving.mode is not None:
+            mode, share = serving.mode.value, serving.share
+            label += f" + {serving.challenger.version} ({mode}{f' {share:.0%}' if mode == 'split' else ''})"
         return label
 
     def _run(self) -> None:
@@ -166,7 +166,7 @@ class ControlService(ThreadedService):
         except ValidationError as exc:
             self.refused += 1
             return alert("refused", "message", f"not a ModelUpdate: {exc}", "?", live)
-        current = Serving(live, *(self.handler.challenger or (None, None, 0.0)))
+        current = self.handler.serving
         try:
             serving = apply_update(update, current, load_ref)
         except GateRefused as exc:
@@ -177,7 +177,7 @@ class ControlService(ThreadedService):
             return alert("applied", "", f"{update.action}: already serving", update.champion.version, live)
         if self.on_serving is not None:
             self.on_serving(serving)
-        self.handler.swap(serving.champion, serving.challenger, serving.mode, serving.share)
+        self.handler.serve(serving)
         self.applied += 1
         self.timeline.append((time.time(), self._serving_label()))
         log.info("now serving %s (%s)", self._serving_label(), update.action)

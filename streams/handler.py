@@ -27,6 +27,7 @@ from schemas.messages import SCHEMA_VERSION
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent, Stage
 from scoring.explain import Explainer, sampled
+from scoring.lifecycle import Serving
 from scoring.routing import to_challenger
 from scoring.scorer import BatchScorer, ScoredBatch
 from scoring.validation import EventValidator
@@ -93,7 +94,7 @@ class _Batch:
 
 
 @dataclass(frozen=True)
-class _Serving:
+class _LoadedModel:
     """One model ready to score: its bundle and what is derived from it."""
 
     bundle: ModelBundle
@@ -111,13 +112,12 @@ class _Plan:
     champion's prediction is published and the monitoring record carries both.
     """
 
-    champion: _Serving
+    serving: Serving  # the bundles, as the lifecycle names them
+    champion: _LoadedModel
     validator: EventValidator
     monitor_rows: int
     loaded_at: float
-    challenger: _Serving | None = None
-    mode: ChallengerMode | None = None
-    share: float = 0.0
+    challenger: _LoadedModel | None = None
 
 
 class ScoreHandler:
@@ -126,7 +126,7 @@ class ScoreHandler:
         self._topic_predictions = settings.topic_predictions
         self._topic_dlq = settings.topic_dlq
         self._topic_monitor = settings.topic_monitor
-        self._plan = self._prepare(bundle)
+        self._plan = self._prepare(Serving(bundle))
 
     @property
     def bundle(self) -> ModelBundle:
@@ -134,11 +134,9 @@ class ScoreHandler:
         return self._plan.champion.bundle
 
     @property
-    def challenger(self) -> tuple[ModelBundle, ChallengerMode, float] | None:
-        plan = self._plan
-        if plan.challenger is None or plan.mode is None:
-            return None
-        return plan.challenger.bundle, plan.mode, plan.share
+    def serving(self) -> Serving:
+        """The champion, and the challenger with its mode and share if one serves."""
+        return self._plan.serving
 
     @property
     def loaded_at(self) -> float:
@@ -153,15 +151,16 @@ class ScoreHandler:
         share: float = 0.0,
     ) -> None:
         """Serve ``bundle`` (and a challenger, if given) from the next batch on."""
-        self._plan = self._prepare(bundle, challenger, mode, share)
+        self.serve(Serving(bundle, challenger, mode, share))
 
-    def _prepare(
-        self,
-        bundle: ModelBundle,
-        challenger: ModelBundle | None = None,
-        mode: ChallengerMode | None = None,
-        share: float = 0.0,
-    ) -> _Plan:
+    def serve(self, serving: Serving) -> None:
+        """Serve ``serving`` from the next batch on."""
+        self._plan = self._prepare(serving)
+
+    def _prepare(self, serving: Serving) -> _Plan:
+        bundle, challenger = serving.champion, serving.challenger
+        if challenger is None:
+            serving = Serving(bundle)
         validator = EventValidator(
             bundle.spec,
             reject_unknown=self.settings.unknown_features is UnknownFeatures.reject,
@@ -171,17 +170,16 @@ class ScoreHandler:
         per_row = _JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1) + 150
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // per_row)
         return _Plan(
-            champion=self._serving(bundle),
+            serving=serving,
+            champion=self._loaded(bundle),
             validator=validator,
             monitor_rows=monitor_rows,
             loaded_at=time.time(),
-            challenger=self._serving(challenger) if challenger is not None else None,
-            mode=mode if challenger is not None else None,
-            share=share if challenger is not None else 0.0,
+            challenger=self._loaded(challenger) if challenger is not None else None,
         )
 
-    def _serving(self, bundle: ModelBundle) -> _Serving:
-        return _Serving(
+    def _loaded(self, bundle: ModelBundle) -> _LoadedModel:
+        return _LoadedModel(
             bundle,
             BatchScorer(bundle, num_threads=self.settings.predict_threads),
             Explainer(bundle, top_k=self.settings.explain_top_k),
@@ -231,25 +229,25 @@ class ScoreHandler:
             return stats
 
         matrix = np.asarray(batch.rows, dtype=np.float64)
-        if plan.challenger is None or plan.mode is ChallengerMode.shadow:
+        if plan.challenger is None or plan.serving.mode is ChallengerMode.shadow:
             self._serve(plan, plan.champion, batch, matrix, emit, stats, shadow=plan.challenger)
             return stats
-        routed = to_challenger(batch.entity_ids, plan.share)
-        for serving, mask in ((plan.champion, ~routed), (plan.challenger, routed)):
+        routed = to_challenger(batch.entity_ids, plan.serving.share)
+        for model, mask in ((plan.champion, ~routed), (plan.challenger, routed)):
             if mask.any():
                 positions = np.flatnonzero(mask)
-                self._serve(plan, serving, batch.select(positions.tolist()), matrix[positions], emit, stats)
+                self._serve(plan, model, batch.select(positions.tolist()), matrix[positions], emit, stats)
         return stats
 
     def _serve(
         self,
         plan: _Plan,
-        model: _Serving,
+        model: _LoadedModel,
         batch: _Batch,
         matrix: np.ndarray,
         emit: Emit,
         stats: BatchStats,
-        shadow: _Serving | None = None,
+        shadow: _LoadedModel | None = None,
     ) -> None:
         """Score ``batch`` with ``model``; emit its predictions, dead letters and monitoring records."""
         result = model.scorer.score(matrix)
@@ -278,7 +276,7 @@ class ScoreHandler:
 
     def _emit_predictions(
         self,
-        model: _Serving,
+        model: _LoadedModel,
         batch: _Batch,
         result: ScoredBatch,
         emit: Emit,
@@ -345,13 +343,13 @@ class ScoreHandler:
     def _emit_monitor(
         self,
         plan: _Plan,
-        model: _Serving,
+        model: _LoadedModel,
         batch: _Batch,
         partitions: list[int],
         matrix: np.ndarray,
         scores: np.ndarray,
         emit: Emit,
-        shadow: _Serving | None,
+        shadow: _LoadedModel | None,
         shadow_scores: np.ndarray | None,
     ) -> None:
         """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each."""

@@ -223,9 +223,7 @@ class LearnService(ThreadedService):
                 log.info("the challenger is not exported as a bundle: %s", exc)
             self._export_refused = True
             return
-        row = next(
-            (r for r in snapshot.kpis if r.model == snapshot.challenger and r.segment_feature == "all"), None
-        )
+        row = snapshot.overall(snapshot.challenger)
         export = {
             "model": model.model_dump(mode="json"),
             "metrics": {k: v for k, v in (row.cumulative if row else {}).items() if v is not None},

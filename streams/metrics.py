@@ -207,9 +207,10 @@ class ModelCollector(Collector):
             "Share of entities a challenger serves (split); 0 in shadow mode, where it only scores",
             labels=[*MODEL_LABELS, "mode"],
         )
-        if self.handler.challenger is not None:
-            other, mode, share = self.handler.challenger
-            challenger.add_metric([other.name, other.version, mode.value], share)
+        serving = self.handler.serving
+        if serving.challenger is not None and serving.mode is not None:
+            other = serving.challenger
+            challenger.add_metric([other.name, other.version, serving.mode.value], serving.share)
         yield challenger
 
 

@@ -97,7 +97,6 @@ def retrain_from_topics(
     It takes the live champion's feature spec, task and target, so it passes the gate's
     feature check by construction.
     """
-    from scoring.retrain import next_version
     from scoring.training import train_bundle
     from streams.report_source import labelled_from_topics
 
@@ -111,9 +110,7 @@ def retrain_from_topics(
     if len(y) < 100:
         raise BundleError(f"only {len(y)} labelled events on the topics; at least 100 are needed")
     frame[live.metadata.target] = y
-    known = [m.ref.version for m in registry.models(name)]
-    known += [r.version for r in (current.champion, current.challenger, *current.history) if r is not None]
-    version = version or next_version(known)
+    version = version or _next_version(registry, current)
     bundle = train_bundle(
         frame,
         live.metadata.target,
@@ -135,7 +132,6 @@ def publish_challenger(
 
     from scoring.lifecycle import bundle_from_linear
     from scoring.linear_model import LinearModel
-    from scoring.retrain import next_version
     from streams.learn_service import challenger_key
 
     registry = ModelRegistry(settings.registry_root)
@@ -149,9 +145,16 @@ def publish_challenger(
         raise BundleError("no exported challenger on the checkpoints topic yet (is a learn worker running?)")
     export = orjson.loads(latest[key])
     model = LinearModel.model_validate(export["model"])
-    known = [m.ref.version for m in registry.models(name)]
-    known += [r.version for r in (current.champion, current.challenger, *current.history) if r is not None]
-    version = version or next_version(known)
+    version = version or _next_version(registry, current)
     bundle = bundle_from_linear(model, _live_bundle(current), version, export["metrics"])
     bundle.save(out_dir / f"{name}-{version}")
     return registry.register(out_dir / f"{name}-{version}"), export
+
+
+def _next_version(registry: ModelRegistry, current: ModelUpdate) -> str:
+    """One past every version registered or ever recorded as serving (those may be outside it)."""
+    from scoring.retrain import next_version
+
+    known = [m.ref.version for m in registry.models(current.champion.name)]
+    known += [r.version for r in (current.champion, current.challenger, *current.history) if r is not None]
+    return next_version(known)
