@@ -40,8 +40,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from common import create_topics, launch, make_events, preload, train_model, unique
 
-from streams.broker import start_broker
-from streams.producer import produce_payloads
+from streams.kafka.broker import start_broker
+from streams.kafka.producer import produce_payloads
 from streams.settings import Settings
 
 POLL_S = 0.25

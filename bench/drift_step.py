@@ -25,7 +25,7 @@ from common import train_model
 
 from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor
-from streams.drift_agent import decode_monitor
+from streams.services.drift import decode_monitor
 
 
 def messages(bundle: ModelBundle, events: int, rows: int) -> list[bytes]:

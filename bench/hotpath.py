@@ -19,7 +19,7 @@ import orjson
 from schemas.lifecycle import ChallengerMode
 from scoring.synthetic import events_from_frame, numeric_frame
 from scoring.training import train_bundle
-from streams.handler import ScoreHandler
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 
 

@@ -45,7 +45,7 @@ from common import (
 )
 from throughput import run_contender
 
-from streams.broker import start_broker
+from streams.kafka.broker import start_broker
 
 WARMUP_EVENTS = 500
 

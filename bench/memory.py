@@ -26,8 +26,8 @@ import psutil
 
 from scoring.synthetic import events_from_frame, numeric_frame
 from scoring.training import train_bundle
-from streams.broker import free_port, start_broker
-from streams.producer import event_payloads, produce_payloads
+from streams.kafka.broker import free_port, start_broker
+from streams.kafka.producer import event_payloads, produce_payloads
 from streams.settings import Settings
 
 

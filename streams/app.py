@@ -17,20 +17,20 @@ from prometheus_client import CollectorRegistry, generate_latest
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent
 from scoring.lifecycle import Serving
-from streams.agent_path import register_score_agent
-from streams.batch_path import BatchScoreService
-from streams.control import ControlService, startup_serving
-from streams.control_views import register_control_views
-from streams.dashboard import register_dashboard
-from streams.handler import ScoreHandler
-from streams.metrics import worker_registry
+from streams.services.agents import register_score_agent
+from streams.services.control import ControlService, startup_serving
+from streams.services.handler import ScoreHandler
+from streams.services.score import BatchScoreService
 from streams.settings import Role, ScorePath, Settings
+from streams.web.control_views import register_control_views
+from streams.web.dashboard import register_dashboard
+from streams.web.metrics import worker_registry
 
 if TYPE_CHECKING:
     from scoring.drift import DriftMonitor
-    from streams.drift_agent import DriftCounters
-    from streams.learn_service import LearnService
-from streams.telemetry import ScoreCounters
+    from streams.services.drift import DriftCounters
+    from streams.services.learn import LearnService
+from streams.services.telemetry import ScoreCounters
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     if settings.runs(Role.drift):
         # imported here: scipy and river cost a score-only worker ~60 MB and half a second
         from scoring.drift import DriftMonitor, DriftThresholds
-        from streams.drift_agent import DriftService, DriftStep, register_drift_agent
+        from streams.services.drift import DriftService, DriftStep, register_drift_agent
 
         parts.drift = DriftMonitor(
             DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
@@ -127,7 +127,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
             register_drift_agent(app, settings, step)
             checks.append(lambda: bool(app.consumer.assignment()))
     if settings.runs(Role.learn):
-        from streams.learn_service import LearnService
+        from streams.services.learn import LearnService
 
         parts.learn = LearnService(settings, bundle, on_snapshot=metrics.kpis.record)
         parts.services.append(parts.learn)
@@ -151,7 +151,7 @@ def _watch(parts: WorkerParts, serving: Serving) -> None:
 
 def _sample_lag(app: faust.App, settings: Settings, collector) -> None:
     """Every ``lag_interval_s``, the lag of this worker's consumer groups, read off the event loop."""
-    from streams.status import group_lag
+    from streams.kafka.lag import group_lag
 
     groups = []
     if settings.runs(Role.score) and settings.score_path is ScorePath.batch:

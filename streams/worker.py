@@ -12,8 +12,8 @@ import faust
 from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
 from streams.app import create_service
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

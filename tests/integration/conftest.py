@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import start_broker
+from streams.kafka.broker import start_broker
 from tests.integration.kafka_tools import WorkerProcess
 
 

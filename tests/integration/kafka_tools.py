@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from streams.broker import free_port
+from streams.kafka.broker import free_port
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from scoring.bundle import ModelBundle
-from streams.producer import produce_payloads
+from streams.kafka.producer import produce_payloads
 from streams.settings import Settings
 from tests.integration.kafka_tools import WorkerProcess, loan_stream
 

@@ -13,9 +13,9 @@ from confluent_kafka import Producer
 from schemas.messages import Prediction
 from scoring.bundle import ModelBundle
 from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.replay import Range, replay
+from streams.kafka.topics import ensure_topics
+from streams.services.replay import Range, replay
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.integration.kafka_tools import read_topic
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.broker import start_broker
+from streams.kafka.broker import start_broker
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration

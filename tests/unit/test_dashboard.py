@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
-from streams.dashboard import Dashboard, bucket_delta, histogram_quantile, page, rate
-from streams.handler import BatchStats, ScoreHandler
-from streams.metrics import LagCollector
+from streams.kafka.lag import PartitionLag
+from streams.services.handler import BatchStats, ScoreHandler
+from streams.services.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
 from streams.settings import Settings
-from streams.status import PartitionLag
-from streams.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
+from streams.web.dashboard import Dashboard, bucket_delta, histogram_quantile, page, rate
+from streams.web.metrics import LagCollector
 
 INF = math.inf
 
@@ -293,7 +293,7 @@ def test_page_is_self_contained() -> None:
 def test_model_info_on_metrics_follows_the_served_bundle(agrawal_bundle: ModelBundle) -> None:
     from prometheus_client import generate_latest
 
-    from streams.metrics import worker_registry
+    from streams.web.metrics import worker_registry
 
     handler = ScoreHandler(Settings(), agrawal_bundle)
     registry = worker_registry(ScoreCounters(), handler).registry
@@ -316,7 +316,7 @@ def test_model_info_on_metrics_follows_the_served_bundle(agrawal_bundle: ModelBu
 
 
 def test_concept_drift_changes_of_a_snapshot_are_counted_on_metrics(agrawal_bundle: ModelBundle) -> None:
-    from streams.metrics import worker_registry
+    from streams.web.metrics import worker_registry
 
     metrics = worker_registry(ScoreCounters(), ScoreHandler(Settings(), agrawal_bundle))
     change = {"detector": "page_hinkley", "stream": "error", "model_version": "1", "source_topic": "features",

@@ -12,7 +12,7 @@ from scoring.batch_file import score_frame
 from scoring.bundle import ModelBundle
 from scoring.explain import Explainer, sampled
 from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.handler import ScoreHandler
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 from tests.unit.test_handler import Record
 

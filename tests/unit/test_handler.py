@@ -16,7 +16,7 @@ from schemas import headers as h
 from scoring.bundle import ModelBundle
 from scoring.synthetic import INVALID_KINDS, agrawal_frame, events_from_frame, invalid_payload, numeric_frame
 from scoring.training import train_bundle
-from streams.handler import ScoreHandler
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 
 DECODE_KINDS = {"malformed_json", "nan", "infinity", "bad_utf8", "null_value"}
@@ -385,7 +385,7 @@ def test_dead_letter_of_an_oversize_payload_keeps_the_head_and_the_original_size
 
 
 def test_a_dead_letter_of_huge_headers_and_value_fits_the_producer_limit(agrawal_bundle) -> None:
-    from streams.handler import OUTPUT_MESSAGE_BYTES
+    from streams.services.handler import OUTPUT_MESSAGE_BYTES
 
     handler = ScoreHandler(Settings(kafka_bootstrap="x:1"), agrawal_bundle)
     headers = [(f"h{i}", b"v" * 100_000) for i in range(9)]  # 900 KB of headers

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import SecretStr, ValidationError
 
 from streams.app import faust_broker_options
-from streams.batch_path import consumer_config, producer_config
+from streams.services.score import consumer_config, producer_config
 from streams.settings import Settings
 
 KEY_PASSWORD = "key-pass-7f3a9c"

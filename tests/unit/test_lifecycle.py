@@ -21,7 +21,7 @@ from scoring.registry import ModelRegistry, load_ref
 from scoring.routing import to_challenger
 from scoring.synthetic import agrawal_frame, events_from_frame, numeric_frame
 from scoring.training import train_bundle
-from streams.handler import ScoreHandler
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 from tests.unit.test_handler import Record, Sink
 

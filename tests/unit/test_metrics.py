@@ -84,7 +84,7 @@ def test_r2_of_a_constant_target_is_nan() -> None:
 
 
 def test_batched_histogram_equals_counting_one_by_one() -> None:
-    from streams.telemetry import Histogram
+    from streams.services.telemetry import Histogram
 
     rng = np.random.default_rng(4)
     values = rng.exponential(0.2, 5000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.batch_path import consumer_config, producer_config
+from streams.services.score import consumer_config, producer_config
 from streams.settings import ProcessingGuarantee, Settings
 
 

@@ -31,10 +31,10 @@ from scoring.bundle import ModelBundle
 from scoring.gate import GateRefused
 from scoring.lifecycle import Serving, apply_update, deploy
 from scoring.registry import load_ref
-from streams.compacted import read_latest, reader
-from streams.handler import ScoreHandler
+from streams.kafka.readers import read_latest, reader
+from streams.services.handler import ScoreHandler
+from streams.services.supervisor import ThreadedService
 from streams.settings import Settings
-from streams.threaded import ThreadedService
 
 log = logging.getLogger(__name__)
 

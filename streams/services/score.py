@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.handler import OUTPUT_MESSAGE_BYTES, BatchListener, BatchStats, Headers, ScoreHandler
+from streams.services.handler import OUTPUT_MESSAGE_BYTES, BatchListener, BatchStats, Headers, ScoreHandler
+from streams.services.supervisor import ThreadedService
 from streams.settings import Settings
-from streams.threaded import ThreadedService
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``/control/model``: the model commands over HTTP, behind a bearer token, off unless a token is set.
 
 GET shows what this worker serves and the recorded live state; POST runs a command
-(``{"action": "deploy", "version": "2"}``, see ``streams.model_commands``).
+(``{"action": "deploy", "version": "2"}``, see ``streams.services.model_commands``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from schemas.lifecycle import ChallengerMode
 from scoring.errors import ScoringError
-from streams.control import ControlService, live_update
-from streams.model_commands import run_command
+from streams.services.control import ControlService, live_update
+from streams.services.model_commands import run_command
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

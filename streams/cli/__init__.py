@@ -29,7 +29,7 @@ def _settings(args: argparse.Namespace, **extra) -> Settings:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streams.broker import start_broker
+    from streams.kafka.broker import start_broker
 
     broker = start_broker(args.port)
     print(f"tansu broker listening; bootstrap: {broker.bootstrap}", flush=True)
@@ -57,7 +57,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
     from scoring.training import read_table
-    from streams.producer import event_payloads, produce_payloads
+    from streams.kafka.producer import event_payloads, produce_payloads
 
     settings = _settings(args)
     if args.synthetic:
@@ -146,7 +146,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from scoring.bundle import ModelBundle
     from scoring.errors import InvalidEvent
-    from streams.handler import ScoreHandler
+    from streams.services.handler import ScoreHandler
 
     handler = ScoreHandler(_settings(args), ModelBundle.load(args.model))
     value = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
@@ -183,7 +183,7 @@ def _epoch_ms(text: str | None) -> int | None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from scoring.bundle import ModelBundle
-    from streams.replay import Range, replay
+    from streams.services.replay import Range, replay
 
     settings = _settings(args, model_path=args.model, topic_features=args.topic)
     span = Range(args.from_offset, _epoch_ms(args.from_time), args.to_offset, _epoch_ms(args.to_time))
@@ -203,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     bundle = ModelBundle.load(args.model)
     if args.from_topics:
-        from streams.report_source import labelled_from_topics
+        from streams.services.labelled import labelled_from_topics
 
         settings = _settings(args)
         frame, y = labelled_from_topics(settings, bundle, args.from_topics)
@@ -236,7 +236,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.status import group_lag, list_groups
+    from streams.kafka.lag import group_lag, list_groups
 
     settings = _settings(args)
     admin = AdminClient(settings.kafka_client_config())
@@ -269,8 +269,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     from schemas.lifecycle import ChallengerMode
     from scoring.registry import ModelRegistry
-    from streams.control import live_update
-    from streams.model_commands import model_name, run_command
+    from streams.services.control import live_update
+    from streams.services.model_commands import model_name, run_command
 
     settings = _settings(args, registry=args.registry)
     registry = ModelRegistry(settings.registry_root)
@@ -284,7 +284,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         print(json.dumps(registry.describe(model_name(settings, args.name), args.version), indent=2))
         return 0
     if action == "list":
-        from streams.topics import ensure_topics
+        from streams.kafka.topics import ensure_topics
 
         ensure_topics(settings)
         models = registry.models(args.name)
@@ -322,9 +322,9 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 def _compare(settings: Settings, args: argparse.Namespace) -> int:
     from scoring.registry import load_ref
-    from streams.control import live_update
-    from streams.model_commands import model_name, run_command
-    from streams.report_source import compare_from_topics
+    from streams.services.control import live_update
+    from streams.services.labelled import compare_from_topics
+    from streams.services.model_commands import model_name, run_command
 
     name = model_name(settings, args.name)
     current, _ = live_update(settings, name)
@@ -345,7 +345,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import tempfile
 
     from schemas.lifecycle import ChallengerMode
-    from streams.model_commands import retrain_from_topics, run_command
+    from streams.services.model_commands import retrain_from_topics, run_command
 
     settings = _settings(args, registry=args.registry)
     with tempfile.TemporaryDirectory(prefix="streamscore-retrain-") as scratch:
@@ -368,7 +368,7 @@ def _publish_challenger(settings: Settings, args: argparse.Namespace) -> int:
     import tempfile
 
     from schemas.lifecycle import ChallengerMode
-    from streams.model_commands import publish_challenger, run_command
+    from streams.services.model_commands import publish_challenger, run_command
 
     with tempfile.TemporaryDirectory(prefix="streamscore-challenger-") as scratch:
         ref, export = publish_challenger(settings, args.name, args.version, Path(scratch))
@@ -398,7 +398,7 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.cli.demo import run_demo
 
     return run_demo(events=args.events, invalid=args.invalid)
 

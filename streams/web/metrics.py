@@ -17,9 +17,9 @@ from prometheus_client.registry import Collector
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
-from streams.handler import ScoreHandler
-from streams.status import PartitionLag
-from streams.telemetry import ScoreCounters
+from streams.kafka.lag import PartitionLag
+from streams.services.handler import ScoreHandler
+from streams.services.telemetry import ScoreCounters
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
 MODEL_LABELS = ("model_name", "model_version")

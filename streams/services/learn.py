@@ -36,12 +36,12 @@ from scoring.feedback import Learner
 from scoring.lifecycle import promote
 from scoring.linear_model import linear_from_river
 from scoring.retrain import KpiWatch
-from streams.batch_path import consumer_config, producer_config
-from streams.compacted import read_latest
-from streams.control import live_update, publish_update
-from streams.drift_agent import decode_monitor
+from streams.kafka.readers import read_latest
+from streams.services.control import live_update, publish_update
+from streams.services.drift import decode_monitor
+from streams.services.score import consumer_config, producer_config
+from streams.services.supervisor import ThreadedService
 from streams.settings import Settings
-from streams.threaded import ThreadedService
 
 log = logging.getLogger(__name__)
 

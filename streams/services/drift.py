@@ -23,10 +23,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from schemas import headers as h
 from scoring.drift import DriftMonitor, MonitorColumns, alert_for
 from scoring.retrain import from_drift
-from streams.batch_path import consumer_config, producer_config
-from streams.metrics import DriftGauges
+from streams.services.score import consumer_config, producer_config
+from streams.services.supervisor import ThreadedService
 from streams.settings import Settings
-from streams.threaded import ThreadedService
+from streams.web.metrics import DriftGauges
 
 log = logging.getLogger(__name__)
 

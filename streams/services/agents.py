@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import faust
 
-from streams.handler import BatchListener, Headers, ScoreHandler
+from streams.services.handler import BatchListener, Headers, ScoreHandler
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

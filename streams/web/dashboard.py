@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
-from streams.handler import ScoreHandler
-from streams.metrics import LagCollector, WorkerMetrics
+from streams.services.handler import ScoreHandler
+from streams.services.telemetry import ScoreCounters
 from streams.settings import Settings
-from streams.telemetry import ScoreCounters
+from streams.web.metrics import LagCollector, WorkerMetrics
 
 if TYPE_CHECKING:
     import faust
@@ -278,7 +278,7 @@ class Dashboard:
 
 def page() -> str:
     """The dashboard's one HTML file: inline CSS and JS, no network fetch but ``/dashboard/data``."""
-    return resources.files("streams").joinpath("dashboard.html").read_text(encoding="utf-8")
+    return resources.files("streams.web").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
 def register_dashboard(

@@ -27,8 +27,8 @@ from rich.table import Table
 from scoring.bundle import ModelBundle
 from scoring.synthetic import EVENT_TIME_0, agrawal_frame, events_from_frame, interleave_invalid
 from scoring.training import train_bundle
-from streams.broker import free_port, start_broker
-from streams.producer import produce_payloads
+from streams.kafka.broker import free_port, start_broker
+from streams.kafka.producer import produce_payloads
 from streams.settings import Settings
 
 DRIFT_WINDOW = 5000
@@ -120,7 +120,7 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0) -> i
 
 def _show_lifecycle(console: Console, settings: Settings, port: int) -> bool:
     """Retrain on the labelled events of the topics, deploy through the gate, score, roll back."""
-    from streams.model_commands import retrain_from_topics, run_command
+    from streams.services.model_commands import retrain_from_topics, run_command
 
     settings = settings.model_copy(update={"registry": str(OUT / "registry")})
     shutil.rmtree(OUT / "registry", ignore_errors=True)

@@ -16,10 +16,10 @@ from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
 from scoring.gate import admit
 from scoring.registry import ModelRegistry, load_ref
-from streams.compacted import read_latest
-from streams.control import live_update, publish_update
+from streams.kafka.readers import read_latest
+from streams.kafka.topics import ensure_topics
+from streams.services.control import live_update, publish_update
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 ACTIONS = ("deploy", "rollback", "promote", "challenger", "clear_challenger")
 
@@ -98,7 +98,7 @@ def retrain_from_topics(
     feature check by construction.
     """
     from scoring.training import train_bundle
-    from streams.report_source import labelled_from_topics
+    from streams.services.labelled import labelled_from_topics
 
     registry = ModelRegistry(settings.registry_root)
     name = model_name(settings, name)
@@ -132,7 +132,7 @@ def publish_challenger(
 
     from scoring.lifecycle import bundle_from_linear
     from scoring.linear_model import LinearModel
-    from streams.learn_service import challenger_key
+    from streams.services.learn import challenger_key
 
     registry = ModelRegistry(settings.registry_root)
     name = model_name(settings, name)

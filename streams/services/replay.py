@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from scoring.bundle import ModelBundle
-from streams.batch_path import producer_config
-from streams.handler import Headers, ScoreHandler
+from streams.services.handler import Headers, ScoreHandler
+from streams.services.score import producer_config
 from streams.settings import Settings
 
 
