@@ -1,6 +1,8 @@
 """Message contracts of streamscore: pydantic models, header names, JSON Schema export."""
 
+from schemas.checkpoint import ChallengerExport, CheckpointHead
 from schemas.drift import DriftAlert, DriftReport
+from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
 from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
 from schemas.messages import (
@@ -19,6 +21,10 @@ ALL_MESSAGES = {
     "model_update": ModelUpdate,
     "model_alert": ModelAlert,
     "retrain_request": RetrainRequest,
+    "metrics_snapshot": MetricsSnapshot,
+    "concept_drift_alert": ConceptDriftAlert,
+    "checkpoint_head": CheckpointHead,
+    "challenger_export": ChallengerExport,
 }
 
 __all__ = [

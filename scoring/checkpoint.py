@@ -16,13 +16,9 @@ from pathlib import Path
 
 import orjson
 
-from scoring.errors import ScoringError
+from scoring.errors import CheckpointRejected
 
 _SEP = b"\n"
-
-
-class CheckpointRejected(ScoringError):
-    """A checkpoint whose signature does not match: not loaded."""
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -1,14 +1,24 @@
-"""Errors raised by ``scoring``.
+"""The project's errors: one root, ``StreamscoreError``, that the command line and the web views catch.
 
-The tree::
+The tree (``streams.kafka.errors`` adds the broker branch)::
 
-    ScoringError                 root of everything ``scoring`` raises on purpose
-    ├── BundleError              a model bundle cannot be read, verified or written
-    │   └── ManifestMismatch     a bundle file is missing or its sha256 differs from the manifest
-    ├── TrainingError            training data cannot make a model (no target, no rows, ...)
-    └── InvalidEvent             one event cannot be scored; ``stage`` says where it failed
+    StreamscoreError             root of everything streamscore raises on purpose
+    ├── ScoringError             raised by ``scoring``
+    │   ├── BundleError          a model bundle cannot be read, verified or written
+    │   │   └── ManifestMismatch a bundle file is missing or its sha256 differs from the manifest
+    │   ├── TrainingError        training data cannot make a model (no target, no rows, ...)
+    │   ├── InvalidEvent         one event cannot be scored; ``stage`` says where it failed
+    │   ├── GateRefused          a model update failed a gate check; ``check`` names it
+    │   ├── LifecycleError       a lifecycle command makes no sense now (nothing to roll back to, ...)
+    │   └── CheckpointRejected   a checkpoint's signature does not match the state key
+    ├── ConfigError              a setting or an argument is wrong (names the variable or flag)
+    └── BrokerError              (streams.kafka.errors) the broker cannot do what was asked
+        ├── BrokerUnreachable    no answer from the bootstrap servers in time
+        ├── TopicMissing         a topic the command needs does not exist
+        ├── DeliveryFailed       records were not acknowledged
+        └── CommitRefused        an offset commit refused because the group moved on
 
-Agents catch ``InvalidEvent`` per event and dead-letter it with ``stage`` and ``reason``.
+The score path catches ``InvalidEvent`` per event and dead-letters it with ``stage`` and ``reason``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,15 @@ class Stage(StrEnum):
     score = "score"
 
 
-class ScoringError(Exception):
+class StreamscoreError(Exception):
+    """Root of every error streamscore raises on purpose: its message is written for a person."""
+
+
+class ConfigError(StreamscoreError):
+    """A setting, flag or input file is wrong; the message names it and what to do."""
+
+
+class ScoringError(StreamscoreError):
     """Root of the errors raised by ``scoring``."""
 
 
@@ -47,3 +65,20 @@ class InvalidEvent(ScoringError):
         super().__init__(f"{stage.value}: {reason}")
         self.stage = stage
         self.reason = reason
+
+
+class GateRefused(ScoringError):
+    """A model update that failed a gate check; ``check`` names the check, ``reason`` says why."""
+
+    def __init__(self, check: str, reason: str) -> None:
+        super().__init__(f"{check}: {reason}")
+        self.check = check
+        self.reason = reason
+
+
+class LifecycleError(ScoringError):
+    """A lifecycle command that makes no sense in the current state (nothing to roll back to...)."""
+
+
+class CheckpointRejected(ScoringError):
+    """A checkpoint whose signature does not match: not loaded."""

@@ -19,18 +19,11 @@ from collections.abc import Callable
 import numpy as np
 
 from scoring.bundle import ModelBundle, Task
-from scoring.errors import BundleError, ManifestMismatch, ScoringError
+from scoring.errors import BundleError, GateRefused, ManifestMismatch
 from scoring.features import FeatureKind, FeatureSpec
 from scoring.reference import Reference
 
 SMOKE_ROWS = 64
-
-
-class GateRefused(ScoringError):
-    def __init__(self, check: str, reason: str) -> None:
-        super().__init__(f"{check}: {reason}")
-        self.check = check
-        self.reason = reason
 
 
 def admit(load: Callable[[], ModelBundle], live: ModelBundle) -> ModelBundle:

@@ -14,13 +14,9 @@ from dataclasses import dataclass
 
 from schemas.lifecycle import HISTORY_KEPT, ChallengerMode, ModelRef, ModelUpdate
 from scoring.bundle import ModelBundle, new_metadata
-from scoring.errors import ScoringError
+from scoring.errors import LifecycleError
 from scoring.gate import admit
 from scoring.linear_model import LinearModel
-
-
-class LifecycleError(ScoringError):
-    """A lifecycle command that makes no sense in the current state (nothing to roll back to...)."""
 
 
 def _now_ms() -> int:

@@ -1,75 +1,35 @@
-"""The one Faust app of a streamscore worker, its score path and its web views."""
+"""The assembly of a streamscore worker: the one Faust app, its roles as supervised services, its pages.
+
+Nothing below this module imports it: pages and commands get the parts handed in.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import faust
-from faust.web import Request, Response, View
-from mode import Service
-from prometheus_client import CollectorRegistry, generate_latest
 
 from scoring.bundle import ModelBundle
-from scoring.errors import InvalidEvent
 from scoring.lifecycle import Serving
+from streams.kafka.config import faust_broker_options
+from streams.kafka.names import groups
 from streams.services.agents import register_score_agent
-from streams.services.control import ControlService, startup_serving
+from streams.services.control import ControlStep, run_control, startup_serving
 from streams.services.handler import ScoreHandler
-from streams.services.score import BatchScoreService
+from streams.services.loop import LoopStats
+from streams.services.parts import WorkerParts
+from streams.services.score import ScoreStep, run_score
+from streams.services.supervisor import SupervisedService
+from streams.services.telemetry import ScoreCounters
 from streams.settings import Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
-from streams.web.metrics import worker_registry
-
-if TYPE_CHECKING:
-    from scoring.drift import DriftMonitor
-    from streams.services.drift import DriftCounters
-    from streams.services.learn import LearnService
-from streams.services.telemetry import ScoreCounters
+from streams.web.metrics import LagCollector, WorkerMetrics, worker_registry
+from streams.web.views import register_views
 
 log = logging.getLogger(__name__)
-
-# Prometheus text format 0.0.4; aiohttp adds the charset itself and refuses one here
-PROMETHEUS_TEXT = "text/plain; version=0.0.4"
-
-
-@dataclass
-class WorkerParts:
-    """What a worker runs: the Faust app plus the services that live beside it."""
-
-    app: faust.App
-    handler: ScoreHandler
-    counters: ScoreCounters
-    services: list[Service]
-    registry: CollectorRegistry
-    drift: DriftMonitor | None = None
-    drift_counters: DriftCounters | None = None
-    learn: LearnService | None = None
-    control: ControlService | None = None
-
-
-def faust_broker_options(settings: Settings) -> dict:
-    options: dict = {
-        "broker": f"kafka://{settings.kafka_bootstrap}",
-        "broker_session_timeout": settings.session_timeout_s,
-        "broker_heartbeat_interval": max(0.1, settings.session_timeout_s / 3),
-    }
-    ssl_context = settings.ssl_context()  # None unless the protocol is SSL or SASL_SSL
-    if settings.kafka_sasl_mechanism:
-        options["broker_credentials"] = faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "",
-            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else "",
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl_context,
-        )
-    elif ssl_context is not None:
-        options["broker_credentials"] = faust.SSLCredentials(ssl_context)
-    return options
 
 
 def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
@@ -92,53 +52,66 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler.serve(serving)
     counters = ScoreCounters()
     metrics = worker_registry(counters, handler)
-    parts = WorkerParts(app, handler, counters, [], metrics.registry)
+    parts = WorkerParts(app, handler, counters)
+    names = groups(settings)
+
+    def supervised(name: str, work, stats: LoopStats, group: str | None) -> None:
+        parts.supervise(SupervisedService(name, work, join_timeout_s=settings.shutdown_timeout_s), stats)
+        if group is not None:
+            metrics.lag.watch(group, stats)
+
     # every role follows model-updates: the score role swaps, the drift role watches the new references
-    parts.control = ControlService(
+    parts.control = ControlStep(
         settings, handler, positions, on_serving=lambda s: _watch(parts, s), startup_alert=startup_alert
     )
-    parts.services.append(parts.control)
-    checks: list[Callable[[], bool]] = []
+    stats = LoopStats()
+    supervised("control", run_control(settings, parts.control, stats), stats, None)
     if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
-        batch = BatchScoreService(settings, handler, on_batch=counters.record)
-        parts.services.append(batch)
-        checks.append(lambda: bool(batch.assigned))
+        stats = LoopStats()
+        supervised(
+            "score", run_score(settings, ScoreStep(handler, counters.record), stats), stats, names.score
+        )
     elif settings.runs(Role.score):
         register_score_agent(app, settings, handler, on_batch=counters.record)
-        checks.append(lambda: bool(app.consumer.assignment()))
+        parts.faust_agents = True
     if settings.runs(Role.drift):
-        # imported here: scipy and river cost a score-only worker ~60 MB and half a second
-        from scoring.drift import DriftMonitor, DriftThresholds
-        from streams.services.drift import DriftService, DriftStep, register_drift_agent
-
-        parts.drift = DriftMonitor(
-            DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
-            window_events=settings.drift_window_events,
-            window_s=settings.drift_window_seconds,
-        )
-        _watch(parts, serving)
-        step = DriftStep(settings, parts.drift, metrics.drift)
-        parts.drift_counters = step.counters
-        if settings.drift_path is ScorePath.batch:
-            drift_service = DriftService(settings, step)
-            parts.services.append(drift_service)
-            checks.append(lambda: bool(drift_service.assigned))
-        else:
-            register_drift_agent(app, settings, step)
-            checks.append(lambda: bool(app.consumer.assignment()))
+        _add_drift(settings, parts, metrics, serving, supervised)
     if settings.runs(Role.learn):
-        from streams.services.learn import LearnService
+        from streams.services.learn import LearnStep, run_learn
 
-        parts.learn = LearnService(settings, bundle, on_snapshot=metrics.kpis.record)
-        parts.services.append(parts.learn)
-        checks.append(lambda: bool(parts.learn.assigned))
-    ready = lambda: all(check() for check in checks)  # noqa: E731
+        parts.learn = LearnStep(settings, bundle, on_snapshot=metrics.kpis.record)
+        stats = LoopStats()
+        supervised("learn", run_learn(settings, parts.learn, stats), stats, names.learn)
     if settings.control_token is not None:
         register_control_views(app, settings, parts.control)
-    _sample_lag(app, settings, metrics.lag)
-    _register_views(app, parts, ready)
+    if parts.faust_agents:
+        _sample_faust_lag(app, settings, metrics.lag, names.faust)
+    register_views(app, parts, metrics.registry)
     register_dashboard(app, settings, parts, metrics)
     return parts
+
+
+def _add_drift(
+    settings: Settings, parts: WorkerParts, metrics: WorkerMetrics, serving: Serving, supervised
+) -> None:
+    # imported here: scipy and river cost a score-only worker ~60 MB and half a second
+    from scoring.drift import DriftMonitor, DriftThresholds
+    from streams.services.drift import DriftStep, register_drift_agent, run_drift
+
+    parts.drift = DriftMonitor(
+        DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
+        window_events=settings.drift_window_events,
+        window_s=settings.drift_window_seconds,
+    )
+    _watch(parts, serving)
+    step = DriftStep(settings, parts.drift, on_report=metrics.drift.on_report)
+    parts.drift_counters = step.counters
+    if settings.drift_path is ScorePath.batch:
+        stats = LoopStats()
+        supervised("drift", run_drift(settings, step, stats), stats, groups(settings).drift)
+    else:
+        register_drift_agent(parts.app, settings, step)
+        parts.faust_agents = True
 
 
 def _watch(parts: WorkerParts, serving: Serving) -> None:
@@ -149,85 +122,19 @@ def _watch(parts: WorkerParts, serving: Serving) -> None:
                 parts.drift.register(bundle)
 
 
-def _sample_lag(app: faust.App, settings: Settings, collector) -> None:
-    """Every ``lag_interval_s``, the lag of this worker's consumer groups, read off the event loop."""
-    from streams.kafka.lag import group_lag
+def _sample_faust_lag(app: faust.App, settings: Settings, collector: LagCollector, group: str) -> None:
+    """Faust's own group (agent paths only) is sampled from the broker every ``lag_interval_s``.
 
-    groups = []
-    if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
-        groups.append(settings.group_id)
-    if settings.runs(Role.learn):
-        groups.append(f"{settings.faust_app_id}-learn")
-    if settings.runs(Role.drift) and settings.drift_path is ScorePath.batch:
-        groups.append(f"{settings.faust_app_id}-drift")
-    faust_agents = settings.runs(Role.drift) and settings.drift_path is ScorePath.agent
-    if faust_agents or (settings.runs(Role.score) and settings.score_path is ScorePath.agent):
-        groups.append(settings.faust_app_id)
+    The service loops report lag from their consumers' statistics instead; the agent paths
+    are kept for comparison and pay for the extra reads.
+    """
+    from streams.kafka.lag import group_lag
 
     @app.timer(interval=settings.lag_interval_s)
     async def sample_lag() -> None:
         loop = asyncio.get_running_loop()
         try:
-            collector.rows = await loop.run_in_executor(None, group_lag, settings, groups)
-            collector.sampled_at = time.time()
+            collector.sampled = await loop.run_in_executor(None, group_lag, settings, [group])
+            collector.sampled_at_ = time.time()
         except Exception:
             log.warning("sampling consumer lag failed", exc_info=True)
-
-
-def _register_views(app: faust.App, parts: WorkerParts, ready) -> None:
-    handler, counters = parts.handler, parts.counters
-
-    @app.page("/health")
-    class Health(View):
-        async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok"})
-
-    @app.page("/ready")
-    class Ready(View):
-        async def get(self, request: Request) -> Response:
-            assigned = ready()
-            body = {"ready": assigned, "partitions_assigned": assigned, "model": handler.bundle.version}
-            return self.json(body, status=200 if assigned else 503)
-
-    @app.page("/stats")
-    class Stats(View):
-        async def get(self, request: Request) -> Response:
-            bundle = handler.bundle
-            body = {**counters.snapshot(), "model_name": bundle.name, "model_version": bundle.version}
-            serving = handler.serving
-            if serving.challenger is not None and serving.mode is not None:
-                body["challenger"] = {
-                    "model_version": serving.challenger.version,
-                    "mode": serving.mode.value,
-                    "share": serving.share,
-                }
-            if parts.control is not None:
-                body["control"] = {
-                    "applied": parts.control.applied,
-                    "refused": parts.control.refused,
-                    "timeline": parts.control.timeline,
-                }
-            if parts.drift_counters is not None and parts.drift is not None:
-                body["drift"] = {
-                    **vars(parts.drift_counters),
-                    "open_window_events": parts.drift.open_events(),
-                    "unknown_version_events": parts.drift.unknown_version_events,
-                }
-            if parts.learn is not None:
-                body["learn"] = {**parts.learn.counters, **parts.learn.learner.join.counts()}
-            return self.json(body)
-
-    @app.page("/explain")
-    class Explain(View):
-        """POST a feature event: its score and every feature's contribution."""
-
-        async def post(self, request: Request) -> Response:
-            try:
-                return self.json(handler.explain_event(await request.read()))
-            except InvalidEvent as exc:
-                return self.json({"error": exc.reason, "stage": exc.stage.value}, status=400)
-
-    @app.page("/metrics")
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(parts.registry), content_type=PROMETHEUS_TEXT)

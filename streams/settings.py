@@ -6,7 +6,6 @@ variables and flags, then passed down; no other module reads the environment.
 
 from __future__ import annotations
 
-import ssl
 from enum import StrEnum
 from pathlib import Path
 
@@ -239,44 +238,6 @@ class Settings(BaseSettings):
     @property
     def uses_ssl(self) -> bool:
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context for Faust's aiokafka clients, from the same files librdkafka is given."""
-        if not self.uses_ssl:
-            return None
-        context = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
-        )
-        if self.kafka_ssl_certfile:
-            password = self.kafka_ssl_key_password
-            context.load_cert_chain(
-                str(self.kafka_ssl_certfile),
-                str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
-                password=password.get_secret_value() if password else None,
-            )
-        return context
-
-    def kafka_client_config(self) -> dict[str, str]:
-        """librdkafka (confluent-kafka) connection and security options."""
-        config = {
-            "bootstrap.servers": self.kafka_bootstrap,
-            "security.protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_sasl_mechanism:
-            config["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_sasl_username:
-            config["sasl.username"] = self.kafka_sasl_username
-        if self.kafka_sasl_password:
-            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
-        if self.kafka_ssl_certfile:
-            config["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
-        if self.kafka_ssl_keyfile:
-            config["ssl.key.location"] = str(self.kafka_ssl_keyfile)
-        if self.kafka_ssl_key_password:
-            config["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
-        return config
 
     @property
     def registry_root(self) -> str:

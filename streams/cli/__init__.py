@@ -236,10 +236,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from streams.kafka.config import admin_config
     from streams.kafka.lag import group_lag, list_groups
 
     settings = _settings(args)
-    admin = AdminClient(settings.kafka_client_config())
+    admin = AdminClient(admin_config(settings))
     groups = args.group_id or list_groups(admin, args.prefix)
     console = Console()
     before = {(r.group, r.topic, r.partition): r.lag for r in group_lag(settings, groups, with_seconds=False)}
@@ -372,10 +373,8 @@ def _publish_challenger(settings: Settings, args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="streamscore-challenger-") as scratch:
         ref, export = publish_challenger(settings, args.name, args.version, Path(scratch))
-    print(
-        f"registered the River challenger as {ref.name} version {ref.version} ({export['labels']:,} labels)"
-    )
-    for metric, value in sorted(export["metrics"].items()):
+    print(f"registered the River challenger as {ref.name} version {ref.version} ({export.labels:,} labels)")
+    for metric, value in sorted(export.metrics.items()):
         print(f"  progressive {metric:>10}: {value:.6g}")
     if args.deploy:
         run_command(settings, "deploy", ref.name, ref.version, reason="River challenger")

@@ -29,6 +29,7 @@ from scoring.synthetic import EVENT_TIME_0, agrawal_frame, events_from_frame, in
 from scoring.training import train_bundle
 from streams.kafka.broker import free_port, start_broker
 from streams.kafka.producer import produce_payloads
+from streams.kafka.readers import read_until_quiet
 from streams.settings import Settings
 
 DRIFT_WINDOW = 5000
@@ -205,24 +206,14 @@ def _show_live(console: Console, port: int, total: int, timeout_s: float = 120) 
 
 
 def _show_predictions(console: Console, settings: Settings) -> None:
-    from confluent_kafka import Consumer
 
     def first(topic: str, n: int) -> list:
-        consumer = Consumer(
-            {
-                **settings.kafka_client_config(),
-                "group.id": f"demo-peek-{uuid.uuid4().hex[:6]}",
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-            }
-        )
-        consumer.subscribe([topic])
-        got: list = []
-        deadline = time.monotonic() + 20
-        while len(got) < n and time.monotonic() < deadline:
-            got += [m for m in consumer.consume(n, 0.5) if not m.error()]
-        consumer.close()
-        return got[:n]
+        got = []
+        for message in read_until_quiet(settings, [topic], idle_s=20, purpose="demo-peek", deadline_s=20):
+            got.append(message)
+            if len(got) >= n:
+                break
+        return got
 
     table = Table(title=f"a few predictions on '{settings.topic_predictions}'")
     for column in ("event_id", "entity_id", "score", "label", "model", "latency ms"):
@@ -288,22 +279,11 @@ def _show_drift(console: Console, settings: Settings, windows: int) -> None:
 
 def _read(settings: Settings, topic: str, enough, timeout_s: float = 30) -> list[dict]:
     """JSON messages of ``topic`` from the start, until ``enough(messages)`` or the timeout."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            **settings.kafka_client_config(),
-            "group.id": f"demo-peek-{uuid.uuid4().hex[:6]}",
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-        }
-    )
-    consumer.subscribe([topic])
-    got: list = []
-    deadline = time.monotonic() + timeout_s
-    while not enough(got) and time.monotonic() < deadline:
-        got += [json.loads(m.value()) for m in consumer.consume(100, 0.5) if not m.error()]
-    consumer.close()
+    got: list[dict] = []
+    for message in read_until_quiet(settings, [topic], timeout_s, purpose="demo-peek", deadline_s=timeout_s):
+        got.append(json.loads(message.value()))
+        if enough(got):
+            break
     return got
 
 

@@ -15,12 +15,12 @@ record.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams.kafka.config import admin_config, reader_config
 from streams.settings import Settings
 
 
@@ -44,15 +44,8 @@ def group_lag(
     settings: Settings, groups: list[str], with_seconds: bool = True, timeout_s: float = 10
 ) -> list[PartitionLag]:
     """Lag of every partition each group has committed to."""
-    admin = AdminClient(settings.kafka_client_config())
-    probe = Consumer(
-        {
-            **settings.kafka_client_config(),
-            "group.id": f"streamscore-status-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,
-        }
-    )
+    admin = AdminClient(admin_config(settings))
+    probe = Consumer(reader_config(settings, "status"))
     out: list[PartitionLag] = []
     try:
         committed: list[tuple[str, TopicPartition]] = []

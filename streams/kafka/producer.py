@@ -8,20 +8,13 @@ from collections.abc import Iterable
 import orjson
 from confluent_kafka import Producer
 
+from streams.kafka.config import command_producer_config
+from streams.kafka.errors import DeliveryFailed
 from streams.settings import Settings
 
 
 def make_producer(settings: Settings, **overrides) -> Producer:
-    return Producer(
-        {
-            **settings.kafka_client_config(),
-            "linger.ms": 20,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 1_000_000,
-            "partitioner": "murmur2_random",
-            **overrides,
-        }
-    )
+    return Producer({**command_producer_config(settings), **overrides})
 
 
 def produce_payloads(
@@ -51,7 +44,7 @@ def produce_payloads(
                 time.sleep(ahead)
     remaining = producer.flush(30)
     if remaining:
-        raise RuntimeError(f"{remaining} events were not delivered to {topic}")
+        raise DeliveryFailed(remaining, topic, settings.kafka_bootstrap)
     return count
 
 

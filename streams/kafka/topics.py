@@ -11,6 +11,7 @@ import logging
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.kafka.config import admin_config
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ COMPACTED = {"cleanup.policy": "compact"}
 
 def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
     """Create the missing topics; returns the names it created."""
-    admin = AdminClient(settings.kafka_client_config())
+    admin = AdminClient(admin_config(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [
         NewTopic(

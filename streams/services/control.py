@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.lifecycle import ModelAlert, ModelRef, ModelUpdate
@@ -31,9 +32,20 @@ from scoring.bundle import ModelBundle
 from scoring.gate import GateRefused
 from scoring.lifecycle import Serving, apply_update, deploy
 from scoring.registry import load_ref
-from streams.kafka.readers import read_latest, reader
+from streams.kafka.config import command_producer_config, reader_config
+from streams.kafka.errors import DeliveryFailed
+from streams.kafka.readers import read_latest
 from streams.services.handler import ScoreHandler
-from streams.services.supervisor import ThreadedService
+from streams.services.loop import (
+    Assign,
+    ClientCallbacks,
+    ClientFactory,
+    LoopContext,
+    LoopStats,
+    ServiceLoop,
+    Step,
+)
+from streams.services.policies import Never
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +67,10 @@ def live_update(settings: Settings, name: str) -> tuple[ModelUpdate | None, dict
 
 
 def publish_update(settings: Settings, update: ModelUpdate) -> None:
-    producer = Producer({**settings.kafka_client_config(), "acks": "all", "enable.idempotence": True})
+    producer = Producer(command_producer_config(settings))
     producer.produce(settings.topic_model_updates, update.model_dump_json().encode(), update.champion.name)
     if producer.flush(15) != 0:
-        raise RuntimeError(f"the update was not acknowledged by {settings.kafka_bootstrap}")
+        raise DeliveryFailed(1, settings.topic_model_updates, settings.kafka_bootstrap)
 
 
 def alert(outcome: str, check: str, reason: str, version: str, serving: ModelBundle) -> ModelAlert:
@@ -102,10 +114,8 @@ def startup_serving(
     return serving, positions, refusal
 
 
-class ControlService(ThreadedService):
+class ControlStep(Step):
     """Follows ``model-updates`` from the startup positions and applies updates to the handler."""
-
-    thread_name = "model-control"
 
     def __init__(
         self,
@@ -114,12 +124,10 @@ class ControlService(ThreadedService):
         positions: dict[int, int],
         on_serving: Callable[[Serving], None] | None = None,
         startup_alert: ModelAlert | None = None,
-        **kwargs,
     ) -> None:
-        super().__init__(join_timeout_s=settings.shutdown_timeout_s, **kwargs)
         self.settings = settings
         self.handler = handler
-        self.positions = positions
+        self.positions = dict(positions)  # partition -> next offset: where startup (then this) read to
         self.on_serving = on_serving
         self.pending_alerts = [startup_alert] if startup_alert else []
         self.applied = 0
@@ -134,29 +142,19 @@ class ControlService(ThreadedService):
             label += f" + {serving.challenger.version} ({mode}{f' {share:.0%}' if mode == 'split' else ''})"
         return label
 
-    def _run(self) -> None:
-        settings = self.settings
-        consumer = reader(settings, "control")
-        producer = Producer(settings.kafka_client_config())
+    def process(self, records: list[Message], context: LoopContext) -> None:
         name = self.handler.bundle.name
-        consumer.assign(
-            [TopicPartition(settings.topic_model_updates, p, o) for p, o in self.positions.items()]
-        )
-        try:
-            while not self._stopping.is_set():
-                for message in self.pending_alerts:
-                    producer.produce(settings.topic_alerts, message.model_dump_json().encode(), name)
-                self.pending_alerts.clear()
-                producer.poll(0)
-                record = consumer.poll(0.25)
-                if record is None or record.error() is not None or record.value() is None:
-                    continue
-                if (record.key() or b"").decode(errors="replace") != name:
-                    continue
-                self.pending_alerts.append(self.apply(record.value()))
-        finally:
-            producer.flush(2)
-            consumer.close()
+        for record in records:
+            self.positions[record.partition()] = record.offset() + 1
+            if record.value() is None or (record.key() or b"").decode(errors="replace") != name:
+                continue
+            self.pending_alerts.append(self.apply(record.value()))
+
+    def tick(self, context: LoopContext) -> None:
+        name = self.handler.bundle.name.encode()
+        for message in self.pending_alerts:
+            context.emit(self.settings.topic_alerts, name, message.model_dump_json().encode(), None)
+        self.pending_alerts.clear()
 
     def apply(self, value: bytes) -> ModelAlert:
         """Apply one update (as read from the topic); the alert says what happened."""
@@ -182,3 +180,34 @@ class ControlService(ThreadedService):
         self.timeline.append((time.time(), self._serving_label()))
         log.info("now serving %s (%s)", self._serving_label(), update.action)
         return alert("applied", "", update.action, update.champion.version, serving.champion)
+
+
+def control_clients(settings: Settings) -> ClientFactory:
+    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
+        consumer = Consumer({**reader_config(settings, "control"), **callbacks.consumer})
+        return consumer, Producer({**command_producer_config(settings), **callbacks.producer})
+
+    return make
+
+
+def run_control(
+    settings: Settings, step: ControlStep, stats: LoopStats, clients: ClientFactory | None = None
+) -> Callable[[threading.Event], None]:
+    """Every worker reads every partition of ``model-updates`` (no group), from where it read to."""
+
+    def run(stopping: threading.Event) -> None:
+        topic = settings.topic_model_updates
+        partitions = [TopicPartition(topic, p, o) for p, o in step.positions.items()]
+        ServiceLoop(
+            "control",
+            clients or control_clients(settings),
+            step,
+            Never(),
+            Assign(partitions),
+            stopping,
+            batch_size=100,
+            linger_s=0.25,
+            stats=stats,
+        ).run()
+
+    return run

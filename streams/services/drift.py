@@ -12,21 +12,32 @@ window at a crash are not reported); reports and alerts are derived data.
 from __future__ import annotations
 
 import logging
-import time
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer
 
 from schemas import headers as h
+from schemas.drift import DriftReport
 from scoring.drift import DriftMonitor, MonitorColumns, alert_for
 from scoring.retrain import from_drift
-from streams.services.score import consumer_config, producer_config
-from streams.services.supervisor import ThreadedService
+from streams.kafka.config import group_consumer_config, producer_config
+from streams.kafka.names import groups
+from streams.services.loop import (
+    ClientCallbacks,
+    ClientFactory,
+    LoopContext,
+    LoopStats,
+    ServiceLoop,
+    Step,
+    Subscribe,
+)
+from streams.services.policies import Periodic
 from streams.settings import Settings
-from streams.web.metrics import DriftGauges
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +83,21 @@ def decode_monitor(value: bytes) -> MonitorColumns:
 
 
 Out = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
+ReportListener = Callable[[DriftReport, bool], None]  # a closed window's report; True if it alerted
 
 
-class DriftStep:
+class DriftStep(Step):
     """One monitoring message in; the reports, alerts and retrain requests it causes out.
 
-    Shared by the two drift paths: the Faust agent and the service with its own consumer.
+    Shared by the two drift paths: the Faust agent (``__call__``) and the service loop (``process``).
     """
 
-    def __init__(self, settings: Settings, monitor: DriftMonitor, gauges: DriftGauges) -> None:
+    def __init__(
+        self, settings: Settings, monitor: DriftMonitor, on_report: ReportListener | None = None
+    ) -> None:
         self.settings = settings
         self.monitor = monitor
-        self.gauges = gauges
+        self.on_report = on_report  # e.g. the /metrics gauges
         self.counters = DriftCounters()
 
     def __call__(self, value: bytes | None) -> list[Out]:
@@ -104,8 +118,9 @@ class DriftStep:
             headers = _ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at)
             out.append((topic, key, report.model_dump_json().encode(), headers))
             counters.reports += 1
-            self.gauges.record(report)
             alert = alert_for(report)
+            if self.on_report is not None:
+                self.on_report(report, alert is not None)
             if alert is None:
                 continue
             headers = _ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at)
@@ -114,9 +129,14 @@ class DriftStep:
                 (self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
             )
             counters.alerts += 1
-            self.gauges.alerts.labels(report.model_name, report.model_version).inc()
             log.warning("drift alert: %s", alert.message)
         return out
+
+    def process(self, records: list[Message], context: LoopContext) -> None:
+        emit = context.emit
+        for record in records:
+            for topic, key, body, headers in self(record.value()):
+                emit(topic, key, body, headers)
 
 
 def register_drift_agent(app: faust.App, settings: Settings, step: DriftStep) -> None:
@@ -134,7 +154,19 @@ def register_drift_agent(app: faust.App, settings: Settings, step: DriftStep) ->
                 await sinks[topic].send(key=key, value=body, headers=headers)
 
 
-class DriftService(ThreadedService):
+def drift_clients(settings: Settings) -> ClientFactory:
+    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
+        config = group_consumer_config(settings, groups(settings).drift, fetch_wait_max_ms=100)
+        return Consumer({**config, **callbacks.consumer}), Producer(
+            {**producer_config(settings), **callbacks.producer}
+        )
+
+    return make
+
+
+def run_drift(
+    settings: Settings, step: DriftStep, stats: LoopStats, clients: ClientFactory | None = None
+) -> Callable[[threading.Event], None]:
     """The drift path on its own confluent-kafka consumer (``STREAMSCORE_DRIFT_PATH=batch``).
 
     Faust's consumer costs most of the drift agent's time (it read 81,800 events/s
@@ -143,40 +175,21 @@ class DriftService(ThreadedService):
     after the outputs before them are acknowledged; windows live in memory either way.
     """
 
-    thread_name = "drift"
+    def run(stopping: threading.Event) -> None:
+        ServiceLoop(
+            "drift",
+            clients or drift_clients(settings),
+            step,
+            Periodic(COMMIT_EVERY_S),
+            Subscribe([settings.topic_monitor]),
+            stopping,
+            batch_size=100,
+            linger_s=0.2,
+            stats=stats,
+            commit_deadline_s=settings.session_timeout_s,
+        ).run()
 
-    def __init__(self, settings: Settings, step: DriftStep, **kwargs) -> None:
-        super().__init__(join_timeout_s=settings.shutdown_timeout_s, **kwargs)
-        self.settings = settings
-        self.step = step
-        self.assigned: set[tuple[str, int]] = set()
-
-    def _run(self) -> None:
-        s = self.settings
-        consumer = Consumer({**consumer_config(s, f"{s.faust_app_id}-drift"), "fetch.wait.max.ms": 100})
-        producer = Producer(producer_config(s))
-        consumer.subscribe([s.topic_monitor], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        committed_at = time.monotonic()
-        try:
-            while not self._stopping.is_set():
-                for message in consumer.consume(100, 0.2):
-                    if message.error() is not None:
-                        continue
-                    for topic, key, body, headers in self.step(message.value()):
-                        producer.produce(topic, body, key, headers=headers)
-                producer.poll(0)
-                if time.monotonic() - committed_at > COMMIT_EVERY_S and producer.flush(10) == 0:
-                    consumer.commit(asynchronous=True)
-                    committed_at = time.monotonic()
-        finally:
-            producer.flush(self.settings.shutdown_timeout_s / 2)
-            consumer.close()
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned |= {(p.topic, p.partition) for p in partitions}
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned -= {(p.topic, p.partition) for p in partitions}
+    return run
 
 
 def _ce(ce_type: str, ce_id: str, at_ms: int) -> list[tuple[str, bytes]]:

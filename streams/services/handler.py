@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import orjson
@@ -31,24 +30,11 @@ from scoring.lifecycle import Serving
 from scoring.routing import to_challenger
 from scoring.scorer import BatchScorer, ScoredBatch
 from scoring.validation import EventValidator
+from streams.kafka.config import OUTPUT_MESSAGE_BYTES
+from streams.kafka.records import Emit, Headers, KafkaRecord
 from streams.settings import Settings, UnknownFeatures
 
 log = logging.getLogger(__name__)
-
-Headers = list[tuple[str, bytes]]
-Emit = Callable[[str, bytes | None, bytes | None, Headers | None], None]
-
-
-class KafkaRecord(Protocol):
-    """The read side of a Kafka message, shaped like ``confluent_kafka.Message``."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> Headers | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass
@@ -60,6 +46,16 @@ class BatchStats:
     event_times_ms: list[int] = field(default_factory=list)  # per prediction
     scored_at_ms: int = 0
 
+    def add(self, other: BatchStats) -> None:
+        """Count ``other`` (a part of the same batch) in these."""
+        self.consumed += other.consumed
+        self.scored += other.scored
+        for stage, count in other.dead_letters.items():
+            self.dead_letters[stage] = self.dead_letters.get(stage, 0) + count
+        self.latencies_ms += other.latencies_ms
+        self.event_times_ms += other.event_times_ms
+        self.scored_at_ms = max(self.scored_at_ms, other.scored_at_ms)
+
     @property
     def event_ages_ms(self) -> np.ndarray:
         """Per prediction: its event_time to when it was scored (computed only when asked)."""
@@ -69,7 +65,6 @@ class BatchStats:
 BatchListener = Callable[[BatchStats, float], None]
 
 MONITOR_MESSAGE_BYTES = 400_000
-OUTPUT_MESSAGE_BYTES = 1_048_576  # the producer's message.max.bytes: no output may be larger
 _JSON_BYTES_PER_VALUE = 25  # a float64 as JSON text, at most, with its comma
 
 
@@ -215,10 +210,10 @@ class ScoreHandler:
             try:
                 event = parse(record.value())
             except InvalidEvent as exc:
-                self._dead_letter(record, exc.stage, type(exc).__name__, exc.reason, emit, stats)
+                self.dead_letter(record, exc.stage, type(exc).__name__, exc.reason, emit, stats)
                 continue
             except Exception as exc:  # noqa: BLE001 - the worker never dies on data
-                self._dead_letter(record, Stage.validate, type(exc).__name__, str(exc), emit, stats)
+                self.dead_letter(record, Stage.validate, type(exc).__name__, str(exc), emit, stats)
                 continue
             batch.records.append(record)
             batch.event_ids.append(event.event_id)
@@ -252,7 +247,7 @@ class ScoreHandler:
         """Score ``batch`` with ``model``; emit its predictions, dead letters and monitoring records."""
         result = model.scorer.score(matrix)
         for index, reason in result.failed.items():
-            self._dead_letter(batch.records[index], Stage.score, "ScoreError", reason, emit, stats)
+            self.dead_letter(batch.records[index], Stage.score, "ScoreError", reason, emit, stats)
         if result.failed:
             batch = batch.select(np.flatnonzero(result.scored).tolist())
             matrix = matrix[result.scored]
@@ -394,7 +389,7 @@ class ScoreHandler:
             for start in range(0, len(in_partition), step):
                 emit_rows(partition, in_partition[start : start + step])
 
-    def _dead_letter(
+    def dead_letter(
         self, record: KafkaRecord, stage: Stage, error_class: str, message: str, emit: Emit, stats: BatchStats
     ) -> None:
         stats.dead_letters[stage.value] = stats.dead_letters.get(stage.value, 0) + 1

@@ -8,79 +8,101 @@ into the raw feature values an event carries (category names for categoricals).
 
 from __future__ import annotations
 
-import time
-import uuid
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 import pandas as pd
-from confluent_kafka import Consumer
 
 from scoring.bundle import ModelBundle
 from scoring.compare import Comparison, compare_paired, compare_unpaired
 from scoring.features import FeatureKind
+from streams.kafka.readers import ReadCounts, read_json
 from streams.settings import Settings
 
 QUIET_S = 3.0
 
 
-def _read_all(settings: Settings, topic: str) -> list[bytes]:
-    consumer = Consumer(
-        {
-            **settings.kafka_client_config(),
-            "group.id": f"streamscore-report-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-            "session.timeout.ms": int(settings.session_timeout_s * 1000),
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    quiet_since, deadline = None, time.monotonic() + 60
-    try:
-        while quiet_since is None or time.monotonic() - quiet_since < QUIET_S:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: no partitions assigned within 60 s")
-            if quiet_since is None and consumer.assignment():
-                quiet_since = time.monotonic()  # the quiet period counts from the group join
-            for message in consumer.consume(1000, 0.2):
-                if message.error() is None and message.value() is not None:
-                    values.append(message.value())
-                    quiet_since = time.monotonic()
-    finally:
-        consumer.close()
-    return values
+@dataclass
+class Skipped:
+    """Records the offline readers could not use, per topic: counted and reported, never fatal."""
+
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+    def add(self, topic: str, n: int = 1) -> None:
+        if n:
+            self.by_topic[topic] = self.by_topic.get(topic, 0) + n
+
+    def __str__(self) -> str:
+        return ", ".join(f"{n:,} on {topic}" for topic, n in self.by_topic.items()) or "none"
 
 
-def _labels(settings: Settings) -> dict[str, float]:
+def _labels(settings: Settings, skipped: Skipped) -> dict[str, float]:
     """Every label on the labels topic, by event_id (the last one wins)."""
     labels: dict[str, float] = {}
-    for value in _read_all(settings, settings.topic_labels):
+    counts = ReadCounts()
+    for body in read_json(settings, settings.topic_labels, QUIET_S, counts):
         try:
-            body = orjson.loads(value)
-            labels[str(body["event_id"])] = float(body["label"])
+            label = float(body["label"])
+            if not math.isfinite(label):
+                raise ValueError("not finite")
+            labels[str(body["event_id"])] = label
         except (ValueError, KeyError, TypeError):
-            continue
+            skipped.add(settings.topic_labels)
+    skipped.add(settings.topic_labels, counts.skipped)
     return labels
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _monitor(settings: Settings, skipped: Skipped) -> Iterator[dict]:
+    """Monitoring batches whose columns agree in length; others skipped and counted."""
+    counts = ReadCounts()
+    for body in read_json(settings, settings.topic_monitor, QUIET_S, counts):
+        ids, rows, scores = body.get("event_ids"), body.get("rows"), body.get("scores")
+        if not (isinstance(ids, list) and isinstance(rows, list) and isinstance(scores, list)):
+            skipped.add(settings.topic_monitor)
+            continue
+        shadow = body.get("shadow_scores")
+        agree = len(ids) == len(rows) == len(scores) and (shadow is None or len(shadow) == len(ids))
+        if not agree or not all(isinstance(i, str) for i in ids) or not all(_number(s) for s in scores):
+            skipped.add(settings.topic_monitor)
+            continue
+        yield body
+    skipped.add(settings.topic_monitor, counts.skipped)
+
+
 def labelled_from_topics(
-    settings: Settings, bundle: ModelBundle, limit: int, any_version: bool = False
+    settings: Settings,
+    bundle: ModelBundle,
+    limit: int,
+    any_version: bool = False,
+    skipped: Skipped | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked)."""
-    labels = _labels(settings)
+    skipped = skipped if skipped is not None else Skipped()
+    labels = _labels(settings, skipped)
     rows: list[list[float]] = []
     y: list[float] = []
-    for value in _read_all(settings, settings.topic_monitor):
-        body = orjson.loads(value)
+    width = len(bundle.spec.names)
+    for body in _monitor(settings, skipped):
         if body.get("model_name") != bundle.name:
             continue
         if not any_version and body.get("model_version") != bundle.version:
             continue
         for event_id, row in zip(body["event_ids"], body["rows"], strict=True):
             if event_id in labels:
-                rows.append([np.nan if v is None else v for v in row])
+                try:
+                    values = [np.nan if v is None else float(v) for v in row]
+                except (TypeError, ValueError):
+                    values = []
+                if len(values) != width:
+                    skipped.add(settings.topic_monitor)
+                    continue
+                rows.append(values)
                 y.append(labels.pop(event_id))  # pop: a re-scored event counts once
     matrix = np.asarray(rows[-limit:], dtype=float).reshape(-1, len(bundle.spec.names))
     return decode_rows(bundle, matrix), np.asarray(y[-limit:])
@@ -107,18 +129,18 @@ def compare_from_topics(
     Paired when the challenger scored in shadow (both scores of each event are on
     ``monitor``); otherwise unpaired, each model on the events it served.
     """
-    labels = _labels(settings)
+    skipped = Skipped()
+    labels = _labels(settings, skipped)
     paired: dict[str, tuple[float, float]] = {}
     served: dict[str, dict[str, float]] = {champion.version: {}, challenger_version: {}}
-    for value in _read_all(settings, settings.topic_monitor):
-        body = orjson.loads(value)
+    for body in _monitor(settings, skipped):
         if body.get("model_name") != champion.name or body.get("model_version") not in served:
             continue
         version = body["model_version"]
         shadow = body.get("shadow_scores")
         if version == champion.version and shadow and body.get("shadow_model_version") == challenger_version:
             for event_id, score, other in zip(body["event_ids"], body["scores"], shadow, strict=True):
-                if event_id in labels and other is not None:
+                if event_id in labels and _number(other):
                     paired[event_id] = (score, other)
         else:
             for event_id, score in zip(body["event_ids"], body["scores"], strict=True):

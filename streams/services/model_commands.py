@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from schemas.checkpoint import ChallengerExport
 from schemas.lifecycle import ChallengerMode, ModelRef, ModelUpdate
 from scoring import lifecycle
 from scoring.bundle import ModelBundle
@@ -126,13 +129,11 @@ def retrain_from_topics(
 
 def publish_challenger(
     settings: Settings, name: str | None, version: str | None, out_dir: Path
-) -> tuple[ModelRef, dict]:
+) -> tuple[ModelRef, ChallengerExport]:
     """Register the learn worker's latest exported River challenger as a version of the live model."""
-    import orjson
-
     from scoring.lifecycle import bundle_from_linear
     from scoring.linear_model import LinearModel
-    from streams.services.learn import challenger_key
+    from streams.services.challenger import challenger_key
 
     registry = ModelRegistry(settings.registry_root)
     name = model_name(settings, name)
@@ -143,10 +144,15 @@ def publish_challenger(
     latest, _ = read_latest(settings, settings.topic_checkpoints, idle_s=1.0, prefix=key)
     if key not in latest:
         raise BundleError("no exported challenger on the checkpoints topic yet (is a learn worker running?)")
-    export = orjson.loads(latest[key])
-    model = LinearModel.model_validate(export["model"])
+    try:
+        export = ChallengerExport.model_validate_json(latest[key])
+        model = LinearModel.model_validate(export.model)
+    except ValidationError as exc:
+        raise BundleError(
+            f"the exported challenger on {settings.topic_checkpoints} is not readable: {exc}"
+        ) from exc
     version = version or _next_version(registry, current)
-    bundle = bundle_from_linear(model, _live_bundle(current), version, export["metrics"])
+    bundle = bundle_from_linear(model, _live_bundle(current), version, export.metrics)
     bundle.save(out_dir / f"{name}-{version}")
     return registry.register(out_dir / f"{name}-{version}"), export
 

@@ -13,16 +13,18 @@ for ``idle_s`` seconds.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 
 from scoring.bundle import ModelBundle
-from streams.services.handler import Headers, ScoreHandler
-from streams.services.score import producer_config
+from scoring.errors import ConfigError
+from streams.kafka.config import producer_config
+from streams.kafka.errors import DeliveryFailed
+from streams.kafka.readers import offsets_for_time, partitions, read_until_quiet
+from streams.kafka.records import Headers
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 
 
@@ -35,7 +37,7 @@ class Range:
 
     def __post_init__(self) -> None:
         if (self.from_offset is None) == (self.from_time_ms is None):
-            raise ValueError("give exactly one of from_offset and from_time")
+            raise ConfigError("give exactly one of from_offset and from_time")
 
     def past_end(self, record: Message) -> bool:
         if self.to_offset is not None and record.offset() > self.to_offset:
@@ -66,71 +68,48 @@ def replay(
     handler = ScoreHandler(
         settings.model_copy(update={"topic_predictions": out_topic, "monitor_enabled": False}), bundle
     )
-    consumer = Consumer(
-        {
-            **settings.kafka_client_config(),
-            "group.id": f"streamscore-replay-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-        }
-    )
     producer = Producer(producer_config(settings))
     stats = ReplayStats()
-    try:
-        partitions = _start_positions(consumer, settings.topic_features, span)
-        consumer.assign(partitions)
-        open_partitions = {tp.partition for tp in partitions}
-        last_record = time.monotonic()
+    topic = settings.topic_features
 
-        def emit(topic: str, key: bytes | None, value: bytes | None, headers: Headers | None) -> None:
-            if topic == out_topic:  # predictions only; dead letters and monitor records were written live
-                producer.produce(topic, value, key, headers=headers)
+    def emit(topic: str, key: bytes | None, value: bytes | None, headers: Headers | None) -> None:
+        if topic == out_topic:  # predictions only; dead letters and monitor records were written live
+            producer.produce(topic, value, key, headers=headers)
 
-        while open_partitions and time.monotonic() - last_record < idle_s:
+    def score(batch: list[Message]) -> None:
+        result = handler.handle(batch, emit)
+        stats.read += len(batch)
+        stats.scored += result.scored
+        stats.invalid += sum(result.dead_letters.values())
+        for record in batch:
+            first, _ = stats.partitions.get(record.partition(), (record.offset(), 0))
+            stats.partitions[record.partition()] = (first, record.offset())
+        producer.poll(0)
+        if on_batch is not None:
+            on_batch(stats)
+
+    start = start_positions(settings, topic, span)
+    batch: list[Message] = []
+    for record in read_until_quiet(settings, [topic], idle_s, start, purpose="replay", stop=span.past_end):
+        if span.before_start(record):
+            continue
+        batch.append(record)
+        if len(batch) >= batch_size:
+            score(batch)
             batch = []
-            for record in consumer.consume(batch_size, 0.2):
-                if record.error() is not None or record.partition() not in open_partitions:
-                    continue
-                last_record = time.monotonic()
-                if span.past_end(record):
-                    open_partitions.discard(record.partition())
-                    consumer.pause([TopicPartition(record.topic(), record.partition())])
-                    continue
-                if span.before_start(record):
-                    continue
-                batch.append(record)
-            if not batch:
-                continue
-            result = handler.handle(batch, emit)
-            stats.read += len(batch)
-            stats.scored += result.scored
-            stats.invalid += sum(result.dead_letters.values())
-            for record in batch:
-                first, _ = stats.partitions.get(record.partition(), (record.offset(), 0))
-                stats.partitions[record.partition()] = (first, record.offset())
-            producer.poll(0)
-            if on_batch is not None:
-                on_batch(stats)
-        if producer.flush(60) > 0:
-            raise RuntimeError("replayed predictions were not all acknowledged by the broker")
-    finally:
-        consumer.close()
+    if batch:
+        score(batch)
+    remaining = producer.flush(60)
+    if remaining:
+        raise DeliveryFailed(remaining, out_topic, settings.kafka_bootstrap)
     return stats
 
 
-def _start_positions(consumer: Consumer, topic: str, span: Range) -> list[TopicPartition]:
-    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    if metadata.error is not None:
-        raise RuntimeError(f"topic {topic}: {metadata.error}")
-    ids = sorted(metadata.partitions)
+def start_positions(settings: Settings, topic: str, span: Range) -> dict[tuple[str, int], int]:
+    """Where the range starts in each partition (by time: the broker's lookup, else the start)."""
+    ids = partitions(settings, topic)
     if span.from_offset is not None:
-        return [TopicPartition(topic, p, span.from_offset) for p in ids]
-    try:
-        found = consumer.offsets_for_times(
-            [TopicPartition(topic, p, span.from_time_ms) for p in ids], timeout=10
-        )
-        if all(tp.offset >= 0 for tp in found):
-            return found
-    except Exception:  # noqa: BLE001 - a broker without time lookup: scan from the start
-        pass
-    return [TopicPartition(topic, p, 0) for p in ids]  # records before from_time are skipped
+        return {(topic, p): span.from_offset for p in ids}
+    found = offsets_for_time(settings, topic, ids, span.from_time_ms)
+    # a broker without time lookup: read from the start; records before from_time are skipped
+    return found if found is not None else {(topic, p): 0 for p in ids}

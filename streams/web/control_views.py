@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from schemas.lifecycle import ChallengerMode
 from scoring.errors import ScoringError
-from streams.services.control import ControlService, live_update
+from streams.services.control import ControlStep, live_update
 from streams.services.model_commands import run_command
 from streams.settings import Settings
 
@@ -34,7 +34,7 @@ def authorized(request: Request, settings: Settings) -> bool:
     )
 
 
-def register_control_views(app: faust.App, settings: Settings, control: ControlService) -> None:
+def register_control_views(app: faust.App, settings: Settings, control: ControlStep) -> None:
     @app.page("/control/model")
     class ModelControl(View):
         async def get(self, request: Request) -> Response:

@@ -28,7 +28,7 @@ from streams.web.metrics import LagCollector, WorkerMetrics
 if TYPE_CHECKING:
     import faust
 
-    from streams.app import WorkerParts
+    from streams.services.parts import WorkerParts
 
 QUANTILES = (0.5, 0.95, 0.99)
 RATIO_WINDOW_S = 300.0  # dead letters per consumed event over this span, as the Prometheus rule

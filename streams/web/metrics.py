@@ -7,6 +7,7 @@ Drift statistics are gauges set once per closed window; KPIs once per metrics sn
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
+from streams.services.loop import LoopStats
 from streams.services.telemetry import ScoreCounters
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
@@ -67,6 +69,11 @@ class DriftGauges:
             registry=registry,
         )
         self.listeners: list[Callable[[DriftReport], None]] = []  # e.g. the dashboard
+
+    def on_report(self, report: DriftReport, alerted: bool) -> None:
+        self.record(report)
+        if alerted:
+            self.alerts.labels(report.model_name, report.model_version).inc()
 
     def record(self, report: DriftReport) -> None:
         model = (report.model_name, report.model_version)
@@ -215,14 +222,41 @@ class ModelCollector(Collector):
 
 
 class LagCollector(Collector):
-    """Consumer-group lag of the worker's own groups, from the last sample taken off the event loop.
+    """Consumer-group lag of the worker's own groups.
 
-    Names follow kafka_exporter (``kafka_consumergroup_lag``) under the streamscore prefix.
+    For the service loops, from their consumers' own statistics (librdkafka's per-partition
+    ``consumer_lag``, no request of its own); for Faust's group (agent paths only), from the
+    last sample read off the broker (``sampled``). Names follow kafka_exporter
+    (``kafka_consumergroup_lag``) under the streamscore prefix.
     """
 
     def __init__(self) -> None:
-        self.rows: list[PartitionLag] = []
-        self.sampled_at: float | None = None
+        self.loops: list[tuple[str, LoopStats]] = []  # (group, the loop consuming in it)
+        self.sampled: list[PartitionLag] = []
+        self.sampled_at_: float | None = None
+
+    def watch(self, group: str, stats: LoopStats) -> None:
+        self.loops.append((group, stats))
+
+    @property
+    def rows(self) -> list[PartitionLag]:
+        now = time.time()
+        out = list(self.sampled)
+        for group, stats in self.loops:
+            for key, row in sorted(stats.lag.items()):
+                seconds = stats.lag_seconds(key, now)
+                out.append(
+                    PartitionLag(group, row.topic, row.partition, row.committed, row.end, row.lag, seconds)
+                )
+        return out
+
+    @property
+    def sampled_at(self) -> float | None:
+        """When the newest figures were taken; None before any."""
+        times = [row.sampled_at for _, stats in self.loops for row in list(stats.lag.values())]
+        if self.sampled_at_ is not None:
+            times.append(self.sampled_at_)
+        return max(times, default=None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["consumergroup", "topic", "partition"]

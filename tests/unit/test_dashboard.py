@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
-from streams.kafka.lag import PartitionLag
 from streams.services.handler import BatchStats, ScoreHandler
+from streams.services.loop import LoopStats
+from streams.services.loop import PartitionLag as LoopLag
 from streams.services.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
 from streams.settings import Settings
 from streams.web.dashboard import Dashboard, bucket_delta, histogram_quantile, page, rate
@@ -79,9 +80,17 @@ def test_rate() -> None:
 
 
 class _Lag(LagCollector):
+    """Lag as a service loop's consumer statistics report it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stats = LoopStats()
+        self.watch("g", self.stats)
+
     def set(self, lag: int, seconds: float | None) -> None:
-        self.rows = [PartitionLag("g", "features", 0, 0, lag, lag, seconds)]
-        self.sampled_at = time.time()
+        now = time.time()
+        self.stats.lag = {("features", 0): LoopLag("features", 0, lag, lag, 0, now)}
+        self.stats.last_record_ms = {("features", 0): int((now - (seconds or 0.0)) * 1000)}
 
 
 def _stats(n: int, latency_ms: int, dead: int = 0) -> BatchStats:

@@ -15,8 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr, ValidationError
 
-from streams.app import faust_broker_options
-from streams.services.score import consumer_config, producer_config
+from streams.kafka.config import (
+    client_config,
+    faust_broker_options,
+    group_consumer_config,
+    producer_config,
+    ssl_context,
+)
 from streams.settings import Settings
 
 KEY_PASSWORD = "key-pass-7f3a9c"
@@ -76,7 +81,7 @@ def _tls_settings(tls_files: dict[str, Path], protocol: str, **extra) -> Setting
 def test_librdkafka_config_carries_the_tls_files_and_key_password(tls_files) -> None:
     settings = _tls_settings(tls_files, "SSL")
 
-    config = settings.kafka_client_config()
+    config = client_config(settings)
 
     assert config == {
         "bootstrap.servers": "b:9093",
@@ -87,7 +92,7 @@ def test_librdkafka_config_carries_the_tls_files_and_key_password(tls_files) -> 
         "ssl.key.password": KEY_PASSWORD,
     }
     # the score path's own clients are built on it
-    for built in (consumer_config(settings, "g"), producer_config(settings)):
+    for built in (group_consumer_config(settings, "g"), producer_config(settings)):
         assert built["ssl.ca.location"] == str(tls_files["ca"])
         assert built["ssl.key.password"] == KEY_PASSWORD
 
@@ -114,7 +119,7 @@ def test_sasl_ssl_gives_faust_sasl_credentials_over_tls(tls_files) -> None:
     )
 
     credentials = faust_broker_options(settings)["broker_credentials"]
-    config = settings.kafka_client_config()
+    config = client_config(settings)
 
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.protocol.value == "SASL_SSL"
@@ -127,18 +132,20 @@ def test_sasl_ssl_gives_faust_sasl_credentials_over_tls(tls_files) -> None:
 
 def test_the_key_password_is_what_opens_the_client_key(tls_files) -> None:
     with pytest.raises(ssl.SSLError):
-        Settings(
-            kafka_security_protocol="SSL",
-            kafka_ssl_certfile=tls_files["cert"],
-            kafka_ssl_keyfile=tls_files["key"],
-            kafka_ssl_key_password="wrong",
-        ).ssl_context()
-    assert _tls_settings(tls_files, "SSL").ssl_context() is not None
+        ssl_context(
+            Settings(
+                kafka_security_protocol="SSL",
+                kafka_ssl_certfile=tls_files["cert"],
+                kafka_ssl_keyfile=tls_files["key"],
+                kafka_ssl_key_password="wrong",
+            )
+        )
+    assert ssl_context(_tls_settings(tls_files, "SSL")) is not None
 
 
 def test_plaintext_gives_faust_no_credentials_and_no_tls() -> None:
     settings = Settings(kafka_bootstrap="b:1")
-    assert settings.ssl_context() is None
+    assert ssl_context(settings) is None
     assert "broker_credentials" not in faust_broker_options(settings)
 
 

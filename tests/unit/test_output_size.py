@@ -18,8 +18,8 @@ from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent
 from scoring.synthetic import agrawal_frame, events_from_frame
 from scoring.validation import EventValidator
+from streams.kafka.config import producer_config
 from streams.services.handler import ScoreHandler
-from streams.services.score import producer_config
 from streams.settings import Settings
 from tests.unit.test_handler import Record, Sink
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.services.score import consumer_config, producer_config
+from streams.kafka.config import (
+    group_consumer_config,
+    producer_config,
+)
 from streams.settings import ProcessingGuarantee, Settings
 
 
@@ -29,7 +32,9 @@ def test_exactly_once_from_the_environment_names_a_transactional_id_per_instance
     settings = Settings()
 
     assert settings.exactly_once
-    assert producer_config(settings)["transactional.id"] == "loans-scorer.scorer-0"
+    assert producer_config(settings, transactional=True)["transactional.id"] == "loans-scorer.scorer-0"
+    # the side services' producers (drift, learn) never share the score path's transactional id
+    assert "transactional.id" not in producer_config(settings)
     # stable across restarts of one instance, distinct between instances
     assert Settings().transactional_id == settings.transactional_id
     monkeypatch.setenv("STREAMSCORE_INSTANCE_ID", "scorer-1")
@@ -53,7 +58,7 @@ def test_an_unknown_guarantee_is_refused() -> None:
 
 def test_the_consumer_reads_committed_input_and_commits_by_hand_under_either_guarantee() -> None:
     for settings in (Settings(), Settings(processing_guarantee="exactly_once", instance_id="a")):
-        config = consumer_config(settings, "g")
+        config = group_consumer_config(settings, "g")
         assert config["enable.auto.commit"] is False
         # librdkafka's default, stated so a transactional upstream's aborted input is never scored
         assert config["isolation.level"] == "read_committed"

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
 from schemas import ALL_MESSAGES, DeadLetterContext, FeatureEvent, Label, MonitorBatch, Prediction
+from schemas.checkpoint import ChallengerExport, CheckpointHead
 from schemas.drift import (
     DetectorChange,
     DriftReport,
@@ -23,6 +24,7 @@ from schemas.drift import (
     Thresholds,
 )
 from schemas.export import export_json_schemas
+from schemas.feedback import ConceptDriftAlert, JoinCounts, KpiRow, MetricsSnapshot
 from schemas.lifecycle import ChallengerMode, ModelAlert, ModelRef, ModelUpdate, RetrainRequest
 from scoring.drift import alert_for
 
@@ -170,6 +172,39 @@ SAMPLES["model_alert"] = ModelAlert(
 )
 SAMPLES["retrain_request"] = RetrainRequest(
     model="loans:1", trigger="drift", reason="PSI 0.4 on salary", details={"salary": 0.4}, created_at=1
+)
+
+
+_SNAPSHOT_ROW = KpiRow(
+    model="loans:1",
+    segment_feature="all",
+    segment_value="all",
+    count=1000,
+    rolling={"accuracy": 0.9, "auc": None},
+    cumulative={"accuracy": 0.91, "auc": 0.95},
+    gap_to_overall=None,
+    flagged=False,
+)
+SAMPLES["metrics_snapshot"] = MetricsSnapshot(
+    task="binary",
+    window=1000,
+    primary_metric="accuracy",
+    champion="loans:1",
+    challenger="river:default",
+    labels=JoinCounts(matched=1000, pending_events=5, pending_labels=0, expired_events=2, unmatched_labels=1),
+    kpis=[_SNAPSHOT_ROW],
+    changes=[_CHANGE],
+    created_at=1_700_000_000_000,
+)
+SAMPLES["concept_drift_alert"] = ConceptDriftAlert(
+    model="loans:1", change=_CHANGE, message="ADWIN on the error stream", created_at=1_700_000_000_000
+)
+SAMPLES["checkpoint_head"] = CheckpointHead(generation=3, chunks=2)
+SAMPLES["challenger_export"] = ChallengerExport(
+    model={"kind": "linear", "weights": {"x": 0.5}},
+    metrics={"accuracy": 0.8},
+    labels=6000,
+    created_at=1_700_000_000_000,
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from streams.kafka.config import client_config
 from streams.settings import Role, ScorePath, Settings, UnknownFeatures
 
 
@@ -79,7 +80,7 @@ def test_kafka_client_config_carries_sasl_options_when_set() -> None:
         kafka_sasl_password="s3cret",
     )
 
-    assert settings.kafka_client_config() == {
+    assert client_config(settings) == {
         "bootstrap.servers": "b:9096",
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
@@ -89,7 +90,7 @@ def test_kafka_client_config_carries_sasl_options_when_set() -> None:
 
 
 def test_kafka_client_config_has_no_sasl_options_by_default() -> None:
-    assert Settings(kafka_bootstrap="b:1").kafka_client_config() == {
+    assert client_config(Settings(kafka_bootstrap="b:1")) == {
         "bootstrap.servers": "b:1",
         "security.protocol": "PLAINTEXT",
     }
