@@ -1,6 +1,7 @@
 """Message contracts of streamscore: pydantic models, header names, JSON Schema export."""
 
 from schemas.drift import DriftAlert, DriftReport
+from schemas.estimation import EstimateCheck, PerformanceEstimate
 from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
 from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
 from schemas.messages import (
@@ -19,6 +20,8 @@ ALL_MESSAGES = {
     "model_update": ModelUpdate,
     "model_alert": ModelAlert,
     "retrain_request": RetrainRequest,
+    "performance_estimate": PerformanceEstimate,
+    "estimate_check": EstimateCheck,
 }
 
 __all__ = [
@@ -27,8 +30,10 @@ __all__ = [
     "DeadLetterContext",
     "DriftAlert",
     "DriftReport",
+    "EstimateCheck",
     "FeatureEvent",
     "Label",
     "MonitorBatch",
+    "PerformanceEstimate",
     "Prediction",
 ]
