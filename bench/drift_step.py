@@ -3,6 +3,9 @@
 Monitoring messages of 500 rows as the scorer writes them (20 features, a model of
 100 trees), decoded (the baseline) and then put through a ``DriftMonitor`` with
 small and large windows: the per-event cost of the detectors and of closing windows.
+Beside them, the performance estimator on the same windows (issue 20): once per
+closed window from its scores (exact AUC), and in mergeable parts updated per
+message and turned into an estimate per window.
 
     .venv/bin/python bench/drift_step.py [--events 200000] [--rows 500]
 """
@@ -25,6 +28,7 @@ from common import train_model
 
 from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor
+from scoring.estimation import PerformanceEstimator
 from streams.services.drift import decode_monitor
 
 
@@ -52,6 +56,34 @@ def messages(bundle: ModelBundle, events: int, rows: int) -> list[bytes]:
     return out
 
 
+def estimator_rows(bundle: ModelBundle, scores: list[np.ndarray], rows: int) -> int:
+    """Rows of the table for the performance estimator on the same windows of the same events."""
+    estimator = PerformanceEstimator.from_bundle(bundle)
+    if estimator is None:
+        print(f"no estimator: {bundle.estimation_note}")
+        return 1
+    n = sum(len(s) for s in scores)
+    for window in (5_000, 50_000):
+        windows = np.split(np.concatenate(scores), range(window, n, window))
+        started = time.perf_counter()
+        for w in windows:
+            estimator.estimate(w)
+        us = (time.perf_counter() - started) / n * 1e6
+        print(f"| performance estimate per closed window (window {window:,}) | {us:.2f} | {len(windows)} |")
+    for window in (5_000, 50_000):
+        per_window, closed = window // rows, 0
+        started = time.perf_counter()
+        for first in range(0, len(scores), per_window):
+            part = estimator.new_partial()
+            for message in scores[first : first + per_window]:
+                estimator.add(part, message)
+            estimator.from_partial(part)
+            closed += 1
+        us = (time.perf_counter() - started) / n * 1e6
+        print(f"| performance estimate in parts per message (window {window:,}) | {us:.2f} | {closed} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -76,7 +108,8 @@ def main() -> int:
         reports = sum(len(monitor.observe(c)) for c in columns)
         observe_us = (time.perf_counter() - started) / n * 1e6
         print(f"| + windows, detectors, reports (window {window:,}) | {observe_us:.2f} | {reports} |")
-    return 0
+    scores = [np.asarray(c.scores, dtype=float) for c in columns]
+    return estimator_rows(bundle, scores, args.rows)
 
 
 if __name__ == "__main__":

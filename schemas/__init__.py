@@ -2,6 +2,7 @@
 
 from schemas.checkpoint import ChallengerExport, CheckpointHead
 from schemas.drift import DriftAlert, DriftReport
+from schemas.estimation import EstimateCheck, PerformanceEstimate
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
 from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
@@ -25,6 +26,8 @@ ALL_MESSAGES = {
     "concept_drift_alert": ConceptDriftAlert,
     "checkpoint_head": CheckpointHead,
     "challenger_export": ChallengerExport,
+    "performance_estimate": PerformanceEstimate,
+    "estimate_check": EstimateCheck,
 }
 
 __all__ = [
@@ -33,8 +36,10 @@ __all__ = [
     "DeadLetterContext",
     "DriftAlert",
     "DriftReport",
+    "EstimateCheck",
     "FeatureEvent",
     "Label",
     "MonitorBatch",
+    "PerformanceEstimate",
     "Prediction",
 ]

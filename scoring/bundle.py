@@ -8,7 +8,19 @@ Layout::
     reference.json      training reference statistics for drift tests
     metrics.json        holdout metrics
     metadata.json       name, version, created_at, data sha256, lightgbm version, task, threshold
-    manifest.json       sha256 of every file above, checked at load
+    manifest.json       sha256 of every file above and below, checked at load, and
+                        under "estimation" a summary of the estimator the bundle carries
+
+Optional, for performance estimation before labels arrive (``scoring.estimation``):
+
+    calibration.json    binary: the isotonic calibrator of the scores, fitted on the holdout,
+                        with its reliability curves (``scoring.calibration``)
+    loss_models.json    regression: direct loss estimation, two LightGBM models of the error
+    loss_abs.txt        (``scoring.loss_models``)
+    loss_sq.txt
+
+A bundle written before these existed loads with ``calibration`` and ``loss_models``
+None; ``estimation_note`` then says in one sentence why nothing is estimated.
 """
 
 from __future__ import annotations
@@ -25,9 +37,12 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from scoring.calibration import Calibration
 from scoring.errors import BundleError, ManifestMismatch
 from scoring.features import FeatureSpec
 from scoring.linear_model import LinearModel
+from scoring.loss_models import FILES as LOSS_FILES
+from scoring.loss_models import LossModels
 from scoring.reference import Reference
 
 MODEL_FILE = "model.txt"
@@ -36,7 +51,9 @@ REFERENCE_FILE = "reference.json"
 METRICS_FILE = "metrics.json"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "manifest.json"
+CALIBRATION_FILE = "calibration.json"
 BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
+OPTIONAL_FILES = (CALIBRATION_FILE, *LOSS_FILES)
 BUNDLE_FORMAT = 1
 
 
@@ -70,6 +87,20 @@ class ModelBundle:
     reference: Reference
     metrics: dict[str, float]
     metadata: Metadata
+    calibration: Calibration | None = None  # binary: maps scores to probabilities (holdout fit)
+    loss_models: LossModels | None = None  # regression: expected absolute and squared errors
+
+    @property
+    def estimation_note(self) -> str | None:
+        """None when the bundle can estimate its performance without labels, else why it cannot."""
+        needed = "calibrator" if self.task is Task.binary else "loss models"
+        if (self.calibration if self.task is Task.binary else self.loss_models) is not None:
+            return None
+        return (
+            f"{self.name}:{self.version} carries no {needed} (a bundle from before estimation, a linear "
+            "challenger, or a holdout too small to fit one): no performance estimates for it; "
+            "retrain to get them"
+        )
 
     @property
     def name(self) -> str:
@@ -96,9 +127,16 @@ class ModelBundle:
             METRICS_FILE: json.dumps(self.metrics, indent=2, sort_keys=True).encode(),
             METADATA_FILE: self.metadata.model_dump_json(indent=2).encode(),
         }
+        manifest: dict[str, object] = {}
+        if self.calibration is not None:
+            contents[CALIBRATION_FILE] = self.calibration.model_dump_json(indent=2).encode()
+            manifest["estimation"] = self.calibration.summary()
+        if self.loss_models is not None:
+            contents.update(self.loss_models.files())
+            manifest["estimation"] = self.loss_models.info.summary()
         for name, data in contents.items():
             (directory / name).write_bytes(data)
-        manifest = {"files": {name: _sha256(data) for name, data in contents.items()}}
+        manifest["files"] = {name: _sha256(data) for name, data in contents.items()}
         (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return directory
 
@@ -127,7 +165,8 @@ class ModelBundle:
             raise BundleError(
                 f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"
             )
-        return cls(directory, booster, spec, reference, metrics, metadata)
+        calibration, losses = _load_estimation(directory, contents, spec)
+        return cls(directory, booster, spec, reference, metrics, metadata, calibration, losses)
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Scores for encoded rows: probabilities for binary, values for regression."""
@@ -148,7 +187,7 @@ def read_verified(directory: Path) -> dict[str, bytes]:
     if missing:
         raise ManifestMismatch(f"{directory}: manifest does not list {missing}")
     contents: dict[str, bytes] = {}
-    for name in BUNDLE_FILES:
+    for name in (*BUNDLE_FILES, *(f for f in OPTIONAL_FILES if f in expected)):
         try:
             data = (directory / name).read_bytes()
         except FileNotFoundError as exc:
@@ -161,6 +200,24 @@ def read_verified(directory: Path) -> dict[str, bytes]:
             )
         contents[name] = data
     return contents
+
+
+def _load_estimation(
+    directory: Path, contents: dict[str, bytes], spec: FeatureSpec
+) -> tuple[Calibration | None, LossModels | None]:
+    """The optional calibrator and loss models; a bundle without them has None."""
+    calibration = losses = None
+    try:
+        if CALIBRATION_FILE in contents:
+            calibration = Calibration.model_validate_json(contents[CALIBRATION_FILE])
+        present = [f for f in LOSS_FILES if f in contents]
+        if present and len(present) < len(LOSS_FILES):
+            raise ValueError(f"the manifest lists {present} of the loss model files {LOSS_FILES}")
+        if present:
+            losses = LossModels.from_files(contents, spec)
+    except (ValidationError, ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+        raise BundleError(f"{directory}: invalid estimator files: {exc}") from exc
+    return calibration, losses
 
 
 def new_metadata(name: str, version: str, task: Task, data_sha256: str, target: str) -> Metadata:

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 
 from scoring.bundle import ModelBundle, Task, new_metadata
+from scoring.calibration import fit_calibration
 from scoring.errors import TrainingError
 from scoring.features import FeatureSpec
+from scoring.loss_models import fit_loss_models
 from scoring.metrics import binary_metrics, regression_metrics
 from scoring.reference import build_reference
 
@@ -62,6 +64,9 @@ def train_bundle(
 
     ``out_dir`` None keeps the bundle in memory only (tests, benchmarks). Retraining
     passes the live model's ``spec`` so the new version takes exactly its inputs.
+    The holdout also fits what estimates performance before labels arrive: a
+    calibrator of the scores (binary) or loss models (regression); a holdout too
+    small for them leaves them out.
     """
     if target not in frame.columns:
         raise TrainingError(f"target column {target!r} not in {list(frame.columns)}")
@@ -118,8 +123,18 @@ def train_bundle(
         reference=build_reference(spec, matrix[train_idx], scores),
         metrics=metrics,
         metadata=new_metadata(name, version, task_kind, frame_sha256(frame), target),
+        **_estimators(task_kind, matrix[test_idx], y[test_idx], scores, spec, seed),
     )
     if out_dir is not None:
         bundle.save(Path(out_dir))
         return ModelBundle.load(out_dir)
     return bundle
+
+
+def _estimators(
+    task: Task, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray, spec: FeatureSpec, seed: int
+) -> dict:
+    """What the holdout fits for estimating performance without labels (``ModelBundle`` fields)."""
+    if task is Task.binary:
+        return {"calibration": fit_calibration(scores, labels, seed)}
+    return {"loss_models": fit_loss_models(rows, labels, scores, spec, seed)}

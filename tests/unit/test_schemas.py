@@ -23,6 +23,13 @@ from schemas.drift import (
     PredictionDrift,
     Thresholds,
 )
+from schemas.estimation import (
+    EstimateCheck,
+    ExpectedConfusion,
+    MetricCheck,
+    MetricEstimate,
+    PerformanceEstimate,
+)
 from schemas.export import export_json_schemas
 from schemas.feedback import ConceptDriftAlert, JoinCounts, KpiRow, MetricsSnapshot
 from schemas.lifecycle import ChallengerMode, ModelAlert, ModelRef, ModelUpdate, RetrainRequest
@@ -173,6 +180,62 @@ SAMPLES["model_alert"] = ModelAlert(
 SAMPLES["retrain_request"] = RetrainRequest(
     model="loans:1", trigger="drift", reason="PSI 0.4 on salary", details={"salary": 0.4}, created_at=1
 )
+SAMPLES["performance_estimate"] = PerformanceEstimate(
+    model_name="loans",
+    model_version="1",
+    task="binary",
+    window=4,
+    start_event_time=1,
+    end_event_time=2,
+    events=5000,
+    threshold=0.5,
+    band_z=3.0,
+    confusion=ExpectedConfusion(tp=2000.5, fp=400.25, fn=300.0, tn=2299.25),
+    metrics=[
+        MetricEstimate(
+            metric="accuracy",
+            estimate=0.86,
+            std=0.005,
+            estimator_std=0.003,
+            lower=0.8425,
+            upper=0.8775,
+            method="cbpe",
+            uncertainty="analytic",
+        ),
+        MetricEstimate(
+            metric="precision",
+            estimate=None,
+            std=None,
+            lower=None,
+            upper=None,
+            method="cbpe",
+            uncertainty="analytic",
+        ),
+    ],
+    created_at=3,
+)
+SAMPLES["estimate_check"] = EstimateCheck(
+    model_name="loans",
+    model_version="1",
+    window=4,
+    events=5000,
+    labelled=1200,
+    checks=[
+        MetricCheck(
+            metric="accuracy",
+            estimate=0.86,
+            realized=0.61,
+            difference=-0.25,
+            std=0.011,
+            lower=0.827,
+            upper=0.893,
+            disagree=True,
+        )
+    ],
+    disagree=True,
+    message="loans:1 window 4: estimate and labels disagree",
+    created_at=5,
+)
 
 
 _SNAPSHOT_ROW = KpiRow(
@@ -297,3 +360,69 @@ def test_feature_event_rejects_what_the_contract_forbids(change: dict) -> None:
 def test_feature_event_ignores_unknown_top_level_fields() -> None:
     payload = {"event_id": "e", "entity_id": "c", "event_time": 1, "features": {}, "source": "crm"}
     assert FeatureEvent.model_validate_json(json.dumps(payload)).schema_version == 1
+
+
+unit_floats = st.floats(0, 1)
+metric_estimates = st.builds(
+    MetricEstimate,
+    metric=st.sampled_from(["accuracy", "precision", "recall", "f1", "auc"]),
+    estimate=st.none() | unit_floats,
+    std=st.none() | st.floats(0, 1e6),
+    estimator_std=st.none() | st.floats(0, 1e6),
+    lower=st.none() | unit_floats,
+    upper=st.none() | unit_floats,
+    method=st.just("cbpe"),
+    uncertainty=st.sampled_from(["analytic", "holdout_chunks"]),
+    approximation_error=st.none() | st.floats(0, 1),
+    realized=st.none() | unit_floats,
+)
+performance_estimates = st.builds(
+    PerformanceEstimate,
+    model_name=texts,
+    model_version=texts,
+    task=st.sampled_from(["binary", "regression"]),
+    window=st.none() | st.integers(0, 10**9),
+    events=st.integers(0, 10**9),
+    threshold=st.none() | finite,
+    band_z=st.floats(0, 10),
+    metrics=st.lists(metric_estimates, max_size=5),
+    created_at=int64,
+)
+
+
+@given(performance_estimates)
+def test_a_performance_estimate_survives_json_bytes_round_trip(estimate: PerformanceEstimate) -> None:
+    assert PerformanceEstimate.model_validate_json(estimate.model_dump_json().encode()) == estimate
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"estimate": math.nan}, {"std": math.inf}, {"upper": 1.2}, {"estimate": -0.1}, {"realized": 1.5}],
+    ids=["nan", "inf", "above-one", "negative", "realized-above-one"],
+)
+def test_a_performance_estimate_refuses_numbers_out_of_bounds(change: dict) -> None:
+    fields = {
+        "metric": "accuracy",
+        "estimate": 0.8,
+        "std": 0.01,
+        "lower": 0.77,
+        "upper": 0.83,
+        "method": "cbpe",
+        "uncertainty": "analytic",
+        **change,
+    }
+    with pytest.raises(ValidationError):
+        MetricEstimate(**fields)
+
+
+def test_a_regression_estimate_may_exceed_one() -> None:
+    mae = MetricEstimate(
+        metric="mae",
+        estimate=12.5,
+        std=0.4,
+        lower=11.3,
+        upper=13.7,
+        method="dle",
+        uncertainty="holdout_chunks",
+    )
+    assert MetricEstimate.model_validate_json(mae.model_dump_json()) == mae

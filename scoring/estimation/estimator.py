@@ -1,0 +1,165 @@
+"""The window-level estimator the drift path calls: a bundle's estimator, scores in, KPIs out.
+
+``PerformanceEstimator.from_bundle(bundle)`` is None when the bundle carries nothing
+to estimate with (``bundle.estimation_note`` says why; logging it once is the
+caller's job). ``estimate(scores, rows)`` takes one closed window as the drift
+monitor holds it (the model's raw scores; for a binary model a probability, the
+class decision ``score >= threshold``; the encoded feature rows in the spec's
+order) and returns a ``PerformanceEstimate``. ``new_partial``, ``add`` and
+``from_partial`` do the same from mergeable per-partition parts.
+
+Binary: the AUC here is exact (groups of equal scores); from parts it is binned.
+Regression: the sums are exact either way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from schemas.estimation import UNIT_METRICS, ExpectedConfusion, MetricEstimate, PerformanceEstimate
+from scoring.bundle import ModelBundle, Task
+from scoring.calibration import Calibration
+from scoring.estimation.binary import ConfusionSums, Estimated, confusion_metrics, confusion_sums
+from scoring.estimation.partial import BinaryPartial, RegressionPartial
+from scoring.estimation.soft_auc import soft_auc
+from scoring.loss_models import LossModels
+
+BAND_Z = 3.0  # lower/upper = estimate -/+ 3 std: about 99.7% of windows under a normal approximation
+
+Partial = BinaryPartial | RegressionPartial
+
+
+class PerformanceEstimator:
+    """Estimates one model version's KPIs per window without labels."""
+
+    def __init__(
+        self,
+        model_name: str,
+        model_version: str,
+        threshold: float = 0.5,
+        calibration: Calibration | None = None,
+        loss_models: LossModels | None = None,
+        band_z: float = BAND_Z,
+    ) -> None:
+        if (calibration is None) == (loss_models is None):
+            raise ValueError("an estimator needs either a calibration (binary) or loss models (regression)")
+        self.model_name = model_name
+        self.model_version = model_version
+        self.threshold = threshold
+        self.calibration = calibration
+        self.loss_models = loss_models
+        self.band_z = band_z
+
+    @property
+    def task(self) -> Task:
+        return Task.binary if self.calibration is not None else Task.regression
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle, band_z: float = BAND_Z) -> PerformanceEstimator | None:
+        """The bundle's estimator, or None when it has no calibrator (binary) or loss models (regression)."""
+        if bundle.estimation_note is not None:
+            return None
+        binary = bundle.task is Task.binary
+        return cls(
+            bundle.name,
+            bundle.version,
+            bundle.metadata.threshold,
+            calibration=bundle.calibration if binary else None,
+            loss_models=None if binary else bundle.loss_models,
+            band_z=band_z,
+        )
+
+    def estimate(
+        self, scores: np.ndarray, rows: np.ndarray | None = None, **window: int | None
+    ) -> PerformanceEstimate:
+        """Estimated KPIs of one window; ``window``: ``window``, ``start_event_time``, ``end_event_time``.
+
+        ``rows`` (events x features) are needed for a regression model only.
+        """
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if self.calibration is None:
+            partial = self.new_partial()
+            self.add(partial, scores, rows)
+            return self.from_partial(partial, **window)
+        probabilities = self.calibration.calibrate(scores)
+        confusion = confusion_sums(probabilities, scores >= self.threshold)
+        estimates = [*confusion_metrics(confusion), soft_auc(scores, probabilities)]
+        return self._message(estimates, len(scores), confusion, window)
+
+    def new_partial(self) -> Partial:
+        return BinaryPartial() if self.calibration is not None else RegressionPartial()
+
+    def add(self, partial: Partial, scores: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Put events of a window into one of its parts."""
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if isinstance(partial, BinaryPartial):
+            assert self.calibration is not None
+            partial.update(scores, self.calibration.calibrate(scores), scores >= self.threshold)
+            return
+        assert self.loss_models is not None
+        if rows is None or len(rows) != len(scores):
+            raise ValueError(f"a regression estimate needs one feature row per score ({len(scores)})")
+        if len(scores):
+            partial.update(*self.loss_models.expected_losses(rows, scores))
+
+    def from_partial(self, partial: Partial, **window: int | None) -> PerformanceEstimate:
+        """The estimate of a window from its (merged) parts."""
+        if isinstance(partial, BinaryPartial):
+            return self._message(partial.estimates(), partial.events, partial.confusion, window)
+        assert self.loss_models is not None
+        info = self.loss_models.info
+        estimates = partial.estimates(info.mae_sd_relative, info.rmse_sd_relative, info.chunk_rows)
+        return self._message(estimates, partial.events, None, window)
+
+    def _message(
+        self, estimates: list[Estimated], events: int, confusion: ConfusionSums | None, window: dict
+    ) -> PerformanceEstimate:
+        binary = self.calibration is not None
+        return PerformanceEstimate(
+            model_name=self.model_name,
+            model_version=self.model_version,
+            task=self.task.value,
+            events=events,
+            threshold=self.threshold if binary else None,
+            band_z=self.band_z,
+            confusion=None if confusion is None else _confusion(confusion),
+            metrics=[self._metric(e, binary, events) for e in estimates],
+            created_at=int(time.time() * 1000),
+            **window,
+        )
+
+    @property
+    def holdout_rows(self) -> int:
+        """Events the estimator was fitted on: the calibrator's holdout, or the loss models' fit half."""
+        if self.calibration is not None:
+            return self.calibration.holdout_rows
+        assert self.loss_models is not None
+        return self.loss_models.info.fit_rows
+
+    def _metric(self, e: Estimated, binary: bool, events: int) -> MetricEstimate:
+        value = lower = upper = estimator_std = None
+        if e.value is not None and e.std is not None:
+            top = 1.0 if e.metric in UNIT_METRICS else float("inf")
+            value = min(max(e.value, 0.0), top)  # a ratio a rounding error put past its range
+            estimator_std = e.std * math.sqrt(events / max(self.holdout_rows, 1))
+            half = self.band_z * math.hypot(e.std, estimator_std)
+            lower, upper = max(value - half, 0.0), min(value + half, top)
+        return MetricEstimate(
+            metric=e.metric,
+            estimate=value,
+            std=e.std,
+            estimator_std=estimator_std,
+            lower=lower,
+            upper=upper,
+            method="cbpe" if binary else "dle",
+            uncertainty="analytic" if binary else "holdout_chunks",
+            approximation_error=e.approximation_error,
+        )
+
+
+def _confusion(c: ConfusionSums) -> ExpectedConfusion:
+    """The expected counts, with float rounding below zero (an FP of -1e-13) clipped."""
+    return ExpectedConfusion(tp=max(c.tp, 0.0), fp=max(c.fp, 0.0), fn=max(c.fn, 0.0), tn=max(c.tn, 0.0))
