@@ -4,15 +4,30 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+# the locks: requirements-dev.txt is the runtime and dev dependencies resolved together (what
+# `make install` and CI install); requirements.txt is the runtime part of it, the same versions
+# (what the image installs). `make lock` recompiles both from pyproject.toml.
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-$(STAMP): pyproject.toml
+.PHONY: install lock demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+
+$(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# keeps the versions already locked where pyproject.toml still admits them; `make lock UPGRADE=1` moves
+# all; LOCK_DIR: where the locks are read and written (tests/unit/test_lock.py recompiles copies)
+LOCK_DIR ?= .
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+	  -o $(LOCK_DIR)/requirements-dev.txt
+	$(BIN)/uv pip compile --quiet pyproject.toml -c $(LOCK_DIR)/requirements-dev.txt $(LOCK_FLAGS) \
+	  -o $(LOCK_DIR)/requirements.txt
 
 demo: $(STAMP)
 	$(BIN)/streamscore demo
