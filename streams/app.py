@@ -23,7 +23,7 @@ from streams.control import ControlService, startup_serving
 from streams.control_views import register_control_views
 from streams.dashboard import register_dashboard
 from streams.handler import ScoreHandler
-from streams.metrics import worker_registry
+from streams.metrics import WorkerMetrics, worker_registry
 from streams.settings import Role, ScorePath, Settings
 
 if TYPE_CHECKING:
@@ -91,11 +91,15 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler = ScoreHandler(settings, bundle)
     handler.serve(serving)
     counters = ScoreCounters()
-    metrics = worker_registry(counters, handler)
+    metrics = worker_registry(counters, handler, settings.role_set)  # series of the served models at 0
     parts = WorkerParts(app, handler, counters, [], metrics.registry)
     # every role follows model-updates: the score role swaps, the drift role watches the new references
     parts.control = ControlService(
-        settings, handler, positions, on_serving=lambda s: _watch(parts, s), startup_alert=startup_alert
+        settings,
+        handler,
+        positions,
+        on_serving=lambda s: _watch(parts, s, metrics),
+        startup_alert=startup_alert,
     )
     parts.services.append(parts.control)
     checks: list[Callable[[], bool]] = []
@@ -141,8 +145,10 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     return parts
 
 
-def _watch(parts: WorkerParts, serving: Serving) -> None:
-    """Drift windows for every bundle that serves (their references come with them)."""
+def _watch(parts: WorkerParts, serving: Serving, metrics: WorkerMetrics | None = None) -> None:
+    """Drift windows for every bundle that serves (their references come with them), and its counters."""
+    if metrics is not None:
+        metrics.serve(serving)
     if parts.drift is not None:
         for bundle in (serving.champion, serving.challenger):
             if bundle is not None:
