@@ -88,9 +88,10 @@ class LearnService(ThreadedService):
     # -- lifecycle
 
     def _key(self) -> bytes:
-        if self.settings.state_key is not None:
-            return bytes.fromhex(self.settings.state_key.get_secret_value())
-        return checkpoint.load_or_create_key(Path(self.settings.data_dir) / "state.key")
+        key = self.settings.state_key_bytes()
+        if key is None:
+            key = checkpoint.load_or_create_key(Path(self.settings.data_dir) / "state.key")
+        return key
 
     # -- the loop
 
