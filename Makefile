@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (what the image installs). `make lock` recompiles both from pyproject.toml.
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-.PHONY: install lock demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+.PHONY: install lock state-key deploy-tools demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,23 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }; }
 
-test: lint browser
+# Debian's tools that check the deploy files in `make test`: docker-compose (1.29; `config` parses a
+# compose file without an engine) and prometheus (promtool; the server the alert test runs on loopback)
+deploy-tools:
+	@command -v docker-compose >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's docker-compose and prometheus for the deploy checks"; \
+	  apt-get install -y -q docker-compose prometheus >/dev/null 2>&1 || { apt-get update -q && \
+	  apt-get install -y -q docker-compose prometheus; }; }
+
+# the compose stack's state key (a secret mounted into the worker): made once, never overwritten. The
+# directory is private; the file is readable because Docker mounts it as it is for the worker's uid
+state-key: deploy/secrets/state.key
+deploy/secrets/state.key:
+	mkdir -p -m 700 deploy/secrets
+	$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $@
+	chmod 644 $@
+
+test: lint browser deploy-tools
 	$(BIN)/pytest
 
 unit: $(STAMP)
