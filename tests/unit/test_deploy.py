@@ -219,6 +219,20 @@ def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
         assert topic in titles
 
 
+def test_each_panel_unit_fits_what_it_plots() -> None:
+    """Seconds only where every query is a duration; the busy share (seconds per second) is a ratio."""
+    duration = re.compile(r"histogram_quantile\(.*_seconds_bucket|_lag_seconds\b")
+    units = {}
+    for panel in json.loads(GRAFANA_DASHBOARD.read_text())["panels"]:
+        unit, exprs = panel["fieldConfig"]["defaults"].get("unit"), [t["expr"] for t in panel["targets"]]
+        units[panel["title"]] = unit
+        if unit == "s":
+            assert all(duration.search(e) for e in exprs), panel["title"]
+        if any("busy_seconds_total" in e for e in exprs):
+            assert (unit, panel["fieldConfig"]["defaults"].get("max")) == ("percentunit", 1), panel["title"]
+    assert "percentunit" in units.values()
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from prometheus_client import generate_latest
 
 from schemas.feedback import JoinCounts, MetricsSnapshot
 from scoring.bundle import ModelBundle
 from scoring.lifecycle import ChallengerMode, Serving
-from streams.handler import ScoreHandler
+from streams.dashboard import histogram_quantile
+from streams.handler import BatchStats, ScoreHandler
 from streams.metrics import WorkerMetrics, worker_registry
 from streams.settings import Role, Settings
 from streams.telemetry import ScoreCounters
@@ -121,3 +123,33 @@ def _snapshot_with(change: dict) -> MetricsSnapshot:
             },
         }
     )
+
+
+DAY = 86_400.0
+
+
+@pytest.mark.parametrize(
+    ("age_s", "between"),
+    [(2.0, (1.0, 2.5)), (7_200.0, (3_600.0, 21_600.0)), (90 * DAY, (30 * DAY, 365 * DAY))],
+)
+def test_event_time_lag_p99_is_not_pinned_at_a_minute(
+    agrawal_bundle: ModelBundle, age_s: float, between: tuple[float, float]
+) -> None:
+    """An hour-old or replayed event's age shows as such, where it used to read as the 60 s top bucket."""
+    counters = ScoreCounters()
+    metrics = worker_registry(counters, ScoreHandler(Settings(), agrawal_bundle))
+    now_ms = 1_800_000_000_000
+    ages_ms = [int(age_s * 1000)] * 100
+    times = [now_ms - a for a in ages_ms]
+    counters.record(
+        BatchStats(100, 100, latencies_ms=[5] * 100, event_times_ms=times, scored_at_ms=now_ms), 0.01
+    )
+    buckets = [
+        (float(s.labels["le"]), s.value)
+        for family in metrics.registry.collect()
+        if family.name == "streamscore_event_time_lag_seconds"
+        for s in family.samples
+        if s.name.endswith("_bucket")
+    ]
+    p99 = histogram_quantile(0.99, buckets)
+    assert between[0] <= p99 <= between[1]
