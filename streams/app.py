@@ -51,7 +51,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler = ScoreHandler(settings, bundle)
     handler.serve(serving)
     counters = ScoreCounters()
-    metrics = worker_registry(counters, handler)
+    metrics = worker_registry(counters, handler, settings.role_set)  # series of the served models at 0
     parts = WorkerParts(app, handler, counters)
     names = groups(settings)
 
@@ -62,7 +62,11 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
 
     # every role follows model-updates: the score role swaps, the drift role watches the new references
     parts.control = ControlStep(
-        settings, handler, positions, on_serving=lambda s: _watch(parts, s), startup_alert=startup_alert
+        settings,
+        handler,
+        positions,
+        on_serving=lambda s: _watch(parts, s, metrics),
+        startup_alert=startup_alert,
     )
     stats = LoopStats()
     supervised("control", run_control(settings, parts.control, stats), stats, None)
@@ -114,8 +118,10 @@ def _add_drift(
         parts.faust_agents = True
 
 
-def _watch(parts: WorkerParts, serving: Serving) -> None:
-    """Drift windows for every bundle that serves (their references come with them)."""
+def _watch(parts: WorkerParts, serving: Serving, metrics: WorkerMetrics | None = None) -> None:
+    """Drift windows for every bundle that serves (their references come with them), and its counters."""
+    if metrics is not None:
+        metrics.serve(serving)
     if parts.drift is not None:
         for bundle in (serving.champion, serving.challenger):
             if bundle is not None:

@@ -55,6 +55,20 @@ class ProcessingGuarantee(StrEnum):
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
+def read_key_file(path: Path) -> bytes:
+    """A state key file: hex digits of at least 16 bytes (``secrets.token_hex(32)`` makes one)."""
+    make = "python3 -c 'import secrets; print(secrets.token_hex(32))' > FILE"
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"state key file {path}: {exc.strerror}; make one with {make}") from None
+    except ValueError:
+        raise ValueError(f"state key file {path} must hold hex digits only; make one with {make}") from None
+    if len(key) < 16:
+        raise ValueError(f"state key file {path} holds {len(key)} bytes, fewer than 16; make one with {make}")
+    return key
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="ignore")
 
@@ -141,7 +155,10 @@ class Settings(BaseSettings):
     metrics_every_labels: int = Field(1000, ge=1)
     metrics_interval_s: float = Field(10.0, gt=0)
     state_key: SecretStr | None = Field(
-        None, description="Hex key signing checkpoints; else data_dir/state.key"
+        None, description="Hex key signing checkpoints; else state_key_file; else data_dir/state.key"
+    )
+    state_key_file: Path | None = Field(
+        None, description="File holding the hex state key, e.g. a compose or Kubernetes secret."
     )
 
     lag_interval_s: float = Field(5.0, gt=0, description="How often /metrics' consumer lag is sampled.")
@@ -187,6 +204,19 @@ class Settings(BaseSettings):
                 "transactional.id that fences a previous incarnation's open transaction"
             )
         return self
+
+    @field_validator("state_key_file")
+    @classmethod
+    def _key_file_holds_a_key(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_key_file(path)
+        return path
+
+    def state_key_bytes(self) -> bytes | None:
+        """The key from ``state_key`` or ``state_key_file``; None: the worker keeps one in data_dir."""
+        if self.state_key is not None:
+            return bytes.fromhex(self.state_key.get_secret_value())
+        return read_key_file(self.state_key_file) if self.state_key_file is not None else None
 
     @field_validator("kafka_security_protocol")
     @classmethod

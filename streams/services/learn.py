@@ -67,9 +67,10 @@ def learner_for(settings: Settings, bundle: ModelBundle) -> Learner:
 
 
 def state_key(settings: Settings) -> bytes:
-    if settings.state_key is not None:
-        return bytes.fromhex(settings.state_key.get_secret_value())
-    return checkpoint.load_or_create_key(Path(settings.data_dir) / "state.key")
+    key = settings.state_key_bytes()
+    if key is None:
+        key = checkpoint.load_or_create_key(Path(settings.data_dir) / "state.key")
+    return key
 
 
 class LearnStep(Step):

@@ -3,28 +3,38 @@
 Score-path counters are read from ``ScoreCounters`` at scrape time (the hot path
 updates plain integers once per batch, never a Prometheus object per event).
 Drift statistics are gauges set once per closed window; KPIs once per metrics snapshot.
+
+Counters whose labels are known before their first event (dead letters per stage, drift
+alerts, windows and detector changes, concept-drift changes of each serving model) are
+exported at 0 from the start (``WorkerMetrics.serve``): Prometheus' ``increase()`` and
+``rate()`` see a change only against an earlier sample of the same series, so a series
+that appears at its first increment hides exactly the event an alert waits for.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from schemas.drift import DriftReport
-from schemas.feedback import MetricsSnapshot
+from schemas.drift import DetectorChange, DriftReport
+from schemas.feedback import JoinCounts, MetricsSnapshot
+from scoring.errors import Stage
+from scoring.lifecycle import Serving
 from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
 from streams.services.loop import LoopStats
 from streams.services.telemetry import ScoreCounters
+from streams.settings import Role
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
 MODEL_LABELS = ("model_name", "model_version")
+DETECTORS: tuple[str, ...] = get_args(DetectorChange.model_fields["detector"].annotation)
 
 
 class DriftGauges:
@@ -75,6 +85,14 @@ class DriftGauges:
         if alerted:
             self.alerts.labels(report.model_name, report.model_version).inc()
 
+    def start(self, model_name: str, model_version: str) -> None:
+        """The counters of a model the drift role watches, at 0 (an existing series keeps its value)."""
+        model = (model_name, model_version)
+        self.windows.labels(*model)
+        self.alerts.labels(*model)
+        for detector in DETECTORS:  # the drift monitor's detectors watch the score stream
+            self.changes.labels(*model, detector, "score")
+
     def record(self, report: DriftReport) -> None:
         model = (report.model_name, report.model_version)
         for f in report.features:
@@ -121,7 +139,8 @@ class ScoreCollector(Collector):
         dead = CounterMetricFamily(
             "streamscore_dead_letters", "Events dead-lettered, by stage", labels=["stage"]
         )
-        for stage, count in sorted(snap["dead_letters"].items()):
+        every_stage = {stage.value: 0 for stage in Stage} | snap["dead_letters"]
+        for stage, count in sorted(every_stage.items()):
             dead.add_metric([stage], count)
         yield dead
         yield CounterMetricFamily("streamscore_batches", "Score batches", value=snap["batches"])
@@ -170,6 +189,13 @@ class KpiGauges:
         )
         self.listeners: list[Callable[[MetricsSnapshot], None]] = []  # e.g. the dashboard
 
+    def start(self, model_version: str) -> None:
+        """The learn role's series of a model that serves, at 0 (an existing series keeps its value)."""
+        for detector in DETECTORS:
+            self.concept_changes.labels(model_version, detector)
+        for state in JoinCounts.model_fields:
+            self.join.labels(state)
+
     def record(self, snapshot: MetricsSnapshot) -> None:
         for row in snapshot.kpis:
             segment = (row.model, row.segment_feature, row.segment_value)
@@ -194,13 +220,11 @@ class ModelCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         bundle, loaded_at = self.handler.bundle, self.handler.loaded_at
-        stamp = datetime.fromtimestamp(loaded_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        # no load time among the labels: each load would start a new series (it is the next gauge)
         info = GaugeMetricFamily(
-            "streamscore_model_info",
-            "The model this worker serves (always 1)",
-            labels=["model_name", "model_version", "loaded_at"],
+            "streamscore_model_info", "The model this worker serves (always 1)", labels=list(MODEL_LABELS)
         )
-        info.add_metric([bundle.name, bundle.version, stamp], 1)
+        info.add_metric([bundle.name, bundle.version], 1)
         yield info
         loaded = GaugeMetricFamily(
             "streamscore_model_loaded_timestamp_seconds",
@@ -211,13 +235,16 @@ class ModelCollector(Collector):
         yield loaded
         challenger = GaugeMetricFamily(
             "streamscore_challenger_share",
-            "Share of entities a challenger serves (split); 0 in shadow mode, where it only scores",
+            "Share of entities a challenger serves (split); 0 in shadow mode, where it only scores, "
+            'and 0 with mode="none" and no model labels while no challenger serves',
             labels=[*MODEL_LABELS, "mode"],
         )
         serving = self.handler.serving
         if serving.challenger is not None and serving.mode is not None:
             other = serving.challenger
             challenger.add_metric([other.name, other.version, serving.mode.value], serving.share)
+        else:
+            challenger.add_metric(["", "", "none"], 0.0)  # Prometheus drops the empty labels
         yield challenger
 
 
@@ -280,12 +307,28 @@ class WorkerMetrics:
     drift: DriftGauges
     kpis: KpiGauges
     lag: LagCollector
+    roles: frozenset[Role] = field(default_factory=lambda: frozenset(Role))
+
+    def serve(self, serving: Serving) -> None:
+        """Call at start and at every change of the models served: their counters exist from then on."""
+        for bundle in (serving.champion, serving.challenger):
+            if bundle is None:
+                continue
+            if Role.drift in self.roles:
+                self.drift.start(bundle.name, bundle.version)
+            if Role.learn in self.roles:
+                self.kpis.start(bundle.version)
 
 
-def worker_registry(counters: ScoreCounters, handler: ScoreHandler) -> WorkerMetrics:
+def worker_registry(
+    counters: ScoreCounters, handler: ScoreHandler, roles: frozenset[Role] = frozenset(Role)
+) -> WorkerMetrics:
+    """The registry of a worker running ``roles``; the series of the models it serves start at 0."""
     registry = CollectorRegistry()
     registry.register(ScoreCollector(counters))
     registry.register(ModelCollector(handler))
     lag = LagCollector()
     registry.register(lag)
-    return WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag)
+    metrics = WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag, roles)
+    metrics.serve(handler.serving)
+    return metrics
