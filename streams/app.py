@@ -51,8 +51,14 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler = ScoreHandler(settings, bundle)
     handler.serve(serving)
     counters = ScoreCounters()
-    metrics = worker_registry(counters, handler, settings.role_set)  # series of the served models at 0
     parts = WorkerParts(app, handler, counters)
+    # series of the served models, and of the side topics this worker reads, at 0
+    metrics = worker_registry(counters, handler, settings.role_set, parts.refusals)
+    side_topics = {
+        Role.drift: [settings.topic_monitor],
+        Role.learn: [settings.topic_monitor, settings.topic_labels],
+    }
+    parts.refusals.start(sorted({t for role in settings.role_set for t in side_topics.get(role, [])}))
     names = groups(settings)
 
     def supervised(name: str, work, stats: LoopStats, group: str | None) -> None:
@@ -83,7 +89,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     if settings.runs(Role.learn):
         from streams.services.learn import LearnStep, run_learn
 
-        parts.learn = LearnStep(settings, bundle, on_snapshot=metrics.kpis.record)
+        parts.learn = LearnStep(settings, bundle, parts.refusals, on_snapshot=metrics.kpis.record)
         stats = LoopStats()
         supervised("learn", run_learn(settings, parts.learn, stats), stats, names.learn)
     if settings.control_token is not None:
@@ -100,15 +106,17 @@ def _add_drift(
 ) -> None:
     # imported here: scipy and river cost a score-only worker ~60 MB and half a second
     from scoring.drift import DriftMonitor, DriftThresholds
-    from streams.services.drift import DriftStep, register_drift_agent, run_drift
+    from streams.services.agents import register_drift_agent
+    from streams.services.drift import DriftStep, run_drift
 
     parts.drift = DriftMonitor(
         DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
         window_events=settings.drift_window_events,
         window_s=settings.drift_window_seconds,
     )
+    step = DriftStep(settings, parts.drift, parts.refusals, on_report=metrics.drift.on_report)
+    parts.drift_step = step
     _watch(parts, serving)
-    step = DriftStep(settings, parts.drift, on_report=metrics.drift.on_report)
     parts.drift_counters = step.counters
     if settings.drift_path is ScorePath.batch:
         stats = LoopStats()
@@ -122,10 +130,10 @@ def _watch(parts: WorkerParts, serving: Serving, metrics: WorkerMetrics | None =
     """Drift windows for every bundle that serves (their references come with them), and its counters."""
     if metrics is not None:
         metrics.serve(serving)
-    if parts.drift is not None:
+    if parts.drift_step is not None:
         for bundle in (serving.champion, serving.challenger):
             if bundle is not None:
-                parts.drift.register(bundle)
+                parts.drift_step.register(bundle)
 
 
 def _sample_faust_lag(app: faust.App, settings: Settings, collector: LagCollector, group: str) -> None:

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     topic_dlq: str = "features.dlq"
     topic_monitor: str = "monitor"
     topic_labels: str = "labels"
+    topic_labels_dlq: str = Field(
+        "labels.dlq", description="Labels the learn role cannot use, with the reason."
+    )
+    topic_monitor_dlq: str = Field(
+        "monitor.dlq", description="Monitoring records the drift and learn roles cannot use, with the reason."
+    )
     topic_drift: str = "drift"
     topic_metrics: str = "metrics"
     topic_model_updates: str = "model-updates"
@@ -150,6 +156,12 @@ class Settings(BaseSettings):
     segment_features: str = Field("", description="Comma list of features to break KPIs down by.")
     segment_gap: float = Field(0.1, gt=0, description="A segment this far from overall is flagged.")
     challenger: str = Field("default", description="'default' or a river estimator class path.")
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="An event or label time this far past its record's broker timestamp is clamped there "
+        "(one clock far ahead cannot move the event-time clock of the join or of a drift window).",
+    )
     label_ttl_seconds: float = Field(600.0, gt=0, description="Event time an event waits for its label.")
     label_join_max: int = Field(200_000, ge=1, description="Most events (and early labels) kept waiting.")
     metrics_every_labels: int = Field(1000, ge=1)
@@ -280,6 +292,8 @@ class Settings(BaseSettings):
             self.topic_dlq,
             self.topic_monitor,
             self.topic_labels,
+            self.topic_labels_dlq,
+            self.topic_monitor_dlq,
             self.topic_drift,
             self.topic_metrics,
             self.topic_model_updates,

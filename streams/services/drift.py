@@ -16,17 +16,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import faust
-import numpy as np
-import orjson
 from confluent_kafka import Consumer, Message, Producer
 
 from schemas import headers as h
 from schemas.drift import DriftReport
-from scoring.drift import DriftMonitor, MonitorColumns, alert_for
+from scoring.bundle import ModelBundle
+from scoring.drift import DriftMonitor, alert_for
+from scoring.features import FeatureSpec
 from scoring.retrain import from_drift
 from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.names import groups
+from streams.kafka.records import Emit, KafkaRecord
+from streams.services.intake import MonitorIntake, Refusal, Refusals
 from streams.services.loop import (
     ClientCallbacks,
     ClientFactory,
@@ -53,105 +54,79 @@ class DriftCounters:
     alerts: int = 0
 
 
-def decode_monitor(value: bytes) -> MonitorColumns:
-    """A ``MonitorBatch`` message as numpy columns (null cells become NaN)."""
-    body = orjson.loads(value)
-    rows = np.array(body["rows"], dtype=float)
-    scores = np.asarray(body["scores"], dtype=float)
-    n = len(scores)
-    if rows.shape != (n, len(body["feature_names"])) or not (
-        len(body["offsets"]) == len(body["event_ids"]) == len(body["event_times"]) == n
-    ):
-        raise ValueError(f"monitor columns disagree in length: {n} scores, rows {rows.shape}")
-    shadow = body.get("shadow_scores")
-    shadow_scores = None if shadow is None else np.array(shadow, dtype=float)
-    if shadow_scores is not None and shadow_scores.shape != (n,):
-        raise ValueError(f"{len(shadow)} shadow scores for {n} rows")
-    return MonitorColumns(
-        model_name=body["model_name"],
-        model_version=body["model_version"],
-        source_topic=body["source_topic"],
-        partition=int(body["partition"]),
-        offsets=body["offsets"],
-        event_ids=body["event_ids"],
-        event_times=body["event_times"],
-        scores=scores,
-        rows=rows,
-        shadow_model=f"{body['shadow_model_name']}:{body['shadow_model_version']}" if shadow else None,
-        shadow_scores=shadow_scores,
-    )
-
-
-Out = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
 ReportListener = Callable[[DriftReport, bool], None]  # a closed window's report; True if it alerted
 
 
 class DriftStep(Step):
-    """One monitoring message in; the reports, alerts and retrain requests it causes out.
+    """One monitoring record in; the reports, alerts and retrain requests it causes out.
 
-    Shared by the two drift paths: the Faust agent (``__call__``) and the service loop (``process``).
+    Shared by the two drift paths: the Faust agent and the service loop. A record the
+    intake refuses goes to ``monitor.dlq``; a record the windows raise on is dead-lettered
+    too (a defect, kept for a look): the drift role goes on with the next.
     """
 
     def __init__(
-        self, settings: Settings, monitor: DriftMonitor, on_report: ReportListener | None = None
+        self,
+        settings: Settings,
+        monitor: DriftMonitor,
+        refusals: Refusals,
+        on_report: ReportListener | None = None,
     ) -> None:
         self.settings = settings
         self.monitor = monitor
         self.on_report = on_report  # e.g. the /metrics gauges
         self.counters = DriftCounters()
+        self.specs: dict[tuple[str, str], FeatureSpec] = {}
+        self.intake = MonitorIntake(settings, refusals, lambda name, version: self.specs.get((name, version)))
 
-    def __call__(self, value: bytes | None) -> list[Out]:
-        counters, topic = self.counters, self.settings.topic_drift
-        counters.messages += 1
-        try:
-            columns = decode_monitor(value or b"")
-            reports = self.monitor.observe(columns)
-        except Exception:
-            counters.unreadable += 1
-            log.exception("unreadable monitoring message skipped")
-            return []
-        counters.events += len(columns)
-        out: list[Out] = []
-        for report in reports:
-            key = f"{report.model_name}:{report.model_version}".encode()
-            ce_id = f"{report.model_name}:{report.model_version}:{report.window}"
-            headers = _ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at)
-            out.append((topic, key, report.model_dump_json().encode(), headers))
-            counters.reports += 1
-            alert = alert_for(report)
-            if self.on_report is not None:
-                self.on_report(report, alert is not None)
-            if alert is None:
-                continue
-            headers = _ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at)
-            out.append((topic, key, alert.model_dump_json().encode(), headers))
-            out.append(
-                (self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
-            )
-            counters.alerts += 1
-            log.warning("drift alert: %s", alert.message)
-        return out
+    def register(self, bundle: ModelBundle) -> None:
+        """Watch a model version: its windows, and its spec for checking the records that name it."""
+        self.monitor.register(bundle)
+        self.specs[(bundle.name, bundle.version)] = bundle.spec
 
     def process(self, records: list[Message], context: LoopContext) -> None:
-        emit = context.emit
         for record in records:
-            for topic, key, body, headers in self(record.value()):
-                emit(topic, key, body, headers)
+            self.handle(record, context.emit)
 
+    def handle(self, record: KafkaRecord, emit: Emit) -> None:
+        counters = self.counters
+        counters.messages += 1
+        columns = self.intake.decode(record, emit)
+        if columns is None:
+            counters.unreadable += 1
+            return
+        try:
+            reports = self.monitor.observe(columns)
+        except Exception as exc:
+            log.exception("the drift windows failed on a monitoring record")
+            counters.unreadable += 1
+            self.intake.refuse(record, Refusal.failed, repr(exc), emit, type(exc).__name__)
+            return
+        counters.events += len(columns)
+        for report in reports:
+            self._publish(report, emit)
 
-def register_drift_agent(app: faust.App, settings: Settings, step: DriftStep) -> None:
-    """The drift path as a plain Faust agent over ``monitor`` (``STREAMSCORE_DRIFT_PATH=agent``)."""
-    source = app.topic(settings.topic_monitor, key_serializer="raw", value_serializer="raw")
-    sinks = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw")
-        for name in (settings.topic_drift, settings.topic_retrain)
-    }
-
-    @app.agent(source, name="drift", concurrency=1)
-    async def drift(stream: faust.StreamT) -> None:
-        async for value in stream:
-            for topic, key, body, headers in step(value):
-                await sinks[topic].send(key=key, value=body, headers=headers)
+    def _publish(self, report: DriftReport, emit: Emit) -> None:
+        topic, counters = self.settings.topic_drift, self.counters
+        key = f"{report.model_name}:{report.model_version}".encode()
+        ce_id = f"{report.model_name}:{report.model_version}:{report.window}"
+        emit(
+            topic,
+            key,
+            report.model_dump_json().encode(),
+            _ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at),
+        )
+        counters.reports += 1
+        alert = alert_for(report)
+        if self.on_report is not None:
+            self.on_report(report, alert is not None)
+        if alert is None:
+            return
+        headers = _ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at)
+        emit(topic, key, alert.model_dump_json().encode(), headers)
+        emit(self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
+        counters.alerts += 1
+        log.warning("drift alert: %s", alert.message)
 
 
 def drift_clients(settings: Settings) -> ClientFactory:

@@ -30,8 +30,8 @@ from scoring.lifecycle import Serving
 from scoring.routing import to_challenger
 from scoring.scorer import BatchScorer, ScoredBatch
 from scoring.validation import EventValidator
-from streams.kafka.config import OUTPUT_MESSAGE_BYTES
-from streams.kafka.records import Emit, Headers, KafkaRecord
+from streams.kafka.records import Emit, KafkaRecord
+from streams.services.dead_letters import dead_letter
 from streams.settings import Settings, UnknownFeatures
 
 log = logging.getLogger(__name__)
@@ -393,31 +393,6 @@ class ScoreHandler:
         self, record: KafkaRecord, stage: Stage, error_class: str, message: str, emit: Emit, stats: BatchStats
     ) -> None:
         stats.dead_letters[stage.value] = stats.dead_letters.get(stage.value, 0) + 1
-        context = [
-            (h.DLQ_CLASS, error_class.encode()),
-            (h.DLQ_MESSAGE, message.encode("utf-8", "replace")[:4096]),
-            (h.DLQ_STAGE, stage.value.encode()),
-            (h.DLQ_TOPIC, str(record.topic()).encode()),
-            (h.DLQ_PARTITION, str(record.partition()).encode()),
-            (h.DLQ_OFFSET, str(record.offset()).encode()),
-            (h.DLQ_TIME, str(int(time.time() * 1000)).encode()),
-        ]
-        original = list(record.headers() or [])
-        value, key = record.value(), record.key()
-        # the dead letter must fit under the producer's limit, or it would stop the score thread
-        room = OUTPUT_MESSAGE_BYTES - 1024 - _size(context) - len(key or b"")
-        if _size(original) > room // 2:
-            context.append(
-                (h.DLQ_HEADERS_DROPPED, f"{len(original)} headers, {_size(original)} bytes".encode())
-            )
-            original = []
-        keep = min(self.settings.max_message_bytes, room - _size(original))
-        if value is not None and len(value) > keep:
-            # keep the head of the original, and say how long it was
-            context.append((h.DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
-            value = value[:keep]
-        emit(self._topic_dlq, key, value, original + context)
-
-
-def _size(headers: Headers) -> int:
-    return sum(len(name) + len(value or b"") for name, value in headers)
+        dead_letter(
+            record, stage.value, error_class, message, emit, self._topic_dlq, self.settings.max_message_bytes
+        )

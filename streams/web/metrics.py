@@ -28,6 +28,7 @@ from scoring.errors import Stage
 from scoring.lifecycle import Serving
 from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
+from streams.services.intake import Refusals
 from streams.services.loop import LoopStats
 from streams.services.telemetry import ScoreCounters
 from streams.settings import Role
@@ -248,6 +249,31 @@ class ModelCollector(Collector):
         yield challenger
 
 
+class RefusalCollector(Collector):
+    """Side-topic records refused per topic and reason, and times clamped, read at scrape time."""
+
+    def __init__(self, refusals: Refusals) -> None:
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        refused = CounterMetricFamily(
+            "streamscore_records_refused",
+            "Records of labels and monitor not used, kept on their dead-letter topic",
+            labels=["topic", "reason"],
+        )
+        for (topic, reason), count in sorted(dict(self.refusals.refused).items()):
+            refused.add_metric([topic, reason], count)
+        yield refused
+        clamped = CounterMetricFamily(
+            "streamscore_times_clamped",
+            "Event or label times past their record's broker timestamp by more than the allowed skew",
+            labels=["topic"],
+        )
+        for topic, count in sorted(dict(self.refusals.clamped).items()):
+            clamped.add_metric([topic], count)
+        yield clamped
+
+
 class LagCollector(Collector):
     """Consumer-group lag of the worker's own groups.
 
@@ -321,11 +347,16 @@ class WorkerMetrics:
 
 
 def worker_registry(
-    counters: ScoreCounters, handler: ScoreHandler, roles: frozenset[Role] = frozenset(Role)
+    counters: ScoreCounters,
+    handler: ScoreHandler,
+    roles: frozenset[Role] = frozenset(Role),
+    refusals: Refusals | None = None,
 ) -> WorkerMetrics:
     """The registry of a worker running ``roles``; the series of the models it serves start at 0."""
     registry = CollectorRegistry()
     registry.register(ScoreCollector(counters))
+    if refusals is not None:
+        registry.register(RefusalCollector(refusals))
     registry.register(ModelCollector(handler))
     lag = LagCollector()
     registry.register(lag)
