@@ -16,7 +16,7 @@ from scoring.lifecycle import Serving
 from streams.kafka.config import faust_broker_options
 from streams.kafka.names import groups
 from streams.services.agents import register_score_agent
-from streams.services.control import ControlStep, run_control, startup_serving
+from streams.services.control import ControlStep, model_sources, run_control, startup_serving
 from streams.services.handler import ScoreHandler
 from streams.services.loop import LoopStats
 from streams.services.parts import WorkerParts
@@ -26,7 +26,7 @@ from streams.services.telemetry import ScoreCounters
 from streams.settings import Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
-from streams.web.metrics import LagCollector, WorkerMetrics, worker_registry
+from streams.web.metrics import LagCollector, RoleCollector, WorkerMetrics, worker_registry
 from streams.web.views import register_views
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         web_bind=settings.web_host,
         autodiscover=False,
     )
-    serving, positions, startup_alert = startup_serving(settings, bundle)
+    sources = model_sources(settings, bundle)
+    serving, positions, startup_alert = startup_serving(settings, bundle, sources)
     bundle = serving.champion
     handler = ScoreHandler(settings, bundle)
     handler.serve(serving)
@@ -71,6 +72,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         settings,
         handler,
         positions,
+        sources,
         on_serving=lambda s: _watch(parts, s, metrics),
         startup_alert=startup_alert,
     )
@@ -96,6 +98,7 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         register_control_views(app, settings, parts.control)
     if parts.faust_agents:
         _sample_faust_lag(app, settings, metrics.lag, names.faust)
+    metrics.registry.register(RoleCollector(parts))
     register_views(app, parts, metrics.registry)
     register_dashboard(app, settings, parts, metrics)
     return parts

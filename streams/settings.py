@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     control_token: SecretStr | None = Field(
         None, description="Bearer token of the /control endpoints; they are off while unset."
     )
+    model_sources: str = Field(
+        "",
+        description="Comma list of extra places bundles may be loaded from (directories or URL prefixes), "
+        "besides the registry and the worker's own --model directory.",
+    )
+    model_fetch_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for one model update's bundles."
+    )
     auto_promote: bool = Field(False, description="Promote a challenger that wins `model compare`.")
     promote_min_pairs: int = Field(1000, ge=10, description="Labelled events both models scored, at least.")
     promote_p_value: float = Field(0.01, gt=0, lt=1, description="Significance a winner must reach.")

@@ -30,6 +30,7 @@ from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
 from streams.services.intake import Refusals
 from streams.services.loop import LoopStats
+from streams.services.parts import WorkerParts
 from streams.services.telemetry import ScoreCounters
 from streams.settings import Role
 
@@ -272,6 +273,37 @@ class RefusalCollector(Collector):
         for topic, count in sorted(dict(self.refusals.clamped).items()):
             clamped.add_metric([topic], count)
         yield clamped
+
+
+class RoleCollector(Collector):
+    """Each supervised role's state and restarts, and its loop's batches and commit outcomes."""
+
+    def __init__(self, parts: WorkerParts) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "streamscore_role_up", "1 while the role runs, 0 while it restarts or failed", labels=["role"]
+        )
+        restarts = CounterMetricFamily(
+            "streamscore_role_restarts", "Times a failed role was started again", labels=["role"]
+        )
+        commits = CounterMetricFamily(
+            "streamscore_commits",
+            "Offset commits by outcome: committed, refused (the group moved on), retried, abandoned",
+            labels=["role", "outcome"],
+        )
+        failures = CounterMetricFamily(
+            "streamscore_delivery_failures", "Records the broker did not acknowledge", labels=["role"]
+        )
+        for name, service in sorted(self.parts.roles.items()):
+            up.add_metric([name], float(service.health.state == "running"))
+            restarts.add_metric([name], service.health.restarts)
+            stats = self.parts.loops[name]
+            for outcome, count in vars(stats.commits).items():
+                commits.add_metric([name, outcome], count)
+            failures.add_metric([name], stats.delivery_failures)
+        yield from (up, restarts, commits, failures)
 
 
 class LagCollector(Collector):
