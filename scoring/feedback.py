@@ -23,6 +23,7 @@ import numpy as np
 
 from schemas.drift import DetectorChange
 from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
+from schemas.keys import ModelKey, Task
 from scoring.challenger import challenger_from_setting, challenger_predict
 from scoring.compare import PairedTally
 from scoring.drift import MonitorColumns, StreamDetectors
@@ -110,7 +111,7 @@ class Learner:
 
     def observe(self, columns: MonitorColumns) -> list[DetectorChange]:
         """Keep the scored events of a monitoring message; settles labels that came first."""
-        model = f"{columns.model_name}:{columns.model_version}"
+        model = str(ModelKey(columns.model_name, columns.model_version))
         self.champion = model
         changes: list[DetectorChange] = []
         rows = columns.rows
@@ -175,7 +176,9 @@ class Learner:
             error = abs(event.score - label)
         detectors = self.detectors.get(event.model)
         if detectors is None:
-            detectors = self.detectors[event.model] = StreamDetectors("error", event.model.rpartition(":")[2])
+            detectors = self.detectors[event.model] = StreamDetectors(
+                "error", ModelKey.parse(event.model).version
+            )
         return detectors.update_one(
             error, event.source_topic, event.partition, event.offset, event.event_id, event.event_time
         )
@@ -183,7 +186,7 @@ class Learner:
     # -- out
 
     def primary_metric(self) -> str:
-        return "accuracy" if self.task == "binary" else "mae"
+        return Task(self.task).primary_metric
 
     def kpi_rows(self, gap_threshold: float = 0.1) -> list[dict]:
         """KPI rows; each segment row carries its gap to its model's overall primary metric."""

@@ -13,12 +13,13 @@ import time
 
 from schemas.drift import DriftAlert
 from schemas.feedback import MetricsSnapshot
+from schemas.keys import ModelKey, Task
 from schemas.lifecycle import RetrainRequest
 
 
 def from_drift(alert: DriftAlert) -> RetrainRequest:
     return RetrainRequest(
-        model=f"{alert.model_name}:{alert.model_version}",
+        model=str(ModelKey(alert.model_name, alert.model_version)),
         trigger="drift",
         reason=alert.message,
         details={s.feature: s.psi for s in alert.features},
@@ -29,7 +30,7 @@ def from_drift(alert: DriftAlert) -> RetrainRequest:
 class KpiWatch:
     def __init__(self, threshold: float, task: str) -> None:
         self.threshold = threshold
-        self.lower_is_worse = task == "binary"  # accuracy falls; MAE rises
+        self.lower_is_worse = Task(task).higher_is_better  # accuracy falls; MAE rises
         self.firing = False
 
     def check(self, snapshot: MetricsSnapshot) -> RetrainRequest | None:

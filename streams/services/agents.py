@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import faust
 
 from streams.kafka.records import Headers
+from streams.services.batch_stats import BatchListener
 from streams.services.drift import DriftStep
-from streams.services.handler import BatchListener, ScoreHandler
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

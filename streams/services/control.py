@@ -27,7 +27,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
-from schemas.lifecycle import ModelAlert, ModelRef, ModelUpdate
+from schemas.keys import ModelKey
+from schemas.lifecycle import Check, ModelAlert, ModelRef, ModelUpdate
 from scoring.bundle import ModelBundle
 from scoring.errors import GateRefused
 from scoring.lifecycle import Serving, apply_update, deploy
@@ -75,13 +76,13 @@ def publish_update(settings: Settings, update: ModelUpdate) -> None:
         raise DeliveryFailed(1, settings.topic_model_updates, settings.kafka_bootstrap)
 
 
-def alert(outcome: str, check: str, reason: str, version: str, serving: ModelBundle) -> ModelAlert:
+def alert(outcome: str, check: Check, reason: str, version: str, serving: ModelBundle) -> ModelAlert:
     return ModelAlert(
         outcome=outcome,
         check=check,
         reason=reason,
         version=version,
-        serving=f"{serving.name}:{serving.version}",
+        serving=str(ModelKey(serving.name, serving.version)),
         worker=WORKER_ID,
         created_at=int(time.time() * 1000),
     )
@@ -98,7 +99,7 @@ def guarded_load(sources: ModelSources) -> Callable[[ModelRef], ModelBundle]:
 
     def load(ref: ModelRef) -> ModelBundle:
         if not sources.allows(ref.uri):
-            raise GateRefused("source", f"{ref.name} {ref.version}: {NOT_ALLOWED}")
+            raise GateRefused(Check.source, f"{ref.name} {ref.version}: {NOT_ALLOWED}")
         return load_ref(ref)
 
     return load
@@ -179,7 +180,7 @@ class ControlStep(Step):
                 if key == name:
                     self.refused += 1
                     self.pending_alerts.append(
-                        alert("refused", "message", f"not a ModelUpdate: {exc}", "?", self.handler.bundle)
+                        alert("refused", Check.message, f"not a ModelUpdate: {exc}", "?", self.handler.bundle)
                     )
                 else:
                     self._junk(key, "not a ModelUpdate")
@@ -201,7 +202,7 @@ class ControlStep(Step):
         self.ignored += 1
         log.warning("record with key %r on %s ignored: %s", key[:80], self.settings.topic_model_updates, why)
         reason = f"a record with key {key[:80]!r} was ignored: {why}"
-        self.pending_alerts.append(alert("refused", "message", reason, "?", self.handler.bundle))
+        self.pending_alerts.append(alert("refused", Check.message, reason, "?", self.handler.bundle))
 
     def _prepare(self, update: ModelUpdate) -> Serving:
         """Off the control loop: load and gate the update's bundles (from allowed sources only)."""
@@ -213,7 +214,7 @@ class ControlStep(Step):
             update = ModelUpdate.model_validate_json(value)
         except ValidationError as exc:
             self.refused += 1
-            return alert("refused", "message", f"not a ModelUpdate: {exc}", "?", self.handler.bundle)
+            return alert("refused", Check.message, f"not a ModelUpdate: {exc}", "?", self.handler.bundle)
         load = Load(0, update, time.monotonic())
         try:
             load.serving = self._prepare(update)
@@ -228,28 +229,31 @@ class ControlStep(Step):
         if load.timed_out or load.error is not None or load.serving is None:
             self.refused += 1
             if load.timed_out:
-                check, reason = "load", f"loading the bundle took over {self.loads.timeout_s:.0f} s: given up"
+                check, reason = (
+                    Check.load,
+                    f"loading the bundle took over {self.loads.timeout_s:.0f} s: given up",
+                )
             elif isinstance(load.error, GateRefused):
                 check, reason = load.error.check, load.error.reason
             else:
-                check, reason = "load", f"{type(load.error).__name__}: {load.error}"
+                check, reason = Check.load, f"{type(load.error).__name__}: {load.error}"
             log.error("refused model update to %s: %s: %s", version, check, reason)
             return alert("refused", check, reason, version, live)
         if load.seq and load.seq < self._newest_applied:
             return alert(
-                "refused", "order", "a newer update was applied before this one loaded", version, live
+                "refused", Check.order, "a newer update was applied before this one loaded", version, live
             )
         serving, current = load.serving, self.handler.serving
         self._newest_applied = max(self._newest_applied, load.seq)
         if serving == current:  # e.g. the record a starting worker made of what it serves
-            return alert("applied", "", f"{update.action}: already serving", version, live)
+            return alert("applied", Check.none, f"{update.action}: already serving", version, live)
         if self.on_serving is not None:
             self.on_serving(serving)
         self.handler.serve(serving)
         self.applied += 1
         self.timeline.append((time.time(), self._serving_label()))
         log.info("now serving %s (%s)", self._serving_label(), update.action)
-        return alert("applied", "", update.action, version, serving.champion)
+        return alert("applied", Check.none, update.action, version, serving.champion)
 
 
 def control_clients(settings: Settings) -> ClientFactory:

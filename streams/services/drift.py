@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from schemas import headers as h
 from schemas.drift import DriftReport
+from schemas.keys import ModelKey
 from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, alert_for
 from scoring.features import FeatureSpec
@@ -108,8 +109,8 @@ class DriftStep(Step):
 
     def _publish(self, report: DriftReport, emit: Emit) -> None:
         topic, counters = self.settings.topic_drift, self.counters
-        key = f"{report.model_name}:{report.model_version}".encode()
-        ce_id = f"{report.model_name}:{report.model_version}:{report.window}"
+        model = ModelKey(report.model_name, report.model_version)
+        key, ce_id = str(model).encode(), f"{model}:{report.window}"
         emit(
             topic,
             key,

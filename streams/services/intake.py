@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
+from schemas.keys import ModelKey
 from schemas.messages import Label
 from schemas.monitor import MonitorColumns, MonitorRejected, decode_monitor
 from scoring.features import FeatureSpec
@@ -104,7 +105,7 @@ class MonitorIntake(Intake):
         spec = self.spec_for(columns.model_name, columns.model_version)
         problem = None if spec is None else spec_problem(columns.feature_names, columns.rows, spec)
         if problem is not None:
-            model = f"{columns.model_name}:{columns.model_version}"
+            model = ModelKey(columns.model_name, columns.model_version)
             self.refuse(record, Refusal.spec, f"not inputs of {model}: {problem}", emit, "SpecMismatch")
             return None
         if columns.clamped:

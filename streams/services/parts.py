@@ -10,7 +10,7 @@ from mode import Service
 
 from streams.services.handler import ScoreHandler
 from streams.services.intake import Refusals
-from streams.services.loop import LoopStats
+from streams.services.loop_stats import LoopStats
 from streams.services.supervisor import SupervisedService
 from streams.services.telemetry import ScoreCounters
 

@@ -30,7 +30,8 @@ from confluent_kafka import Consumer, Message, Producer
 from scoring.errors import Stage
 from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.names import groups
-from streams.services.handler import BatchListener, BatchStats, ScoreHandler
+from streams.services.batch_stats import BatchListener, BatchStats
+from streams.services.handler import ScoreHandler
 from streams.services.loop import (
     ClientCallbacks,
     ClientFactory,

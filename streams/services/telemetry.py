@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streams.services.handler import BatchStats
+from streams.services.batch_stats import BatchStats
 
 # seconds, as Prometheus histograms want them
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

@@ -29,7 +29,7 @@ from scoring.lifecycle import Serving
 from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
 from streams.services.intake import Refusals
-from streams.services.loop import LoopStats
+from streams.services.loop_stats import LoopStats
 from streams.services.parts import WorkerParts
 from streams.services.telemetry import ScoreCounters
 from streams.settings import Role

@@ -16,8 +16,8 @@ from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
 from streams.services.handler import BatchStats, ScoreHandler
-from streams.services.loop import LoopStats
-from streams.services.loop import PartitionLag as LoopLag
+from streams.services.loop_stats import LoopStats
+from streams.services.loop_stats import PartitionLag as LoopLag
 from streams.services.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
 from streams.settings import Settings
 from streams.web.dashboard import Dashboard, bucket_delta, histogram_quantile, page, rate
