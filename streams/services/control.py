@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.keys import ModelKey
@@ -38,15 +38,7 @@ from streams.kafka.config import command_producer_config, reader_config
 from streams.kafka.errors import DeliveryFailed
 from streams.kafka.readers import read_latest
 from streams.services.handler import ScoreHandler
-from streams.services.loop import (
-    Assign,
-    ClientCallbacks,
-    ClientFactory,
-    LoopContext,
-    LoopStats,
-    ServiceLoop,
-    Step,
-)
+from streams.services.loop import Assign, ClientFactory, LoopContext, LoopStats, Step, kafka_clients, runner
 from streams.services.model_loads import Load, PendingLoads
 from streams.services.policies import Never
 from streams.settings import Settings
@@ -256,32 +248,14 @@ class ControlStep(Step):
         return alert("applied", Check.none, update.action, version, serving.champion)
 
 
-def control_clients(settings: Settings) -> ClientFactory:
-    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
-        consumer = Consumer({**reader_config(settings, "control"), **callbacks.consumer})
-        return consumer, Producer({**command_producer_config(settings), **callbacks.producer})
-
-    return make
-
-
 def run_control(
     settings: Settings, step: ControlStep, stats: LoopStats, clients: ClientFactory | None = None
 ) -> Callable[[threading.Event], None]:
     """Every worker reads every partition of ``model-updates`` (no group), from where it read to."""
+    clients = clients or kafka_clients(reader_config(settings, "control"), command_producer_config(settings))
+    topic = settings.topic_model_updates
 
-    def run(stopping: threading.Event) -> None:
-        topic = settings.topic_model_updates
-        partitions = [TopicPartition(topic, p, o) for p, o in step.positions.items()]
-        ServiceLoop(
-            "control",
-            clients or control_clients(settings),
-            step,
-            Never(),
-            Assign(partitions),
-            stopping,
-            batch_size=100,
-            linger_s=0.25,
-            stats=stats,
-        ).run()
+    def where() -> Assign:
+        return Assign([TopicPartition(topic, p, o) for p, o in step.positions.items()])
 
-    return run
+    return runner("control", clients, step, Never, where, stats, 100, 0.25)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message
 
 from schemas import headers as h
 from schemas.drift import DriftReport
@@ -29,15 +29,8 @@ from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.intake import MonitorIntake, Refusal, Refusals
-from streams.services.loop import (
-    ClientCallbacks,
-    ClientFactory,
-    LoopContext,
-    LoopStats,
-    ServiceLoop,
-    Step,
-    Subscribe,
-)
+from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
+from streams.services.loop_stats import LoopStats
 from streams.services.policies import Periodic
 from streams.settings import Settings
 
@@ -130,16 +123,6 @@ class DriftStep(Step):
         log.warning("drift alert: %s", alert.message)
 
 
-def drift_clients(settings: Settings) -> ClientFactory:
-    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
-        config = group_consumer_config(settings, groups(settings).drift, fetch_wait_max_ms=100)
-        return Consumer({**config, **callbacks.consumer}), Producer(
-            {**producer_config(settings), **callbacks.producer}
-        )
-
-    return make
-
-
 def run_drift(
     settings: Settings, step: DriftStep, stats: LoopStats, clients: ClientFactory | None = None
 ) -> Callable[[threading.Event], None]:
@@ -150,22 +133,13 @@ def run_drift(
     fetching in C, off the interpreter lock. Offsets are committed every few seconds
     after the outputs before them are acknowledged; windows live in memory either way.
     """
-
-    def run(stopping: threading.Event) -> None:
-        ServiceLoop(
-            "drift",
-            clients or drift_clients(settings),
-            step,
-            Periodic(COMMIT_EVERY_S),
-            Subscribe([settings.topic_monitor]),
-            stopping,
-            batch_size=100,
-            linger_s=0.2,
-            stats=stats,
-            commit_deadline_s=settings.session_timeout_s,
-        ).run()
-
-    return run
+    consumer = group_consumer_config(settings, groups(settings).drift, fetch_wait_max_ms=100)
+    clients = clients or kafka_clients(consumer, producer_config(settings))
+    subscribe = Subscribe([settings.topic_monitor])
+    policy = lambda: Periodic(COMMIT_EVERY_S)  # noqa: E731
+    return runner(
+        "drift", clients, step, policy, lambda: subscribe, stats, 100, 0.2, settings.session_timeout_s
+    )
 
 
 def _ce(ce_type: str, ce_id: str, at_ms: int) -> list[tuple[str, bytes]]:

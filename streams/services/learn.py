@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
 from schemas.checkpoint import StateAlert
@@ -37,15 +37,8 @@ from streams.services.challenger import ChallengerDuties
 from streams.services.checkpoints import CheckpointStore, Restored
 from streams.services.control import WORKER_ID
 from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
-from streams.services.loop import (
-    ClientCallbacks,
-    ClientFactory,
-    LoopContext,
-    LoopStats,
-    ServiceLoop,
-    Step,
-    Subscribe,
-)
+from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
+from streams.services.loop_stats import LoopStats
 from streams.services.policies import Never
 from streams.settings import Settings
 
@@ -264,34 +257,15 @@ class LearnStep(Step):
         return plan
 
 
-def learn_clients(settings: Settings) -> ClientFactory:
-    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
-        config = {**group_consumer_config(settings, groups(settings).learn, fetch_wait_max_ms=100)}
-        return Consumer({**config, **callbacks.consumer}), Producer(
-            {**producer_config(settings), **callbacks.producer}
-        )
-
-    return make
-
-
 def run_learn(
     settings: Settings, step: LearnStep, stats: LoopStats, clients: ClientFactory | None = None
 ) -> Callable[[threading.Event], None]:
-    def run(stopping: threading.Event) -> None:
-        ServiceLoop(
-            "learn",
-            clients or learn_clients(settings),
-            step,
-            Never(),
-            Subscribe([settings.topic_monitor, settings.topic_labels]),
-            stopping,
-            batch_size=1000,
-            linger_s=0.1,
-            stats=stats,
-            commit_deadline_s=settings.session_timeout_s,
-        ).run()
-
-    return run
+    consumer = group_consumer_config(settings, groups(settings).learn, fetch_wait_max_ms=100)
+    clients = clients or kafka_clients(consumer, producer_config(settings))
+    subscribe = Subscribe([settings.topic_monitor, settings.topic_labels])
+    return runner(
+        "learn", clients, step, Never, lambda: subscribe, stats, 1000, 0.1, settings.session_timeout_s
+    )
 
 
 def _split_positions(positions: dict[str, int]) -> list[tuple[str, str, int]]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from streams.kafka.offsets import Position, TopicPartitionKey, commit
 from streams.kafka.records import Emit, Headers
@@ -340,3 +340,35 @@ class ServiceLoop:
             self.stats.lag = lag_from_statistics(orjson.loads(text), self.stats.assigned)
         except Exception:
             log.debug("%s: unreadable statistics", self.name, exc_info=True)
+
+
+def kafka_clients(consumer_config: dict, producer_config: dict) -> ClientFactory:
+    """Real confluent-kafka clients, with the loop's callbacks added to their configurations."""
+
+    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
+        consumer = Consumer({**consumer_config, **callbacks.consumer})
+        return consumer, Producer({**producer_config, **callbacks.producer})
+
+    return make
+
+
+def runner(
+    name: str,
+    clients: ClientFactory,
+    step: Step,
+    policy: Callable[[], CommitPolicy],
+    source: Callable[[], Subscribe | Assign],
+    stats: LoopStats,
+    batch_size: int,
+    linger_s: float,
+    commit_deadline_s: float = 10.0,
+) -> Callable[[threading.Event], None]:
+    """A supervised role's work: a new loop, with new clients and a new policy, at each start."""
+
+    def run(stopping: threading.Event) -> None:
+        loop = ServiceLoop(
+            name, clients, step, policy(), source(), stopping, batch_size, linger_s, stats, commit_deadline_s
+        )
+        loop.run()
+
+    return run
