@@ -138,7 +138,11 @@ class Settings(BaseSettings):
         "names its transactional.id under exactly_once.",
     )
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
-    batch_linger_ms: float = Field(10.0, ge=0, description="Longest wait to fill a batch.")
+    batch_linger_ms: float = Field(
+        10.0,
+        ge=0,
+        description="Longest wait for a first record when none is fetched; a batch never waits to fill.",
+    )
     fetch_wait_max_ms: int = Field(
         10, ge=0, description="Consumer fetch.wait.max.ms: how long the broker may hold a fetch for data."
     )

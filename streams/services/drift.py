@@ -25,7 +25,7 @@ from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, alert_for
 from scoring.features import FeatureSpec
 from scoring.retrain import from_drift
-from streams.kafka.config import group_consumer_config, producer_config
+from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.intake import MonitorIntake, Refusal, Refusals
@@ -133,7 +133,9 @@ def run_drift(
     fetching in C, off the interpreter lock. Offsets are committed every few seconds
     after the outputs before them are acknowledged; windows live in memory either way.
     """
-    consumer = group_consumer_config(settings, groups(settings).drift, fetch_wait_max_ms=100)
+    consumer = group_consumer_config(
+        settings, groups(settings).drift, fetch_wait_max_ms=100, prefetch_kbytes=SIDE_PREFETCH_KBYTES
+    )
     clients = clients or kafka_clients(consumer, producer_config(settings))
     subscribe = Subscribe([settings.topic_monitor])
     policy = lambda: Periodic(COMMIT_EVERY_S)  # noqa: E731

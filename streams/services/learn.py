@@ -31,7 +31,7 @@ from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
 from scoring.join_segments import JoinSegments, SegmentPlan, decode_events, encode_events, restore_events
 from scoring.retrain import KpiWatch
-from streams.kafka.config import group_consumer_config, producer_config
+from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.services.challenger import ChallengerDuties
 from streams.services.checkpoints import CheckpointStore, Restored
@@ -260,7 +260,9 @@ class LearnStep(Step):
 def run_learn(
     settings: Settings, step: LearnStep, stats: LoopStats, clients: ClientFactory | None = None
 ) -> Callable[[threading.Event], None]:
-    consumer = group_consumer_config(settings, groups(settings).learn, fetch_wait_max_ms=100)
+    consumer = group_consumer_config(
+        settings, groups(settings).learn, fetch_wait_max_ms=100, prefetch_kbytes=SIDE_PREFETCH_KBYTES
+    )
     clients = clients or kafka_clients(consumer, producer_config(settings))
     subscribe = Subscribe([settings.topic_monitor, settings.topic_labels])
     return runner(

@@ -244,10 +244,26 @@ class ServiceLoop:
         finally:
             self._close()
 
+    def next_batch(self) -> list[Message]:
+        """What the consumer has already fetched, up to ``batch_size``, without waiting for more.
+
+        Only when nothing is queued does it wait, up to ``linger_s``, for the first record
+        and take it at once with whatever came with it: a batch never waits to fill, so a
+        light load is served record by record and a heavy one in full batches.
+        """
+        consume = self.consumer.consume
+        messages = consume(self.batch_size, 0)
+        if messages:
+            return messages
+        first = self.consumer.poll(self.linger_s)
+        if first is None:
+            return []
+        return [first, *consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
+
     def _turns(self) -> None:
-        consume, policy, step, stats = self.consumer.consume, self.policy, self.step, self.stats
+        policy, step, stats = self.policy, self.step, self.stats
         while not self.stopping.is_set():
-            messages = consume(self.batch_size, self.linger_s)
+            messages = self.next_batch()
             records = [m for m in messages if not self._is_error(m)] if messages else []
             if policy.before(records) and records:
                 started = time.perf_counter()
