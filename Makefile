@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+.PHONY: install demo test lint browser stunnel unit integration bench bench-latency bench-drift bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }; }
 
-test: lint browser
+# the TLS tests put the embedded broker behind Debian's stunnel (the broker itself speaks plaintext only)
+stunnel:
+	@command -v stunnel >/dev/null 2>&1 || command -v stunnel4 >/dev/null 2>&1 || { echo "installing Debian's stunnel4 for the TLS tests"; \
+	  apt-get install -y -q stunnel4 >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q stunnel4; }; }
+
+test: lint browser stunnel
 	$(BIN)/pytest
 
 unit: $(STAMP)
