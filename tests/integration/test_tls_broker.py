@@ -44,6 +44,12 @@ def test_the_tls_broker_serves_the_settings_it_prints_and_stops_on_sigterm(tmp_p
         broker.send_signal(signal.SIGTERM)
         assert broker.wait(15) == 0
     finally:
-        if broker.poll() is None:
-            broker.kill()
-            broker.wait(10)
+        if (
+            broker.poll() is None
+        ):  # SIGTERM first: the command stops its broker and stunnel (SIGKILL would orphan them)
+            broker.terminate()
+            try:
+                broker.wait(15)
+            except subprocess.TimeoutExpired:
+                broker.kill()
+                broker.wait(10)
