@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (what the image installs). `make lock` recompiles both from pyproject.toml.
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-.PHONY: install lock state-key deploy-tools demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+.PHONY: install lock state-key deploy-tools stunnel demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,7 +56,12 @@ deploy/secrets/state.key:
 	$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $@
 	chmod 644 $@
 
-test: lint browser deploy-tools
+# the TLS tests put the embedded broker behind Debian's stunnel (the broker itself speaks plaintext only)
+stunnel:
+	@command -v stunnel >/dev/null 2>&1 || command -v stunnel4 >/dev/null 2>&1 || { echo "installing Debian's stunnel4 for the TLS tests"; \
+	  apt-get install -y -q stunnel4 >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q stunnel4; }; }
+
+test: lint browser deploy-tools stunnel
 	$(BIN)/pytest
 
 unit: $(STAMP)

@@ -16,7 +16,8 @@ The tree (``streams.kafka.errors`` adds the broker branch)::
         ├── BrokerUnreachable    no answer from the bootstrap servers in time
         ├── TopicMissing         a topic the command needs does not exist
         ├── DeliveryFailed       records were not acknowledged
-        └── CommitRefused        an offset commit refused because the group moved on
+        ├── CommitRefused        an offset commit refused because the group moved on
+        └── TlsError             no TLS connection: a CA, certificate or key file, or the handshake
 
 The score path catches ``InvalidEvent`` per event and dead-letters it with ``stage`` and ``reason``.
 """

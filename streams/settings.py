@@ -250,6 +250,12 @@ class Settings(BaseSettings):
             raise ValueError(f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
         return protocol
 
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``STREAMSCORE_KAFKA_SSL_CERTFILE=`` means no file (it would otherwise be the directory ".")."""
+        return None if value == "" else value
+
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: str) -> str:

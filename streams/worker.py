@@ -12,6 +12,7 @@ import faust
 from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
 from streams.app import create_service
+from streams.kafka.tls import check_tls
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 
@@ -48,6 +49,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.model_path is None:
         raise BundleError("no model: pass --model DIR or set STREAMSCORE_MODEL_PATH")
     bundle = ModelBundle.load(settings.model_path)
+    check_tls(settings)  # a TLS problem is one line naming the file, before Faust starts its clients
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     parts = create_service(settings, bundle)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from scoring.errors import ScoringError
+from scoring.errors import ScoringError, StreamscoreError
 from streams.settings import Settings
 
 
@@ -25,18 +25,40 @@ def _settings(args: argparse.Namespace, **extra) -> Settings:
     overrides = {k: v for k, v in extra.items() if v is not None}
     if getattr(args, "bootstrap", None):
         overrides["kafka_bootstrap"] = args.bootstrap
-    return Settings(**overrides)
+    settings = Settings(**overrides)
+    if _talks_to_kafka(args):
+        from streams.kafka.tls import check_tls
+
+        check_tls(settings)  # under TLS: a bad file or handshake is one line before anything starts
+    return settings
+
+
+def _talks_to_kafka(args: argparse.Namespace) -> bool:
+    """Commands that reach the broker (the worker checks TLS itself, in ``run_worker``)."""
+    if args.command in ("worker", "explain"):
+        return False
+    return not (args.command == "model" and args.model_command in ("register", "describe"))
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
     from streams.kafka.broker import start_broker
+    from streams.kafka.tls_broker import start_tls_broker
 
-    broker = start_broker(args.port)
-    print(f"tansu broker listening; bootstrap: {broker.bootstrap}", flush=True)
+    if args.tls_dir:
+        broker = start_tls_broker(args.tls_dir, args.port)
+        print(
+            f"tansu broker behind stunnel (mutual TLS); bootstrap: {broker.bootstrap}; a client's settings:"
+        )
+        print("\n".join(f"export {name}={value}" for name, value in broker.environment().items()), flush=True)
+        processes = [broker.broker.process, broker.stunnel.process]
+    else:
+        broker = start_broker(args.port)
+        print(f"tansu broker listening; bootstrap: {broker.bootstrap}", flush=True)
+        processes = [broker.process]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.is_set() and broker.process.poll() is None:
+    while not stop.is_set() and all(p is not None and p.poll() is None for p in processes):
         stop.wait(0.5)
     broker.stop()
     return 0
@@ -407,7 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("broker", help="start the embedded Tansu broker on loopback")
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", type=int, default=None, help="the port clients connect to")
+    p.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="serve mutual TLS through stunnel, with a CA and certificates made (or reused) in DIR",
+    )
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("worker", help="run a scoring worker")
@@ -565,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ScoringError, ValidationError) as exc:
+    except (StreamscoreError, ValidationError) as exc:
         print(f"streamscore: error: {exc}", file=sys.stderr)
         return 1
 

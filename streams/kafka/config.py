@@ -142,7 +142,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         context.load_cert_chain(
             str(settings.kafka_ssl_certfile),
             str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-            password=password.get_secret_value() if password else None,
+            # "" rather than None: OpenSSL would ask for an encrypted key's password on the terminal
+            password=password.get_secret_value() if password else "",
         )
     return context
 

@@ -7,13 +7,16 @@
         ├── BrokerUnreachable    no answer from the bootstrap servers in time
         ├── TopicMissing         a topic the command needs does not exist
         ├── DeliveryFailed       records were not acknowledged by the broker
-        └── CommitRefused        the group moved on (member gone, new generation): offsets not committed
+        ├── CommitRefused        the group moved on (member gone, new generation): offsets not committed
+        └── TlsError             no TLS connection: a CA, certificate or key file, or the handshake
 
 ``CommitRefused`` is part of a consumer's life (a rebalance, a lost session): the service
 loop logs and counts it and goes on; the records are consumed again by whoever owns them.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from confluent_kafka import KafkaError
 
@@ -52,6 +55,17 @@ class DeliveryFailed(BrokerError):
 
 class CommitRefused(BrokerError):
     """The coordinator refused an offset commit because this member or generation is gone."""
+
+
+class TlsError(BrokerError):
+    """No TLS connection to the broker: one line naming the problem and the file (or setting) behind it.
+
+    ``path`` is that file when there is one. The message never holds a password.
+    """
+
+    def __init__(self, problem: str, path: Path | None = None) -> None:
+        super().__init__(f"TLS: {problem}")
+        self.path = path
 
 
 # A commit refused for these reasons is expected during a rebalance or after a lost

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from streams.kafka.broker import start_broker
-from tests.integration.kafka_tools import WorkerProcess
+from tests.integration.kafka_tools import WorkerProcess, names_env
+from tests.integration.tls import TlsCluster, start_tls_cluster
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,16 @@ def bootstrap() -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsCluster]:
+    """Brokers reachable only through stunnel: TLS, mutual TLS, and one with an expired certificate."""
+    cluster = start_tls_cluster(tmp_path_factory.mktemp("tls"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def run_id() -> str:
     return uuid.uuid4().hex[:10]
@@ -54,25 +65,7 @@ def run_id() -> str:
 @pytest.fixture
 def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
     """Environment for a worker with topics and groups of its own."""
-    return {
-        "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
-        "STREAMSCORE_APP_ID": f"app-{run_id}",
-        "STREAMSCORE_GROUP_ID": f"scorer-{run_id}",
-        "STREAMSCORE_TOPIC_FEATURES": f"features-{run_id}",
-        "STREAMSCORE_TOPIC_PREDICTIONS": f"predictions-{run_id}",
-        "STREAMSCORE_TOPIC_DLQ": f"features.dlq-{run_id}",
-        "STREAMSCORE_TOPIC_MONITOR": f"monitor-{run_id}",
-        "STREAMSCORE_TOPIC_LABELS": f"labels-{run_id}",
-        "STREAMSCORE_TOPIC_LABELS_DLQ": f"labels.dlq-{run_id}",
-        "STREAMSCORE_TOPIC_MONITOR_DLQ": f"monitor.dlq-{run_id}",
-        "STREAMSCORE_TOPIC_DRIFT": f"drift-{run_id}",
-        "STREAMSCORE_TOPIC_METRICS": f"metrics-{run_id}",
-        "STREAMSCORE_TOPIC_MODEL_UPDATES": f"model-updates-{run_id}",
-        "STREAMSCORE_TOPIC_CHECKPOINTS": f"checkpoints-{run_id}",
-        "STREAMSCORE_TOPIC_ALERTS": f"alerts-{run_id}",
-        "STREAMSCORE_TOPIC_RETRAIN": f"retrain-requests-{run_id}",
-        "STREAMSCORE_DATA_DIR": str(tmp_path / "data"),
-    }
+    return {"STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap, **names_env(run_id, tmp_path)}
 
 
 @pytest.fixture

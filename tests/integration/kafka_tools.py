@@ -31,6 +31,28 @@ class Record:
     offset: int
 
 
+def names_env(run_id: str, folder: Path) -> dict[str, str]:
+    """Topic, group and data-dir settings of their own (suffix ``run_id``), without the broker's address."""
+    return {
+        "STREAMSCORE_APP_ID": f"app-{run_id}",
+        "STREAMSCORE_GROUP_ID": f"scorer-{run_id}",
+        "STREAMSCORE_TOPIC_FEATURES": f"features-{run_id}",
+        "STREAMSCORE_TOPIC_PREDICTIONS": f"predictions-{run_id}",
+        "STREAMSCORE_TOPIC_DLQ": f"features.dlq-{run_id}",
+        "STREAMSCORE_TOPIC_MONITOR": f"monitor-{run_id}",
+        "STREAMSCORE_TOPIC_LABELS": f"labels-{run_id}",
+        "STREAMSCORE_TOPIC_LABELS_DLQ": f"labels.dlq-{run_id}",
+        "STREAMSCORE_TOPIC_MONITOR_DLQ": f"monitor.dlq-{run_id}",
+        "STREAMSCORE_TOPIC_DRIFT": f"drift-{run_id}",
+        "STREAMSCORE_TOPIC_METRICS": f"metrics-{run_id}",
+        "STREAMSCORE_TOPIC_MODEL_UPDATES": f"model-updates-{run_id}",
+        "STREAMSCORE_TOPIC_CHECKPOINTS": f"checkpoints-{run_id}",
+        "STREAMSCORE_TOPIC_ALERTS": f"alerts-{run_id}",
+        "STREAMSCORE_TOPIC_RETRAIN": f"retrain-requests-{run_id}",
+        "STREAMSCORE_DATA_DIR": str(folder / "data"),
+    }
+
+
 class WorkerProcess:
     """A ``streamscore worker`` subprocess with its own web port and log file."""
 
@@ -91,10 +113,11 @@ def produce(
     bootstrap: str,
     topic: str,
     payloads: list[tuple[bytes | None, bytes | None]],
-    config: dict | None = None,
+    client: dict | None = None,
 ) -> None:
+    """``client``: librdkafka options merged in (a TLS client's), in every helper here."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random", **(config or {})}
+        {"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random", **(client or {})}
     )
     for key, value in payloads:
         while True:
@@ -113,6 +136,7 @@ def read_topic(
     timeout_s: float = 120.0,
     idle_s: float = 0.0,
     counted: Callable[[Record], bool] = lambda _: True,
+    client: dict | None = None,
 ) -> list[Record]:
     """Read from the start until ``count`` records arrived (then ``idle_s`` more) or time runs out.
 
@@ -126,6 +150,7 @@ def read_topic(
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "session.timeout.ms": 6000,
+            **(client or {}),
         }
     )
     consumer.subscribe([topic])
@@ -232,7 +257,9 @@ class TopicWatcher(threading.Thread):
     the broker pauses and read everything again from its (uncommitted) start.
     """
 
-    def __init__(self, bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, isolation: str = "read_uncommitted", client: dict | None = None
+    ) -> None:
         super().__init__(name=f"watch-{topic}", daemon=True)
         self.consumer = Consumer(
             {
@@ -240,6 +267,7 @@ class TopicWatcher(threading.Thread):
                 "group.id": f"watcher-{topic}-{time.monotonic_ns()}",
                 "enable.auto.commit": False,
                 "isolation.level": isolation,
+                **(client or {}),
             }
         )
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -287,10 +315,17 @@ class TopicWatcher(threading.Thread):
 class PacedProducer(threading.Thread):
     """Produces (key, value) pairs at ``rate`` per second on a thread; ``sent`` counts those handed over."""
 
-    def __init__(self, bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], rate: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        payloads: list[tuple[bytes, bytes]],
+        rate: float,
+        client: dict | None = None,
+    ) -> None:
         super().__init__(name=f"produce-{topic}", daemon=True)
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 300_000}
+            {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.timeout.ms": 300_000, **(client or {})}
         )
         self.topic, self.payloads, self.rate = topic, payloads, rate
         self.sent = 0

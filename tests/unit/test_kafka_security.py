@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import ssl
 from pathlib import Path
 
 import faust
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr, ValidationError
 
+from scoring.errors import ConfigError, StreamscoreError
 from streams.kafka.config import (
+    admin_config,
     client_config,
+    command_producer_config,
     faust_broker_options,
     group_consumer_config,
     producer_config,
+    reader_config,
     ssl_context,
 )
+from streams.kafka.errors import BrokerError, BrokerUnreachable, TlsError
+from streams.kafka.tls import check_tls
+from streams.kafka.tls_broker import issue, make_ca
 from streams.settings import Settings
 
 KEY_PASSWORD = "key-pass-7f3a9c"
@@ -32,38 +34,21 @@ SASL_PASSWORD = "sasl-pass-2b8e1d"
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, and a client certificate it signed whose key is encrypted with KEY_PASSWORD."""
     folder = tmp_path_factory.mktemp("tls")
-    now = dt.datetime.now(dt.UTC)
-
-    def certificate(subject: str, key, issuer: str, signer, ca: bool) -> x509.Certificate:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(signer, hashes.SHA256())
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    files = {"ca": folder / "ca.pem", "cert": folder / "client.pem", "key": folder / "client.key"}
-    files["ca"].write_bytes(
-        certificate("test-ca", ca_key, "test-ca", ca_key, True).public_bytes(serialization.Encoding.PEM)
-    )
-    files["cert"].write_bytes(
-        certificate("scorer", client_key, "test-ca", ca_key, False).public_bytes(serialization.Encoding.PEM)
-    )
-    files["key"].write_bytes(
-        client_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(KEY_PASSWORD.encode()),
-        )
-    )
-    return files
+    ca = make_ca(folder, "test-ca")
+    client = issue(ca, folder, "scorer", server=False, key_password=KEY_PASSWORD)
+    other = issue(ca, folder, "other", server=False)
+    plain = issue(ca, folder, "plain", server=False)
+    not_a_key = folder / "not-a-key.pem"
+    not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    return {
+        "ca": ca.cert,
+        "cert": client.cert,
+        "key": client.key,
+        "other_key": other.key,
+        "plain_cert": plain.cert,
+        "plain_key": plain.key,
+        "not_a_key": not_a_key,
+    }
 
 
 def _tls_settings(tls_files: dict[str, Path], protocol: str, **extra) -> Settings:
@@ -177,3 +162,118 @@ def test_secrets_never_show_in_repr_str_json_or_logs(tls_files, caplog, monkeypa
     for text in shown:
         assert KEY_PASSWORD not in text and SASL_PASSWORD not in text
         assert "**********" in text or "SASLCredentials" in text
+
+
+def test_sasl_plaintext_reaches_every_librdkafka_client_and_faust_without_tls() -> None:
+    settings = Settings(
+        kafka_bootstrap="b:9094",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="svc",
+        kafka_sasl_password=SASL_PASSWORD,
+        processing_guarantee="exactly_once",
+        instance_id="a",
+    )
+    sasl = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "svc",
+        "sasl.password": SASL_PASSWORD,
+    }
+    built = [
+        client_config(settings),
+        admin_config(settings),
+        group_consumer_config(settings, "g"),
+        reader_config(settings, "status"),
+        producer_config(settings, transactional=True),
+        command_producer_config(settings),
+    ]
+    for config in built:
+        assert {k: config.get(k) for k in sasl} == sasl
+        assert not any(k.startswith("ssl.") for k in config), "no TLS options under SASL_PLAINTEXT"
+
+    credentials = faust_broker_options(settings)["broker_credentials"]
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.protocol.value == "SASL_PLAINTEXT" and credentials.ssl_context is None
+    assert (credentials.mechanism.value, credentials.username) == ("PLAIN", "svc")
+
+
+def test_an_empty_file_variable_means_no_file(monkeypatch) -> None:
+    for name in ("CAFILE", "CERTFILE", "KEYFILE"):
+        monkeypatch.setenv(f"STREAMSCORE_KAFKA_SSL_{name}", "")
+    settings = Settings(kafka_security_protocol="SSL")
+    assert (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) == (None,) * 3
+
+
+def test_an_unencrypted_key_opens_without_a_password(tls_files) -> None:
+    settings = Settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=tls_files["ca"],
+        kafka_ssl_certfile=tls_files["plain_cert"],
+        kafka_ssl_keyfile=tls_files["plain_key"],
+    )
+    assert ssl_context(settings) is not None
+
+
+def test_check_tls_does_nothing_on_plaintext() -> None:
+    check_tls(Settings(kafka_bootstrap="127.0.0.1:1"), timeout_s=0.1)  # nothing listens there: not reached
+
+
+def test_check_tls_says_no_broker_answered_and_reads_librdkafka_bootstrap_forms(tls_files) -> None:
+    settings = Settings(
+        kafka_bootstrap="SSL://127.0.0.1:1, [::1]:1",
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=tls_files["ca"],
+    )
+    with pytest.raises(BrokerUnreachable, match=r"127\.0\.0\.1:1: .*; ::1:1: "):
+        check_tls(settings, timeout_s=2)
+    with pytest.raises(ConfigError, match="STREAMSCORE_KAFKA_BOOTSTRAP: 'b:x' is not HOST:PORT"):
+        check_tls(settings.model_copy(update={"kafka_bootstrap": "b:x"}), timeout_s=2)
+
+
+# what check_tls says about the files before it connects anywhere: (settings changed, file named, phrase)
+FILE_PROBLEMS = {
+    "wrong key password": ({"kafka_ssl_key_password": "wrong-93c1"}, "key", "wrong password"),
+    "encrypted key, no password": ({"kafka_ssl_key_password": None}, "key", "is encrypted: set"),
+    "key file that holds no key": ({"kafka_ssl_keyfile": "not_a_key"}, "not_a_key", "not a PEM private key"),
+    "key of another certificate": (
+        {"kafka_ssl_keyfile": "other_key", "kafka_ssl_key_password": None},
+        "other_key",
+        "is not the key of",
+    ),
+    "CA file that holds no certificate": (
+        {"kafka_ssl_cafile": "not_a_key"},
+        "not_a_key",
+        "holds no PEM certificate",
+    ),
+    "certificate file missing": ({"kafka_ssl_certfile": "gone"}, "gone", "does not exist"),
+    "key without a certificate": ({"kafka_ssl_certfile": None}, None, "is set without"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_PROBLEMS))
+def test_check_tls_names_the_file_before_connecting(case: str, tls_files, caplog) -> None:
+    changes, named, phrase = FILE_PROBLEMS[case]
+    files = {**tls_files, "gone": tls_files["ca"].parent / "gone.pem"}
+    fields = {
+        "kafka_bootstrap": "127.0.0.1:1",  # nothing listens: every case must stop before connecting
+        "kafka_security_protocol": "SSL",
+        "kafka_ssl_cafile": tls_files["ca"],
+        "kafka_ssl_certfile": tls_files["cert"],
+        "kafka_ssl_keyfile": tls_files["key"],
+        "kafka_ssl_key_password": KEY_PASSWORD,
+    }
+    for field, value in changes.items():
+        fields[field] = files.get(value, value) if isinstance(value, str) and "file" in field else value
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(TlsError) as raised:
+        check_tls(Settings(**fields), timeout_s=2)
+
+    message = str(raised.value)
+    print(f"{case}: {message}")
+    assert isinstance(raised.value, BrokerError) and isinstance(raised.value, StreamscoreError)
+    assert message.startswith("TLS: ") and phrase in message and "\n" not in message
+    if named is not None:
+        assert str(files[named]) in message and raised.value.path == files[named]
+    for secret in (KEY_PASSWORD, "wrong-93c1"):
+        assert secret not in message and secret not in caplog.text
