@@ -2,7 +2,7 @@
 
 from schemas.checkpoint import ChallengerExport, CheckpointHead
 from schemas.drift import DriftAlert, DriftReport
-from schemas.estimation import EstimateCheck, PerformanceEstimate
+from schemas.estimation import EstimateCheck, EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
 from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
@@ -28,6 +28,7 @@ ALL_MESSAGES = {
     "challenger_export": ChallengerExport,
     "performance_estimate": PerformanceEstimate,
     "estimate_check": EstimateCheck,
+    "estimated_kpi_alert": EstimatedKpiAlert,
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "DriftAlert",
     "DriftReport",
     "EstimateCheck",
+    "EstimatedKpiAlert",
     "FeatureEvent",
     "Label",
     "MonitorBatch",

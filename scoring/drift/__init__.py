@@ -8,7 +8,8 @@ One concept per module:
 - ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
   values (scores here; errors in ``scoring.feedback`` once labels arrive).
 - ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or
-  event time, each giving a ``DriftReport``.
+  event time, each giving a ``DriftReport`` and, where the bundle can estimate, a
+  ``PerformanceEstimate`` (``scoring.estimation``).
 - ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises.
 """
 
@@ -23,9 +24,10 @@ from scoring.drift.compare import (
     test_count,
 )
 from scoring.drift.detectors import StreamDetectors
-from scoring.drift.windows import DriftMonitor, DriftWindow, VersionMonitor
+from scoring.drift.windows import ClosedWindow, DriftMonitor, DriftWindow, VersionMonitor
 
 __all__ = [
+    "ClosedWindow",
     "DriftMonitor",
     "DriftThresholds",
     "DriftWindow",

@@ -5,31 +5,37 @@ inputs, scores, positions) in arrival order and keeps, per model version, one op
 window. A window closes after ``window_events`` events or once an event's time is
 ``window_ms`` past the window's first event, whichever comes first; closing compares
 it with that version's reference (``scoring.drift.compare``) and gives a
-``DriftReport``. Memory is the open windows (events x features floats each), never
-the stream.
+``DriftReport``, and, when the version's bundle carries an estimator, a
+``PerformanceEstimate`` of the same events (``scoring.estimation``). Memory is the
+open windows (events x features floats each), never the stream.
 
 >>> from scoring.synthetic import numeric_frame
 >>> from scoring.training import train_bundle
 >>> bundle = train_bundle(numeric_frame(2_000, n_features=4, seed=1), "y", num_trees=5)
 >>> monitor = DriftMonitor(window_events=400)
->>> monitor.register(bundle)
+>>> monitor.register(bundle) is not None  # a version not watched before
+True
 >>> rows = bundle.spec.encode_frame(numeric_frame(1_000, n_features=4, seed=2).drop(columns="y"))
 >>> columns = MonitorColumns(bundle.name, bundle.version, "features", 0, range(1_000),
 ...                          [f"e{i}" for i in range(1_000)], range(1_000), bundle.predict(rows), rows)
->>> [(r.window, r.events, r.closed_by) for r in monitor.observe(columns)]
-[(0, 400, 'events'), (1, 400, 'events')]
+>>> closed = monitor.observe_windows(columns)
+>>> [(w.report.window, w.report.events, w.estimate.events) for w in closed]
+[(0, 400, 400), (1, 400, 400)]
 >>> monitor.open_events()
 200
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from schemas.drift import DetectorChange, DriftReport, PartitionSpan, Thresholds
+from schemas.estimation import PerformanceEstimate
 from scoring.bundle import ModelBundle
 from scoring.drift.columns import MonitorColumns
 from scoring.drift.compare import (
@@ -42,8 +48,11 @@ from scoring.drift.compare import (
 )
 from scoring.drift.detectors import StreamDetectors
 from scoring.drift_stats import bonferroni_alpha
+from scoring.estimation import PerformanceEstimator
 from scoring.features import FeatureKind, FeatureSpec
 from scoring.reference import Reference
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,8 +92,16 @@ class DriftWindow:
         ]
 
 
+@dataclass(frozen=True)
+class ClosedWindow:
+    """What closing a window gives: its drift report, and its estimated KPIs if the bundle can estimate."""
+
+    report: DriftReport
+    estimate: PerformanceEstimate | None = None
+
+
 class VersionMonitor:
-    """Windows and score detectors of one model version."""
+    """Windows, score detectors and the performance estimator of one model version."""
 
     def __init__(
         self, bundle: ModelBundle, thresholds: DriftThresholds, window_events: int, window_ms: int
@@ -100,11 +117,13 @@ class VersionMonitor:
         self.window_ms = window_ms
         self.alpha = bonferroni_alpha(thresholds.p_value, test_count(self.spec))
         self.detectors = StreamDetectors("score", self.version)
+        self.estimator = PerformanceEstimator.from_bundle(bundle)
+        self.estimate_failures = 0
         self.window = DriftWindow(0)
 
-    def observe(self, columns: MonitorColumns) -> list[DriftReport]:
-        """Add events in order; returns the reports of the windows they closed."""
-        closed: list[DriftReport] = []
+    def observe(self, columns: MonitorColumns) -> list[ClosedWindow]:
+        """Add events in order; returns the windows they closed."""
+        closed: list[ClosedWindow] = []
         changes = self.detectors.update(np.asarray(columns.scores, dtype=float), columns)
         times = np.asarray(columns.event_times, dtype=np.int64)
         start = 0
@@ -124,12 +143,33 @@ class VersionMonitor:
                 closed.append(self._close(closed_by))
         return closed
 
-    def _close(self, closed_by: str) -> DriftReport:
+    def _close(self, closed_by: str) -> ClosedWindow:
         window = self.window
         self.window = DriftWindow(window.index + 1)
         rows = np.concatenate([c.rows for c in window.chunks])
         scores = np.concatenate([np.asarray(c.scores, dtype=float) for c in window.chunks])
-        return self.report(window, rows, scores, closed_by)
+        report = self.report(window, rows, scores, closed_by)
+        return ClosedWindow(report, self._estimate(report, rows, scores))
+
+    def _estimate(
+        self, report: DriftReport, rows: np.ndarray, scores: np.ndarray
+    ) -> PerformanceEstimate | None:
+        """The window's estimated KPIs; a failure costs the estimate, never the report."""
+        if self.estimator is None:
+            return None
+        try:
+            estimate = self.estimator.estimate(
+                scores,
+                rows,
+                window=report.window,
+                start_event_time=report.start_event_time,
+                end_event_time=report.end_event_time,
+            )
+        except Exception:  # the drift report goes out whatever the estimator does
+            self.estimate_failures += 1
+            log.exception("%s:%s window %d: no performance estimate", self.name, self.version, report.window)
+            return None
+        return estimate.model_copy(update={"spans": report.spans})
 
     def report(
         self, window: DriftWindow, rows: np.ndarray, scores: np.ndarray, closed_by: str
@@ -188,15 +228,33 @@ class DriftMonitor:
         self.window_ms = int(window_s * 1000)
         self._versions: dict[tuple[str, str], VersionMonitor] = {}
         self.unknown_version_events = 0
+        self.on_register: Callable[[VersionMonitor], None] | None = None  # e.g. /metrics' estimate series
 
-    def register(self, bundle: ModelBundle) -> None:
-        """Watch a model version (a swap registers the new bundle; its reference comes with it)."""
+    def register(self, bundle: ModelBundle) -> VersionMonitor | None:
+        """Watch a model version (a swap registers the new bundle; its reference comes with it).
+
+        Returns the new version's monitor, None if the version was registered already. A
+        bundle with nothing to estimate performance with (written before the calibrator and
+        the loss models) gets drift reports only, and the log says so once.
+        """
         key = (bundle.name, bundle.version)
-        if key not in self._versions:
-            self._versions[key] = VersionMonitor(bundle, self.thresholds, self.window_events, self.window_ms)
+        if key in self._versions:
+            return None
+        monitor = self._versions[key] = VersionMonitor(
+            bundle, self.thresholds, self.window_events, self.window_ms
+        )
+        if monitor.estimator is None:
+            log.warning("no performance estimate per drift window: %s", bundle.estimation_note)
+        if self.on_register is not None:
+            self.on_register(monitor)
+        return monitor
 
     def observe(self, columns: MonitorColumns) -> list[DriftReport]:
         """Add events in order; returns the reports of the windows they closed."""
+        return [closed.report for closed in self.observe_windows(columns)]
+
+    def observe_windows(self, columns: MonitorColumns) -> list[ClosedWindow]:
+        """As ``observe``, with each closed window's performance estimate beside its report."""
         monitor = self._versions.get((columns.model_name, columns.model_version))
         if monitor is None:
             self.unknown_version_events += len(columns)
