@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import faust
 
@@ -28,6 +29,9 @@ from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
 from streams.web.metrics import LagCollector, WorkerMetrics, worker_registry
 from streams.web.views import register_views
+
+if TYPE_CHECKING:
+    from scoring.drift import VersionMonitor  # imported where the drift role runs: scipy and river
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +107,11 @@ def _add_drift(
         window_events=settings.drift_window_events,
         window_s=settings.drift_window_seconds,
     )
+    parts.drift.on_register = lambda version: _estimate_series(metrics, version)
     _watch(parts, serving)
-    step = DriftStep(settings, parts.drift, on_report=metrics.drift.on_report)
+    step = DriftStep(
+        settings, parts.drift, on_report=metrics.drift.on_report, on_estimate=metrics.estimates.on_estimate
+    )
     parts.drift_counters = step.counters
     if settings.drift_path is ScorePath.batch:
         stats = LoopStats()
@@ -112,6 +119,12 @@ def _add_drift(
     else:
         register_drift_agent(parts.app, settings, step)
         parts.faust_agents = True
+
+
+def _estimate_series(metrics: WorkerMetrics, version: VersionMonitor) -> None:
+    """/metrics' estimated KPIs of a newly watched version, if its bundle can estimate them."""
+    if version.estimator is not None:
+        metrics.estimates.watch(version.name, version.version, version.estimator.metric_names)
 
 
 def _watch(parts: WorkerParts, serving: Serving) -> None:

@@ -1,5 +1,10 @@
 """The drift path: reads ``monitor``, keeps windows (``scoring.drift``), writes ``drift``.
 
+Each closed window gives its ``DriftReport`` and, when the model version's bundle can
+estimate its KPIs, a ``PerformanceEstimate`` of the same events as a message of its own
+(docs/estimation.md says why); a window's estimated KPI past the alert threshold adds an
+``EstimatedKpiAlert`` and a ``RetrainRequest`` (trigger ``estimated``).
+
 Two ways to run it, as for scoring: a service in the worker with its own
 confluent-kafka consumer (the default), or a plain Faust agent. Either has its own
 consumer group, so the score path never waits on it. A monitoring message it cannot
@@ -23,8 +28,9 @@ from confluent_kafka import Consumer, Message, Producer
 
 from schemas import headers as h
 from schemas.drift import DriftReport
+from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from scoring.drift import DriftMonitor, MonitorColumns, alert_for
-from scoring.retrain import from_drift
+from scoring.retrain import EstimateWatch, from_drift, from_estimate
 from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.services.loop import (
@@ -51,6 +57,8 @@ class DriftCounters:
     unreadable: int = 0
     reports: int = 0
     alerts: int = 0
+    estimates: int = 0
+    estimate_alerts: int = 0
 
 
 def decode_monitor(value: bytes) -> MonitorColumns:
@@ -84,6 +92,7 @@ def decode_monitor(value: bytes) -> MonitorColumns:
 
 Out = tuple[str, bytes, bytes, list[tuple[str, bytes]] | None]  # topic, key, value, headers
 ReportListener = Callable[[DriftReport, bool], None]  # a closed window's report; True if it alerted
+EstimateListener = Callable[[PerformanceEstimate, EstimatedKpiAlert | None], None]
 
 
 class DriftStep(Step):
@@ -93,11 +102,17 @@ class DriftStep(Step):
     """
 
     def __init__(
-        self, settings: Settings, monitor: DriftMonitor, on_report: ReportListener | None = None
+        self,
+        settings: Settings,
+        monitor: DriftMonitor,
+        on_report: ReportListener | None = None,
+        on_estimate: EstimateListener | None = None,
     ) -> None:
         self.settings = settings
         self.monitor = monitor
         self.on_report = on_report  # e.g. the /metrics gauges
+        self.on_estimate = on_estimate
+        self.estimate_watch = EstimateWatch(settings.alert_kpi_metric, settings.alert_kpi_min)
         self.counters = DriftCounters()
 
     def __call__(self, value: bytes | None) -> list[Out]:
@@ -105,19 +120,22 @@ class DriftStep(Step):
         counters.messages += 1
         try:
             columns = decode_monitor(value or b"")
-            reports = self.monitor.observe(columns)
+            closed = self.monitor.observe_windows(columns)
         except Exception:
             counters.unreadable += 1
             log.exception("unreadable monitoring message skipped")
             return []
         counters.events += len(columns)
         out: list[Out] = []
-        for report in reports:
+        for window in closed:
+            report = window.report
             key = f"{report.model_name}:{report.model_version}".encode()
             ce_id = f"{report.model_name}:{report.model_version}:{report.window}"
             headers = _ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at)
             out.append((topic, key, report.model_dump_json().encode(), headers))
             counters.reports += 1
+            if window.estimate is not None:
+                out += self._estimate(window.estimate, key, ce_id)
             alert = alert_for(report)
             if self.on_report is not None:
                 self.on_report(report, alert is not None)
@@ -130,6 +148,25 @@ class DriftStep(Step):
             )
             counters.alerts += 1
             log.warning("drift alert: %s", alert.message)
+        return out
+
+    def _estimate(self, estimate: PerformanceEstimate, key: bytes, ce_id: str) -> list[Out]:
+        """A window's estimate, and an alert and a retrain request if its KPI crossed the threshold."""
+        topic, at = self.settings.topic_drift, estimate.created_at
+        headers = _ce(h.ESTIMATE_CE_TYPE, ce_id + ":estimate", at)
+        out: list[Out] = [(topic, key, estimate.model_dump_json().encode(), headers)]
+        self.counters.estimates += 1
+        alert = self.estimate_watch.check(estimate)
+        if self.on_estimate is not None:
+            self.on_estimate(estimate, alert)
+        if alert is None:
+            return out
+        headers = _ce(h.ESTIMATE_ALERT_CE_TYPE, ce_id + ":estimate-alert", at)
+        out.append((topic, key, alert.model_dump_json().encode(), headers))
+        request = from_estimate(alert).model_dump_json().encode()
+        out.append((self.settings.topic_retrain, b"estimated", request, None))
+        self.counters.estimate_alerts += 1
+        log.warning("estimated KPI alert: %s", alert.message)
         return out
 
     def process(self, records: list[Message], context: LoopContext) -> None:
@@ -193,11 +230,4 @@ def run_drift(
 
 
 def _ce(ce_type: str, ce_id: str, at_ms: int) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers, as on predictions."""
-    return [
-        (h.CE_SPECVERSION, b"1.0"),
-        (h.CE_ID, ce_id.encode()),
-        (h.CE_TYPE, ce_type.encode()),
-        (h.CE_SOURCE, b"streamscore/drift"),
-        (h.CE_TIME, h.ce_time(at_ms)),
-    ]
+    return h.ce_headers(ce_type, ce_id, at_ms, source="streamscore/drift")

@@ -3,6 +3,8 @@
 A service loop over both topics in its own consumer group (monitoring messages carry
 hundreds of rows each; the join and River's ``learn_one`` are per-event Python work that
 should not sit on the event loop). Statistics and models live in ``scoring.feedback``.
+It also reads the performance estimates on ``drift`` and checks each window's against
+its labels (``estimates.py``): the checks go out inside the KPI snapshots.
 
 State survives a restart through checkpoints (``checkpoints.py``): every snapshot writes
 the learner's state with the positions it had read to in ``monitor`` and ``labels``, and
@@ -36,6 +38,7 @@ from streams.kafka.names import groups
 from streams.services.challenger import ChallengerDuties
 from streams.services.checkpoints import CheckpointStore
 from streams.services.drift import decode_monitor
+from streams.services.estimates import EstimateChecks
 from streams.services.loop import (
     ClientCallbacks,
     ClientFactory,
@@ -87,6 +90,8 @@ class LearnStep(Step):
         self.kpi_watch = KpiWatch(threshold, bundle.task.value) if threshold is not None else None
         self.bundle = bundle
         self.learner = learner_for(settings, bundle)
+        self.estimates = EstimateChecks()  # each drift window's estimate against its labels
+        self.estimates.follow(self.learner)
         self.challenger = ChallengerDuties(settings)
         self.positions: dict[str, int] = {}  # "topic:partition" -> next offset to read
         self.counters = {"monitor_messages": 0, "labels": 0, "bad_messages": 0, "snapshots": 0, "restored": 0}
@@ -106,10 +111,13 @@ class LearnStep(Step):
             return
         try:
             self.learner.restore(restored.state, restored.objects)
+            self.estimates.restore(restored.state.get("estimates"))
             self.positions = dict(restored.state["positions"])
         except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
             log.error("the checkpoint does not fit this learner (%r): starting fresh", exc)
             self.learner = learner_for(self.settings, self.bundle)
+            self.estimates = EstimateChecks()
+            self.estimates.follow(self.learner)
             self.positions = {}
             return
         self.counters["restored"] = 1
@@ -143,6 +151,9 @@ class LearnStep(Step):
                 label = Label.model_validate_json(message.value() or b"")
                 changes = self.learner.label(label.event_id, label.label, label.label_time)
                 self.counters["labels"] += 1
+            elif message.topic() == self.settings.topic_drift:
+                self.estimates.on_drift(message.value())
+                return
             else:
                 changes = self.learner.observe(decode_monitor(message.value() or b""))
                 self.counters["monitor_messages"] += 1
@@ -180,7 +191,7 @@ class LearnStep(Step):
     def _snapshot(self, context: LoopContext) -> None:
         self._matched_at_snapshot, self._last_snapshot = self.learner.join.matched, time.monotonic()
         s, emit = self.settings, context.emit
-        snapshot = self.learner.snapshot(self._changes, s.segment_gap)
+        snapshot = self.estimates.settle(self.learner.snapshot(self._changes, s.segment_gap), self.learner)
         self._changes = []
         emit(s.topic_metrics, snapshot.champion.encode(), snapshot.model_dump_json().encode(), None)
         request = self.kpi_watch.check(snapshot) if self.kpi_watch is not None else None
@@ -191,7 +202,7 @@ class LearnStep(Step):
         if s.auto_promote:
             self.challenger.promote_winners(self.learner)
         assert self.store is not None
-        state = {**self.learner.state(), "positions": self.positions}
+        state = {**self.learner.state(), "estimates": self.estimates.state(), "positions": self.positions}
         self.store.write(self.store.encode(state, self.learner.river_objects()), emit)
         if not context.flush(30):
             log.error("snapshot or checkpoint not acknowledged; next snapshot tries again")
@@ -222,7 +233,7 @@ def run_learn(
             clients or learn_clients(settings),
             step,
             Never(),
-            Subscribe([settings.topic_monitor, settings.topic_labels]),
+            Subscribe([settings.topic_monitor, settings.topic_labels, settings.topic_drift]),
             stopping,
             batch_size=1000,
             linger_s=0.1,

@@ -2,7 +2,8 @@
 
 Score-path counters are read from ``ScoreCounters`` at scrape time (the hot path
 updates plain integers once per batch, never a Prometheus object per event).
-Drift statistics are gauges set once per closed window; KPIs once per metrics snapshot.
+Drift statistics are gauges set once per closed window, as are estimated KPIs
+(``estimates.py``); KPIs once per metrics snapshot.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
 from streams.services.loop import LoopStats
 from streams.services.telemetry import ScoreCounters
+from streams.web.estimates import EstimateGauges
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
 MODEL_LABELS = ("model_name", "model_version")
@@ -280,6 +282,7 @@ class WorkerMetrics:
     drift: DriftGauges
     kpis: KpiGauges
     lag: LagCollector
+    estimates: EstimateGauges
 
 
 def worker_registry(counters: ScoreCounters, handler: ScoreHandler) -> WorkerMetrics:
@@ -288,4 +291,8 @@ def worker_registry(counters: ScoreCounters, handler: ScoreHandler) -> WorkerMet
     registry.register(ModelCollector(handler))
     lag = LagCollector()
     registry.register(lag)
-    return WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag)
+    metrics = WorkerMetrics(
+        registry, DriftGauges(registry), KpiGauges(registry), lag, EstimateGauges(registry)
+    )
+    metrics.kpis.listeners.append(metrics.estimates.on_snapshot)
+    return metrics

@@ -35,6 +35,7 @@ THRESHOLDS = {
     "StreamscoreFeatureDrift": "drift_psi_threshold",
     "StreamscorePredictionDrift": "drift_psi_threshold",
     "StreamscoreKpiLow": "alert_kpi_min",
+    "StreamscoreEstimatedKpiLow": "alert_kpi_min",
 }
 
 
@@ -55,7 +56,7 @@ def test_rule_thresholds_are_the_settings_defaults(alert: str, setting: str) -> 
     expr = next(rule["expr"] for rule in rules() if rule["alert"] == alert)
     threshold = float(re.search(r"[<>]=?\s*([\d.]+)\s*$", expr.strip()).group(1))
     assert threshold == DEFAULTS[setting]
-    if alert == "StreamscoreKpiLow":
+    if alert in ("StreamscoreKpiLow", "StreamscoreEstimatedKpiLow"):
         assert f'metric="{DEFAULTS["alert_kpi_metric"]}"' in expr
 
 
