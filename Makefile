@@ -4,15 +4,30 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+# the locks: requirements-dev.txt is the runtime and dev dependencies resolved together (what
+# `make install` and CI install); requirements.txt is the runtime part of it, the same versions
+# (what the image installs). `make lock` recompiles both from pyproject.toml.
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-$(STAMP): pyproject.toml
+.PHONY: install lock state-key deploy-tools demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+
+$(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# keeps the versions already locked where pyproject.toml still admits them; `make lock UPGRADE=1` moves
+# all; LOCK_DIR: where the locks are read and written (tests/unit/test_lock.py recompiles copies)
+LOCK_DIR ?= .
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+	  -o $(LOCK_DIR)/requirements-dev.txt
+	$(BIN)/uv pip compile --quiet pyproject.toml -c $(LOCK_DIR)/requirements-dev.txt $(LOCK_FLAGS) \
+	  -o $(LOCK_DIR)/requirements.txt
 
 demo: $(STAMP)
 	$(BIN)/streamscore demo
@@ -25,7 +40,23 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }; }
 
-test: lint browser
+# Debian's tools that check the deploy files in `make test`: docker-compose (1.29; `config` parses a
+# compose file without an engine) and prometheus (promtool; the server the alert test runs on loopback)
+deploy-tools:
+	@command -v docker-compose >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's docker-compose and prometheus for the deploy checks"; \
+	  apt-get install -y -q docker-compose prometheus >/dev/null 2>&1 || { apt-get update -q && \
+	  apt-get install -y -q docker-compose prometheus; }; }
+
+# the compose stack's state key (a secret mounted into the worker): made once, never overwritten. The
+# directory is private; the file is readable because Docker mounts it as it is for the worker's uid
+state-key: deploy/secrets/state.key
+deploy/secrets/state.key:
+	mkdir -p -m 700 deploy/secrets
+	$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $@
+	chmod 644 $@
+
+test: lint browser deploy-tools
 	$(BIN)/pytest
 
 unit: $(STAMP)

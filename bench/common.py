@@ -38,6 +38,7 @@ FEATURES = [f"f{i:02d}" for i in range(20)]
 CONTENDERS: dict[str, str | None] = {
     "quix": "quix_app.py",
     "raw": "raw_confluent.py",
+    "passthrough": "passthrough.py",
     "naive_faust": "naive_faust.py",
     "streamscore_batch": None,
     "streamscore_agent": None,
@@ -237,7 +238,8 @@ def launch(
     script = CONTENDERS[name]
     if script is not None:
         args = [bootstrap, in_topic, out_topic, str(bundle_dir / "model.txt"), group]
-        commands.append(([PYTHON, str(CONTENDER_DIR / script), *args], env))
+        # the worker's settings too: the passthrough contender reads them as a worker would
+        commands.append(([PYTHON, str(CONTENDER_DIR / script), *args], {**env, **(settings_env or {})}))
     else:
         run_id = uuid.uuid4().hex[:8]
         common = {

@@ -33,11 +33,11 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from common import FEATURES, train_model
 
+from schemas.monitor import decode_monitor
 from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, MonitorColumns
 from scoring.estimation import PerformanceEstimator
 from scoring.training import train_bundle
-from streams.services.drift import decode_monitor
 
 
 def messages(bundle: ModelBundle, events: int, rows: int) -> list[bytes]:

@@ -1,17 +1,22 @@
-"""End-to-end latency of a contender (default: the streamscore batch path) at fixed offered loads.
+"""End-to-end latency of contenders at fixed offered loads, per second of the run.
 
-First its max rate (a throughput run, or ``--max-rate``), then for each fraction of
-it a fresh broker and a fresh contender, a warm-up, and a paced producer for
-``--duration`` seconds. Each event carries its produce time (``event_time``, epoch ms,
-and header ``bench_produced_ns``); latency = time its prediction is read minus the
-time it was handed to the producer (so it includes the producer's linger).
+First the max rate of the first contender (a throughput run, or ``--max-rate``), then for
+each fraction of it and each contender a fresh broker and a fresh contender, a warm-up,
+and a paced producer for ``--duration`` seconds. Each event carries its produce time;
+latency = time its output is read minus the time it was handed to the producer (so it
+includes the producer's linger). Latency is reported overall and per 1-second slice of
+the run (by send time), so growth over a run shows, with the broker's CPU seconds and
+memory (its log lives in memory) over the phase.
 
-Tansu fetch costs grow with the record batches in a partition, so every rate gets a
-fresh broker; the "broker floor" rows (producer -> broker -> reader, no contender)
-show what the broker alone adds at the same rate.
+Contenders: ``streamscore_batch`` (a worker, score role), ``passthrough`` (the worker's own
+loop and client settings with no decode and no model: the two-hop floor; streamscore minus
+passthrough is what scoring adds), ``quix``, ``raw``. Tansu's fetch cost grows with the
+record batches in a partition, so every phase gets a fresh broker; the "broker floor"
+rows (producer -> broker -> reader, one hop) show what the broker alone adds.
 
-    .venv/bin/python bench/latency.py [--contender streamscore_batch] [--max-rate N]
-        [--fractions 0.1,0.5,0.9] [--duration 10] [--set SETTING=VALUE ...] [--json OUT]
+    .venv/bin/python bench/latency.py [--contenders streamscore_batch,passthrough,quix]
+        [--max-rate N] [--rates 2000,9000] [--fractions 0.1,0.5] [--duration 5]
+        [--set SETTING=VALUE ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import psutil
 from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,15 +88,28 @@ def paced_produce(
     return sent_at, achieved
 
 
-def latencies(reader: OutputReader, sent_at: dict[str, float], skip: int) -> np.ndarray:
-    """Milliseconds from produce to read for each phase event read (values after ``skip``)."""
+def latencies(reader: OutputReader, sent_at: dict[str, float], skip: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per phase event read (values after ``skip``): its send time (s) and its latency (ms)."""
     res = reader.result
-    out = []
+    sent, lat = [], []
     for value, read_at in zip(res.values[skip:], res.times[skip:], strict=True):
         produced = sent_at.get(orjson.loads(value).get("event_id"))
         if produced is not None:
-            out.append((read_at - produced) * 1000)
-    return np.asarray(out)
+            sent.append(produced)
+            lat.append((read_at - produced) * 1000)
+    return np.asarray(sent), np.asarray(lat)
+
+
+def slices(sent: np.ndarray, lat: np.ndarray, q: float, width_s: float = 1.0) -> list[float]:
+    """The ``q`` percentile of latency per ``width_s`` slice of send time, from the first send."""
+    if not len(sent):
+        return []
+    index = ((sent - sent.min()) // width_s).astype(int)
+    return [
+        round(float(np.percentile(lat[index == i], q)), 1)
+        for i in range(index.max() + 1)
+        if (index == i).any()
+    ]
 
 
 def settings_env(args: argparse.Namespace) -> dict[str, str]:
@@ -124,14 +143,18 @@ def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: P
                 return {"contender": label, "rate": rate, "ok": False}
             time.sleep(1.0)
             skip = reader.count()
+            broker_proc = psutil.Process(broker.process.pid)
+            cpu_before = sum(broker_proc.cpu_times()[:2])
             sent_at, achieved = paced_produce(producer, in_topic, rate, args.duration, prefix="p")
             reader.target = skip + len(sent_at)
             reader.wait_for(10, 10, alive)
+            broker_cpu = sum(broker_proc.cpu_times()[:2]) - cpu_before
+            broker_rss = broker_proc.memory_info().rss / 2**20
         finally:
             reader.stop()
             if contender:
                 contender.stop()
-    lat = latencies(reader, sent_at, skip)
+    sent, lat = latencies(reader, sent_at, skip)
     row = {
         "contender": label,
         "rate": round(rate),
@@ -139,11 +162,15 @@ def run_phase(name: str | None, rate: float, args: argparse.Namespace, bundle: P
         "ok": len(lat) > 0,
         "sent": len(sent_at),
         "read": len(lat),
+        "broker_cpu_s": round(broker_cpu, 2),
+        "broker_rss_mb": round(broker_rss, 1),
     }
     if len(lat):
         for q in (50, 95, 99):
             row[f"p{q}_ms"] = round(float(np.percentile(lat, q)), 1)
         row["max_ms"] = round(float(lat.max()), 1)
+        row["slices_p50_ms"] = slices(sent, lat, 50)
+        row["slices_p99_ms"] = slices(sent, lat, 99)
     print(f"  {label} at {rate:,.0f}/s: {row}", flush=True)
     return row
 
@@ -162,54 +189,70 @@ def measure_max_rate(args: argparse.Namespace, bundle: Path, workdir: Path) -> f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contender", default="streamscore_batch", choices=list(CONTENDERS))
+    parser.add_argument("--contenders", default="streamscore_batch,passthrough", help="comma list")
     parser.add_argument("--max-rate", type=float, default=None, help="skip measuring it")
     parser.add_argument("--max-events", type=int, default=100_000, help="events for the max-rate run")
-    parser.add_argument("--fractions", default="0.1,0.5,0.9")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per offered rate")
+    parser.add_argument("--fractions", default="0.1,0.5", help="of the max rate")
+    parser.add_argument("--rates", default=None, help="offered rates (events/s) instead of fractions")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per offered rate")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=None, help="STREAMSCORE_BATCH_SIZE")
     parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--linger-ms", type=float, default=5.0, help="paced producer linger.ms")
+    parser.add_argument("--linger-ms", type=float, default=1.0, help="paced producer linger.ms")
     parser.add_argument("--no-floor", action="store_true", help="skip the broker-only rows")
     parser.add_argument("--set", action="append", default=[], help="worker setting, e.g. batch_linger_ms=2")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = set(contenders) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contenders {sorted(unknown)}; known: {', '.join(CONTENDERS)}")
 
     with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
         workdir = Path(tmp)
         bundle = train_model(workdir / "bundle", trees=args.trees)
-        max_rate = args.max_rate or measure_max_rate(args, bundle, workdir)
-        if max_rate is None:
-            return 1
-        print(f"max rate: {max_rate:,.0f} events/s", flush=True)
+        if args.rates:
+            rates = [(None, float(r)) for r in args.rates.split(",")]
+        else:
+            args.contender = contenders[0]
+            max_rate = args.max_rate or measure_max_rate(args, bundle, workdir)
+            if max_rate is None:
+                return 1
+            print(f"max rate of {contenders[0]}: {max_rate:,.0f} events/s", flush=True)
+            rates = [(float(f), float(f) * max_rate) for f in args.fractions.split(",")]
         rows = []
-        for fraction in (float(f) for f in args.fractions.split(",")):
-            rate = fraction * max_rate
-            rows.append({"fraction": fraction, **run_phase(args.contender, rate, args, bundle, workdir)})
-            if not args.no_floor:
-                rows.append({"fraction": fraction, **run_phase(None, rate, args, bundle, workdir)})
+        for fraction, rate in rates:
+            for name in [*contenders, *([] if args.no_floor else [None])]:
+                rows.append({"fraction": fraction, **run_phase(name, rate, args, bundle, workdir)})
+    report(rows, contenders, args)
+    return 0
 
-    print(f"\n{args.contender}: end-to-end latency, max rate {max_rate:,.0f} events/s")
-    print("| load | pipeline | offered/s | achieved/s | read | p50 ms | p95 ms | p99 ms | max ms |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+def report(rows: list[dict], contenders: list[str], args: argparse.Namespace) -> None:
+    print(f"\nend-to-end latency, {args.duration:.0f} s per rate, settings {args.set or 'default'}")
+    columns = ["offered/s", "pipeline", "achieved/s", "read", "p50 ms", "p99 ms", "max ms"]
+    print("| " + " | ".join([*columns, "p99 per second (ms)", "broker CPU s"]) + " |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
         if not r["ok"]:
-            print(f"| {r['fraction']:.0%} | {r['contender']} | {r['rate']:,.0f} | FAILED | | | | | |")
+            print(f"| {r['rate']:,.0f} | {r['contender']} | FAILED | | | | | | |")
             continue
+        per_second = ", ".join(f"{v:g}" for v in r["slices_p99_ms"])
         print(
-            f"| {r['fraction']:.0%} | {r['contender']} | {r['rate']:,} | {r['achieved_rate']:,} "
-            f"| {r['read']:,}/{r['sent']:,} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |"
+            f"| {r['rate']:,} | {r['contender']} | {r['achieved_rate']:,} | {r['read']:,}/{r['sent']:,} "
+            f"| {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {per_second} | {r['broker_cpu_s']} |"
         )
-    half = [r for r in rows if r["ok"] and r["contender"] == args.contender and r["fraction"] == 0.5]
-    if half:
-        verdict = "meets" if half[0]["p99_ms"] <= 25 else "misses"
-        print(f"p99 at 50% of max: {half[0]['p99_ms']} ms ({verdict} the <= 25 ms goal)")
+    by = {(r["rate"], r["contender"]): r for r in rows if r["ok"]}
+    if "streamscore_batch" in contenders and "passthrough" in contenders:
+        print("\nadded by scoring (streamscore minus passthrough, same rate, same run):")
+        for rate in sorted({r["rate"] for r in rows}):
+            s, f = by.get((rate, "streamscore_batch")), by.get((rate, "passthrough"))
+            if s and f:
+                p50, p99 = s["p50_ms"] - f["p50_ms"], s["p99_ms"] - f["p99_ms"]
+                print(f"  {rate:,}/s: p50 {p50:+.1f} ms, p99 {p99:+.1f} ms")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        report = {"max_rate": max_rate, "config": vars(args), "results": rows}
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    return 0
+        args.json.write_text(json.dumps({"config": vars(args), "results": rows}, indent=2, default=str))
 
 
 if __name__ == "__main__":

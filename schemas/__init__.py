@@ -1,6 +1,6 @@
 """Message contracts of streamscore: pydantic models, header names, JSON Schema export."""
 
-from schemas.checkpoint import ChallengerExport, CheckpointHead
+from schemas.checkpoint import ChallengerExport, CheckpointHead, StateAlert
 from schemas.drift import DriftAlert, DriftReport
 from schemas.estimation import EstimateCheck, EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
@@ -26,6 +26,7 @@ ALL_MESSAGES = {
     "concept_drift_alert": ConceptDriftAlert,
     "checkpoint_head": CheckpointHead,
     "challenger_export": ChallengerExport,
+    "state_alert": StateAlert,
     "performance_estimate": PerformanceEstimate,
     "estimate_check": EstimateCheck,
     "estimated_kpi_alert": EstimatedKpiAlert,

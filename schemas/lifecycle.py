@@ -29,6 +29,20 @@ class ChallengerMode(StrEnum):
     shadow = "shadow"
 
 
+class Check(StrEnum):
+    """What a refused model update failed (``ModelAlert.check``); empty when it was applied."""
+
+    none = ""
+    message = "message"  # the record is not a ModelUpdate (or its key names no model)
+    source = "source"  # its bundle is not in the registry or an allowed source
+    manifest = "manifest"  # a bundle file is missing or differs from the manifest
+    load = "load"  # the bundle cannot be read, or took too long to fetch
+    features = "features"  # its features differ from the serving model's
+    task = "task"  # binary vs regression differs
+    smoke = "smoke"  # it cannot score a few reference rows sanely
+    order = "order"  # a newer update was applied before this one loaded
+
+
 class ModelRef(BaseModel):
     """One registered bundle: where a worker loads it from."""
 
@@ -61,7 +75,7 @@ class ModelAlert(BaseModel):
 
     type: Literal["model_alert"] = "model_alert"
     outcome: Literal["applied", "refused"]
-    check: str = Field(description="load, manifest, features, task, smoke, or '' when applied")
+    check: Check = Field(description="what the update failed; empty when applied")
     reason: str
     version: str = Field(description="the version the update asked for")
     serving: str = Field(description="name:version serving after the update")

@@ -6,20 +6,31 @@ unknown fields; the feature event, written by upstream producers, ignores them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 # event_id and entity_id are copied into every output (key, body, ce_id header, monitoring
 # columns): bounded, so a prediction and a monitoring message always fit a Kafka message
 MAX_IDENTIFIER_LENGTH = 256
 
+# Epoch-millisecond times from 1970 to the year 3000: every writer downstream (int64 columns,
+# numpy, checkpoints) takes them, and anything outside is a producer's bug, not a time.
+EPOCH_MS_MAX = 32_503_680_000_000
+INT64_MAX = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_YEAR_3000 = datetime(3000, 1, 1, tzinfo=UTC)
+
 # strict: a JSON boolean is not a number; NaN and infinity are not values
 FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | str | None
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-EventTime = Annotated[int, Field(description="epoch milliseconds")] | datetime
+EpochMs = Annotated[int, Field(ge=0, le=EPOCH_MS_MAX, description="epoch milliseconds")]
+EventTime = EpochMs | datetime
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+Offset = Annotated[int, Field(ge=0, le=INT64_MAX)]
+PartitionId = Annotated[int, Field(ge=0, lt=2**31)]
 
 
 class FeatureEvent(BaseModel):
@@ -32,6 +43,15 @@ class FeatureEvent(BaseModel):
     event_time: EventTime = Field(description="RFC 3339 timestamp or epoch milliseconds")
     features: dict[str, FeatureValue]
     schema_version: Annotated[int, Field(strict=True)] = SCHEMA_VERSION
+
+    @field_validator("event_time")
+    @classmethod
+    def _in_range(cls, value: int | datetime) -> int | datetime:
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+            if not _EPOCH <= moment <= _YEAR_3000:
+                raise ValueError("event_time must lie between 1970 and the year 3000")
+        return value
 
 
 class Contribution(BaseModel):
@@ -87,25 +107,44 @@ class MonitorBatch(BaseModel):
     batch instead of one per event. Row ``i`` of every list is one scored event.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # written by streamscore: exactly as written
 
-    model_name: str
-    model_version: str
-    source_topic: str
-    partition: int
-    offsets: list[int]
-    event_ids: list[str]
-    entity_ids: list[str]
-    event_times: list[int]
+    model_name: Identifier
+    model_version: Identifier
+    source_topic: Identifier
+    partition: PartitionId
+    offsets: list[Offset]
+    event_ids: list[Identifier]
+    entity_ids: list[Identifier]
+    event_times: list[EpochMs]
     scores: list[FiniteFloat]
-    feature_names: list[str]
+    feature_names: list[Identifier]
     rows: list[list[FiniteFloat | None]] = Field(description="encoded model inputs; null = missing")
-    shadow_model_name: str | None = Field(None, description="shadow mode: the challenger that also scored")
-    shadow_model_version: str | None = None
+    shadow_model_name: Identifier | None = Field(
+        None, description="shadow mode: the challenger that also scored"
+    )
+    shadow_model_version: Identifier | None = None
     shadow_scores: list[FiniteFloat | None] | None = Field(
         None, description="the challenger's score per row (null where it failed); never published"
     )
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):  # a Literal[1] takes True as 1 otherwise
+            raise ValueError("schema_version must be the integer 1")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_agree(self) -> MonitorBatch:
+        n, width = len(self.scores), len(self.feature_names)
+        columns = (self.offsets, self.event_ids, self.entity_ids, self.event_times, self.rows)
+        if any(len(c) != n for c in columns) or any(len(row) != width for row in self.rows):
+            raise ValueError(f"every column needs {n} entries and every row {width} values")
+        if self.shadow_scores is not None and len(self.shadow_scores) != n:
+            raise ValueError(f"shadow_scores needs {n} entries")
+        return self
 
 
 class Label(BaseModel):
@@ -113,9 +152,9 @@ class Label(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str
+    event_id: Identifier
     label: FiniteFloat
-    label_time: int = Field(description="epoch milliseconds")
+    label_time: EpochMs
     schema_version: Literal[1] = SCHEMA_VERSION
 
 

@@ -29,7 +29,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +36,7 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from schemas.keys import Task
 from scoring.calibration import Calibration
 from scoring.errors import BundleError, ManifestMismatch
 from scoring.features import FeatureSpec
@@ -55,11 +55,6 @@ CALIBRATION_FILE = "calibration.json"
 BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
 OPTIONAL_FILES = (CALIBRATION_FILE, *LOSS_FILES)
 BUNDLE_FORMAT = 1
-
-
-class Task(StrEnum):
-    binary = "binary"
-    regression = "regression"
 
 
 class Metadata(BaseModel):

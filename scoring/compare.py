@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from schemas.keys import Task
 from scoring.metrics import binary_metrics, regression_metrics
 
 
@@ -127,8 +128,9 @@ def compare_unpaired(
 
 
 def _decide(task, names, paired, n_a, n_b, kpis_a, kpis_b, test, statistic, p, alpha, detail) -> Comparison:
-    primary = "accuracy" if task == "binary" else "mae"
-    better_b = kpis_b[primary] > kpis_a[primary] if task == "binary" else kpis_b[primary] < kpis_a[primary]
+    primary = Task(task).primary_metric
+    higher_better = Task(task).higher_is_better
+    better_b = kpis_b[primary] > kpis_a[primary] if higher_better else kpis_b[primary] < kpis_a[primary]
     winner = None
     if p < alpha and kpis_a[primary] != kpis_b[primary]:
         winner = "challenger" if better_b else "champion"

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from schemas.lifecycle import Check
+
 
 class Stage(StrEnum):
     """Where in the score path an event failed."""
@@ -70,8 +72,8 @@ class InvalidEvent(ScoringError):
 class GateRefused(ScoringError):
     """A model update that failed a gate check; ``check`` names the check, ``reason`` says why."""
 
-    def __init__(self, check: str, reason: str) -> None:
-        super().__init__(f"{check}: {reason}")
+    def __init__(self, check: Check, reason: str) -> None:
+        super().__init__(f"{check.value}: {reason}")
         self.check = check
         self.reason = reason
 

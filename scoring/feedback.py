@@ -13,153 +13,28 @@ ADWIN and PageHinkley (concept drift, where features may not drift at all).
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
-from river import base, compose, linear_model, preprocessing
 
 from schemas.drift import DetectorChange
 from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
+from schemas.keys import ModelKey, Task
+from scoring.challenger import challenger_from_setting, challenger_predict
 from scoring.compare import PairedTally
 from scoring.drift import MonitorColumns, StreamDetectors
 from scoring.features import FeatureKind, FeatureSpec
+from scoring.join_segments import decode_events
 from scoring.kpis import ALL, KpiBoard
+from scoring.label_join import LabelJoin, PendingLabel, ScoredEvent
 from scoring.reference import Reference
 
 UNSEEN = "__unseen__"
 MISSING = "__missing__"
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredEvent:
-    """A monitored event waiting for its label."""
-
-    model: str  # "name:version"
-    score: float
-    row: bytes  # the encoded model inputs as float64 bytes: ~190 bytes, where dicts cost ~2 KB
-    source_topic: str
-    partition: int
-    offset: int
-    event_id: str
-    event_time: int
-    shadow_model: str | None = None  # a challenger that scored the same event in shadow mode
-    shadow_score: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingLabel:
-    label: float
-    label_time: int
-
-
-class LabelJoin:
-    """Monitored events by event_id, and labels that came first, both bounded."""
-
-    def __init__(self, ttl_ms: int, max_entries: int) -> None:
-        self.ttl_ms = ttl_ms
-        self.max_entries = max_entries
-        self.events: OrderedDict[str, ScoredEvent] = OrderedDict()
-        self.labels: OrderedDict[str, PendingLabel] = OrderedDict()
-        self.newest_time = 0
-        self.matched = 0
-        self.expired_events = 0
-        self.unmatched_labels = 0
-
-    def add_event(self, event: ScoredEvent) -> PendingLabel | None:
-        """Keep the event; if its label already came, return that label instead."""
-        self.newest_time = max(self.newest_time, event.event_time)
-        early = self.labels.pop(event.event_id, None)
-        if early is not None:
-            self.matched += 1
-            return early
-        self.events[event.event_id] = event
-        self._expire()
-        return None
-
-    def add_label(self, event_id: str, label: float, label_time: int) -> ScoredEvent | None:
-        """The event this label belongs to, or None (the label then waits for it)."""
-        event = self.events.pop(event_id, None)
-        if event is not None:
-            self.matched += 1
-            return event
-        self.labels[event_id] = PendingLabel(label, label_time)
-        self._expire()
-        return None
-
-    def _expire(self) -> None:
-        horizon = self.newest_time - self.ttl_ms
-        events, labels = self.events, self.labels
-        while events and (len(events) > self.max_entries or next(iter(events.values())).event_time < horizon):
-            events.popitem(last=False)
-            self.expired_events += 1
-        while labels and (len(labels) > self.max_entries or next(iter(labels.values())).label_time < horizon):
-            labels.popitem(last=False)
-            self.unmatched_labels += 1
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "matched": self.matched,
-            "pending_events": len(self.events),
-            "pending_labels": len(self.labels),
-            "expired_events": self.expired_events,
-            "unmatched_labels": self.unmatched_labels,
-        }
-
-
-# ---------------------------------------------------------------- the challenger
-
-
-class PresentOnly(base.Transformer):
-    """The named features an event carries. River's ``Select`` raises on a missing one; a
-    missing value is left out here, so it adds nothing to a linear model, as for one-hot."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = list(names)
-
-    def transform_one(self, x: dict) -> dict:
-        return {name: x[name] for name in self.names if name in x}
-
-
-def default_challenger(task: str, spec: FeatureSpec):
-    """StandardScaler + LogisticRegression (binary) or LinearRegression, one-hot for categoricals."""
-    numeric = [f.name for f in spec.features if f.kind is FeatureKind.numeric]
-    categorical = [f.name for f in spec.features if f.kind is FeatureKind.categorical]
-    parts = []
-    if numeric:
-        parts.append(PresentOnly(numeric) | preprocessing.StandardScaler())
-    if categorical:
-        parts.append(PresentOnly(categorical) | preprocessing.OneHotEncoder())
-    features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
-    head = linear_model.LogisticRegression() if task == "binary" else linear_model.LinearRegression()
-    return features | head
-
-
-def challenger_from_setting(setting: str, task: str, spec: FeatureSpec):
-    """``default``, or the dotted path of a river estimator class made with no arguments."""
-    if setting == "default":
-        return default_challenger(task, spec)
-    module_name, _, class_name = setting.rpartition(".")
-    if not module_name.startswith("river."):
-        raise ValueError(f"challenger must be 'default' or a river estimator path, got {setting!r}")
-    return getattr(importlib.import_module(module_name), class_name)()
-
-
-def challenger_predict(model, task: str, x: dict) -> tuple[float, bool | None]:
-    """Score and, for a classifier, its own class decision (as river's ``predict_one`` makes it)."""
-    if task == "binary":
-        proba = model.predict_proba_one(x)
-        decision = bool(max(proba, key=proba.get)) if proba else False
-        return float(proba.get(True, 0.0)), decision
-    prediction = model.predict_one(x)
-    return (float(prediction) if prediction is not None else 0.0), None
-
-
-# ---------------------------------------------------------------- learner
 
 
 class Learner:
@@ -237,7 +112,7 @@ class Learner:
 
     def observe(self, columns: MonitorColumns) -> list[DetectorChange]:
         """Keep the scored events of a monitoring message; settles labels that came first."""
-        model = f"{columns.model_name}:{columns.model_version}"
+        model = str(ModelKey(columns.model_name, columns.model_version))
         self.champion = model
         changes: list[DetectorChange] = []
         rows = columns.rows
@@ -252,6 +127,7 @@ class Learner:
                 offset=int(columns.offsets[i]),
                 event_id=str(columns.event_ids[i]),
                 event_time=int(columns.event_times[i]),
+                seq=self.join.take_seq(),
             )
             if shadow is not None and shadow[i] == shadow[i]:
                 event = replace(event, shadow_model=columns.shadow_model, shadow_score=float(shadow[i]))
@@ -303,7 +179,9 @@ class Learner:
             error = abs(event.score - label)
         detectors = self.detectors.get(event.model)
         if detectors is None:
-            detectors = self.detectors[event.model] = StreamDetectors("error", event.model.rpartition(":")[2])
+            detectors = self.detectors[event.model] = StreamDetectors(
+                "error", ModelKey.parse(event.model).version
+            )
         return detectors.update_one(
             error, event.source_topic, event.partition, event.offset, event.event_id, event.event_time
         )
@@ -311,7 +189,7 @@ class Learner:
     # -- out
 
     def primary_metric(self) -> str:
-        return "accuracy" if self.task == "binary" else "mae"
+        return Task(self.task).primary_metric
 
     def kpi_rows(self, gap_threshold: float = 0.1) -> list[dict]:
         """KPI rows; each segment row carries its gap to its model's overall primary metric."""
@@ -342,16 +220,19 @@ class Learner:
         )
 
     def state(self) -> dict:
-        """Everything but the river objects, as JSON-ready values."""
+        """Everything but the river objects and the waiting events, as JSON-ready values.
+
+        The waiting events are checkpointed in segments (``scoring.join_segments``).
+        """
         join = self.join
         return {
             "board": self.board.state(),
             "champion": self.champion,
             "tallies": {k: vars(t) for k, t in self.tallies.items()},
             "join": {
-                "events": _columns(join.events.values()),  # their rows go in the pickle, as bytes
                 "labels": [[k, v.label, v.label_time] for k, v in join.labels.items()],
                 "newest_time": join.newest_time,
+                "next_seq": join.next_seq,
                 "matched": join.matched,
                 "expired_events": join.expired_events,
                 "unmatched_labels": join.unmatched_labels,
@@ -359,42 +240,28 @@ class Learner:
         }
 
     def river_objects(self) -> dict:
-        """The challenger and the detectors (river objects), and the encoded rows of the events
-        waiting for labels as one bytes object (JSON lists of floats cost ~10x the memory to
-        write): checkpointed as a signed pickle."""
-        rows = b"".join(e.row for e in self.join.events.values())
-        return {"challenger": self.challenger, "detectors": self.detectors, "pending_rows": rows}
+        """The challenger and the detectors: river objects, checkpointed as a signed pickle."""
+        return {"challenger": self.challenger, "detectors": self.detectors}
 
-    def restore(self, state: dict, river_objects: dict | None) -> None:
+    def restore(
+        self, state: dict, river_objects: dict | None, events: OrderedDict[str, ScoredEvent] | None = None
+    ) -> None:
+        """Back to a checkpoint; ``events`` are the waiting events (older checkpoints carry them inline)."""
         self.board = KpiBoard.from_state(state["board"])
         self.champion = state["champion"]
         self.tallies = {k: PairedTally(**t) for k, t in state.get("tallies", {}).items()}
         j = state["join"]
         join = self.join
-        rows = (river_objects or {}).get("pending_rows")
-        events = _events(j["events"], rows) if isinstance(j["events"], dict) and rows is not None else []
-        join.events = OrderedDict((e.event_id, e) for e in events)  # older checkpoints: none kept
+        if events is None:  # a checkpoint from before segments: events inline, rows in the pickle
+            rows = (river_objects or {}).get("pending_rows")
+            inline = j.get("events")
+            kept = decode_events(inline, rows) if isinstance(inline, dict) and rows is not None else []
+            events = OrderedDict((e.event_id, e) for e in kept)
+        join.events = events
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]
+        join.next_seq = j.get("next_seq", max((e.seq for e in events.values()), default=-1) + 1)
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
         if river_objects is not None:
             self.challenger = river_objects["challenger"]
             self.detectors = river_objects["detectors"]
-
-
-_COLUMNS = [name for name in ScoredEvent.__slots__ if name != "row"]
-
-
-def _columns(events) -> dict[str, list]:
-    """Events waiting for labels, column by column, without their rows."""
-    events = list(events)
-    return {name: [getattr(e, name) for e in events] for name in _COLUMNS}
-
-
-def _events(columns: dict[str, list], rows: bytes) -> list[ScoredEvent]:
-    count = len(columns["event_id"])
-    width = len(rows) // count if count else 0
-    return [
-        ScoredEvent(row=rows[i * width : (i + 1) * width], **{name: columns[name][i] for name in _COLUMNS})
-        for i in range(count)
-    ]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from schemas.lifecycle import Check
 from scoring.bundle import ModelBundle, Task
 from scoring.errors import BundleError, GateRefused, ManifestMismatch
 from scoring.features import FeatureKind, FeatureSpec
@@ -31,16 +32,16 @@ def admit(load: Callable[[], ModelBundle], live: ModelBundle) -> ModelBundle:
     try:
         candidate = load()
     except ManifestMismatch as exc:
-        raise GateRefused("manifest", str(exc)) from exc
+        raise GateRefused(Check.manifest, str(exc)) from exc
     except BundleError as exc:
-        raise GateRefused("load", str(exc)) from exc
+        raise GateRefused(Check.load, str(exc)) from exc
     except Exception as exc:  # a model or bundle that fails in any way is refused
-        raise GateRefused("load", f"{type(exc).__name__}: {exc}") from exc
+        raise GateRefused(Check.load, f"{type(exc).__name__}: {exc}") from exc
     difference = spec_difference(live.spec, candidate.spec)
     if difference:
-        raise GateRefused("features", difference)
+        raise GateRefused(Check.features, difference)
     if candidate.task is not live.task:
-        raise GateRefused("task", f"candidate is {candidate.task.value}, live model is {live.task.value}")
+        raise GateRefused(Check.task, f"candidate is {candidate.task.value}, live model is {live.task.value}")
     smoke_test(candidate, reference_rows(live.spec, live.reference))
     return candidate
 
@@ -80,10 +81,12 @@ def smoke_test(candidate: ModelBundle, rows: np.ndarray) -> None:
     try:
         scores = candidate.predict(rows)
     except Exception as exc:  # a model or bundle that fails in any way is refused
-        raise GateRefused("smoke", f"predict raised {type(exc).__name__}: {exc}") from exc
+        raise GateRefused(Check.smoke, f"predict raised {type(exc).__name__}: {exc}") from exc
     if scores.shape != (len(rows),):
-        raise GateRefused("smoke", f"{len(rows)} rows gave scores of shape {scores.shape}")
+        raise GateRefused(Check.smoke, f"{len(rows)} rows gave scores of shape {scores.shape}")
     if not np.isfinite(scores).all():
-        raise GateRefused("smoke", f"{int((~np.isfinite(scores)).sum())} of {len(rows)} scores not finite")
+        raise GateRefused(
+            Check.smoke, f"{int((~np.isfinite(scores)).sum())} of {len(rows)} scores not finite"
+        )
     if candidate.task is Task.binary and ((scores < 0) | (scores > 1)).any():
-        raise GateRefused("smoke", "a binary model gave scores outside [0, 1]")
+        raise GateRefused(Check.smoke, "a binary model gave scores outside [0, 1]")

@@ -15,12 +15,13 @@ import time
 from schemas.drift import DriftAlert
 from schemas.estimation import UNIT_METRICS, EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import MetricsSnapshot
+from schemas.keys import ModelKey, Task
 from schemas.lifecycle import RetrainRequest
 
 
 def from_drift(alert: DriftAlert) -> RetrainRequest:
     return RetrainRequest(
-        model=f"{alert.model_name}:{alert.model_version}",
+        model=str(ModelKey(alert.model_name, alert.model_version)),
         trigger="drift",
         reason=alert.message,
         details={s.feature: s.psi for s in alert.features},
@@ -31,7 +32,7 @@ def from_drift(alert: DriftAlert) -> RetrainRequest:
 class KpiWatch:
     def __init__(self, threshold: float, task: str) -> None:
         self.threshold = threshold
-        self.lower_is_worse = task == "binary"  # accuracy falls; MAE rises
+        self.lower_is_worse = Task(task).higher_is_better  # accuracy falls; MAE rises
         self.firing = False
 
     def check(self, snapshot: MetricsSnapshot) -> RetrainRequest | None:
@@ -86,7 +87,7 @@ class EstimateWatch:
         m = estimate.metric(self.metric)
         if m is None or m.estimate is None or estimate.events < self.min_events:
             return None
-        model = f"{estimate.model_name}:{estimate.model_version}"
+        model = str(ModelKey(estimate.model_name, estimate.model_version))
         value = m.estimate
         bad = value < self.threshold if self.higher_is_better else value > self.threshold
         fire = bad and model not in self.firing
@@ -118,7 +119,7 @@ class EstimateWatch:
 
 def from_estimate(alert: EstimatedKpiAlert) -> RetrainRequest:
     return RetrainRequest(
-        model=f"{alert.model_name}:{alert.model_version}",
+        model=str(ModelKey(alert.model_name, alert.model_version)),
         trigger="estimated",
         reason=alert.message,
         details={alert.metric: alert.estimate, "threshold": alert.threshold, "window": alert.window},

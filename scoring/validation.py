@@ -16,7 +16,7 @@ from operator import itemgetter
 
 import orjson
 
-from schemas.messages import MAX_IDENTIFIER_LENGTH
+from schemas.messages import EPOCH_MS_MAX, MAX_IDENTIFIER_LENGTH
 from scoring.errors import InvalidEvent, Stage
 from scoring.features import FeatureKind, FeatureSpec
 
@@ -77,7 +77,7 @@ class EventValidator:
             and 0 < len(entity_id) <= MAX_IDENTIFIER_LENGTH
         ):
             event_id, entity_id = _identifier(event, "event_id"), _identifier(event, "entity_id")
-        if type(event_time) is not int:
+        if type(event_time) is not int or not 0 <= event_time <= EPOCH_MS_MAX:
             event_time = _event_time(event_time)
         if "schema_version" in event and type(event["schema_version"]) is not int:
             raise InvalidEvent(
@@ -192,9 +192,11 @@ def _identifier(event: dict, field: str) -> str:
 
 
 def _event_time(value: object) -> int:
-    """Epoch milliseconds from an RFC 3339 string or an epoch-milliseconds integer."""
+    """Epoch milliseconds from an RFC 3339 string or an epoch-milliseconds integer, 1970 to the year 3000."""
     if type(value) is int:
-        return value
+        if 0 <= value <= EPOCH_MS_MAX:
+            return value
+        raise InvalidEvent(Stage.validate, f"event_time {value} is out of range (epoch ms from 1970 to 3000)")
     if type(value) is str:
         try:
             if not _RFC3339.fullmatch(value):
@@ -204,7 +206,7 @@ def _event_time(value: object) -> int:
             raise InvalidEvent(Stage.validate, f"event_time {value[:40]!r} is not RFC 3339") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return (parsed - _EPOCH) // _MILLISECOND
+        return _event_time((parsed - _EPOCH) // _MILLISECOND)
     if value is _MISSING:
         raise InvalidEvent(Stage.validate, "missing required field 'event_time'")
     raise InvalidEvent(

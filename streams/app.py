@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import faust
 
@@ -17,9 +17,9 @@ from scoring.lifecycle import Serving
 from streams.kafka.config import faust_broker_options
 from streams.kafka.names import groups
 from streams.services.agents import register_score_agent
-from streams.services.control import ControlStep, run_control, startup_serving
+from streams.services.control import ControlStep, model_sources, run_control, startup_serving
 from streams.services.handler import ScoreHandler
-from streams.services.loop import LoopStats
+from streams.services.loop_stats import LoopStats
 from streams.services.parts import WorkerParts
 from streams.services.score import ScoreStep, run_score
 from streams.services.supervisor import SupervisedService
@@ -27,17 +27,41 @@ from streams.services.telemetry import ScoreCounters
 from streams.settings import Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
-from streams.web.metrics import LagCollector, WorkerMetrics, worker_registry
+from streams.web.metrics import LagCollector, RoleCollector, WorkerMetrics, worker_registry
 from streams.web.views import register_views
-
-if TYPE_CHECKING:
-    from scoring.drift import VersionMonitor  # imported where the drift role runs: scipy and river
 
 log = logging.getLogger(__name__)
 
 
 def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
-    app = faust.App(
+    """The worker's parts: what serves (the recorded state, else ``bundle``), its roles, its pages."""
+    sources = model_sources(settings, bundle)
+    serving, positions, startup_alert = startup_serving(settings, bundle, sources)
+    handler = ScoreHandler(settings, serving.champion)
+    handler.serve(serving)
+    parts = WorkerParts(_faust_app(settings), handler, ScoreCounters())
+    worker = _Assembly(settings, parts)
+    # every role follows model-updates: the score role swaps, the drift role watches the new references
+    parts.control = ControlStep(
+        settings,
+        handler,
+        positions,
+        sources,
+        on_serving=lambda s: _watch(parts, s, worker.metrics),
+        startup_alert=startup_alert,
+    )
+    worker.supervise("control", lambda stats: run_control(settings, parts.control, stats), None)
+    worker.add_score()
+    if settings.runs(Role.drift):
+        worker.add_drift(serving)
+    if settings.runs(Role.learn):
+        worker.add_learn(serving.champion)
+    worker.add_pages()
+    return parts
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    return faust.App(
         settings.faust_app_id,
         **faust_broker_options(settings),
         topic_partitions=settings.partitions,
@@ -50,89 +74,92 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
         web_bind=settings.web_host,
         autodiscover=False,
     )
-    serving, positions, startup_alert = startup_serving(settings, bundle)
-    bundle = serving.champion
-    handler = ScoreHandler(settings, bundle)
-    handler.serve(serving)
-    counters = ScoreCounters()
-    metrics = worker_registry(counters, handler)
-    parts = WorkerParts(app, handler, counters)
-    names = groups(settings)
 
-    def supervised(name: str, work, stats: LoopStats, group: str | None) -> None:
-        parts.supervise(SupervisedService(name, work, join_timeout_s=settings.shutdown_timeout_s), stats)
-        if group is not None:
-            metrics.lag.watch(group, stats)
 
-    # every role follows model-updates: the score role swaps, the drift role watches the new references
-    parts.control = ControlStep(
-        settings, handler, positions, on_serving=lambda s: _watch(parts, s), startup_alert=startup_alert
-    )
-    stats = LoopStats()
-    supervised("control", run_control(settings, parts.control, stats), stats, None)
-    if settings.runs(Role.score) and settings.score_path is ScorePath.batch:
+class _Assembly:
+    """Wires roles into ``parts``: each a supervised loop with its stats, its lag, its metrics."""
+
+    def __init__(self, settings: Settings, parts: WorkerParts) -> None:
+        self.settings, self.parts, self.names = settings, parts, groups(settings)
+        # series of the served models, and of the side topics this worker reads, at 0
+        self.metrics = worker_registry(parts.counters, parts.handler, settings.role_set, parts.refusals)
+        side_topics = {
+            Role.drift: [settings.topic_monitor],
+            Role.learn: [settings.topic_monitor, settings.topic_labels],
+        }
+        parts.refusals.start(sorted({t for role in settings.role_set for t in side_topics.get(role, [])}))
+
+    def supervise(self, name: str, work: Callable[[LoopStats], Callable], group: str | None) -> None:
         stats = LoopStats()
-        supervised(
-            "score", run_score(settings, ScoreStep(handler, counters.record), stats), stats, names.score
+        service = SupervisedService(name, work(stats), join_timeout_s=self.settings.shutdown_timeout_s)
+        self.parts.supervise(service, stats)
+        if group is not None:
+            self.metrics.lag.watch(group, stats)
+
+    def add_score(self) -> None:
+        settings, parts = self.settings, self.parts
+        if not settings.runs(Role.score):
+            return
+        if settings.score_path is ScorePath.batch:
+            step = ScoreStep(parts.handler, parts.counters.record)
+            self.supervise("score", lambda stats: run_score(settings, step, stats), self.names.score)
+        else:
+            register_score_agent(parts.app, settings, parts.handler, on_batch=parts.counters.record)
+            parts.faust_agents = True
+
+    def add_drift(self, serving: Serving) -> None:
+        # imported here: scipy and river cost a score-only worker ~60 MB and half a second
+        from scoring.drift import DriftMonitor, DriftThresholds
+        from streams.services.agents import register_drift_agent
+        from streams.services.drift import DriftStep, run_drift
+
+        settings, parts = self.settings, self.parts
+        parts.drift = DriftMonitor(
+            DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
+            window_events=settings.drift_window_events,
+            window_s=settings.drift_window_seconds,
         )
-    elif settings.runs(Role.score):
-        register_score_agent(app, settings, handler, on_batch=counters.record)
-        parts.faust_agents = True
-    if settings.runs(Role.drift):
-        _add_drift(settings, parts, metrics, serving, supervised)
-    if settings.runs(Role.learn):
+        step = DriftStep(
+            settings,
+            parts.drift,
+            parts.refusals,
+            on_report=self.metrics.drift.on_report,
+            on_estimate=self.metrics.estimates.on_estimate,
+        )
+        parts.drift_step, parts.drift_counters = step, step.counters
+        _watch(parts, serving)
+        if settings.drift_path is ScorePath.batch:
+            self.supervise("drift", lambda stats: run_drift(settings, step, stats), self.names.drift)
+        else:
+            register_drift_agent(parts.app, settings, step)
+            parts.faust_agents = True
+
+    def add_learn(self, bundle: ModelBundle) -> None:
         from streams.services.learn import LearnStep, run_learn
 
-        parts.learn = LearnStep(settings, bundle, on_snapshot=metrics.kpis.record)
-        stats = LoopStats()
-        supervised("learn", run_learn(settings, parts.learn, stats), stats, names.learn)
-    if settings.control_token is not None:
-        register_control_views(app, settings, parts.control)
-    if parts.faust_agents:
-        _sample_faust_lag(app, settings, metrics.lag, names.faust)
-    register_views(app, parts, metrics.registry)
-    register_dashboard(app, settings, parts, metrics)
-    return parts
+        settings, parts = self.settings, self.parts
+        parts.learn = LearnStep(settings, bundle, parts.refusals, on_snapshot=self.metrics.kpis.record)
+        self.supervise("learn", lambda stats: run_learn(settings, parts.learn, stats), self.names.learn)
+
+    def add_pages(self) -> None:
+        settings, parts, metrics = self.settings, self.parts, self.metrics
+        if settings.control_token is not None:
+            register_control_views(parts.app, settings, parts.control)
+        if parts.faust_agents:
+            _sample_faust_lag(parts.app, settings, metrics.lag, self.names.faust)
+        metrics.registry.register(RoleCollector(parts))
+        register_views(parts.app, parts, metrics.registry)
+        register_dashboard(parts.app, settings, parts, metrics)
 
 
-def _add_drift(
-    settings: Settings, parts: WorkerParts, metrics: WorkerMetrics, serving: Serving, supervised
-) -> None:
-    # imported here: scipy and river cost a score-only worker ~60 MB and half a second
-    from scoring.drift import DriftMonitor, DriftThresholds
-    from streams.services.drift import DriftStep, register_drift_agent, run_drift
-
-    parts.drift = DriftMonitor(
-        DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
-        window_events=settings.drift_window_events,
-        window_s=settings.drift_window_seconds,
-    )
-    parts.drift.on_register = lambda version: _estimate_series(metrics, version)
-    _watch(parts, serving)
-    step = DriftStep(
-        settings, parts.drift, on_report=metrics.drift.on_report, on_estimate=metrics.estimates.on_estimate
-    )
-    parts.drift_counters = step.counters
-    if settings.drift_path is ScorePath.batch:
-        stats = LoopStats()
-        supervised("drift", run_drift(settings, step, stats), stats, groups(settings).drift)
-    else:
-        register_drift_agent(parts.app, settings, step)
-        parts.faust_agents = True
-
-
-def _estimate_series(metrics: WorkerMetrics, version: VersionMonitor) -> None:
-    """/metrics' estimated KPIs of a newly watched version, if its bundle can estimate them."""
-    if version.estimator is not None:
-        metrics.estimates.watch(version.name, version.version, version.estimator.metric_names)
-
-
-def _watch(parts: WorkerParts, serving: Serving) -> None:
-    """Drift windows for every bundle that serves (their references come with them)."""
-    if parts.drift is not None:
+def _watch(parts: WorkerParts, serving: Serving, metrics: WorkerMetrics | None = None) -> None:
+    """Drift windows for every bundle that serves (their references come with them), and its counters."""
+    if metrics is not None:
+        metrics.serve(serving)
+    if parts.drift_step is not None:
         for bundle in (serving.champion, serving.challenger):
             if bundle is not None:
-                parts.drift.register(bundle)
+                parts.drift_step.register(bundle)
 
 
 def _sample_faust_lag(app: faust.App, settings: Settings, collector: LagCollector, group: str) -> None:

@@ -55,6 +55,20 @@ class ProcessingGuarantee(StrEnum):
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
+def read_key_file(path: Path) -> bytes:
+    """A state key file: hex digits of at least 16 bytes (``secrets.token_hex(32)`` makes one)."""
+    make = "python3 -c 'import secrets; print(secrets.token_hex(32))' > FILE"
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"state key file {path}: {exc.strerror}; make one with {make}") from None
+    except ValueError:
+        raise ValueError(f"state key file {path} must hold hex digits only; make one with {make}") from None
+    if len(key) < 16:
+        raise ValueError(f"state key file {path} holds {len(key)} bytes, fewer than 16; make one with {make}")
+    return key
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="ignore")
 
@@ -76,6 +90,12 @@ class Settings(BaseSettings):
     topic_dlq: str = "features.dlq"
     topic_monitor: str = "monitor"
     topic_labels: str = "labels"
+    topic_labels_dlq: str = Field(
+        "labels.dlq", description="Labels the learn role cannot use, with the reason."
+    )
+    topic_monitor_dlq: str = Field(
+        "monitor.dlq", description="Monitoring records the drift and learn roles cannot use, with the reason."
+    )
     topic_drift: str = "drift"
     topic_metrics: str = "metrics"
     topic_model_updates: str = "model-updates"
@@ -91,6 +111,14 @@ class Settings(BaseSettings):
     )
     control_token: SecretStr | None = Field(
         None, description="Bearer token of the /control endpoints; they are off while unset."
+    )
+    model_sources: str = Field(
+        "",
+        description="Comma list of extra places bundles may be loaded from (directories or URL prefixes), "
+        "besides the registry and the worker's own --model directory.",
+    )
+    model_fetch_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for one model update's bundles."
     )
     auto_promote: bool = Field(False, description="Promote a challenger that wins `model compare`.")
     promote_min_pairs: int = Field(1000, ge=10, description="Labelled events both models scored, at least.")
@@ -110,7 +138,11 @@ class Settings(BaseSettings):
         "names its transactional.id under exactly_once.",
     )
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
-    batch_linger_ms: float = Field(10.0, ge=0, description="Longest wait to fill a batch.")
+    batch_linger_ms: float = Field(
+        10.0,
+        ge=0,
+        description="Longest wait for a first record when none is fetched; a batch never waits to fill.",
+    )
     fetch_wait_max_ms: int = Field(
         10, ge=0, description="Consumer fetch.wait.max.ms: how long the broker may hold a fetch for data."
     )
@@ -136,12 +168,21 @@ class Settings(BaseSettings):
     segment_features: str = Field("", description="Comma list of features to break KPIs down by.")
     segment_gap: float = Field(0.1, gt=0, description="A segment this far from overall is flagged.")
     challenger: str = Field("default", description="'default' or a river estimator class path.")
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="An event or label time this far past its record's broker timestamp is clamped there "
+        "(one clock far ahead cannot move the event-time clock of the join or of a drift window).",
+    )
     label_ttl_seconds: float = Field(600.0, gt=0, description="Event time an event waits for its label.")
     label_join_max: int = Field(200_000, ge=1, description="Most events (and early labels) kept waiting.")
     metrics_every_labels: int = Field(1000, ge=1)
     metrics_interval_s: float = Field(10.0, gt=0)
     state_key: SecretStr | None = Field(
-        None, description="Hex key signing checkpoints; else data_dir/state.key"
+        None, description="Hex key signing checkpoints; else state_key_file; else data_dir/state.key"
+    )
+    state_key_file: Path | None = Field(
+        None, description="File holding the hex state key, e.g. a compose or Kubernetes secret."
     )
 
     lag_interval_s: float = Field(5.0, gt=0, description="How often /metrics' consumer lag is sampled.")
@@ -187,6 +228,19 @@ class Settings(BaseSettings):
                 "transactional.id that fences a previous incarnation's open transaction"
             )
         return self
+
+    @field_validator("state_key_file")
+    @classmethod
+    def _key_file_holds_a_key(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_key_file(path)
+        return path
+
+    def state_key_bytes(self) -> bytes | None:
+        """The key from ``state_key`` or ``state_key_file``; None: the worker keeps one in data_dir."""
+        if self.state_key is not None:
+            return bytes.fromhex(self.state_key.get_secret_value())
+        return read_key_file(self.state_key_file) if self.state_key_file is not None else None
 
     @field_validator("kafka_security_protocol")
     @classmethod
@@ -250,6 +304,8 @@ class Settings(BaseSettings):
             self.topic_dlq,
             self.topic_monitor,
             self.topic_labels,
+            self.topic_labels_dlq,
+            self.topic_monitor_dlq,
             self.topic_drift,
             self.topic_metrics,
             self.topic_model_updates,

@@ -2,7 +2,6 @@
 
 One concept per module:
 
-- ``columns``: ``MonitorColumns``, the scored events of one monitoring message in columns.
 - ``compare``: one closed window against the reference, feature by feature and for the
   score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift_stats``).
 - ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
@@ -11,10 +10,13 @@ One concept per module:
   event time, each giving a ``DriftReport`` and, where the bundle can estimate, a
   ``PerformanceEstimate`` (``scoring.estimation``).
 - ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises.
+
+What they read is ``MonitorColumns``: the scored events of one monitoring message in
+columns, from the ``monitor`` topic's codec (``schemas.monitor``), re-exported here.
 """
 
+from schemas.monitor import MonitorColumns
 from scoring.drift.alerts import alert_for
-from scoring.drift.columns import MonitorColumns
 from scoring.drift.compare import (
     DriftThresholds,
     NumericBaseline,

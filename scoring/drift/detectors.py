@@ -14,7 +14,7 @@ import numpy as np
 from river import drift as river_drift
 
 from schemas.drift import DetectorChange
-from scoring.drift.columns import MonitorColumns
+from schemas.monitor import MonitorColumns
 
 
 class StreamDetectors:

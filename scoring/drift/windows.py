@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from schemas.drift import DetectorChange, DriftReport, PartitionSpan, Thresholds
 from schemas.estimation import PerformanceEstimate
+from schemas.monitor import MonitorColumns
 from scoring.bundle import ModelBundle
-from scoring.drift.columns import MonitorColumns
 from scoring.drift.compare import (
     DriftThresholds,
     NumericBaseline,
@@ -228,7 +227,6 @@ class DriftMonitor:
         self.window_ms = int(window_s * 1000)
         self._versions: dict[tuple[str, str], VersionMonitor] = {}
         self.unknown_version_events = 0
-        self.on_register: Callable[[VersionMonitor], None] | None = None  # e.g. /metrics' estimate series
 
     def register(self, bundle: ModelBundle) -> VersionMonitor | None:
         """Watch a model version (a swap registers the new bundle; its reference comes with it).
@@ -245,8 +243,6 @@ class DriftMonitor:
         )
         if monitor.estimator is None:
             log.warning("no performance estimate per drift window: %s", bundle.estimation_note)
-        if self.on_register is not None:
-            self.on_register(monitor)
         return monitor
 
     def observe(self, columns: MonitorColumns) -> list[DriftReport]:

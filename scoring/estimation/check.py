@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 
 from schemas.estimation import UNIT_METRICS, EstimateCheck, MetricCheck, PerformanceEstimate
+from schemas.keys import ModelKey
 
 
 def check_estimate(
@@ -81,7 +82,7 @@ def _finite(value: float | None) -> float | None:
 
 
 def _message(estimate: PerformanceEstimate, off: list[MetricCheck], checks: list[MetricCheck]) -> str:
-    where = f"{estimate.model_name}:{estimate.model_version}"
+    where = str(ModelKey(estimate.model_name, estimate.model_version))
     if estimate.window is not None:
         where += f" window {estimate.window}"
     if not off:

@@ -61,10 +61,6 @@ class PerformanceEstimator:
     def task(self) -> Task:
         return Task.binary if self.calibration is not None else Task.regression
 
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        return METRICS[self.task]
-
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, band_z: float = BAND_Z) -> PerformanceEstimator | None:
         """The bundle's estimator, or None when it has no calibrator (binary) or loss models (regression)."""

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from schemas.estimation import EstimateCheck, PerformanceEstimate
+from schemas.keys import ModelKey
 from scoring.estimation.check import check_estimate
 from scoring.kpis import BinaryKpis, Kpis, RegressionKpis
 
@@ -102,7 +103,7 @@ class EstimateLedger:
             return
         window = PendingWindow.of(estimate)
         self.windows.append(window)
-        model = f"{estimate.model_name}:{estimate.model_version}"
+        model = str(ModelKey(estimate.model_name, estimate.model_version))
         for span in estimate.spans:
             bisect.insort(
                 self._spans.setdefault((model, span.topic, span.partition), []),

@@ -42,10 +42,24 @@ def client_config(settings: Settings) -> dict[str, str]:
     return config
 
 
-def group_consumer_config(settings: Settings, group_id: str, fetch_wait_max_ms: int | None = None) -> dict:
-    """A service's consumer: in a group, committing explicitly, reading committed records only."""
+SIDE_PREFETCH_KBYTES = 8_192  # a side role's fetch queue: 8 MiB instead of librdkafka's 64 MiB
+
+
+def group_consumer_config(
+    settings: Settings,
+    group_id: str,
+    fetch_wait_max_ms: int | None = None,
+    prefetch_kbytes: int | None = None,
+) -> dict:
+    """A service's consumer: in a group, committing explicitly, reading committed records only.
+
+    ``prefetch_kbytes`` bounds what librdkafka fetches ahead (``queued.max.messages.kbytes``):
+    the side roles keep up with a scorer without 64 MiB of records queued in each of them.
+    """
     session_ms = int(settings.session_timeout_s * 1000)
+    bounded = {"queued.max.messages.kbytes": prefetch_kbytes} if prefetch_kbytes else {}
     return {
+        **bounded,
         **client_config(settings),
         "group.id": group_id,
         "enable.auto.commit": False,
@@ -73,6 +87,7 @@ def reader_config(settings: Settings, purpose: str, fetch_wait_max_ms: int = 50)
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": fetch_wait_max_ms,
         "enable.partition.eof": False,
+        "queued.max.messages.kbytes": 4_096,  # a reader of a whole topic needs no deep prefetch
     }
 
 

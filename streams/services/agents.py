@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import faust
 
-from streams.services.handler import BatchListener, Headers, ScoreHandler
+from streams.kafka.records import Headers
+from streams.services.batch_stats import BatchListener
+from streams.services.drift import DriftStep
+from streams.services.handler import ScoreHandler
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,3 +87,23 @@ async def _deliver(app: faust.App, outgoing: list) -> None:
         except Exception:
             log.exception("delivering %d records failed; retrying", len(outgoing))
             await asyncio.sleep(1.0)
+
+
+def register_drift_agent(app: faust.App, settings: Settings, step: DriftStep) -> None:
+    """The drift path as a plain Faust agent over ``monitor`` (``STREAMSCORE_DRIFT_PATH=agent``)."""
+    source = app.topic(settings.topic_monitor, key_serializer="raw", value_serializer="raw")
+    sinks: dict[str, faust.TopicT] = {}
+
+    def sink(name: str) -> faust.TopicT:
+        if name not in sinks:
+            sinks[name] = app.topic(name, key_serializer="raw", value_serializer="raw")
+        return sinks[name]
+
+    @app.agent(source, name="drift", concurrency=1)
+    async def drift(stream: faust.StreamT) -> None:
+        outgoing: list[tuple[str, bytes | None, bytes | None, Headers | None]] = []
+        async for event in stream.events():
+            outgoing.clear()
+            step.handle(FaustRecord(event.message), lambda *r: outgoing.append(r))
+            for topic, key, body, headers in outgoing:
+                await sink(topic).send(key=key, value=body, headers=headers)

@@ -6,6 +6,7 @@ import logging
 
 from schemas.checkpoint import ChallengerExport
 from schemas.feedback import MetricsSnapshot
+from schemas.keys import ModelKey
 from scoring.feedback import Learner
 from scoring.lifecycle import promote
 from scoring.linear_model import linear_from_river
@@ -55,7 +56,7 @@ class ChallengerDuties:
         for tally in learner.tallies.values():
             if tally.promoted or not tally.challenger_wins(s.promote_min_pairs, s.promote_p_value):
                 continue
-            name, _, version = tally.challenger.rpartition(":")
+            name, version = ModelKey.parse(tally.challenger)
             current, _ = live_update(s, name)
             if current is None or current.challenger is None or current.challenger.version != version:
                 continue  # no longer the challenger

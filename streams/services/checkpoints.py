@@ -1,9 +1,13 @@
 """The learner's checkpoints on the compacted ``checkpoints`` topic: written in chunks, read back whole.
 
-A checkpoint is one signed payload (``scoring.checkpoint``) split into chunks under
-generation keys (``PREFIX/G/i``), then a head (``PREFIX/head``) naming the generation and
-its chunk count, then tombstones for the previous generation's chunks, so compaction
-drops them. A reader that finds the head finds every chunk it names, or starts fresh.
+Keys under the learner's prefix ``P``:
+
+- ``P/G/i``: chunk ``i`` of head generation ``G`` (the learner's state, signed), and
+  ``P/head``: a ``CheckpointHead`` naming the generation and its chunk count, written
+  after its chunks; the previous generation's chunks get tombstones, so compaction drops them.
+- ``P/seg/S/i`` and ``P/seg/S``: the payload of segment ``S`` of waiting events and its own
+  head (``scoring.join_segments``): written once when the segment closes, tombstoned when
+  nothing in it waits any more.
 
 Restoring never raises: a missing, incomplete, undecodable or forged checkpoint means a
 fresh start, said in the log and in ``restore_problem`` (the learn service raises an alert).
@@ -12,7 +16,7 @@ fresh start, said in the log and in ``restore_problem`` (the learn service raise
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
@@ -25,7 +29,7 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 800_000  # a checkpoint larger than this is split over several messages
+CHUNK_BYTES = 800_000  # a payload larger than this is split over several messages
 RESTORE_IDLE_S = 2.0  # the checkpoint topic is read until it stays quiet this long
 
 
@@ -34,6 +38,7 @@ class Restored:
     state: dict
     objects: dict
     head: CheckpointHead
+    segments: dict[int, tuple[dict, bytes]] = field(default_factory=dict)  # id -> (columns, rows)
 
 
 class CheckpointStore:
@@ -45,57 +50,102 @@ class CheckpointStore:
         self.key = key
         self.generation = 0
         self._previous_chunks = 0
+        self._segment_chunks: dict[int, int] = {}
+        self._stale: list[str] = []  # keys found at restore that no head names: tombstoned at the next write
         self.restore_problem: str | None = None
 
-    def write(self, payload: bytes, emit: Emit) -> int:
-        """Chunks under a new generation, then the head, then tombstones for the last; returns bytes."""
-        topic, previous = self.settings.topic_checkpoints, self.generation
+    def encode(self, state: dict, objects: object) -> bytes:
+        return checkpoint.encode(state, objects, self.key)
+
+    def write(self, head: bytes, out: Emit, segments: dict[int, bytes], dropped: list[int]) -> int:
+        """New segments, then the head's chunks and the head, then tombstones; returns the bytes written."""
+        topic, written, keys = self.settings.topic_checkpoints, 0, set()
+
+        def emit(topic: str, key: bytes | None, value: bytes | None, headers) -> None:
+            keys.add(key)
+            out(topic, key, value, headers)
+
+        for sid, payload in segments.items():
+            written += self._chunks(f"{self.prefix}/seg/{sid}", payload, sid + 1, emit)
+            self._segment_chunks[sid] = -(-len(payload) // CHUNK_BYTES) or 1
+        previous = self.generation
         self.generation += 1
-        chunks = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
-        for i, chunk in enumerate(chunks):
-            emit(topic, f"{self.prefix}/{self.generation}/{i}".encode(), chunk, None)
-        head = CheckpointHead(generation=self.generation, chunks=len(chunks))
-        emit(topic, f"{self.prefix}/head".encode(), head.model_dump_json().encode(), None)
+        written += self._chunks(self.prefix, head, self.generation, emit)
         for i in range(self._previous_chunks):
             emit(topic, f"{self.prefix}/{previous}/{i}".encode(), None, None)
-        self._previous_chunks = len(chunks)
-        return len(payload)
+        self._previous_chunks = -(-len(head) // CHUNK_BYTES) or 1
+        for sid in dropped:
+            for i in range(self._segment_chunks.pop(sid, 0)):
+                emit(topic, f"{self.prefix}/seg/{sid}/{i}".encode(), None, None)
+            emit(topic, f"{self.prefix}/seg/{sid}".encode(), None, None)
+        for key in self._stale:
+            if key.encode() not in keys:  # not one this write just made
+                emit(topic, key.encode(), None, None)
+        self._stale.clear()
+        return written
 
-    def encode(self, state: dict, objects: dict) -> bytes:
-        return checkpoint.encode(state, objects, self.key)
+    def _chunks(self, base: str, payload: bytes, generation: int, emit: Emit) -> int:
+        """``payload`` in chunks under ``base/...``, then the head record naming them at ``base/head``."""
+        topic = self.settings.topic_checkpoints
+        chunks = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
+        where = base if base != self.prefix else f"{base}/{generation}"
+        for i, chunk in enumerate(chunks):
+            emit(topic, f"{where}/{i}".encode(), chunk, None)
+        head = CheckpointHead(generation=generation, chunks=len(chunks)).model_dump_json().encode()
+        emit(topic, (f"{base}/head" if base == self.prefix else base).encode(), head, None)
+        return len(payload) + len(head)
 
     def restore(self) -> Restored | None:
         """The latest complete, correctly signed checkpoint; None (and ``restore_problem``) otherwise."""
         latest, _ = read_latest(
             self.settings, self.settings.topic_checkpoints, RESTORE_IDLE_S, self.prefix + "/"
         )
-        raw_head = latest.get(f"{self.prefix}/head")
-        if raw_head is None:
+        if f"{self.prefix}/head" not in latest:
             log.info("no learner checkpoint under %s: starting fresh", self.prefix)
+            self._stale = sorted(latest)
             return None
         try:
-            head = CheckpointHead.model_validate_json(raw_head)
-        except ValidationError as exc:
-            return self._fresh(f"the checkpoint head is not readable ({_first_error(exc)})")
-        parts = [latest.get(f"{self.prefix}/{head.generation}/{i}") for i in range(head.chunks)]
-        if any(p is None for p in parts):
-            return self._fresh(f"checkpoint generation {head.generation} is incomplete")
-        try:
-            state, objects = checkpoint.decode(b"".join(parts), self.key)  # type: ignore[arg-type]
+            head, payload = self._read(latest, self.prefix, f"{self.prefix}/head")
+            state, objects = checkpoint.decode(payload, self.key)
+            segments = {}
+            for sid in (int(s) for s in state.get("segments", {}).get("segments", {})):
+                _, seg_payload = self._read(latest, f"{self.prefix}/seg/{sid}", f"{self.prefix}/seg/{sid}")
+                segments[sid] = checkpoint.decode(seg_payload, self.key)
+                self._segment_chunks[sid] = -(-len(seg_payload) // CHUNK_BYTES) or 1
         except CheckpointRejected:
-            return self._fresh("the checkpoint's signature does not match the state key")
+            return self._fresh("the checkpoint's signature does not match the state key", latest)
+        except _Unreadable as exc:
+            return self._fresh(str(exc), latest)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the learner starts fresh
-            return self._fresh(f"the checkpoint cannot be read ({type(exc).__name__}: {exc})")
-        # the next write replaces this generation and tombstones its chunks
+            return self._fresh(f"the checkpoint cannot be read ({type(exc).__name__}: {exc})", latest)
         self.generation, self._previous_chunks = head.generation, head.chunks
-        return Restored(state, objects, head)
+        named = {f"{self.prefix}/{head.generation}/{i}" for i in range(head.chunks)} | {f"{self.prefix}/head"}
+        for sid in segments:
+            named |= {f"{self.prefix}/seg/{sid}"} | {
+                f"{self.prefix}/seg/{sid}/{i}" for i in range(self._segment_chunks[sid])
+            }
+        self._stale = sorted(set(latest) - named)
+        return Restored(state, objects, head, segments)
 
-    def _fresh(self, problem: str) -> None:
+    def _read(self, latest: dict[str, bytes], base: str, head_key: str) -> tuple[CheckpointHead, bytes]:
+        try:
+            head = CheckpointHead.model_validate_json(latest[head_key])
+        except (KeyError, ValidationError) as exc:
+            raise _Unreadable(
+                f"{head_key} is missing or not a checkpoint head ({type(exc).__name__})"
+            ) from None
+        where = base if base != self.prefix else f"{base}/{head.generation}"
+        parts = [latest.get(f"{where}/{i}") for i in range(head.chunks)]
+        if any(p is None for p in parts):
+            raise _Unreadable(f"checkpoint {where} is incomplete")
+        return head, b"".join(parts)  # type: ignore[arg-type]
+
+    def _fresh(self, problem: str, latest: dict[str, bytes]) -> None:
         self.restore_problem = problem
+        self._stale = sorted(latest)  # the next checkpoint replaces all of it
         log.error("%s: starting fresh", problem)
         return None
 
 
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in error['loc']) or 'value'}: {error['msg']}"
+class _Unreadable(Exception):
+    pass

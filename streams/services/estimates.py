@@ -27,6 +27,7 @@ from scoring.estimation.ledger import EstimateLedger
 from scoring.feedback import Learner, ScoredEvent
 from streams.kafka.errors import TopicMissing
 from streams.kafka.readers import read_until_quiet
+from streams.kafka.records import KafkaRecord
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class EstimateChecks:
 
     def __init__(self) -> None:
         self.ledger = EstimateLedger()
-        self.counters = {"estimates": 0, "checks": 0, "disagree": 0}
+        self.counters = {"estimates": 0, "checks": 0, "disagree": 0, "unreadable": 0}
 
     def follow(self, learner: Learner) -> None:
         """Count every label the learner joins towards its window's check."""
@@ -48,12 +49,26 @@ class EstimateChecks:
             event.model, event.source_topic, event.partition, event.offset, event.score, label
         )
 
-    def on_drift(self, value: bytes | None) -> None:
-        """One record of ``drift``: an estimate is kept, any other message there is none of this path's."""
-        body = orjson.loads(value or b"")
-        if isinstance(body, dict) and body.get("type") == "performance_estimate":
-            self.ledger.add(PerformanceEstimate.model_validate(body))
-            self.counters["estimates"] += 1
+    def on_drift(self, record: KafkaRecord) -> None:
+        """One record of ``drift``: an estimate is kept, any other message there is none of this path's.
+
+        One that does not read is counted and logged, never raised: the drift path wrote it,
+        and a dead letter of derived data would help no one.
+        """
+        try:
+            body = orjson.loads(record.value() or b"")
+            if isinstance(body, dict) and body.get("type") == "performance_estimate":
+                self.ledger.add(PerformanceEstimate.model_validate(body))
+                self.counters["estimates"] += 1
+        except (ValueError, ValidationError) as exc:
+            self.counters["unreadable"] += 1
+            log.warning(
+                "unreadable estimate on %s [%d] @%d skipped: %s",
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                exc,
+            )
 
     def settle(self, snapshot: MetricsSnapshot, learner: Learner) -> MetricsSnapshot:
         """The snapshot with the checks of the windows that settled since the last one."""

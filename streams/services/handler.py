@@ -14,88 +14,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
-from schemas import headers as h
 from schemas.lifecycle import ChallengerMode
-from schemas.messages import SCHEMA_VERSION
 from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent, Stage
 from scoring.explain import Explainer, sampled
 from scoring.lifecycle import Serving
 from scoring.routing import to_challenger
-from scoring.scorer import BatchScorer, ScoredBatch
+from scoring.scorer import BatchScorer
 from scoring.validation import EventValidator
-from streams.kafka.config import OUTPUT_MESSAGE_BYTES
-from streams.kafka.records import Emit, Headers, KafkaRecord
+from streams.kafka.records import Emit, KafkaRecord
+from streams.services.batch_stats import BatchStats
+from streams.services.dead_letters import dead_letter
+from streams.services.score_outputs import (
+    JSON_BYTES_PER_VALUE,
+    MONITOR_MESSAGE_BYTES,
+    LoadedModel,
+    ValidEvents,
+    emit_monitor,
+    emit_predictions,
+)
 from streams.settings import Settings, UnknownFeatures
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchStats:
-    consumed: int = 0
-    scored: int = 0
-    dead_letters: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[int] = field(default_factory=list)  # per prediction: Kafka timestamp to scored
-    event_times_ms: list[int] = field(default_factory=list)  # per prediction
-    scored_at_ms: int = 0
-
-    def add(self, other: BatchStats) -> None:
-        """Count ``other`` (a part of the same batch) in these."""
-        self.consumed += other.consumed
-        self.scored += other.scored
-        for stage, count in other.dead_letters.items():
-            self.dead_letters[stage] = self.dead_letters.get(stage, 0) + count
-        self.latencies_ms += other.latencies_ms
-        self.event_times_ms += other.event_times_ms
-        self.scored_at_ms = max(self.scored_at_ms, other.scored_at_ms)
-
-    @property
-    def event_ages_ms(self) -> np.ndarray:
-        """Per prediction: its event_time to when it was scored (computed only when asked)."""
-        return self.scored_at_ms - np.asarray(self.event_times_ms, dtype=np.int64)
-
-
-BatchListener = Callable[[BatchStats, float], None]
-
-MONITOR_MESSAGE_BYTES = 400_000
-_JSON_BYTES_PER_VALUE = 25  # a float64 as JSON text, at most, with its comma
-
-
-@dataclass
-class _Batch:
-    """The valid events of a batch, column by column, aligned by position."""
-
-    records: list[KafkaRecord] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
-    entity_ids: list[str] = field(default_factory=list)
-    event_times: list[int] = field(default_factory=list)
-    rows: list[list[float]] = field(default_factory=list)
-
-    def select(self, positions: list[int]) -> _Batch:
-        return _Batch(
-            [self.records[i] for i in positions],
-            [self.event_ids[i] for i in positions],
-            [self.entity_ids[i] for i in positions],
-            [self.event_times[i] for i in positions],
-            [self.rows[i] for i in positions],
-        )
-
-
-@dataclass(frozen=True)
-class _LoadedModel:
-    """One model ready to score: its bundle and what is derived from it."""
-
-    bundle: ModelBundle
-    scorer: BatchScorer
-    explainer: Explainer
-    ce_source: bytes
 
 
 @dataclass(frozen=True)
@@ -108,11 +53,11 @@ class _Plan:
     """
 
     serving: Serving  # the bundles, as the lifecycle names them
-    champion: _LoadedModel
+    champion: LoadedModel
     validator: EventValidator
     monitor_rows: int
     loaded_at: float
-    challenger: _LoadedModel | None = None
+    challenger: LoadedModel | None = None
 
 
 class ScoreHandler:
@@ -162,7 +107,7 @@ class ScoreHandler:
             max_bytes=self.settings.max_message_bytes,
         )
         # keep each monitoring message well under the broker's 1 MB default limit
-        per_row = _JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1) + 150
+        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1) + 150
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // per_row)
         return _Plan(
             serving=serving,
@@ -173,8 +118,8 @@ class ScoreHandler:
             challenger=self._loaded(challenger) if challenger is not None else None,
         )
 
-    def _loaded(self, bundle: ModelBundle) -> _LoadedModel:
-        return _LoadedModel(
+    def _loaded(self, bundle: ModelBundle) -> LoadedModel:
+        return LoadedModel(
             bundle,
             BatchScorer(bundle, num_threads=self.settings.predict_threads),
             Explainer(bundle, top_k=self.settings.explain_top_k),
@@ -205,7 +150,7 @@ class ScoreHandler:
         plan = self._plan
         stats = BatchStats(consumed=len(records))
         parse = plan.validator.parse
-        batch = _Batch()
+        batch = ValidEvents()
         for record in records:
             try:
                 event = parse(record.value())
@@ -237,12 +182,12 @@ class ScoreHandler:
     def _serve(
         self,
         plan: _Plan,
-        model: _LoadedModel,
-        batch: _Batch,
+        model: LoadedModel,
+        batch: ValidEvents,
         matrix: np.ndarray,
         emit: Emit,
         stats: BatchStats,
-        shadow: _LoadedModel | None = None,
+        shadow: LoadedModel | None = None,
     ) -> None:
         """Score ``batch`` with ``model``; emit its predictions, dead letters and monitoring records."""
         result = model.scorer.score(matrix)
@@ -258,166 +203,39 @@ class ScoreHandler:
         picked = sampled(batch.event_ids, self.settings.explain_share)
         if picked:
             explained = dict(zip(picked, model.explainer.explain(matrix[picked]), strict=True))
-        partitions = self._emit_predictions(model, batch, result, emit, explained, stats)
+        partitions = emit_predictions(
+            self._topic_predictions,
+            self.settings.prediction_headers,
+            model,
+            batch,
+            result,
+            emit,
+            explained,
+            stats,
+        )
         if self.settings.monitor_enabled:
             shadow_scores = None
             if shadow is not None:  # the challenger's score per row; NaN where it failed
                 scored = shadow.scorer.score(matrix)
                 shadow_scores = np.full(len(matrix), np.nan)
                 shadow_scores[scored.scored] = scored.scores
-            self._emit_monitor(
-                plan, model, batch, partitions, matrix, result.scores, emit, shadow, shadow_scores
+            emit_monitor(
+                self._topic_monitor,
+                plan.monitor_rows,
+                model,
+                batch,
+                partitions,
+                matrix,
+                result.scores,
+                emit,
+                shadow,
+                shadow_scores,
             )
-
-    def _emit_predictions(
-        self,
-        model: _LoadedModel,
-        batch: _Batch,
-        result: ScoredBatch,
-        emit: Emit,
-        explained: dict[int, dict],
-        stats: BatchStats,
-    ) -> list[int]:
-        """Emit one prediction per scored event; returns the source partition of each."""
-        bundle = model.bundle
-        name, version = bundle.name, bundle.version
-        now_ms = int(time.time() * 1000)
-        with_headers = self.settings.prediction_headers
-        if with_headers:
-            ce_fixed = [
-                (h.CE_SPECVERSION, b"1.0"),
-                (h.CE_TYPE, h.PREDICTION_CE_TYPE.encode()),
-                (h.CE_SOURCE, model.ce_source),
-                (h.CE_TIME, h.ce_time(now_ms)),
-                ("content-type", b"application/json"),
-            ]
-        labels = result.labels.tolist() if result.labels is not None else [None] * len(batch.records)
-        topic = self._topic_predictions
-        dumps = orjson.dumps
-        partitions: list[int] = []
-        latencies = stats.latencies_ms
-        stats.event_times_ms += batch.event_times
-        stats.scored_at_ms = now_ms
-        for i, (record, event_id, entity_id, event_time, score, label) in enumerate(
-            zip(
-                batch.records,
-                batch.event_ids,
-                batch.entity_ids,
-                batch.event_times,
-                result.scores.tolist(),
-                labels,
-                strict=True,
-            )
-        ):
-            partition = record.partition()
-            partitions.append(partition)
-            latency = now_ms - record.timestamp()[1]
-            latencies.append(latency)
-            body = {
-                "event_id": event_id,
-                "entity_id": entity_id,
-                "score": score,
-                "label": label,
-                "model_name": name,
-                "model_version": version,
-                "event_time": event_time,
-                "scored_at": now_ms,
-                "latency_ms": latency,
-                "topic": record.topic(),
-                "partition": partition,
-                "offset": record.offset(),
-                "schema_version": SCHEMA_VERSION,
-            }
-            if explained and i in explained:
-                body["explanation"] = explained[i]
-            value = dumps(body)
-            headers = [(h.CE_ID, event_id.encode()), *ce_fixed] if with_headers else None
-            emit(topic, entity_id.encode(), value, headers)
-        return partitions
-
-    def _emit_monitor(
-        self,
-        plan: _Plan,
-        model: _LoadedModel,
-        batch: _Batch,
-        partitions: list[int],
-        matrix: np.ndarray,
-        scores: np.ndarray,
-        emit: Emit,
-        shadow: _LoadedModel | None,
-        shadow_scores: np.ndarray | None,
-    ) -> None:
-        """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each."""
-        bundle = model.bundle
-        source = batch.records[0].topic()
-        by_partition = np.asarray(partitions)
-        step = plan.monitor_rows
-        key_of = {}
-
-        def emit_rows(partition: int, index: np.ndarray) -> None:
-            part = batch.select(index.tolist())
-            body = {
-                "model_name": bundle.name,
-                "model_version": bundle.version,
-                "source_topic": source,
-                "partition": partition,
-                "offsets": [r.offset() for r in part.records],
-                "event_ids": part.event_ids,
-                "entity_ids": part.entity_ids,
-                "event_times": part.event_times,
-                "scores": scores[index],
-                "feature_names": bundle.spec.names,
-                "rows": matrix[index],
-                "schema_version": SCHEMA_VERSION,
-            }
-            if shadow is not None and shadow_scores is not None:
-                body["shadow_model_name"] = shadow.bundle.name
-                body["shadow_model_version"] = shadow.bundle.version
-                body["shadow_scores"] = [None if v != v else v for v in shadow_scores[index].tolist()]
-            value = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-            if len(value) > 2 * MONITOR_MESSAGE_BYTES and len(index) > 1:
-                # long identifiers made it bigger than the estimate: halve it until it fits
-                half = len(index) // 2
-                emit_rows(partition, index[:half])
-                emit_rows(partition, index[half:])
-                return
-            emit(self._topic_monitor, key_of[partition], value, None)
-
-        for partition in np.unique(by_partition).tolist():
-            key_of[partition] = f"{source}-{partition}".encode()
-            in_partition = np.flatnonzero(by_partition == partition)
-            for start in range(0, len(in_partition), step):
-                emit_rows(partition, in_partition[start : start + step])
 
     def dead_letter(
         self, record: KafkaRecord, stage: Stage, error_class: str, message: str, emit: Emit, stats: BatchStats
     ) -> None:
         stats.dead_letters[stage.value] = stats.dead_letters.get(stage.value, 0) + 1
-        context = [
-            (h.DLQ_CLASS, error_class.encode()),
-            (h.DLQ_MESSAGE, message.encode("utf-8", "replace")[:4096]),
-            (h.DLQ_STAGE, stage.value.encode()),
-            (h.DLQ_TOPIC, str(record.topic()).encode()),
-            (h.DLQ_PARTITION, str(record.partition()).encode()),
-            (h.DLQ_OFFSET, str(record.offset()).encode()),
-            (h.DLQ_TIME, str(int(time.time() * 1000)).encode()),
-        ]
-        original = list(record.headers() or [])
-        value, key = record.value(), record.key()
-        # the dead letter must fit under the producer's limit, or it would stop the score thread
-        room = OUTPUT_MESSAGE_BYTES - 1024 - _size(context) - len(key or b"")
-        if _size(original) > room // 2:
-            context.append(
-                (h.DLQ_HEADERS_DROPPED, f"{len(original)} headers, {_size(original)} bytes".encode())
-            )
-            original = []
-        keep = min(self.settings.max_message_bytes, room - _size(original))
-        if value is not None and len(value) > keep:
-            # keep the head of the original, and say how long it was
-            context.append((h.DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
-            value = value[:keep]
-        emit(self._topic_dlq, key, value, original + context)
-
-
-def _size(headers: Headers) -> int:
-    return sum(len(name) + len(value or b"") for name, value in headers)
+        dead_letter(
+            record, stage.value, error_class, message, emit, self._topic_dlq, self.settings.max_message_bytes
+        )

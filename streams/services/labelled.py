@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from schemas.keys import ModelKey
 from scoring.bundle import ModelBundle
 from scoring.compare import Comparison, compare_paired, compare_unpaired
 from scoring.features import FeatureKind
@@ -146,7 +147,7 @@ def compare_from_topics(
             for event_id, score in zip(body["event_ids"], body["scores"], strict=True):
                 if event_id in labels:
                     served[version][event_id] = score
-    names = (f"{champion.name}:{champion.version}", f"{champion.name}:{challenger_version}")
+    names = (str(ModelKey(champion.name, champion.version)), str(ModelKey(champion.name, challenger_version)))
     task, threshold = champion.task.value, champion.metadata.threshold
     if paired:
         ids = list(paired)

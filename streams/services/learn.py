@@ -23,31 +23,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from pydantic import ValidationError
+from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
+from schemas.checkpoint import StateAlert
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
-from schemas.messages import Label
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
+from scoring.join_segments import JoinSegments, SegmentPlan, decode_events, encode_events, restore_events
 from scoring.retrain import KpiWatch
-from streams.kafka.config import group_consumer_config, producer_config
+from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.services.challenger import ChallengerDuties
-from streams.services.checkpoints import CheckpointStore
-from streams.services.drift import decode_monitor
+from streams.services.checkpoints import CheckpointStore, Restored
+from streams.services.control import WORKER_ID
 from streams.services.estimates import EstimateChecks
-from streams.services.loop import (
-    ClientCallbacks,
-    ClientFactory,
-    LoopContext,
-    LoopStats,
-    ServiceLoop,
-    Step,
-    Subscribe,
-)
+from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
+from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
+from streams.services.loop_stats import LoopStats
 from streams.services.policies import Never
 from streams.settings import Settings
 
@@ -70,9 +64,10 @@ def learner_for(settings: Settings, bundle: ModelBundle) -> Learner:
 
 
 def state_key(settings: Settings) -> bytes:
-    if settings.state_key is not None:
-        return bytes.fromhex(settings.state_key.get_secret_value())
-    return checkpoint.load_or_create_key(Path(settings.data_dir) / "state.key")
+    key = settings.state_key_bytes()
+    if key is None:
+        key = checkpoint.load_or_create_key(Path(settings.data_dir) / "state.key")
+    return key
 
 
 class LearnStep(Step):
@@ -82,6 +77,7 @@ class LearnStep(Step):
         self,
         settings: Settings,
         bundle: ModelBundle,
+        refusals: Refusals,
         on_snapshot: Callable[[MetricsSnapshot], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -94,8 +90,19 @@ class LearnStep(Step):
         self.estimates.follow(self.learner)
         self.challenger = ChallengerDuties(settings)
         self.positions: dict[str, int] = {}  # "topic:partition" -> next offset to read
-        self.counters = {"monitor_messages": 0, "labels": 0, "bad_messages": 0, "snapshots": 0, "restored": 0}
+        self.counters = {
+            "monitor_messages": 0,
+            "labels": 0,
+            "bad_messages": 0,
+            "snapshots": 0,
+            "restored": 0,
+            "checkpoint_bytes": 0,
+        }
+        self.segments = JoinSegments()
+        self._dirty = False
         self.store: CheckpointStore | None = None
+        self.labels = LabelIntake(settings, refusals)
+        self.monitor = MonitorIntake(settings, refusals, lambda name, version: self.learner.spec)
         self._changes: list = []
         self._matched_at_snapshot = 0
         self._last_snapshot = time.monotonic()
@@ -107,21 +114,47 @@ class LearnStep(Step):
             self.settings, f"{self.settings.faust_app_id}/learn", state_key(self.settings)
         )
         restored = self.store.restore()
-        if restored is None:
-            return
-        try:
-            self.learner.restore(restored.state, restored.objects)
-            self.estimates.restore(restored.state.get("estimates"))
-            self.positions = dict(restored.state["positions"])
-        except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
-            log.error("the checkpoint does not fit this learner (%r): starting fresh", exc)
-            self.learner = learner_for(self.settings, self.bundle)
-            self.estimates = EstimateChecks()
-            self.estimates.follow(self.learner)
-            self.positions = {}
-            return
+        if restored is not None:
+            try:
+                self._restore(restored)
+                return
+            except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
+                self.store.restore_problem = (
+                    f"the checkpoint does not fit this learner ({type(exc).__name__}: {exc})"
+                )
+                log.error("%s: starting fresh", self.store.restore_problem)
+                self.learner, self.positions, self.segments = (
+                    learner_for(self.settings, self.bundle),
+                    {},
+                    JoinSegments(),
+                )
+                self.estimates = EstimateChecks()
+                self.estimates.follow(self.learner)
+        if self.store.restore_problem is not None:
+            alert = StateAlert(
+                role="learn",
+                problem=self.store.restore_problem,
+                action="started fresh: KPIs count from here, waiting events and labels were lost",
+                worker=WORKER_ID,
+                created_at=int(time.time() * 1000),
+            )
+            context.emit(self.settings.topic_alerts, b"learn", alert.model_dump_json().encode(), None)
+
+    def _restore(self, restored: Restored) -> None:
+        state, objects = restored.state, restored.objects
+        events = None
+        if "segments" in state:
+            open_events = decode_events(state["open"], objects["open_rows"])
+            events, self.segments = restore_events(state["segments"], restored.segments, open_events)
+        self.learner.restore(state, objects, events)
+        self.estimates.restore(state.get("estimates"))
+        self.positions = dict(state["positions"])
         self.counters["restored"] = 1
-        log.info("learner restored from checkpoint generation %d", restored.head.generation)
+        log.info(
+            "learner restored from checkpoint generation %d: %d events wait for labels",
+            restored.head.generation,
+            len(self.learner.join.events),
+        )
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -134,6 +167,7 @@ class LearnStep(Step):
         for message in records:
             self._handle(message, context)
             self.positions[f"{message.topic()}:{message.partition()}"] = message.offset() + 1
+            self._dirty = True
             # every N labels joined (a monitoring message can settle many early labels at once)
             if self.learner.join.matched - self._matched_at_snapshot >= every:
                 self._snapshot(context)
@@ -145,27 +179,28 @@ class LearnStep(Step):
     # -- one record
 
     def _handle(self, message: Message, context: LoopContext) -> None:
-        """Feed one message to the learner; an unreadable one is counted and skipped."""
-        try:
-            if message.topic() == self.settings.topic_labels:
-                label = Label.model_validate_json(message.value() or b"")
-                changes = self.learner.label(label.event_id, label.label, label.label_time)
-                self.counters["labels"] += 1
-            elif message.topic() == self.settings.topic_drift:
-                self.estimates.on_drift(message.value())
-                return
-            else:
-                changes = self.learner.observe(decode_monitor(message.value() or b""))
-                self.counters["monitor_messages"] += 1
-        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        """Feed one record to the learner; the intake refuses what it cannot take (dead letter, count)."""
+        if message.topic() == self.settings.topic_drift:  # the drift windows' estimates, for their checks
+            self.estimates.on_drift(message)
+            return
+        emit = context.emit
+        labels = message.topic() == self.settings.topic_labels
+        intake = self.labels if labels else self.monitor
+        decoded = intake.decode(message, emit)
+        if decoded is None:
             self.counters["bad_messages"] += 1
-            log.warning(
-                "unreadable message on %s [%d] @%d skipped: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                exc,
-            )
+            return
+        try:
+            if labels:
+                changes = self.learner.label(decoded.event_id, decoded.label, decoded.label_time)
+                self.counters["labels"] += 1
+            else:
+                changes = self.learner.observe(decoded)
+                self.counters["monitor_messages"] += 1
+        except Exception as exc:
+            log.exception("the learner failed on a record")
+            self.counters["bad_messages"] += 1
+            intake.refuse(message, Refusal.failed, repr(exc), emit, type(exc).__name__)
             return
         for change in changes:
             self._alert(change, context)
@@ -190,6 +225,8 @@ class LearnStep(Step):
 
     def _snapshot(self, context: LoopContext) -> None:
         self._matched_at_snapshot, self._last_snapshot = self.learner.join.matched, time.monotonic()
+        if not self._dirty:
+            return  # nothing read since the last checkpoint: nothing to write
         s, emit = self.settings, context.emit
         snapshot = self.estimates.settle(self.learner.snapshot(self._changes, s.segment_gap), self.learner)
         self._changes = []
@@ -201,47 +238,48 @@ class LearnStep(Step):
         self.challenger.export(self.learner, snapshot, emit)
         if s.auto_promote:
             self.challenger.promote_winners(self.learner)
-        assert self.store is not None
-        state = {**self.learner.state(), "estimates": self.estimates.state(), "positions": self.positions}
-        self.store.write(self.store.encode(state, self.learner.river_objects()), emit)
+        plan = self._checkpoint(emit)
         if not context.flush(30):
             log.error("snapshot or checkpoint not acknowledged; next snapshot tries again")
             return
+        self.segments.done(plan)
+        self._dirty = False
         self.counters["snapshots"] += 1
         if self.on_snapshot is not None:
             self.on_snapshot(snapshot)
         offsets = [TopicPartition(t, int(p), o) for t, p, o in _split_positions(self.positions)]
         context.commit(offsets)  # for lag monitoring only: a restart reads the checkpoint's positions
 
-
-def learn_clients(settings: Settings) -> ClientFactory:
-    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
-        config = {**group_consumer_config(settings, groups(settings).learn, fetch_wait_max_ms=100)}
-        return Consumer({**config, **callbacks.consumer}), Producer(
-            {**producer_config(settings), **callbacks.producer}
-        )
-
-    return make
+    def _checkpoint(self, emit) -> SegmentPlan:
+        """The learner's state with its read positions; the waiting events in segments, new ones only."""
+        assert self.store is not None
+        join = self.learner.join
+        plan = self.segments.plan(join.events.values(), join.next_seq)
+        segments = {sid: self.store.encode(*encode_events(events)) for sid, events in plan.new.items()}
+        open_columns, open_rows = encode_events(plan.open_events)
+        state = {
+            **self.learner.state(),
+            "estimates": self.estimates.state(),
+            "positions": self.positions,
+            "segments": plan.head(),
+            "open": open_columns,
+        }
+        head = self.store.encode(state, {**self.learner.river_objects(), "open_rows": open_rows})
+        self.counters["checkpoint_bytes"] += self.store.write(head, emit, segments, plan.dropped)
+        return plan
 
 
 def run_learn(
     settings: Settings, step: LearnStep, stats: LoopStats, clients: ClientFactory | None = None
 ) -> Callable[[threading.Event], None]:
-    def run(stopping: threading.Event) -> None:
-        ServiceLoop(
-            "learn",
-            clients or learn_clients(settings),
-            step,
-            Never(),
-            Subscribe([settings.topic_monitor, settings.topic_labels, settings.topic_drift]),
-            stopping,
-            batch_size=1000,
-            linger_s=0.1,
-            stats=stats,
-            commit_deadline_s=settings.session_timeout_s,
-        ).run()
-
-    return run
+    consumer = group_consumer_config(
+        settings, groups(settings).learn, fetch_wait_max_ms=100, prefetch_kbytes=SIDE_PREFETCH_KBYTES
+    )
+    clients = clients or kafka_clients(consumer, producer_config(settings))
+    subscribe = Subscribe([settings.topic_monitor, settings.topic_labels, settings.topic_drift])
+    return runner(
+        "learn", clients, step, Never, lambda: subscribe, stats, 1000, 0.1, settings.session_timeout_s
+    )
 
 
 def _split_positions(positions: dict[str, int]) -> list[tuple[str, str, int]]:

@@ -23,58 +23,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from streams.kafka.offsets import CommitCounters, Position, TopicPartitionKey, commit
+from streams.kafka.offsets import Position, TopicPartitionKey, commit
 from streams.kafka.records import Emit, Headers
+from streams.services.loop_stats import LoopStats, lag_from_statistics
 
 log = logging.getLogger(__name__)
 
 
 class Stopped(Exception):
     """Raised out of ``emit`` when the service stops while the producer's queue is full."""
-
-
-@dataclass
-class PartitionLag:
-    """One assigned partition as librdkafka's statistics see it."""
-
-    topic: str
-    partition: int
-    lag: int  # records between the consumer's position and the end of the log (0 when unknown)
-    end: int  # the high watermark
-    committed: int
-    sampled_at: float
-
-
-@dataclass
-class LoopStats:
-    """What a loop counted; read by ``/metrics`` and ``/stats`` from other threads (plain values)."""
-
-    batches: int = 0
-    records: int = 0
-    delivery_failures: int = 0
-    consumer_errors: int = 0
-    commits: CommitCounters = field(default_factory=CommitCounters)
-    assigned: set[TopicPartitionKey] = field(default_factory=set)
-    lag: dict[TopicPartitionKey, PartitionLag] = field(default_factory=dict)
-    last_record_ms: dict[TopicPartitionKey, int] = field(default_factory=dict)
-
-    def lag_seconds(self, key: TopicPartitionKey, now_s: float | None = None) -> float:
-        """How far behind a partition is in time: the age of the last record read, while records wait.
-
-        The next unread record was written after the last one read, so this is an upper bound
-        of the oldest unread record's age; 0 when nothing waits.
-        """
-        row = self.lag.get(key)
-        last = self.last_record_ms.get(key)
-        if row is None or row.lag <= 0 or last is None:
-            return 0.0
-        return max(0.0, (now_s if now_s is not None else time.time()) - last / 1000)
 
 
 @dataclass
@@ -281,10 +244,26 @@ class ServiceLoop:
         finally:
             self._close()
 
+    def next_batch(self) -> list[Message]:
+        """What the consumer has already fetched, up to ``batch_size``, without waiting for more.
+
+        Only when nothing is queued does it wait, up to ``linger_s``, for the first record
+        and take it at once with whatever came with it: a batch never waits to fill, so a
+        light load is served record by record and a heavy one in full batches.
+        """
+        consume = self.consumer.consume
+        messages = consume(self.batch_size, 0)
+        if messages:
+            return messages
+        first = self.consumer.poll(self.linger_s)
+        if first is None:
+            return []
+        return [first, *consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
+
     def _turns(self) -> None:
-        consume, policy, step, stats = self.consumer.consume, self.policy, self.step, self.stats
+        policy, step, stats = self.policy, self.step, self.stats
         while not self.stopping.is_set():
-            messages = consume(self.batch_size, self.linger_s)
+            messages = self.next_batch()
             records = [m for m in messages if not self._is_error(m)] if messages else []
             if policy.before(records) and records:
                 started = time.perf_counter()
@@ -374,33 +353,38 @@ class ServiceLoop:
 
     def _on_statistics(self, text: str) -> None:
         try:
-            self.stats.lag = _lag_from_statistics(orjson.loads(text), self.stats.assigned)
+            self.stats.lag = lag_from_statistics(orjson.loads(text), self.stats.assigned)
         except Exception:
             log.debug("%s: unreadable statistics", self.name, exc_info=True)
 
 
-def _lag_from_statistics(
-    statistics: dict, assigned: set[TopicPartitionKey]
-) -> dict[TopicPartitionKey, PartitionLag]:
-    """Per assigned partition, librdkafka's own view: ``consumer_lag``, ``hi_offset``, ``committed_offset``.
+def kafka_clients(consumer_config: dict, producer_config: dict) -> ClientFactory:
+    """Real confluent-kafka clients, with the loop's callbacks added to their configurations."""
 
-    ``consumer_lag`` is -1 until the partition has a position and a watermark; it is read as 0
-    then, and clamped at 0 (Tansu 0.6.0 reports the start of the last record batch as the high
-    watermark, so it can trail the log).
-    """
-    now = time.time()
-    out: dict[TopicPartitionKey, PartitionLag] = {}
-    for topic, body in statistics.get("topics", {}).items():
-        for partition_id, row in body.get("partitions", {}).items():
-            key = (topic, int(partition_id))
-            if key not in assigned:
-                continue
-            out[key] = PartitionLag(
-                topic,
-                key[1],
-                lag=max(0, int(row.get("consumer_lag", -1))),
-                end=int(row.get("hi_offset", -1)),
-                committed=int(row.get("committed_offset", -1)),
-                sampled_at=now,
-            )
-    return out
+    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
+        consumer = Consumer({**consumer_config, **callbacks.consumer})
+        return consumer, Producer({**producer_config, **callbacks.producer})
+
+    return make
+
+
+def runner(
+    name: str,
+    clients: ClientFactory,
+    step: Step,
+    policy: Callable[[], CommitPolicy],
+    source: Callable[[], Subscribe | Assign],
+    stats: LoopStats,
+    batch_size: int,
+    linger_s: float,
+    commit_deadline_s: float = 10.0,
+) -> Callable[[threading.Event], None]:
+    """A supervised role's work: a new loop, with new clients and a new policy, at each start."""
+
+    def run(stopping: threading.Event) -> None:
+        loop = ServiceLoop(
+            name, clients, step, policy(), source(), stopping, batch_size, linger_s, stats, commit_deadline_s
+        )
+        loop.run()
+
+    return run

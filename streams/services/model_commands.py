@@ -13,10 +13,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from schemas.checkpoint import ChallengerExport
+from schemas.commands import ACTIONS, MODEL_COMMAND, Deploy, ModelCommand, Promote, Rollback, SetChallenger
 from schemas.lifecycle import ChallengerMode, ModelRef, ModelUpdate
 from scoring import lifecycle
 from scoring.bundle import ModelBundle
-from scoring.errors import BundleError
+from scoring.errors import BundleError, LifecycleError
 from scoring.gate import admit
 from scoring.registry import ModelRegistry, load_ref
 from streams.kafka.readers import read_latest
@@ -24,20 +25,30 @@ from streams.kafka.topics import ensure_topics
 from streams.services.control import live_update, publish_update
 from streams.settings import Settings
 
-ACTIONS = ("deploy", "rollback", "promote", "challenger", "clear_challenger")
-
 
 def model_name(settings: Settings, name: str | None) -> str:
-    """The model a command is about: named, or the only one registered or recorded as live."""
+    """The model a command is about: named, or the only one registered or recorded as live.
+
+    Only records that are model updates count (a record whose key names no model is junk,
+    not a model), so one junk key on ``model-updates`` cannot make every command ambiguous.
+    """
     if name:
         return name
     names = {m.ref.name for m in ModelRegistry(settings.registry_root).models()}
     if not names:
         ensure_topics(settings)
-        names = set(read_latest(settings, settings.topic_model_updates, idle_s=0.5)[0])
+        latest, _ = read_latest(settings, settings.topic_model_updates, idle_s=0.5)
+        names = {key for key, value in latest.items() if _updates(key, value)}
     if len(names) != 1:
-        raise BundleError(f"name the model (--name): found {sorted(names) or 'no models'}")
+        raise LifecycleError(f"name the model (--name): found {sorted(names) or 'no models'}")
     return names.pop()
+
+
+def _updates(key: str, value: bytes) -> bool:
+    try:
+        return ModelUpdate.model_validate_json(value).champion.name == key
+    except ValidationError:
+        return False
 
 
 def run_command(
@@ -49,30 +60,41 @@ def run_command(
     share: float = 0.5,
     reason: str = "",
 ) -> ModelUpdate:
-    """Publish the update ``action`` makes of the live state; returns it."""
+    """``execute`` with the command's fields as arguments (what the CLI has at hand)."""
     if action not in ACTIONS:
-        raise lifecycle.LifecycleError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        raise LifecycleError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    fields = {"action": action, "name": name, "reason": reason}
+    if action in ("deploy", "promote", "challenger"):
+        fields["version"] = version
+    if action == "challenger":
+        fields |= {"mode": mode, "share": share}
+    try:
+        command = MODEL_COMMAND.validate_python(fields, strict=False)
+    except ValidationError as exc:
+        raise LifecycleError(f"{action}: {exc.errors(include_url=False)[0]['msg']}") from exc
+    return execute(settings, command)
+
+
+def execute(settings: Settings, command: ModelCommand) -> ModelUpdate:
+    """Publish the update ``command`` makes of the live state; returns it."""
     registry = ModelRegistry(settings.registry_root)
-    name = model_name(settings, name)
+    name = model_name(settings, command.name)
     ensure_topics(settings)
     current, _ = live_update(settings, name)
-    ref = registry.ref(name, version) if version else None
-    if action == "deploy":
-        if ref is None:
-            raise lifecycle.LifecycleError("deploy needs a version")
-        update = lifecycle.deploy(current, ref, reason)
-    elif action == "rollback":
-        update = lifecycle.rollback(current, reason)
-    elif current is None:
-        raise lifecycle.LifecycleError(f"{name} has no deployed champion yet: deploy one first")
-    elif action == "promote":
-        update = lifecycle.promote(current, ref, reason)
-    elif action == "challenger":
-        if ref is None:
-            raise lifecycle.LifecycleError("a challenger needs a version")
-        update = lifecycle.set_challenger(current, ref, mode, share, reason)
-    else:
-        update = lifecycle.clear_challenger(current, reason)
+    reason = command.reason
+    match command:
+        case Deploy(version=version):
+            update = lifecycle.deploy(current, registry.ref(name, version), reason)
+        case Rollback():
+            update = lifecycle.rollback(current, reason)
+        case _ if current is None:
+            raise LifecycleError(f"{name} has no deployed champion yet: deploy one first")
+        case Promote(version=version):
+            update = lifecycle.promote(current, registry.ref(name, version) if version else None, reason)
+        case SetChallenger(version=version, mode=mode, share=share):
+            update = lifecycle.set_challenger(current, registry.ref(name, version), mode, share, reason)
+        case _:
+            update = lifecycle.clear_challenger(current, reason)
     if current is not None:  # fail fast on a bundle the workers would refuse
         live = _live_bundle(current)
         for new in (update.champion, update.challenger):

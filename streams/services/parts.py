@@ -9,14 +9,15 @@ import faust
 from mode import Service
 
 from streams.services.handler import ScoreHandler
-from streams.services.loop import LoopStats
+from streams.services.intake import Refusals
+from streams.services.loop_stats import LoopStats
 from streams.services.supervisor import SupervisedService
 from streams.services.telemetry import ScoreCounters
 
 if TYPE_CHECKING:
     from scoring.drift import DriftMonitor
     from streams.services.control import ControlStep
-    from streams.services.drift import DriftCounters
+    from streams.services.drift import DriftCounters, DriftStep
     from streams.services.learn import LearnStep
 
 
@@ -32,6 +33,8 @@ class WorkerParts:
     loops: dict[str, LoopStats] = field(default_factory=dict)
     drift: DriftMonitor | None = None
     drift_counters: DriftCounters | None = None
+    drift_step: DriftStep | None = None
+    refusals: Refusals = field(default_factory=Refusals)  # side-topic records refused, per topic and reason
     learn: LearnStep | None = None
     control: ControlStep | None = None
     faust_agents: bool = False  # a score or drift agent runs on Faust's own consumer

@@ -25,21 +25,23 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message
 
 from scoring.errors import Stage
 from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.names import groups
-from streams.services.handler import BatchListener, BatchStats, ScoreHandler
+from streams.services.batch_stats import BatchListener, BatchStats
+from streams.services.handler import ScoreHandler
 from streams.services.loop import (
-    ClientCallbacks,
     ClientFactory,
+    CommitPolicy,
     LoopContext,
-    LoopStats,
     ServiceLoop,
     Step,
     Subscribe,
+    kafka_clients,
 )
+from streams.services.loop_stats import LoopStats
 from streams.services.policies import AfterAcks, Transactional
 from streams.settings import Settings
 
@@ -96,12 +98,12 @@ class ScoreStep(Step):
 
 
 def score_clients(settings: Settings) -> ClientFactory:
-    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
-        consumer = Consumer({**group_consumer_config(settings, groups(settings).score), **callbacks.consumer})
-        producer = Producer({**producer_config(settings, transactional=True), **callbacks.producer})
-        return consumer, producer
+    consumer = group_consumer_config(settings, groups(settings).score)
+    return kafka_clients(consumer, producer_config(settings, transactional=True))
 
-    return make
+
+def score_policy(settings: Settings) -> CommitPolicy:
+    return Transactional(settings.shutdown_timeout_s) if settings.exactly_once else AfterAcks()
 
 
 def score_loop(
@@ -111,12 +113,11 @@ def score_loop(
     stats: LoopStats | None = None,
     clients: ClientFactory | None = None,
 ) -> ServiceLoop:
-    policy = Transactional(settings.shutdown_timeout_s) if settings.exactly_once else AfterAcks()
     return ServiceLoop(
         "score",
         clients or score_clients(settings),
         step,
-        policy,
+        score_policy(settings),
         Subscribe([settings.topic_features]),
         stopping,
         batch_size=settings.batch_size,

@@ -8,11 +8,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streams.services.handler import BatchStats
+from streams.services.batch_stats import BatchStats
 
 # seconds, as Prometheus histograms want them
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# an event's age at prediction reaches hours to years when late data, a backlog or a replay is scored
+_HOUR, _DAY = 3600.0, 86400.0
+EVENT_AGE_BUCKETS = (
+    *LATENCY_BUCKETS,
+    300.0,
+    900.0,
+    _HOUR,
+    6 * _HOUR,
+    _DAY,
+    7 * _DAY,
+    30 * _DAY,
+    365 * _DAY,
+    3650 * _DAY,
+)
 
 
 @dataclass
@@ -50,7 +64,7 @@ class ScoreCounters:
     started_at: float = field(default_factory=time.time)
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     latency_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
-    event_age_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    event_age_seconds: Histogram = field(default_factory=lambda: Histogram(EVENT_AGE_BUCKETS))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, stats: BatchStats, seconds: float) -> None:

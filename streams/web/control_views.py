@@ -14,10 +14,11 @@ import faust
 from faust.web import Request, Response, View
 from pydantic import ValidationError
 
-from schemas.lifecycle import ChallengerMode
-from scoring.errors import ScoringError
+from schemas.commands import MODEL_COMMAND
+from scoring.errors import StreamscoreError
+from streams.kafka.errors import BrokerError
 from streams.services.control import ControlStep, live_update
-from streams.services.model_commands import run_command
+from streams.services.model_commands import execute
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,21 +55,21 @@ def register_control_views(app: faust.App, settings: Settings, control: ControlS
             if not authorized(request, settings):
                 return self.json({"error": "a valid bearer token is required"}, status=401)
             try:
-                body = await request.json()
-                command = {
-                    "action": str(body["action"]),
-                    "name": body.get("name"),
-                    "version": body.get("version"),
-                    "mode": ChallengerMode(body.get("mode", "split")),
-                    "share": float(body.get("share", 0.5)),
-                    "reason": str(body.get("reason", "http")),
-                }
-            except (ValueError, KeyError, TypeError) as exc:
-                return self.json({"error": f"bad request: {exc}"}, status=400)
+                command = MODEL_COMMAND.validate_json(await request.read())
+            except ValidationError as exc:
+                return self.json({"error": f"bad request: {_first_error(exc)}"}, status=400)
             loop = asyncio.get_running_loop()
             try:
-                update = await loop.run_in_executor(None, lambda: run_command(settings, **command))
-            except (ScoringError, ValidationError) as exc:
+                update = await loop.run_in_executor(None, execute, settings, command)
+            except BrokerError as exc:
+                return self.json({"error": str(exc)}, status=503)
+            except StreamscoreError as exc:
                 return self.json({"error": str(exc)}, status=409)
             log.info("control: %s published over HTTP", update.action)
             return self.json(update.model_dump(mode="json"))
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"][1:]) or "body"  # the first part names the union member
+    return f"{where}: {error['msg']}"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
+from schemas.keys import ModelKey
 from streams.services.handler import ScoreHandler
 from streams.services.telemetry import ScoreCounters
 from streams.settings import Settings
@@ -153,7 +154,7 @@ class Dashboard:
 
     def on_drift_report(self, report: DriftReport) -> None:
         self._drift = {
-            "model": f"{report.model_name}:{report.model_version}",
+            "model": str(ModelKey(report.model_name, report.model_version)),
             "window": report.window,
             "events": report.events,
             "created_at": report.created_at / 1000,

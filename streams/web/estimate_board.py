@@ -14,12 +14,9 @@ from collections.abc import Callable
 
 from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import MetricsSnapshot
+from schemas.keys import ModelKey, Task
 
 AlertSink = Callable[[str, str, float], None]  # kind, message, epoch seconds
-
-
-def primary_metric(task: str) -> str:
-    return "accuracy" if task == "binary" else "mae"
 
 
 class EstimateBoard:
@@ -32,8 +29,8 @@ class EstimateBoard:
         self._lock = threading.Lock()  # estimates come from the drift thread, checks from the learn thread
 
     def on_estimate(self, estimate: PerformanceEstimate, alert: EstimatedKpiAlert | None) -> None:
-        model = f"{estimate.model_name}:{estimate.model_version}"
-        metric = primary_metric(estimate.task)
+        model = str(ModelKey(estimate.model_name, estimate.model_version))
+        metric = Task(estimate.task).primary_metric
         m = estimate.metric(metric)
         point = {
             "model": model,
@@ -57,7 +54,7 @@ class EstimateBoard:
 
     def on_snapshot(self, snapshot: MetricsSnapshot) -> None:
         for check in snapshot.estimate_checks:
-            model = f"{check.model_name}:{check.model_version}"
+            model = str(ModelKey(check.model_name, check.model_version))
             with self._lock:
                 point = self._windows.get((model, check.window))
                 if point is not None:

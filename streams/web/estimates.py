@@ -2,8 +2,8 @@
 
 ``streamscore_estimated_kpi{model_name,model_version,metric}`` is the last closed
 window's estimate, with its band in ``..._lower`` and ``..._upper``. The series of a
-version are created when its bundle is registered with an estimator (NaN until its
-first window closes), so a rule or a dashboard finds them from the start. Once labels
+version are created when a drift worker starts serving a bundle that can estimate
+(NaN until its first window closes), so a rule or a dashboard finds them from the start. Once labels
 come, ``streamscore_estimate_checks_total{...,disagree}`` counts the windows whose
 realized KPIs fell inside (``false``) or outside (``true``) the estimate's band.
 """
@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import MetricsSnapshot
+from scoring.bundle import ModelBundle
+from scoring.estimation.estimator import METRICS
 
 MODEL_LABELS = ("model_name", "model_version")
 METRIC_LABELS = (*MODEL_LABELS, "metric")
@@ -58,6 +60,11 @@ class EstimateGauges:
             registry=registry,
         )
         self.listeners: list[EstimateListener] = []  # e.g. the dashboard
+
+    def start(self, bundle: ModelBundle) -> None:
+        """A served version's series, if its bundle can estimate (NaN until its first window closes)."""
+        if bundle.estimation_note is None:
+            self.watch(bundle.name, bundle.version, METRICS[bundle.task])
 
     def watch(self, model_name: str, model_version: str, metrics: Iterable[str]) -> None:
         """Create a version's series (NaN until its first window closes)."""

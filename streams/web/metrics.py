@@ -2,31 +2,42 @@
 
 Score-path counters are read from ``ScoreCounters`` at scrape time (the hot path
 updates plain integers once per batch, never a Prometheus object per event).
-Drift statistics are gauges set once per closed window, as are estimated KPIs
-(``estimates.py``); KPIs once per metrics snapshot.
+Drift statistics are gauges set once per closed window; KPIs once per metrics snapshot.
+
+Counters whose labels are known before their first event (dead letters per stage, drift
+alerts, windows and detector changes, concept-drift changes of each serving model) are
+exported at 0 from the start (``WorkerMetrics.serve``): Prometheus' ``increase()`` and
+``rate()`` see a change only against an earlier sample of the same series, so a series
+that appears at its first increment hides exactly the event an alert waits for.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from schemas.drift import DriftReport
-from schemas.feedback import MetricsSnapshot
+from schemas.drift import DetectorChange, DriftReport
+from schemas.feedback import JoinCounts, MetricsSnapshot
+from scoring.errors import Stage
+from scoring.lifecycle import Serving
 from streams.kafka.lag import PartitionLag
 from streams.services.handler import ScoreHandler
-from streams.services.loop import LoopStats
+from streams.services.intake import Refusals
+from streams.services.loop_stats import LoopStats
+from streams.services.parts import WorkerParts
 from streams.services.telemetry import ScoreCounters
+from streams.settings import Role
 from streams.web.estimates import EstimateGauges
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
 MODEL_LABELS = ("model_name", "model_version")
+DETECTORS: tuple[str, ...] = get_args(DetectorChange.model_fields["detector"].annotation)
 
 
 class DriftGauges:
@@ -77,6 +88,14 @@ class DriftGauges:
         if alerted:
             self.alerts.labels(report.model_name, report.model_version).inc()
 
+    def start(self, model_name: str, model_version: str) -> None:
+        """The counters of a model the drift role watches, at 0 (an existing series keeps its value)."""
+        model = (model_name, model_version)
+        self.windows.labels(*model)
+        self.alerts.labels(*model)
+        for detector in DETECTORS:  # the drift monitor's detectors watch the score stream
+            self.changes.labels(*model, detector, "score")
+
     def record(self, report: DriftReport) -> None:
         model = (report.model_name, report.model_version)
         for f in report.features:
@@ -123,7 +142,8 @@ class ScoreCollector(Collector):
         dead = CounterMetricFamily(
             "streamscore_dead_letters", "Events dead-lettered, by stage", labels=["stage"]
         )
-        for stage, count in sorted(snap["dead_letters"].items()):
+        every_stage = {stage.value: 0 for stage in Stage} | snap["dead_letters"]
+        for stage, count in sorted(every_stage.items()):
             dead.add_metric([stage], count)
         yield dead
         yield CounterMetricFamily("streamscore_batches", "Score batches", value=snap["batches"])
@@ -172,6 +192,13 @@ class KpiGauges:
         )
         self.listeners: list[Callable[[MetricsSnapshot], None]] = []  # e.g. the dashboard
 
+    def start(self, model_version: str) -> None:
+        """The learn role's series of a model that serves, at 0 (an existing series keeps its value)."""
+        for detector in DETECTORS:
+            self.concept_changes.labels(model_version, detector)
+        for state in JoinCounts.model_fields:
+            self.join.labels(state)
+
     def record(self, snapshot: MetricsSnapshot) -> None:
         for row in snapshot.kpis:
             segment = (row.model, row.segment_feature, row.segment_value)
@@ -196,13 +223,11 @@ class ModelCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         bundle, loaded_at = self.handler.bundle, self.handler.loaded_at
-        stamp = datetime.fromtimestamp(loaded_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        # no load time among the labels: each load would start a new series (it is the next gauge)
         info = GaugeMetricFamily(
-            "streamscore_model_info",
-            "The model this worker serves (always 1)",
-            labels=["model_name", "model_version", "loaded_at"],
+            "streamscore_model_info", "The model this worker serves (always 1)", labels=list(MODEL_LABELS)
         )
-        info.add_metric([bundle.name, bundle.version, stamp], 1)
+        info.add_metric([bundle.name, bundle.version], 1)
         yield info
         loaded = GaugeMetricFamily(
             "streamscore_model_loaded_timestamp_seconds",
@@ -213,14 +238,73 @@ class ModelCollector(Collector):
         yield loaded
         challenger = GaugeMetricFamily(
             "streamscore_challenger_share",
-            "Share of entities a challenger serves (split); 0 in shadow mode, where it only scores",
+            "Share of entities a challenger serves (split); 0 in shadow mode, where it only scores, "
+            'and 0 with mode="none" and no model labels while no challenger serves',
             labels=[*MODEL_LABELS, "mode"],
         )
         serving = self.handler.serving
         if serving.challenger is not None and serving.mode is not None:
             other = serving.challenger
             challenger.add_metric([other.name, other.version, serving.mode.value], serving.share)
+        else:
+            challenger.add_metric(["", "", "none"], 0.0)  # Prometheus drops the empty labels
         yield challenger
+
+
+class RefusalCollector(Collector):
+    """Side-topic records refused per topic and reason, and times clamped, read at scrape time."""
+
+    def __init__(self, refusals: Refusals) -> None:
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        refused = CounterMetricFamily(
+            "streamscore_records_refused",
+            "Records of labels and monitor not used, kept on their dead-letter topic",
+            labels=["topic", "reason"],
+        )
+        for (topic, reason), count in sorted(dict(self.refusals.refused).items()):
+            refused.add_metric([topic, reason], count)
+        yield refused
+        clamped = CounterMetricFamily(
+            "streamscore_times_clamped",
+            "Event or label times past their record's broker timestamp by more than the allowed skew",
+            labels=["topic"],
+        )
+        for topic, count in sorted(dict(self.refusals.clamped).items()):
+            clamped.add_metric([topic], count)
+        yield clamped
+
+
+class RoleCollector(Collector):
+    """Each supervised role's state and restarts, and its loop's batches and commit outcomes."""
+
+    def __init__(self, parts: WorkerParts) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "streamscore_role_up", "1 while the role runs, 0 while it restarts or failed", labels=["role"]
+        )
+        restarts = CounterMetricFamily(
+            "streamscore_role_restarts", "Times a failed role was started again", labels=["role"]
+        )
+        commits = CounterMetricFamily(
+            "streamscore_commits",
+            "Offset commits by outcome: committed, refused (the group moved on), retried, abandoned",
+            labels=["role", "outcome"],
+        )
+        failures = CounterMetricFamily(
+            "streamscore_delivery_failures", "Records the broker did not acknowledge", labels=["role"]
+        )
+        for name, service in sorted(self.parts.roles.items()):
+            up.add_metric([name], float(service.health.state == "running"))
+            restarts.add_metric([name], service.health.restarts)
+            stats = self.parts.loops[name]
+            for outcome, count in vars(stats.commits).items():
+                commits.add_metric([name, outcome], count)
+            failures.add_metric([name], stats.delivery_failures)
+        yield from (up, restarts, commits, failures)
 
 
 class LagCollector(Collector):
@@ -283,16 +367,36 @@ class WorkerMetrics:
     kpis: KpiGauges
     lag: LagCollector
     estimates: EstimateGauges
+    roles: frozenset[Role] = field(default_factory=lambda: frozenset(Role))
+
+    def serve(self, serving: Serving) -> None:
+        """Call at start and at every change of the models served: their counters exist from then on."""
+        for bundle in (serving.champion, serving.challenger):
+            if bundle is None:
+                continue
+            if Role.drift in self.roles:
+                self.drift.start(bundle.name, bundle.version)
+                self.estimates.start(bundle)
+            if Role.learn in self.roles:
+                self.kpis.start(bundle.version)
 
 
-def worker_registry(counters: ScoreCounters, handler: ScoreHandler) -> WorkerMetrics:
+def worker_registry(
+    counters: ScoreCounters,
+    handler: ScoreHandler,
+    roles: frozenset[Role] = frozenset(Role),
+    refusals: Refusals | None = None,
+) -> WorkerMetrics:
+    """The registry of a worker running ``roles``; the series of the models it serves start at 0."""
     registry = CollectorRegistry()
     registry.register(ScoreCollector(counters))
+    if refusals is not None:
+        registry.register(RefusalCollector(refusals))
     registry.register(ModelCollector(handler))
     lag = LagCollector()
     registry.register(lag)
-    metrics = WorkerMetrics(
-        registry, DriftGauges(registry), KpiGauges(registry), lag, EstimateGauges(registry)
-    )
-    metrics.kpis.listeners.append(metrics.estimates.on_snapshot)
+    estimates = EstimateGauges(registry)
+    metrics = WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag, estimates, roles)
+    metrics.kpis.listeners.append(estimates.on_snapshot)
+    metrics.serve(handler.serving)
     return metrics

@@ -63,6 +63,8 @@ def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
         "STREAMSCORE_TOPIC_DLQ": f"features.dlq-{run_id}",
         "STREAMSCORE_TOPIC_MONITOR": f"monitor-{run_id}",
         "STREAMSCORE_TOPIC_LABELS": f"labels-{run_id}",
+        "STREAMSCORE_TOPIC_LABELS_DLQ": f"labels.dlq-{run_id}",
+        "STREAMSCORE_TOPIC_MONITOR_DLQ": f"monitor.dlq-{run_id}",
         "STREAMSCORE_TOPIC_DRIFT": f"drift-{run_id}",
         "STREAMSCORE_TOPIC_METRICS": f"metrics-{run_id}",
         "STREAMSCORE_TOPIC_MODEL_UPDATES": f"model-updates-{run_id}",

@@ -379,13 +379,15 @@ def test_auto_promote_promotes_a_shadow_challenger_that_wins_on_labelled_events(
     assert promotion["champion"]["version"] == "3" and promotion["challenger"] is None
 
 
-def _post(worker: WorkerProcess, path: str, body: dict, token: str | None) -> tuple[int, dict]:
+def _post(worker: WorkerProcess, path: str, body: object, token: str | None) -> tuple[int, dict]:
     import json
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(
-        f"http://127.0.0.1:{worker.port}{path}", data=json.dumps(body).encode(), method="POST"
+        f"http://127.0.0.1:{worker.port}{path}",
+        data=body if isinstance(body, bytes) else json.dumps(body).encode(),
+        method="POST",
     )
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
@@ -395,6 +397,11 @@ def _post(worker: WorkerProcess, path: str, body: dict, token: str | None) -> tu
     except urllib.error.HTTPError as error:
         body = error.read()
         return error.code, json.loads(body) if body.startswith(b"{") else {"text": body.decode()}
+
+
+def _nested(depth: int) -> bytes:
+    """A command whose name is ``depth`` arrays deep (deeper than Python's json can even write)."""
+    return b'{"action": "deploy", "version": "2", "name": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
 
 
 def test_control_endpoint_needs_the_bearer_token_and_is_off_without_one(
@@ -412,6 +419,18 @@ def test_control_endpoint_needs_the_bearer_token_and_is_off_without_one(
     assert _post(guarded, "/control/model", {"action": "deploy", "version": "2"}, None)[0] == 401
     assert _post(guarded, "/control/model", {"action": "deploy", "version": "2"}, "wrong")[0] == 401
     assert guarded.get("/stats")["model_version"] == "1"
+    malformed = {
+        "nested": _nested(5000),
+        "integer name": {"action": "deploy", "version": "2", "name": 7},
+        "integer version": {"action": "deploy", "version": 2},
+        "unknown action": {"action": "explode"},
+        "share above 1": {"action": "challenger", "version": "2", "share": 3},
+        "not an object": ["deploy", "2"],
+    }
+    for what, body in malformed.items():
+        status, answer = _post(guarded, "/control/model", body, token)
+        print(f"/control/model with {what}: {status} {answer['error'][:80]}")
+        assert status == 400 and answer["error"].startswith("bad request"), what
     status, body = _post(guarded, "/control/model", {"action": "deploy", "version": "2"}, token)
     assert status == 200 and body["champion"]["version"] == "2"
     for worker in (closed, guarded):  # both follow the topic

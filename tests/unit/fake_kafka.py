@@ -98,10 +98,26 @@ class FakeConsumer:
         if not self.turns:
             self.stopping.set()
             return []
-        turn = self.turns.pop(0)
+        turn = self.turns[0]
         if turn.during is not None:
             turn.during(self)
-        return list(turn.batch)
+            turn.during = None
+        taken, rest = turn.batch[:num_messages], turn.batch[num_messages:]
+        if rest:
+            turn.batch = rest
+        else:
+            self.turns.pop(0)
+        return list(taken)
+
+    def poll(self, timeout: float) -> FakeRecord | None:
+        """One record: the first of the next turn's batch (the rest stays for ``consume``).
+
+        With no turn left it returns nothing; the next ``consume`` then ends the test's run.
+        """
+        if not self.turns:
+            return None
+        batch = self.consume(1, timeout)
+        return batch[0] if batch else None
 
     def commit(self, offsets=None, asynchronous=True) -> None:
         if self.commit_errors:

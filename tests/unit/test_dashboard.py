@@ -16,8 +16,8 @@ from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
 from streams.services.handler import BatchStats, ScoreHandler
-from streams.services.loop import LoopStats
-from streams.services.loop import PartitionLag as LoopLag
+from streams.services.loop_stats import LoopStats
+from streams.services.loop_stats import PartitionLag as LoopLag
 from streams.services.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
 from streams.settings import Settings
 from streams.web.dashboard import Dashboard, bucket_delta, histogram_quantile, page, rate
@@ -306,14 +306,12 @@ def test_model_info_on_metrics_follows_the_served_bundle(agrawal_bundle: ModelBu
 
     handler = ScoreHandler(Settings(), agrawal_bundle)
     registry = worker_registry(ScoreCounters(), handler).registry
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(handler.loaded_at))
 
     text = generate_latest(registry).decode()
 
-    info = (
-        f'streamscore_model_info{{loaded_at="{stamp}",model_name="{agrawal_bundle.name}",'
-        f'model_version="{agrawal_bundle.version}"}} 1.0'
-    )
+    # the load time is its own gauge, not a label: a reload of the same version keeps one series
+    name, version = agrawal_bundle.name, agrawal_bundle.version
+    info = f'streamscore_model_info{{model_name="{name}",model_version="{version}"}} 1.0'
     assert info in text
     assert registry.get_sample_value(
         "streamscore_model_loaded_timestamp_seconds",
@@ -321,7 +319,12 @@ def test_model_info_on_metrics_follows_the_served_bundle(agrawal_bundle: ModelBu
     ) == pytest.approx(handler.loaded_at)
     metadata = agrawal_bundle.metadata.model_copy(update={"version": "v9"})
     handler.swap(dataclasses.replace(agrawal_bundle, metadata=metadata))
-    assert 'model_version="v9"' in generate_latest(registry).decode()
+    infos = [
+        ln
+        for ln in generate_latest(registry).decode().splitlines()
+        if ln.startswith("streamscore_model_info{")
+    ]
+    assert infos == [f'streamscore_model_info{{model_name="{agrawal_bundle.name}",model_version="v9"}} 1.0']
 
 
 def test_concept_drift_changes_of_a_snapshot_are_counted_on_metrics(agrawal_bundle: ModelBundle) -> None:

@@ -23,9 +23,11 @@ from scoring.synthetic import numeric_frame
 from scoring.training import train_bundle
 from streams.services.drift import DriftStep
 from streams.services.estimates import EstimateChecks, estimate_line
+from streams.services.intake import Refusals
 from streams.settings import Settings
 from streams.web.estimate_board import EstimateBoard
 from streams.web.estimates import EstimateGauges
+from tests.unit.fake_kafka import FakeRecord
 
 WINDOW = 1_000
 
@@ -64,20 +66,27 @@ def stream(bundle: ModelBundle, n: int, seed: int, squeeze: float = 1.0) -> tupl
 
 
 def drift_outputs(step: DriftStep, bundle: ModelBundle, rows: np.ndarray) -> list[tuple]:
-    out = []
+    """What the drift step emits for ``rows`` in monitoring records of 500: (topic, key, value, headers)."""
+    out: list[tuple] = []
+    emit = lambda *message: out.append(message)  # noqa: E731
     for start in range(0, len(rows), 500):
-        out += step(monitor_message(bundle, rows[start : start + 500], start))
+        record = FakeRecord(
+            "monitor", 0, start // 500, monitor_message(bundle, rows[start : start + 500], start)
+        )
+        step.handle(record, emit)
     return out
 
 
 def test_the_drift_step_sends_each_windows_estimate_and_alerts_when_it_falls(bundle: ModelBundle) -> None:
     settings = Settings(alert_kpi_min=0.75)
-    monitor = DriftMonitor(window_events=WINDOW)
-    monitor.register(bundle)
     heard = []
     step = DriftStep(
-        settings, monitor, on_estimate=lambda e, alert: heard.append((e.window, alert is not None))
+        settings,
+        DriftMonitor(window_events=WINDOW),
+        Refusals(),
+        on_estimate=lambda e, alert: heard.append((e.window, alert is not None)),
     )
+    step.register(bundle)
     good, _ = stream(bundle, 2 * WINDOW, seed=42)
     bad, _ = stream(bundle, 2 * WINDOW, seed=43, squeeze=0.15)
 
@@ -105,9 +114,8 @@ def test_the_drift_step_sends_each_windows_estimate_and_alerts_when_it_falls(bun
 
 
 def test_the_learn_path_checks_each_window_once_its_labels_came(bundle: ModelBundle) -> None:
-    monitor = DriftMonitor(window_events=WINDOW)
-    monitor.register(bundle)
-    step = DriftStep(Settings(), monitor)
+    step = DriftStep(Settings(), DriftMonitor(window_events=WINDOW), Refusals())
+    step.register(bundle)
     rows, y = stream(bundle, 2 * WINDOW + 300, seed=44)
     sent = drift_outputs(step, bundle, rows)
     learner = Learner(bundle.spec, bundle.reference, "binary")
@@ -115,8 +123,9 @@ def test_the_learn_path_checks_each_window_once_its_labels_came(bundle: ModelBun
     checks.follow(learner)
     for start in range(0, len(rows), 500):
         learner.observe(_columns(bundle, rows[start : start + 500], start))
-    for _, _, body, _ in sent:  # every drift message: only the estimates are kept
-        checks.on_drift(body)
+    for i, (_, _, body, _) in enumerate(sent):  # every drift message: only the estimates are kept
+        checks.on_drift(FakeRecord("drift", 0, i, body))
+    checks.on_drift(FakeRecord("drift", 0, len(sent), b"not json"))  # counted, not raised
     for i in range(WINDOW + 500):  # all labels of window 0, half of window 1
         learner.label(f"e{i}", y[i], i)
 
@@ -127,7 +136,7 @@ def test_the_learn_path_checks_each_window_once_its_labels_came(bundle: ModelBun
 
     assert [(c.window, c.labelled) for c in first.estimate_checks] == [(0, WINDOW)]
     assert quiet.estimate_checks == []  # window 1 waits for the rest of its labels
-    assert checks.counters == {"estimates": 2, "checks": 1, "disagree": 0}
+    assert checks.counters == {"estimates": 2, "checks": 1, "disagree": 0, "unreadable": 1}
     print(first.estimate_checks[0].message)
     assert not first.estimate_checks[0].disagree
 

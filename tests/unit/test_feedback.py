@@ -11,8 +11,9 @@ from river import compose, datasets, evaluate, linear_model, metrics, preprocess
 
 from scoring.bundle import ModelBundle
 from scoring.drift import MonitorColumns
-from scoring.feedback import LabelJoin, Learner, ScoredEvent
+from scoring.feedback import Learner
 from scoring.kpis import BinaryKpis, KpiBoard, RegressionKpis, histogram_auc
+from scoring.label_join import LabelJoin, ScoredEvent
 from scoring.metrics import binary_metrics, regression_metrics, roc_auc
 from scoring.synthetic import agrawal_frame
 from scoring.training import train_bundle
@@ -169,10 +170,15 @@ def test_progressive_validation_equals_rivers_on_phishing(tmp_path) -> None:
     assert math.isclose(ours, theirs, abs_tol=1e-9)
 
 
-def test_events_waiting_for_labels_survive_a_signed_checkpoint(agrawal_bundle: ModelBundle, tmp_path) -> None:
+def test_events_waiting_for_labels_survive_checkpoints_in_segments(
+    agrawal_bundle: ModelBundle, tmp_path
+) -> None:
+    """Two checkpoints: the closed segments are written once; the second carries only bitmaps and the
+    open segment, and restoring from it gives the same waiting events and then the same KPIs."""
     import orjson
 
     from scoring import checkpoint
+    from scoring.join_segments import JoinSegments, decode_events, encode_events, restore_events
 
     frame = agrawal_frame(600, seed=9, classification_function=2)
     labels = frame.pop("approved").to_numpy(float)
@@ -180,15 +186,50 @@ def test_events_waiting_for_labels_survive_a_signed_checkpoint(agrawal_bundle: M
     before = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))
     before.observe(columns(agrawal_bundle, frame, 0))
     key = checkpoint.load_or_create_key(tmp_path / "state.key")
-    payload = checkpoint.encode(before.state(), before.river_objects(), key)
-    state, objects = checkpoint.decode(payload, key)
-    after = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))
-    after.restore(orjson.loads(orjson.dumps(state)), objects)
+    tracker = JoinSegments(size=128)
+    written: dict[int, bytes] = {}
 
-    assert list(after.join.events) == list(before.join.events) and len(after.join.events) == 600
+    def take_checkpoint() -> tuple[bytes, int, int]:
+        """The head, the bytes of new segments, and the bytes of the join's part of the head."""
+        plan = tracker.plan(before.join.events.values(), before.join.next_seq)
+        new_bytes = 0
+        for sid, events in plan.new.items():
+            written[sid] = checkpoint.encode(*encode_events(events), key)
+            new_bytes += len(written[sid])
+        open_columns, open_rows = encode_events(plan.open_events)
+        head = {**before.state(), "segments": plan.head(), "open": open_columns}
+        join_part = len(orjson.dumps(plan.head())) + len(orjson.dumps(open_columns)) + len(open_rows)
+        tracker.done(plan)
+        payload = checkpoint.encode(head, {**before.river_objects(), "open_rows": open_rows}, key)
+        return payload, new_bytes, join_part
+
+    first, first_segments, first_join = take_checkpoint()
+    for i in range(0, 600, 3):  # a third of the labels come
+        before.label(f"e{i}", labels[i], i)
+    second, second_segments, second_join = take_checkpoint()
+
+    state, objects = checkpoint.decode(second, key)
+    state = orjson.loads(orjson.dumps(state))
+    segments = {sid: checkpoint.decode(payload, key) for sid, payload in written.items()}
+
+    events, _ = restore_events(
+        state["segments"], segments, decode_events(state["open"], objects["open_rows"])
+    )
+    after = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))
+    after.restore(state, objects, events)
+
+    assert list(after.join.events) == list(before.join.events) and len(after.join.events) == 400
     assert [e.row for e in after.join.events.values()] == [e.row for e in before.join.events.values()]
+    assert after.join.next_seq == before.join.next_seq == 600
+    print(
+        f"600 waiting events: first checkpoint {len(first):,} bytes (join part {first_join:,}) + "
+        f"{first_segments:,} of segments; after 200 labels: {len(second):,} (join part {second_join:,}) + "
+        f"{second_segments:,}"
+    )
+    assert second_segments == 0, "closed segments are written once"
+    assert second_join < first_segments / 4, "later checkpoints carry bitmaps, not the closed segments' rows"
     for learner in (before, after):
         for i, y in enumerate(labels):
-            learner.label(f"e{i}", y, i)
+            if i % 3:
+                learner.label(f"e{i}", y, i)
     assert before.kpi_rows() == after.kpi_rows()
-    print(f"checkpoint of 600 waiting events: {len(payload):,} bytes")

@@ -385,7 +385,7 @@ def test_dead_letter_of_an_oversize_payload_keeps_the_head_and_the_original_size
 
 
 def test_a_dead_letter_of_huge_headers_and_value_fits_the_producer_limit(agrawal_bundle) -> None:
-    from streams.services.handler import OUTPUT_MESSAGE_BYTES
+    from streams.kafka.config import OUTPUT_MESSAGE_BYTES
 
     handler = ScoreHandler(Settings(kafka_bootstrap="x:1"), agrawal_bundle)
     headers = [(f"h{i}", b"v" * 100_000) for i in range(9)]  # 900 KB of headers

@@ -51,3 +51,77 @@ def test_the_import_scanner_sees_imports_in_every_form(tmp_path: Path) -> None:
         "def f():\n    import aiokafka\n    from . import sibling\n"
     )
     assert _imported_packages(module) == {"faust", "confluent_kafka", "aiokafka", "pkg"}
+
+
+# streams/ in layers: each may import the ones before it in this list, never one after it
+STREAMS_LAYERS = [
+    ("streams.settings",),
+    ("streams.kafka",),
+    ("streams.services",),
+    ("streams.web",),
+    ("streams.app", "streams.worker"),
+    ("streams.cli", "streams.__main__"),
+]
+
+
+def _streams_modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted((ROOT / "streams").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _streams_imports(path: Path) -> set[str]:
+    """The streams modules ``path`` imports, by dotted name, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("streams"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("streams"):
+            found.add(node.module)
+    return found
+
+
+def _layer(module: str) -> int:
+    for index, prefixes in enumerate(STREAMS_LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    raise AssertionError(f"{module} is in no layer of STREAMS_LAYERS")
+
+
+def test_streams_imports_point_down_the_layers() -> None:
+    offenders = []
+    for module, path in _streams_modules().items():
+        if module == "streams":
+            continue
+        for imported in _streams_imports(path):
+            if _layer(imported) > _layer(module):
+                offenders.append(f"{module} imports {imported}")
+    assert offenders == []
+
+
+def test_no_import_cycles_among_streams_modules() -> None:
+    modules = _streams_modules()
+    graph = {m: {i for i in _streams_imports(p) if i in modules and i != m} for m, p in modules.items()}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(node: str, trail: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*trail, node, nxt]
+            if nxt not in state and (cycle := visit(nxt, [*trail, node])):
+                return cycle
+        state[node] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            assert (cycle := visit(module, [])) is None, " -> ".join(cycle)
+
+
+def test_settings_import_no_kafka_client_and_no_faust() -> None:
+    """confluent_kafka and faust are used by the Kafka layer and above; settings sees neither."""
+    assert not _imported_packages(ROOT / "streams" / "settings.py") & {"faust", "confluent_kafka"}

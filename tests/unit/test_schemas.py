@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
 from schemas import ALL_MESSAGES, DeadLetterContext, FeatureEvent, Label, MonitorBatch, Prediction
-from schemas.checkpoint import ChallengerExport, CheckpointHead
+from schemas.checkpoint import ChallengerExport, CheckpointHead, StateAlert
 from schemas.drift import (
     DetectorChange,
     DriftReport,
@@ -34,6 +34,7 @@ from schemas.estimation import (
 from schemas.export import export_json_schemas
 from schemas.feedback import ConceptDriftAlert, JoinCounts, KpiRow, MetricsSnapshot
 from schemas.lifecycle import ChallengerMode, ModelAlert, ModelRef, ModelUpdate, RetrainRequest
+from schemas.messages import EPOCH_MS_MAX
 from scoring.drift import alert_for
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -55,7 +56,8 @@ predictions = st.builds(
     partition=st.integers(0, 10_000),
     offset=int64,
 )
-labels = st.builds(Label, event_id=texts, label=finite, label_time=int64)
+epoch_ms = st.integers(min_value=0, max_value=EPOCH_MS_MAX)
+labels = st.builds(Label, event_id=st.text(min_size=1, max_size=20), label=finite, label_time=epoch_ms)
 dead_letter_contexts = st.builds(
     DeadLetterContext,
     error_class=texts,
@@ -281,6 +283,13 @@ SAMPLES["concept_drift_alert"] = ConceptDriftAlert(
     model="loans:1", change=_CHANGE, message="ADWIN on the error stream", created_at=1_700_000_000_000
 )
 SAMPLES["checkpoint_head"] = CheckpointHead(generation=3, chunks=2)
+SAMPLES["state_alert"] = StateAlert(
+    role="learn",
+    problem="the checkpoint head is not readable",
+    action="started fresh",
+    worker="h:1",
+    created_at=1,
+)
 SAMPLES["challenger_export"] = ChallengerExport(
     model={"kind": "linear", "weights": {"x": 0.5}},
     metrics={"accuracy": 0.8},
@@ -444,3 +453,19 @@ def test_a_regression_estimate_may_exceed_one() -> None:
         uncertainty="holdout_chunks",
     )
     assert MetricEstimate.model_validate_json(mae.model_dump_json()) == mae
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event_id": "e", "label": 1.0, "label_time": 10**30},  # crashed the checkpoint writer once
+        {"event_id": "e", "label": 1.0, "label_time": -1},
+        {"event_id": "e", "label": 1.0, "label_time": 2**64 - 1},
+        {"event_id": "", "label": 1.0, "label_time": 1},
+        {"event_id": "e" * 257, "label": 1.0, "label_time": 1},
+        {"event_id": "e", "label": 1.0, "label_time": 1, "extra": 1},
+    ],
+)
+def test_a_label_out_of_bounds_is_refused(body: dict) -> None:
+    with pytest.raises(ValidationError):
+        Label.model_validate_json(json.dumps(body))

@@ -98,7 +98,7 @@ def test_kafka_client_config_has_no_sasl_options_by_default() -> None:
 
 def test_all_topics_are_distinct_by_default() -> None:
     topics = Settings().all_topics()
-    assert len(topics) == len(set(topics)) == 11
+    assert len(topics) == len(set(topics)) == 13
 
 
 def test_roles_from_the_environment_and_the_app_id_they_imply(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,3 +115,36 @@ def test_roles_from_the_environment_and_the_app_id_they_imply(monkeypatch: pytes
 def test_unknown_or_empty_roles_are_refused(roles: str) -> None:
     with pytest.raises(ValidationError, match="roles"):
         Settings(roles=roles)
+
+
+def test_the_state_key_comes_from_a_secret_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key = tmp_path / "state_key"
+    key.write_text("ab" * 32 + "\n")  # as `python -c 'print(secrets.token_hex(32))' > FILE` writes it
+    monkeypatch.setenv("STREAMSCORE_STATE_KEY_FILE", str(key))
+    assert Settings().state_key_bytes() == bytes([0xAB]) * 32
+    assert (
+        Settings(state_key=SecretStr("cd" * 16)).state_key_bytes() == bytes([0xCD]) * 16
+    )  # the variable wins
+    assert Settings(state_key_file=None).state_key_bytes() is None  # the worker keeps one in data_dir
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "No such file"),
+        ("dir", "Is a directory"),
+        ("not hex", "hex digits only"),
+        ("abcd", "fewer than 16"),
+    ],
+)
+def test_a_state_key_file_that_holds_no_key_is_refused_with_what_to_do(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    path = tmp_path / "state_key"
+    if content == "dir":  # what Docker mounts when a bind source is missing
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ValidationError, match=reason) as refused:
+        Settings(state_key_file=path)
+    assert "secrets.token_hex(32)" in str(refused.value)

@@ -1,0 +1,47 @@
+"""Names that travel as text: a model version's key (``name:version``) and its task."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class ModelKey(NamedTuple):
+    """One model version; written ``name:version`` in messages, Kafka keys and metric labels.
+
+    >>> str(ModelKey("loans", "2"))
+    'loans:2'
+    >>> ModelKey.parse("loans:v1:2")  # names may hold a colon; versions may not
+    ModelKey(name='loans:v1', version='2')
+    """
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelKey:
+        name, _, version = text.rpartition(":")
+        return cls(name, version)
+
+
+class Task(StrEnum):
+    """What a model predicts, and so which KPI judges it first and which way is better.
+
+    >>> Task("binary").primary_metric, Task.regression.primary_metric
+    ('accuracy', 'mae')
+    """
+
+    binary = "binary"
+    regression = "regression"
+
+    @property
+    def primary_metric(self) -> str:
+        return "accuracy" if self is Task.binary else "mae"
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Accuracy rises as a model gets better; MAE falls."""
+        return self is Task.binary
