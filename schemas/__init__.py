@@ -2,7 +2,7 @@
 
 from schemas.checkpoint import ChallengerExport, CheckpointHead, StateAlert
 from schemas.drift import DriftAlert, DriftReport
-from schemas.estimation import EstimateCheck, PerformanceEstimate
+from schemas.estimation import EstimateCheck, EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
 from schemas.messages import ALL_MESSAGES as _CORE_MESSAGES
@@ -29,6 +29,7 @@ ALL_MESSAGES = {
     "state_alert": StateAlert,
     "performance_estimate": PerformanceEstimate,
     "estimate_check": EstimateCheck,
+    "estimated_kpi_alert": EstimatedKpiAlert,
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "DriftAlert",
     "DriftReport",
     "EstimateCheck",
+    "EstimatedKpiAlert",
     "FeatureEvent",
     "Label",
     "MonitorBatch",

@@ -4,6 +4,10 @@
 estimated from the scores (and, for regression, the features) alone, each with its
 sampling uncertainty for the window's size. ``EstimateCheck``: the same window once
 labels came, estimated against realized, and whether they disagree beyond the band.
+``EstimatedKpiAlert``: a window's estimated KPI past the alert threshold, before labels.
+
+Estimates and alerts go on the ``drift`` topic beside the window's ``DriftReport``;
+checks go on ``metrics`` inside the ``MetricsSnapshot`` of the learn path.
 
 Numbers are finite (no NaN or infinity); a KPI a window cannot define (precision
 with no predicted positive) is null.
@@ -15,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.drift import PartitionSpan
 from schemas.messages import SCHEMA_VERSION
 
 Metric = Literal["accuracy", "precision", "recall", "f1", "auc", "mae", "rmse"]
@@ -85,6 +90,9 @@ class PerformanceEstimate(BaseModel):
     window: int | None = Field(None, description="the drift window's number, as in its DriftReport")
     start_event_time: int | None = Field(None, description="epoch milliseconds")
     end_event_time: int | None = None
+    spans: list[PartitionSpan] = Field(
+        default_factory=list, description="the window's offsets per source partition, as in its DriftReport"
+    )
     events: int = Field(ge=0)
     threshold: Finite | None = Field(None, description="binary: the class decision is score >= threshold")
     band_z: NonNegative = Field(
@@ -130,6 +138,30 @@ class EstimateCheck(BaseModel):
     labelled: int = Field(ge=0, description="events of the window whose label came")
     checks: list[MetricCheck]
     disagree: bool = Field(description="some KPI's realized value is outside its band")
+    message: str
+    created_at: int = Field(description="epoch milliseconds")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class EstimatedKpiAlert(BaseModel):
+    """A window's estimated KPI crossed the alert threshold before any label said so."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["estimated_kpi_alert"] = "estimated_kpi_alert"
+    model_name: str
+    model_version: str
+    window: int | None = Field(None, description="the drift window's number, as in its DriftReport")
+    start_event_time: int | None = Field(None, description="epoch milliseconds")
+    end_event_time: int | None = None
+    events: int = Field(ge=0)
+    metric: Metric
+    estimate: NonNegative
+    lower: NonNegative | None
+    upper: NonNegative | None
+    threshold: Finite = Field(
+        description="STREAMSCORE_ALERT_KPI_MIN: a floor, or a ceiling for an error metric (mae, rmse)"
+    )
     message: str
     created_at: int = Field(description="epoch milliseconds")
     schema_version: Literal[1] = SCHEMA_VERSION

@@ -1,4 +1,8 @@
-"""Messages of the feedback loop: KPI snapshots on ``metrics``, concept-drift alerts on ``drift``."""
+"""Messages of the feedback loop: KPI snapshots on ``metrics``, concept-drift alerts on ``drift``.
+
+A snapshot also carries the drift windows whose labels came since the last one, each
+estimated against realized (``EstimateCheck``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.drift import DetectorChange
+from schemas.estimation import EstimateCheck
 from schemas.messages import SCHEMA_VERSION
 
 Stat = float | None
@@ -52,6 +57,10 @@ class MetricsSnapshot(BaseModel):
     kpis: list[KpiRow]
     changes: list[DetectorChange] = Field(
         default_factory=list, description="error-stream changes since the last"
+    )
+    estimate_checks: list[EstimateCheck] = Field(
+        default_factory=list,
+        description="drift windows settled since the last snapshot: estimated against realized, one each",
     )
     created_at: int = Field(description="epoch milliseconds")
     schema_version: Literal[1] = SCHEMA_VERSION

@@ -18,6 +18,8 @@ CE_TIME = "ce_time"
 PREDICTION_CE_TYPE = "io.streamscore.prediction.v1"
 DRIFT_REPORT_CE_TYPE = "io.streamscore.drift.report.v1"
 DRIFT_ALERT_CE_TYPE = "io.streamscore.drift.alert.v1"
+ESTIMATE_CE_TYPE = "io.streamscore.performance.estimate.v1"
+ESTIMATE_ALERT_CE_TYPE = "io.streamscore.performance.alert.v1"
 
 DLQ_PREFIX = "streamscore.errors."
 DLQ_CLASS = DLQ_PREFIX + "exception.class.name"
@@ -35,3 +37,14 @@ DLQ_HEADERS_DROPPED = DLQ_PREFIX + "original.headers.dropped"  # "<count> header
 def ce_time(epoch_ms: int) -> bytes:
     """The ``ce_time`` header value: RFC 3339 in UTC."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().encode()
+
+
+def ce_headers(ce_type: str, ce_id: str, at_ms: int, source: str) -> list[tuple[str, bytes]]:
+    """CloudEvents binary-mode headers of one message, as on predictions."""
+    return [
+        (CE_SPECVERSION, b"1.0"),
+        (CE_ID, ce_id.encode()),
+        (CE_TYPE, ce_type.encode()),
+        (CE_SOURCE, source.encode()),
+        (CE_TIME, ce_time(at_ms)),
+    ]

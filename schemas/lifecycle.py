@@ -6,8 +6,8 @@ traffic, earlier champions for rollback), so the latest message per key is the l
 state and compaction loses nothing a worker needs.
 
 ``ModelAlert`` on ``alerts``: a worker refused an update (the reason says which
-check failed) or applied one. ``RetrainRequest`` on ``retrain-requests``: drift or a
-KPI below its threshold asks for a new model.
+check failed) or applied one. ``RetrainRequest`` on ``retrain-requests``: drift, a
+KPI below its threshold, or a KPI estimated below it before labels asks for a new model.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ class RetrainRequest(BaseModel):
 
     type: Literal["retrain_request"] = "retrain_request"
     model: str = Field(description="name:version whose data or quality moved")
-    trigger: Literal["drift", "kpi", "manual"]
+    trigger: Literal["drift", "kpi", "estimated", "manual"] = Field(
+        description="estimated: a window's KPI estimated below its threshold before labels arrived"
+    )
     reason: str
     details: dict[str, float | str | None] = Field(default_factory=dict)
     created_at: int = Field(description="epoch milliseconds")

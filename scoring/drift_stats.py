@@ -21,6 +21,11 @@ def psi(reference_counts: np.ndarray, window_counts: np.ndarray, floor: float = 
 
     ``e`` and ``a`` are the shares of the reference and the window in each bin,
     each clipped below at ``floor``. Read: < 0.1 stable, 0.1-0.2 moderate, >= 0.2 shifted.
+
+    >>> psi(np.array([50, 50]), np.array([500, 500]))
+    0.0
+    >>> round(psi(np.array([50, 50]), np.array([80, 20])), 4)
+    0.4159
     """
     expected = np.asarray(reference_counts, dtype=float)
     actual = np.asarray(window_counts, dtype=float)
@@ -93,5 +98,9 @@ def chi_square_test(reference_counts: np.ndarray, window_counts: np.ndarray) -> 
 
 
 def bonferroni_alpha(alpha: float, tests: int) -> float:
-    """The per-test level that keeps the family-wise error rate at ``alpha``."""
+    """The per-test level that keeps the family-wise error rate at ``alpha``.
+
+    >>> bonferroni_alpha(0.01, 20)
+    0.0005
+    """
     return alpha / max(1, tests)

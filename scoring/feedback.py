@@ -68,6 +68,7 @@ class Learner:
         self.detectors: dict[str, StreamDetectors] = {}
         self.tallies: dict[str, PairedTally] = {}  # "champion|shadow challenger" -> paired outcomes
         self.champion: str | None = None
+        self.on_labelled: Callable[[ScoredEvent, float], None] | None = None  # e.g. the estimate checks
         self._segmenters = self._make_segmenters(segment_features, reference)
         self._decoders = self._make_decoders()
 
@@ -153,6 +154,8 @@ class Learner:
         guess, decision = challenger_predict(self.challenger, self.task, x)  # predict, then learn
         self.board.update(self.challenger_name, label, guess, segments, decision)
         self.challenger.learn_one(x, y)
+        if self.on_labelled is not None:
+            self.on_labelled(event, label)
         return self._error(event, label)
 
     def _tally(self, event: ScoredEvent, label: float) -> None:

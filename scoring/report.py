@@ -4,7 +4,8 @@ Built from labelled rows (the holdout at training time, or labelled events read 
 from the topics): KPIs; feature importance by gain and by mean |SHAP|; calibration
 (binary) or predicted against actual (regression); the score distribution against
 the training reference; KPIs per segment with the gap to overall; fairness across a
-declared sensitive feature; what-if curves for the most important features.
+declared sensitive feature; what-if curves for the most important features; and, from
+the topics, each drift window's KPIs estimated before labels against those realized.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from schemas.estimation import EstimateCheck
 from scoring.bundle import ModelBundle, Task
 from scoring.drift_stats import psi
 from scoring.explain import Explainer
@@ -30,7 +32,7 @@ from scoring.features import FeatureKind
 from scoring.metrics import binary_metrics, regression_metrics
 from scoring.reference import bin_counts
 
-SECTIONS = ("kpis", "importance", "calibration", "scores", "segments", "fairness", "what-if")
+SECTIONS = ("kpis", "importance", "calibration", "scores", "segments", "fairness", "what-if", "estimates")
 WHAT_IF_ROWS = 50
 WHAT_IF_FEATURES = 3
 
@@ -45,6 +47,7 @@ class ReportInput:
     segments: tuple[str, ...] = ()
     sensitive: str | None = None
     gap_threshold: float = 0.1
+    estimate_checks: tuple[EstimateCheck, ...] = ()  # drift windows checked by the learn path
 
 
 def _png(fig) -> str:
@@ -235,6 +238,41 @@ class ModelReport:
             " red is their mean.</p>"
         )
 
+    def estimates(self) -> str:
+        checks = sorted(self.data.estimate_checks, key=lambda c: (c.window is None, c.window or 0))
+        if not checks:
+            return (
+                "<p>No drift window of this version has been checked yet: estimates come from a worker's "
+                "drift role, their checks from its learn role once labels arrive "
+                "(<code>streamscore report --from-topics</code>).</p>"
+            )
+        rows, flags = [], []
+        for c in checks:
+            for m in c.checks:
+                band = f"{m.lower:.4f} - {m.upper:.4f}"
+                rows.append([c.window, c.labelled, m.metric, m.estimate, band, m.realized, m.difference,
+                             "disagree" if m.disagree else "agree"])  # fmt: skip
+                flags.append(m.disagree)
+        off = [c for c in checks if c.disagree]
+        summary = (
+            f"<p>{len(checks)} windows checked; in {len(off)} estimate and labels disagree: a realized KPI "
+            "outside the estimate's band and past the estimator's accuracy (highlighted). The estimate "
+            "assumes the model's probabilities still hold: where labels disagree with it, suspect concept "
+            "drift (docs/estimation.md).</p>"
+        )
+        notes = "".join(f"<li>{html.escape(c.message)}</li>" for c in off[:10])
+        header = [
+            "window",
+            "labelled",
+            "KPI",
+            "estimated",
+            "band",
+            "realized",
+            "realized - estimated",
+            "check",
+        ]
+        return summary + (f"<ul>{notes}</ul>" if notes else "") + _table(header, rows, flags)
+
     # -- the page
 
     def html(self) -> str:
@@ -247,6 +285,7 @@ class ModelReport:
             "segments": ("Subpopulations", self.segments),
             "fairness": ("Fairness", self.fairness),
             "what-if": ("What-if curves", self.what_if),
+            "estimates": ("Estimated before labels against realized, per drift window", self.estimates),
         }
         body = "".join(
             f'<section id="{sid}"><h2>{html.escape(title)}</h2>{build()}</section>'

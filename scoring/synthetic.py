@@ -43,6 +43,36 @@ def numeric_frame(n: int, n_features: int = 20, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def logistic_frame(n: int, seed: int, scale: float = 1.0) -> pd.DataFrame:
+    """Six standard-normal features ``x0``.. and ``y`` ~ Bernoulli(sigmoid(2 x0 - x1 + x2 / 2)).
+
+    P(y | x) is fixed, so a model's calibrated probabilities keep holding under covariate
+    shift: ``scale`` < 1 squeezes x0 towards the decision boundary, which lowers accuracy
+    and AUC (the case performance estimation is for).
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6))
+    x[:, 0] *= scale
+    logit = 2.0 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2]
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(6)])
+    frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return frame
+
+
+def noisy_regression_frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """Five standard-normal features ``x0``.. and ``y`` = 2 x0 + sin(2 x1) + x2 / 2 + noise growing with |x0|.
+
+    P(y | x) is fixed; ``shift`` moves x0 to where the noise, and so any model's error, is larger.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 5))
+    x[:, 0] += shift
+    noise = (0.3 + 0.7 * np.abs(x[:, 0])) * rng.standard_normal(n)
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
+    frame["y"] = 2 * x[:, 0] + np.sin(2 * x[:, 1]) + 0.5 * x[:, 2] + noise
+    return frame
+
+
 EVENT_TIME_0 = 1_700_000_000_000  # event_time (epoch ms) of the first synthetic event
 
 

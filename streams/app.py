@@ -119,7 +119,13 @@ class _Assembly:
             window_events=settings.drift_window_events,
             window_s=settings.drift_window_seconds,
         )
-        step = DriftStep(settings, parts.drift, parts.refusals, on_report=self.metrics.drift.on_report)
+        step = DriftStep(
+            settings,
+            parts.drift,
+            parts.refusals,
+            on_report=self.metrics.drift.on_report,
+            on_estimate=self.metrics.estimates.on_estimate,
+        )
         parts.drift_step, parts.drift_counters = step, step.counters
         _watch(parts, serving)
         if settings.drift_path is ScorePath.batch:

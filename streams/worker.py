@@ -23,7 +23,7 @@ class BoundedWorker(faust.Worker):
     """A Faust worker whose shutdown on SIGTERM or SIGINT ends within ``shutdown_timeout_s``.
 
     Faust's own stop waits on its Kafka consumer, which with an unreachable broker was
-    measured to wait for minutes (FIELD-NOTES). The score path settles what it can
+    measured to wait for minutes on the project's test machines. The score path settles what it can
     within the time (a batch whose outputs the broker has not acknowledged is not
     committed, so it is consumed again after the restart); past the deadline the
     process exits with status 1 instead of hanging.

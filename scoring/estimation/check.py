@@ -8,8 +8,8 @@ sampling std is widened by sqrt(events / labelled) before the band is drawn.
 
 The band holds the window's sampling uncertainty and the estimator's own, taken as
 that of a window as large as its holdout (``MetricEstimate.estimator_std``): a
-rough figure, so ``min_difference`` sets a floor below which a gap is never called
-a disagreement.
+rough figure, so ``min_difference`` (absolute) and ``min_relative`` (a share of the
+estimate) set a floor below which a gap is never called a disagreement.
 
 A disagreement beyond the band is what concept drift looks like: the estimate
 assumes the model's conditional probabilities still hold, the labels say they do not.
@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 
 from schemas.estimation import UNIT_METRICS, EstimateCheck, MetricCheck, PerformanceEstimate
+from schemas.keys import ModelKey
 
 
 def check_estimate(
@@ -29,6 +30,7 @@ def check_estimate(
     realized: Mapping[str, float | None],
     labelled: int | None = None,
     min_difference: float = 0.0,
+    min_relative: float = 0.0,
 ) -> EstimateCheck:
     """Compare every KPI that has both an estimate and a finite realized value."""
     labelled = estimate.events if labelled is None else labelled
@@ -51,7 +53,8 @@ def check_estimate(
                 std=std,
                 lower=lower,
                 upper=upper,
-                disagree=not lower <= value <= upper and abs(value - m.estimate) > min_difference,
+                disagree=not lower <= value <= upper
+                and abs(value - m.estimate) > max(min_difference, min_relative * abs(m.estimate)),
             )
         )
     off = [c for c in checks if c.disagree]
@@ -63,7 +66,7 @@ def check_estimate(
         labelled=labelled,
         checks=checks,
         disagree=bool(off),
-        message=_message(estimate, off, len(checks)),
+        message=_message(estimate, off, checks),
         created_at=int(time.time() * 1000),
     )
 
@@ -78,12 +81,18 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _message(estimate: PerformanceEstimate, off: list[MetricCheck], checked: int) -> str:
-    where = f"{estimate.model_name}:{estimate.model_version}"
+def _message(estimate: PerformanceEstimate, off: list[MetricCheck], checks: list[MetricCheck]) -> str:
+    where = str(ModelKey(estimate.model_name, estimate.model_version))
     if estimate.window is not None:
         where += f" window {estimate.window}"
     if not off:
-        return f"{where}: the realized KPIs lie within the estimate's band ({checked} checked)"
+        near = [c.metric for c in checks if not c.lower <= c.realized <= c.upper]
+        if near:
+            return (
+                f"{where}: the realized KPIs agree with the estimate ({len(checks)} checked; "
+                f"{', '.join(near)} outside the band but within the estimator's accuracy)"
+            )
+        return f"{where}: the realized KPIs lie within the estimate's band ({len(checks)} checked)"
     parts = ", ".join(
         f"{c.metric} realized {c.realized:.4f} vs estimated {c.estimate:.4f} [{c.lower:.4f}, {c.upper:.4f}]"
         for c in off

@@ -28,6 +28,10 @@ from scoring.estimation.soft_auc import soft_auc
 from scoring.loss_models import LossModels
 
 BAND_Z = 3.0  # lower/upper = estimate -/+ 3 std: about 99.7% of windows under a normal approximation
+METRICS = {
+    Task.binary: ("accuracy", "precision", "recall", "f1", "auc"),
+    Task.regression: ("mae", "rmse"),
+}  # what an estimate of each task holds, in its order
 
 Partial = BinaryPartial | RegressionPartial
 

@@ -224,11 +224,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from scoring.report import ReportInput, build_report
 
     bundle = ModelBundle.load(args.model)
+    checks = ()
     if args.from_topics:
+        from streams.services.estimates import estimate_checks
         from streams.services.labelled import labelled_from_topics
 
         settings = _settings(args)
         frame, y = labelled_from_topics(settings, bundle, args.from_topics)
+        checks = tuple(estimate_checks(settings, bundle.name, bundle.version))
         source = (
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
         )
@@ -247,7 +250,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if len(y) == 0:
         print("no labelled rows to report on", file=sys.stderr)
         return 2
-    data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive)
+    data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive, estimate_checks=checks)
     args.out.write_text(build_report(bundle, data))
     print(f"report on {len(y):,} labelled rows written to {args.out}")
     return 0
@@ -260,6 +263,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from streams.kafka.config import admin_config
     from streams.kafka.lag import group_lag, list_groups
+    from streams.services.estimates import estimate_line, latest_estimates
 
     settings = _settings(args)
     admin = AdminClient(admin_config(settings))
@@ -283,6 +287,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"total lag {total:,}" + (f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else "")
         )
         before = {(r.group, r.topic, r.partition): r.lag for r in rows}
+    for estimate in latest_estimates(settings):  # the last drift window of each model version
+        console.print(estimate_line(estimate), highlight=False, soft_wrap=True)
     return 0
 
 
@@ -511,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", default=None)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("status", help="consumer groups, committed and end offsets, lag, from the broker")
+    p = sub.add_parser(
+        "status", help="consumer groups, committed and end offsets, lag; the latest estimated KPIs per model"
+    )
     p.add_argument("--group-id", action="append", help="a group to show (repeatable); default: all")
     p.add_argument("--prefix", default="", help="with no --group-id: groups whose id starts with this")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between samples (lag change /s)")

@@ -7,7 +7,7 @@ the group has not yet consumed is.
 
 The end offset is the broker's reported high watermark, checked by reading forward
 from just before it: Tansu 0.6.0 reports the start of the last record batch rather
-than the end of the log (FIELD-NOTES), so its watermark alone undercounts lag by up
+than the end of the log, so its watermark alone undercounts lag by up
 to a batch. On Apache Kafka the read finds nothing past the watermark and costs one
 record.
 """

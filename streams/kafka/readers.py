@@ -2,8 +2,9 @@
 
 Every reader here assigns partitions itself (every reader needs every record; nothing is
 committed) and stops once nothing new arrived for ``idle_s``: the embedded broker's
-reported end offsets lag behind its log (FIELD-NOTES), so "to the end" is found by
-reading, never by trusting a watermark.
+reported end offsets lag behind its log (Tansu 0.6.0 reports the start of a
+partition's last record batch), so "to the end" is found by reading, never by
+trusting a watermark.
 
 - ``read_until_quiet``: every record of some topics, from the start or from positions.
 - ``read_latest``: a compacted topic's latest value per key (a tombstone removes it).

@@ -5,6 +5,11 @@ confluent-kafka consumer (the default), or a plain Faust agent. Either has its o
 consumer group, so the score path never waits on it. A monitoring message it cannot
 read is counted and logged, never raised.
 
+Each closed window gives its ``DriftReport`` and, when the model version's bundle can
+estimate its KPIs, a ``PerformanceEstimate`` of the same events as a message of its own
+(docs/estimation.md says why); a window's estimated KPI past the alert threshold adds an
+``EstimatedKpiAlert`` and a ``RetrainRequest`` (trigger ``estimated``).
+
 Windows live in memory: a restart starts fresh windows (the events of an open
 window at a crash are not reported); reports and alerts are derived data.
 """
@@ -20,11 +25,12 @@ from confluent_kafka import Message
 
 from schemas import headers as h
 from schemas.drift import DriftReport
+from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.keys import ModelKey
 from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, alert_for
 from scoring.features import FeatureSpec
-from scoring.retrain import from_drift
+from scoring.retrain import EstimateWatch, from_drift, from_estimate
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.records import Emit, KafkaRecord
@@ -46,9 +52,12 @@ class DriftCounters:
     unreadable: int = 0
     reports: int = 0
     alerts: int = 0
+    estimates: int = 0
+    estimate_alerts: int = 0
 
 
 ReportListener = Callable[[DriftReport, bool], None]  # a closed window's report; True if it alerted
+EstimateListener = Callable[[PerformanceEstimate, EstimatedKpiAlert | None], None]
 
 
 class DriftStep(Step):
@@ -65,10 +74,13 @@ class DriftStep(Step):
         monitor: DriftMonitor,
         refusals: Refusals,
         on_report: ReportListener | None = None,
+        on_estimate: EstimateListener | None = None,
     ) -> None:
         self.settings = settings
         self.monitor = monitor
         self.on_report = on_report  # e.g. the /metrics gauges
+        self.on_estimate = on_estimate
+        self.estimate_watch = EstimateWatch(settings.alert_kpi_metric, settings.alert_kpi_min)
         self.counters = DriftCounters()
         self.specs: dict[tuple[str, str], FeatureSpec] = {}
         self.intake = MonitorIntake(settings, refusals, lambda name, version: self.specs.get((name, version)))
@@ -90,15 +102,17 @@ class DriftStep(Step):
             counters.unreadable += 1
             return
         try:
-            reports = self.monitor.observe(columns)
+            closed = self.monitor.observe_windows(columns)
         except Exception as exc:
             log.exception("the drift windows failed on a monitoring record")
             counters.unreadable += 1
             self.intake.refuse(record, Refusal.failed, repr(exc), emit, type(exc).__name__)
             return
         counters.events += len(columns)
-        for report in reports:
-            self._publish(report, emit)
+        for window in closed:
+            self._publish(window.report, emit)
+            if window.estimate is not None:
+                self._estimate(window.estimate, emit)
 
     def _publish(self, report: DriftReport, emit: Emit) -> None:
         topic, counters = self.settings.topic_drift, self.counters
@@ -121,6 +135,30 @@ class DriftStep(Step):
         emit(self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
         counters.alerts += 1
         log.warning("drift alert: %s", alert.message)
+
+    def _estimate(self, estimate: PerformanceEstimate, emit: Emit) -> None:
+        """A window's estimate, and an alert and a retrain request if its KPI crossed the threshold."""
+        topic, at = self.settings.topic_drift, estimate.created_at
+        model = ModelKey(estimate.model_name, estimate.model_version)
+        key, ce_id = str(model).encode(), f"{model}:{estimate.window}"
+        emit(
+            topic, key, estimate.model_dump_json().encode(), _ce(h.ESTIMATE_CE_TYPE, ce_id + ":estimate", at)
+        )
+        self.counters.estimates += 1
+        alert = self.estimate_watch.check(estimate)
+        if self.on_estimate is not None:
+            self.on_estimate(estimate, alert)
+        if alert is None:
+            return
+        emit(
+            topic,
+            key,
+            alert.model_dump_json().encode(),
+            _ce(h.ESTIMATE_ALERT_CE_TYPE, ce_id + ":estimate-alert", at),
+        )
+        emit(self.settings.topic_retrain, b"estimated", from_estimate(alert).model_dump_json().encode(), None)
+        self.counters.estimate_alerts += 1
+        log.warning("estimated KPI alert: %s", alert.message)
 
 
 def run_drift(
@@ -145,11 +183,4 @@ def run_drift(
 
 
 def _ce(ce_type: str, ce_id: str, at_ms: int) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers, as on predictions."""
-    return [
-        (h.CE_SPECVERSION, b"1.0"),
-        (h.CE_ID, ce_id.encode()),
-        (h.CE_TYPE, ce_type.encode()),
-        (h.CE_SOURCE, b"streamscore/drift"),
-        (h.CE_TIME, h.ce_time(at_ms)),
-    ]
+    return h.ce_headers(ce_type, ce_id, at_ms, source="streamscore/drift")

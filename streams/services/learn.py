@@ -3,6 +3,8 @@
 A service loop over both topics in its own consumer group (monitoring messages carry
 hundreds of rows each; the join and River's ``learn_one`` are per-event Python work that
 should not sit on the event loop). Statistics and models live in ``scoring.feedback``.
+It also reads the performance estimates on ``drift`` and checks each window's against
+its labels (``estimates.py``): the checks go out inside the KPI snapshots.
 
 State survives a restart through checkpoints (``checkpoints.py``): every snapshot writes
 the learner's state with the positions it had read to in ``monitor`` and ``labels``, and
@@ -36,6 +38,7 @@ from streams.kafka.names import groups
 from streams.services.challenger import ChallengerDuties
 from streams.services.checkpoints import CheckpointStore, Restored
 from streams.services.control import WORKER_ID
+from streams.services.estimates import EstimateChecks
 from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
 from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
 from streams.services.loop_stats import LoopStats
@@ -83,6 +86,8 @@ class LearnStep(Step):
         self.kpi_watch = KpiWatch(threshold, bundle.task.value) if threshold is not None else None
         self.bundle = bundle
         self.learner = learner_for(settings, bundle)
+        self.estimates = EstimateChecks()  # each drift window's estimate against its labels
+        self.estimates.follow(self.learner)
         self.challenger = ChallengerDuties(settings)
         self.positions: dict[str, int] = {}  # "topic:partition" -> next offset to read
         self.counters = {
@@ -123,6 +128,8 @@ class LearnStep(Step):
                     {},
                     JoinSegments(),
                 )
+                self.estimates = EstimateChecks()
+                self.estimates.follow(self.learner)
         if self.store.restore_problem is not None:
             alert = StateAlert(
                 role="learn",
@@ -140,6 +147,7 @@ class LearnStep(Step):
             open_events = decode_events(state["open"], objects["open_rows"])
             events, self.segments = restore_events(state["segments"], restored.segments, open_events)
         self.learner.restore(state, objects, events)
+        self.estimates.restore(state.get("estimates"))
         self.positions = dict(state["positions"])
         self.counters["restored"] = 1
         log.info(
@@ -172,6 +180,9 @@ class LearnStep(Step):
 
     def _handle(self, message: Message, context: LoopContext) -> None:
         """Feed one record to the learner; the intake refuses what it cannot take (dead letter, count)."""
+        if message.topic() == self.settings.topic_drift:  # the drift windows' estimates, for their checks
+            self.estimates.on_drift(message)
+            return
         emit = context.emit
         labels = message.topic() == self.settings.topic_labels
         intake = self.labels if labels else self.monitor
@@ -217,7 +228,7 @@ class LearnStep(Step):
         if not self._dirty:
             return  # nothing read since the last checkpoint: nothing to write
         s, emit = self.settings, context.emit
-        snapshot = self.learner.snapshot(self._changes, s.segment_gap)
+        snapshot = self.estimates.settle(self.learner.snapshot(self._changes, s.segment_gap), self.learner)
         self._changes = []
         emit(s.topic_metrics, snapshot.champion.encode(), snapshot.model_dump_json().encode(), None)
         request = self.kpi_watch.check(snapshot) if self.kpi_watch is not None else None
@@ -248,6 +259,7 @@ class LearnStep(Step):
         open_columns, open_rows = encode_events(plan.open_events)
         state = {
             **self.learner.state(),
+            "estimates": self.estimates.state(),
             "positions": self.positions,
             "segments": plan.head(),
             "open": open_columns,
@@ -264,7 +276,7 @@ def run_learn(
         settings, groups(settings).learn, fetch_wait_max_ms=100, prefetch_kbytes=SIDE_PREFETCH_KBYTES
     )
     clients = clients or kafka_clients(consumer, producer_config(settings))
-    subscribe = Subscribe([settings.topic_monitor, settings.topic_labels])
+    subscribe = Subscribe([settings.topic_monitor, settings.topic_labels, settings.topic_drift])
     return runner(
         "learn", clients, step, Never, lambda: subscribe, stats, 1000, 0.1, settings.session_timeout_s
     )

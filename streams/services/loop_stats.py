@@ -56,7 +56,8 @@ def lag_from_statistics(
     """Per assigned partition, librdkafka's own view: ``consumer_lag``, ``hi_offset``, ``committed_offset``.
 
     ``consumer_lag`` is -1 until the partition has a position and a watermark; it is read as 0
-    then, and clamped at 0 (Tansu's reported high watermark can trail the log: FIELD-NOTES).
+    then, and clamped at 0 (Tansu 0.6.0 reports the start of the last record batch as the high
+    watermark, so it can trail the log).
     """
     now = time.time()
     out: dict[TopicPartitionKey, PartitionLag] = {}

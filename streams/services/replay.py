@@ -7,8 +7,9 @@ topic; invalid records are counted, not dead-lettered again (the live worker did
 that the first time).
 
 The end of the range is found by reading: the embedded broker's reported end offsets
-lag behind the log (FIELD-NOTES), so "to the end" means until no record has arrived
-for ``idle_s`` seconds.
+lag behind the log (Tansu 0.6.0 reports the start of a partition's last record
+batch as its end), so "to the end" means until no record has arrived for ``idle_s``
+seconds.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A Faust timer samples what the worker already counts, every ``dashboard_interval_s``:
 the score counters and latency histograms (rates and percentiles from the change since
 the last sample, so the hot path pays nothing), the consumer lag from the last lag
-sample. Drift reports and KPI snapshots arrive through the metrics' listeners. Each
+sample. Drift reports, performance estimates and KPI snapshots (with the estimates'
+checks) arrive through the metrics' listeners. Each
 chart keeps ``dashboard_points`` samples in a ring buffer; nothing is kept on disk.
 """
 
@@ -24,6 +25,7 @@ from schemas.keys import ModelKey
 from streams.services.handler import ScoreHandler
 from streams.services.telemetry import ScoreCounters
 from streams.settings import Settings
+from streams.web.estimate_board import EstimateBoard
 from streams.web.metrics import LagCollector, WorkerMetrics
 
 if TYPE_CHECKING:
@@ -114,6 +116,7 @@ class Dashboard:
         self._kpis: dict | None = None
         self._kpi_history: deque[dict] = deque(maxlen=settings.dashboard_points)
         self._lock = threading.Lock()  # KPI snapshots come from the learn thread
+        self.estimates = EstimateBoard(settings.dashboard_points, self._alert)
         self._note_version()
 
     # -- inputs
@@ -264,6 +267,7 @@ class Dashboard:
             "drift": self._drift,
             "kpis": kpis,
             "kpi_history": kpi_history,
+            "estimates": self.estimates.data(),
             "alerts": alerts,
             "firing": firing,
             "thresholds": {
@@ -291,6 +295,8 @@ def register_dashboard(
     dashboard = Dashboard(settings, parts.counters, parts.handler, metrics.lag)
     metrics.drift.listeners.append(dashboard.on_drift_report)
     metrics.kpis.listeners.append(dashboard.on_snapshot)
+    metrics.kpis.listeners.append(dashboard.estimates.on_snapshot)
+    metrics.estimates.listeners.append(dashboard.estimates.on_estimate)
     html = page()
 
     @app.timer(interval=settings.dashboard_interval_s)

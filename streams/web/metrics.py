@@ -33,6 +33,7 @@ from streams.services.loop_stats import LoopStats
 from streams.services.parts import WorkerParts
 from streams.services.telemetry import ScoreCounters
 from streams.settings import Role
+from streams.web.estimates import EstimateGauges
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
 MODEL_LABELS = ("model_name", "model_version")
@@ -365,6 +366,7 @@ class WorkerMetrics:
     drift: DriftGauges
     kpis: KpiGauges
     lag: LagCollector
+    estimates: EstimateGauges
     roles: frozenset[Role] = field(default_factory=lambda: frozenset(Role))
 
     def serve(self, serving: Serving) -> None:
@@ -374,6 +376,7 @@ class WorkerMetrics:
                 continue
             if Role.drift in self.roles:
                 self.drift.start(bundle.name, bundle.version)
+                self.estimates.start(bundle)
             if Role.learn in self.roles:
                 self.kpis.start(bundle.version)
 
@@ -392,6 +395,8 @@ def worker_registry(
     registry.register(ModelCollector(handler))
     lag = LagCollector()
     registry.register(lag)
-    metrics = WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag, roles)
+    estimates = EstimateGauges(registry)
+    metrics = WorkerMetrics(registry, DriftGauges(registry), KpiGauges(registry), lag, estimates, roles)
+    metrics.kpis.listeners.append(estimates.on_snapshot)
     metrics.serve(handler.serving)
     return metrics

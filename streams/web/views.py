@@ -42,7 +42,11 @@ def stats_body(parts: WorkerParts) -> dict:
             "unknown_version_events": parts.drift.unknown_version_events,
         }
     if parts.learn is not None:
-        body["learn"] = {**parts.learn.counters, **parts.learn.learner.join.counts()}
+        body["learn"] = {
+            **parts.learn.counters,
+            **parts.learn.learner.join.counts(),
+            "estimate_checks": parts.learn.estimates.counters,
+        }
     body["loops"] = {
         name: {
             "batches": s.batches,

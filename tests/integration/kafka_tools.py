@@ -141,7 +141,8 @@ def read_topic(
     """Read from the start until ``count`` records arrived (then ``idle_s`` more) or time runs out.
 
     Only records that ``counted`` accepts count toward ``count``; all are returned.
-    Counts what it reads: the embedded broker's end offsets can lag (FIELD-NOTES).
+    Counts what it reads: the embedded broker's end offsets can lag (Tansu 0.6.0 reports the
+    start of a partition's last record batch as its end).
     """
     consumer = Consumer(
         {

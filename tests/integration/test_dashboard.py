@@ -45,6 +45,10 @@ def _dom(page: Page) -> dict:
           kpi_rows: [...document.querySelectorAll("#kpis tr[data-model]")].map((tr) => tr.dataset.model),
           kpi_text: document.getElementById("kpis").textContent,
           alerts: [...document.querySelectorAll("#alerts li")].map((li) => [li.className, li.textContent]),
+          estimate_rows: [...document.querySelectorAll("#estimate-table tr[data-window]")].map((tr) => [
+            tr.dataset.model, Number(tr.dataset.window), Number(tr.dataset.estimate), tr.dataset.realized]),
+          estimated: d("estimated"),
+          realized: d("realized"),
         };
     }"""
     )
@@ -115,9 +119,10 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
                     and any(kind == "drift" for kind, _ in d["alerts"])
                     and len(d["kpi_rows"]) >= 2
                     and topic_env["STREAMSCORE_GROUP_ID"] in d["lag_rows"]
+                    and any(realized != "" for *_, realized in d["estimate_rows"])
                 ),
                 120,
-                "every prediction, a drift alert, KPIs of champion and challenger, and the lag",
+                "every prediction, a drift alert, KPIs of champion and challenger, the lag, realized KPIs",
                 worker,
             )
             OUTPUT.mkdir(exist_ok=True)
@@ -141,6 +146,7 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
         f"lag: groups {sorted(set(done['lag_rows']))}, peak {peak_lag:,} records, "
         f"last sample {lag_age:.1f} s old; "
         f"drift PSI {psi}; KPI rows {done['kpi_rows']}; alerts {len(done['alerts'])}; "
+        f"accuracy per window (estimated, realized) {[(w, e, r) for _, w, e, r in done['estimate_rows']]}; "
         f"screenshot {shot.stat().st_size:,} bytes"
     )
     assert errors == [], f"JavaScript errors on the page: {errors}"
@@ -156,6 +162,10 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
     assert bars["salary"] is True and len(bars) == len(agrawal_bundle.spec.names)
     champion = f"{agrawal_bundle.name}:{agrawal_bundle.version}"
     assert champion in done["kpi_rows"] and any(m.startswith("river:") for m in done["kpi_rows"])
+    assert {model for model, *_ in done["estimate_rows"]} == {champion}
+    assert before["estimate_rows"] == [] and done["estimated"] != "" and done["realized"] != ""
+    for _, _, estimated, realized in done["estimate_rows"]:
+        assert 0 < estimated <= 1 and (realized == "" or 0 <= float(realized) <= 1)
     drift_alert = next(text for kind, text in done["alerts"] if kind == "drift")
     assert "salary" in drift_alert
     assert shot.stat().st_size > 30_000

@@ -186,7 +186,7 @@ def test_shipped_rules_fire_on_a_live_worker(bootstrap, topic_env, loans_f0, tmp
         assert (first, at_fire) == (0, first_change)
 
         rules = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
-        assert len(rules) == 10 and {r["health"] for r in rules} == {"ok"}, rules
+        assert len(rules) == 11 and {r["health"] for r in rules} == {"ok"}, rules
         empty = [expr for expr in grafana_exprs() if not prometheus.api("query", query=expr)["result"]]
         print(f"{len(grafana_exprs())} Grafana queries parsed by Prometheus; without a series yet: {empty}")
 

@@ -50,6 +50,7 @@ THRESHOLDS = {
     "StreamscoreFeatureDrift": "drift_psi_threshold",
     "StreamscorePredictionDrift": "drift_psi_threshold",
     "StreamscoreKpiLow": "alert_kpi_min",
+    "StreamscoreEstimatedKpiLow": "alert_kpi_min",
 }
 
 
@@ -260,7 +261,7 @@ def test_alert_rules_pass_promtool_check() -> None:
     done = run(tool("promtool"), "check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     found = int(re.search(r"SUCCESS: (\d+) rules found", done.stdout).group(1))
-    assert found == len(rules()) == 10
+    assert found == len(rules()) == 11
 
 
 def test_alert_rules_pass_their_promtool_unit_tests() -> None:
@@ -299,7 +300,7 @@ def test_rule_thresholds_are_the_settings_defaults(alert: str, setting: str) -> 
     expr = next(rule["expr"] for rule in rules() if rule["alert"] == alert)
     threshold = float(re.search(r"[<>]=?\s*([\d.]+)\s*$", expr.strip()).group(1))
     assert threshold == DEFAULTS[setting]
-    if alert == "StreamscoreKpiLow":
+    if alert in ("StreamscoreKpiLow", "StreamscoreEstimatedKpiLow"):
         assert f'metric="{DEFAULTS["alert_kpi_metric"]}"' in expr
 
 

@@ -13,21 +13,11 @@ import pytest
 from scoring.bundle import ModelBundle
 from scoring.estimation import PerformanceEstimator, check_estimate
 from scoring.metrics import binary_metrics, regression_metrics
+from scoring.synthetic import logistic_frame as binary_frame
+from scoring.synthetic import noisy_regression_frame as regression_frame
 from scoring.training import train_bundle
 
 WINDOW = 5_000
-
-
-def binary_frame(n: int, seed: int, scale: float = 1.0) -> pd.DataFrame:
-    """P(y | x) is fixed: y ~ Bernoulli(sigmoid(2 x0 - x1 + x2 / 2)); ``scale`` < 1 squeezes x0 (a covariate
-    shift towards the decision boundary, which lowers accuracy and AUC)."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 6))
-    x[:, 0] *= scale
-    logit = 2.0 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2]
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(6)])
-    frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return frame
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +86,6 @@ def test_under_concept_drift_the_estimate_stays_the_realized_falls_and_the_check
     assert not check_before.disagree
     assert check_after.disagree
     assert {c.metric for c in check_after.checks if c.disagree} >= {"accuracy", "auc"}
-
-
-def regression_frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    """P(y | x) fixed, noise growing with |x0|; ``shift`` moves x0 to where the model errs more."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 5))
-    x[:, 0] += shift
-    noise = (0.3 + 0.7 * np.abs(x[:, 0])) * rng.standard_normal(n)
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(5)])
-    frame["y"] = 2 * x[:, 0] + np.sin(2 * x[:, 1]) + 0.5 * x[:, 2] + noise
-    return frame
 
 
 def test_direct_loss_estimation_follows_the_mae_on_a_shifted_window() -> None:

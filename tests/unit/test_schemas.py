@@ -25,6 +25,7 @@ from schemas.drift import (
 )
 from schemas.estimation import (
     EstimateCheck,
+    EstimatedKpiAlert,
     ExpectedConfusion,
     MetricCheck,
     MetricEstimate,
@@ -189,6 +190,7 @@ SAMPLES["performance_estimate"] = PerformanceEstimate(
     window=4,
     start_event_time=1,
     end_event_time=2,
+    spans=[PartitionSpan(topic="features", partition=0, first_offset=0, last_offset=4999)],
     events=5000,
     threshold=0.5,
     band_z=3.0,
@@ -238,6 +240,21 @@ SAMPLES["estimate_check"] = EstimateCheck(
     message="loans:1 window 4: estimate and labels disagree",
     created_at=5,
 )
+SAMPLES["estimated_kpi_alert"] = EstimatedKpiAlert(
+    model_name="loans",
+    model_version="1",
+    window=4,
+    start_event_time=1,
+    end_event_time=2,
+    events=5000,
+    metric="accuracy",
+    estimate=0.64,
+    lower=0.62,
+    upper=0.66,
+    threshold=0.7,
+    message="loans:1 window 4: estimated accuracy 0.6400 below 0.7",
+    created_at=6,
+)
 
 
 _SNAPSHOT_ROW = KpiRow(
@@ -259,6 +276,7 @@ SAMPLES["metrics_snapshot"] = MetricsSnapshot(
     labels=JoinCounts(matched=1000, pending_events=5, pending_labels=0, expired_events=2, unmatched_labels=1),
     kpis=[_SNAPSHOT_ROW],
     changes=[_CHANGE],
+    estimate_checks=[SAMPLES["estimate_check"]],
     created_at=1_700_000_000_000,
 )
 SAMPLES["concept_drift_alert"] = ConceptDriftAlert(

@@ -1,0 +1,45 @@
+"""Drift of a model version's inputs and scores against its training reference, window by window.
+
+One concept per module:
+
+- ``compare``: one closed window against the reference, feature by feature and for the
+  score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift_stats``).
+- ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
+  values (scores here; errors in ``scoring.feedback`` once labels arrive).
+- ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or
+  event time, each giving a ``DriftReport`` and, where the bundle can estimate, a
+  ``PerformanceEstimate`` (``scoring.estimation``).
+- ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises.
+
+What they read is ``MonitorColumns``: the scored events of one monitoring message in
+columns, from the ``monitor`` topic's codec (``schemas.monitor``), re-exported here.
+"""
+
+from schemas.monitor import MonitorColumns
+from scoring.drift.alerts import alert_for
+from scoring.drift.compare import (
+    DriftThresholds,
+    NumericBaseline,
+    compare_categorical,
+    compare_numeric,
+    compare_scores,
+    test_count,
+)
+from scoring.drift.detectors import StreamDetectors
+from scoring.drift.windows import ClosedWindow, DriftMonitor, DriftWindow, VersionMonitor
+
+__all__ = [
+    "ClosedWindow",
+    "DriftMonitor",
+    "DriftThresholds",
+    "DriftWindow",
+    "MonitorColumns",
+    "NumericBaseline",
+    "StreamDetectors",
+    "VersionMonitor",
+    "alert_for",
+    "compare_categorical",
+    "compare_numeric",
+    "compare_scores",
+    "test_count",
+]

@@ -1,0 +1,40 @@
+"""The alert a closed window raises: the drifted features, how far each moved, and the score's drift."""
+
+from __future__ import annotations
+
+from schemas.drift import DriftAlert, DriftReport, FeatureShift
+
+
+def alert_for(report: DriftReport) -> DriftAlert | None:
+    """The alert a report raises, or None when no threshold was crossed."""
+    if not report.drifted:
+        return None
+    shifts = [
+        FeatureShift(
+            feature=f.feature,
+            psi=f.psi,
+            p_value=f.ks_p_value if f.kind == "numeric" else f.chi2_p_value,
+            statistic=f.ks_statistic if f.kind == "numeric" else f.chi2_statistic,
+            mean_shift_sd=f.mean_shift_sd,
+            missing_rate_change=f.missing_rate_change,
+            reasons=f.reasons,
+        )
+        for f in report.features
+        if f.drifted
+    ]
+    parts = [f"{s.feature} ({'; '.join(s.reasons)})" for s in shifts]
+    if report.prediction.drifted:
+        parts.append(f"prediction ({'; '.join(report.prediction.reasons)})")
+    return DriftAlert(
+        model_name=report.model_name,
+        model_version=report.model_version,
+        window=report.window,
+        start_event_time=report.start_event_time,
+        end_event_time=report.end_event_time,
+        features=shifts,
+        prediction_drifted=report.prediction.drifted,
+        changes=report.changes,
+        message=f"{report.model_name} {report.model_version} window {report.window}: drift in "
+        + ", ".join(parts),
+        created_at=report.created_at,
+    )
