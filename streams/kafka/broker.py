@@ -18,6 +18,18 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 
+def stop_process(process: subprocess.Popen | None, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(grace_s)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -40,13 +52,7 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
     def __enter__(self) -> Broker:
         return self

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.kafka.broker import Broker, free_port, start_broker
+from streams.kafka.broker import Broker, free_port, start_broker, stop_process
 
 DAY = dt.timedelta(days=1)
 NAMES = ("ca", "server", "client")  # the files start_tls_broker writes: NAME.pem and NAME.key
@@ -186,13 +186,7 @@ class Stunnel:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def _accepts(port: int) -> bool:

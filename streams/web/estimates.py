@@ -19,8 +19,8 @@ from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
 from scoring.estimation.estimator import METRICS
+from streams.web.gauges import MODEL_LABELS
 
-MODEL_LABELS = ("model_name", "model_version")
 METRIC_LABELS = (*MODEL_LABELS, "metric")
 EstimateListener = Callable[[PerformanceEstimate, EstimatedKpiAlert | None], None]
 
