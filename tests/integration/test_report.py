@@ -14,7 +14,7 @@ import pytest
 from scoring.bundle import ModelBundle
 from scoring.report import SECTIONS
 from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.cli.demo import train_demo_model
+from streams.cli.demo_run import train_demo_model
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
