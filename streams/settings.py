@@ -6,6 +6,7 @@ variables and flags, then passed down; no other module reads the environment.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -257,3 +258,8 @@ class Settings(BaseSettings):
             self.topic_alerts,
             self.topic_retrain,
         ]
+
+
+def debug_requested() -> bool:
+    """``STREAMSCORE_DEBUG=1`` (or true, yes): errors at the command line show their traceback."""
+    return os.environ.get("STREAMSCORE_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}

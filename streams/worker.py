@@ -12,6 +12,7 @@ import faust
 from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
 from streams.app import create_service
+from streams.kafka.reachability import check_reachable
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 
@@ -48,6 +49,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.model_path is None:
         raise BundleError("no model: pass --model DIR or set STREAMSCORE_MODEL_PATH")
     bundle = ModelBundle.load(settings.model_path)
+    check_reachable(settings)  # seconds, naming the address, instead of a traceback from ensure_topics
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     parts = create_service(settings, bundle)

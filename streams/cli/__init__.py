@@ -12,10 +12,8 @@ import argparse
 import logging
 import sys
 
-from pydantic import ValidationError
-
-from scoring.errors import StreamscoreError
-from streams.cli import broker, demo, model, produce, replay, schemas, status, train, worker
+from streams.cli import broker, demo, failures, model, produce, replay, schemas, status, train, worker
+from streams.settings import debug_requested
 
 DESCRIPTION = """\
 streamscore: streaming model scoring on Kafka.
@@ -52,13 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or debug_requested()
     if args.command != "worker":  # the Faust worker configures its own logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("streamscore.librdkafka").setLevel(logging.DEBUG if debug else logging.CRITICAL)
     try:
         return int(args.func(args) or 0)
-    except (StreamscoreError, ValidationError) as exc:
-        print(f"streamscore: error: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print("streamscore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the edge: every error becomes one or two lines
+        if debug:
+            raise
+        return failures.report(exc)
 
 
 __all__ = ["build_parser", "main"]

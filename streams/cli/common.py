@@ -19,6 +19,8 @@ REGISTRY_HELP = (
 )
 NAME_HELP = "model name (default: the registry's only model)"
 TREES_HELP = "boosting rounds (trees) of the LightGBM model"
+REACHABLE_TIMEOUT_S = 5.0  # a command reports an unreachable broker after this long
+
 FROM_TOPICS_HELP = "the last N labelled events read back from the monitor and labels topics"
 
 
@@ -67,6 +69,15 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     if getattr(args, "bootstrap", None):
         overrides["kafka_bootstrap"] = args.bootstrap
     return Settings(**overrides)
+
+
+def broker_settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    """``settings_from``, then a short metadata request: no broker fails here, in seconds, naming it."""
+    from streams.kafka.reachability import check_reachable
+
+    settings = settings_from(args, **extra)
+    check_reachable(settings, REACHABLE_TIMEOUT_S)
+    return settings
 
 
 def write_table(frame: Any, path: Path) -> None:

@@ -19,11 +19,13 @@ from streams.cli.common import (
     add_bootstrap,
     add_debug,
     add_registry,
+    broker_settings,
     command,
     settings_from,
 )
 from streams.settings import Settings
 
+OFFLINE_ACTIONS = ("register", "describe")  # the registry alone; every other action needs the broker
 VERSION_HELP = "version to register (default: one past the highest integer version)"
 
 
@@ -131,9 +133,10 @@ def _add_retrain(sub: Subparsers) -> None:
 def cmd_model(args: argparse.Namespace) -> int:
     from scoring.registry import ModelRegistry
 
-    settings = settings_from(args, registry=args.registry)
-    registry = ModelRegistry(settings.registry_root)
     action = args.model_command
+    offline = action in OFFLINE_ACTIONS
+    settings = (settings_from if offline else broker_settings)(args, registry=args.registry)
+    registry = ModelRegistry(settings.registry_root)
     if action == "register":
         ref = registry.register(args.bundle)
         print(f"registered {ref.name} version {ref.version} at {ref.uri}")
@@ -237,7 +240,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from schemas.lifecycle import ChallengerMode
     from streams.services.model_commands import retrain_from_topics, run_command
 
-    settings = settings_from(args, registry=args.registry)
+    settings = broker_settings(args, registry=args.registry)
     with tempfile.TemporaryDirectory(prefix="streamscore-retrain-") as scratch:
         ref, metrics = retrain_from_topics(
             settings, args.name, args.from_topics, args.trees, args.version, Path(scratch)

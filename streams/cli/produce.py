@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streams.cli.common import Subparsers, add_bootstrap, add_hidden_alias, command, settings_from
+from streams.cli.common import Subparsers, add_bootstrap, add_hidden_alias, broker_settings, command
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -40,8 +40,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     if not args.synthetic and not args.data:
         raise ConfigError("give a DATA file (.jsonl, .csv or .parquet) or --synthetic N")
-    settings = settings_from(args)
     payloads = _synthetic(args) if args.synthetic else _from_file(args)
+    settings = broker_settings(args)
     count = produce_payloads(settings, payloads, rate=args.rate)
     print(f"produced {count} events to {settings.topic_features} at {settings.kafka_bootstrap}")
     return 0
@@ -60,11 +60,11 @@ def _from_file(args: argparse.Namespace) -> list[tuple[bytes, bytes]]:
     import orjson
 
     from scoring.synthetic import events_from_frame
-    from scoring.training import read_table
+    from scoring.tables import read_table, readable_file
     from streams.kafka.producer import event_payloads
 
     if args.data.suffix == ".jsonl":
-        lines = [line for line in args.data.read_bytes().splitlines() if line.strip()]
+        lines = [line for line in readable_file(args.data).read_bytes().splitlines() if line.strip()]
         return [(str(orjson.loads(line).get("entity_id", "")).encode(), line) for line in lines]
     frame = read_table(args.data).drop(columns=args.drop or [], errors="ignore")
     return list(event_payloads(events_from_frame(frame, prefix=args.id_prefix)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import Subparsers, add_bootstrap, add_model, command, settings_from
+from streams.cli.common import Subparsers, add_bootstrap, add_model, broker_settings, command
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -44,7 +44,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from scoring.bundle import ModelBundle
     from streams.services.replay import Range, replay
 
-    settings = settings_from(args, model_path=args.model, topic_features=args.topic)
+    settings = broker_settings(args, model_path=args.model, topic_features=args.topic)
     span = Range(args.from_offset, epoch_ms(args.from_time), args.to_offset, epoch_ms(args.to_time))
     stats = replay(settings, ModelBundle.load(args.model), args.out_topic, span)
     print(

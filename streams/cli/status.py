@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from streams.cli.common import Subparsers, add_bootstrap, add_hidden_alias, command, settings_from
+from streams.cli.common import Subparsers, add_bootstrap, add_hidden_alias, broker_settings, command
 
 COLUMNS = ("group", "topic", "partition", "committed", "end", "lag", "lag s", "lag change /s")
 
@@ -35,7 +35,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from streams.kafka.config import admin_config
     from streams.kafka.lag import group_lag, list_groups
 
-    settings = settings_from(args)
+    settings = broker_settings(args)
     admin = AdminClient(admin_config(settings))
     groups = args.group or list_groups(admin, args.prefix)
     console = Console()

@@ -13,6 +13,7 @@ from streams.cli.common import (
     Subparsers,
     add_bootstrap,
     add_model,
+    broker_settings,
     command,
     settings_from,
     write_table,
@@ -94,21 +95,25 @@ def _add_report(sub: Subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
+    from scoring.errors import TrainingError
     from scoring.training import read_table, train_bundle
 
     frame = read_table(args.data)
     with Progress(transient=True) as progress:
         task = progress.add_task("training", total=args.trees)
-        bundle = train_bundle(
-            frame,
-            args.target,
-            args.out,
-            task=args.task,
-            name=args.name,
-            version=args.version,
-            num_trees=args.trees,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+        try:
+            bundle = train_bundle(
+                frame,
+                args.target,
+                args.out,
+                task=args.task,
+                name=args.name,
+                version=args.version,
+                num_trees=args.trees,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except TrainingError as exc:
+            raise TrainingError(f"{args.data}: {exc}") from exc
     print(f"bundle {bundle.name} version {bundle.version} written to {args.out}")
     if args.report:
         _holdout_report(bundle, frame, args.target, args.report)
@@ -155,10 +160,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from scoring.bundle import ModelBundle
     from scoring.errors import InvalidEvent
+    from scoring.tables import readable_file
     from streams.services.handler import ScoreHandler
 
     handler = ScoreHandler(settings_from(args), ModelBundle.load(args.model))
-    value = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
+    value = sys.stdin.buffer.read() if str(args.event) == "-" else readable_file(args.event).read_bytes()
     try:
         result = handler.explain_event(value)
     except InvalidEvent as exc:
@@ -180,13 +186,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from scoring.bundle import ModelBundle
+    from scoring.errors import ConfigError
     from scoring.report import ReportInput, build_report
 
     bundle = ModelBundle.load(args.model)
     if args.from_topics:
         from streams.services.labelled import labelled_from_topics
 
-        settings = settings_from(args)
+        settings = broker_settings(args)
         frame, y = labelled_from_topics(settings, bundle, args.from_topics)
         source = (
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
@@ -195,17 +202,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         from scoring.training import read_table
 
         if not args.target:
-            print("--data needs --target", file=sys.stderr)
-            return 2
-        table = read_table(args.data).dropna(subset=[args.target])
+            raise ConfigError("--data needs --target COLUMN, the label column of the table")
+        table = read_table(args.data)
+        if args.target not in table.columns:
+            columns = list(table.columns)
+            raise ConfigError(f"{args.data}: no column {args.target!r} (--target); it has {columns}")
+        table = table.dropna(subset=[args.target])
         frame, y, source = (
             table.drop(columns=[args.target]),
             table[args.target].to_numpy(float),
             str(args.data),
         )
     if len(y) == 0:
-        print("no labelled rows to report on", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no labelled rows to report on in {source}")
     data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive)
     args.out.write_text(build_report(bundle, data))
     print(f"report on {len(y):,} labelled rows written to {args.out}")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streams.cli.common import MODEL_HELP, Subparsers, add_bootstrap, add_hidden_alias, command, settings_from
+from streams.cli.common import (
+    MODEL_HELP,
+    Subparsers,
+    add_bootstrap,
+    add_hidden_alias,
+    command,
+    settings_from,
+)
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -50,5 +57,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_from(
         args, model_path=args.model, score_path=args.score_path, web_port=args.web_port, group_id=args.group
     )
+    check_port_free(settings.web_host, settings.web_port)
     run_worker(settings, loglevel=args.loglevel)
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """The web port must be free before Faust starts, or it fails deep inside with a traceback."""
+    import socket
+
+    from scoring.errors import ConfigError
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve the web endpoints on {host}:{port}: {exc.strerror}\n"
+                "is another worker (or the demo) running? choose another with --web-port or "
+                "STREAMSCORE_WEB_PORT"
+            ) from None

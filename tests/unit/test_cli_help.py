@@ -34,7 +34,9 @@ def test_every_command_and_every_argument_has_help() -> None:
     for path, parser, summary in _commands(build_parser()):
         if not summary:
             missing.append(" ".join(path))
-        missing += [f"{' '.join(path)} {a.option_strings or a.dest}" for a in _arguments(parser) if not a.help]
+        missing += [
+            f"{' '.join(path)} {a.option_strings or a.dest}" for a in _arguments(parser) if not a.help
+        ]
     assert missing == []
 
 

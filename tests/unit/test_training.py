@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from scoring.bundle import ModelBundle, Task
-from scoring.errors import TrainingError
+from scoring.errors import ConfigError, TrainingError
 from scoring.features import Feature, FeatureKind, FeatureSpec
 from scoring.reference import build_reference
 from scoring.synthetic import events_from_frame
@@ -204,7 +204,7 @@ def test_read_table_reads_csv_and_parquet(tmp_path: Path, suffix: str) -> None:
 def test_read_table_refuses_other_formats(tmp_path: Path) -> None:
     path = tmp_path / "table.xlsx"
     path.write_bytes(b"")
-    with pytest.raises(TrainingError, match=re.escape("expected a .csv or .parquet file")):
+    with pytest.raises(ConfigError, match=re.escape("expected a .csv or .parquet file")):
         read_table(path)
 
 
