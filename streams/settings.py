@@ -1,12 +1,12 @@
 """The one settings object of a streamscore process.
 
-Read once at the entry point (the command line) from ``STREAMSCORE_*`` environment
-variables and flags, then passed down; no other module reads the environment.
+Read once at the entry point (the command line, through ``streams.environment.load_settings``)
+from ``STREAMSCORE_*`` environment variables and flags, then passed down; no other module
+reads the environment.
 """
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -258,8 +258,3 @@ class Settings(BaseSettings):
             self.topic_alerts,
             self.topic_retrain,
         ]
-
-
-def debug_requested() -> bool:
-    """``STREAMSCORE_DEBUG=1`` (or true, yes): errors at the command line show their traceback."""
-    return os.environ.get("STREAMSCORE_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from streams.cli import broker, demo, failures, model, produce, replay, schemas, status, train, worker
-from streams.settings import debug_requested
+from streams.environment import check_environment, debug_requested
 
 DESCRIPTION = """\
 streamscore: streaming model scoring on Kafka.
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("streamscore.librdkafka").setLevel(logging.DEBUG if debug else logging.CRITICAL)
     try:
+        check_environment()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("streamscore: interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from streams.environment import load_settings
 from streams.settings import Settings
 
 Subparsers = Any  # argparse's _SubParsersAction, which it does not export
@@ -68,7 +69,7 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {k: v for k, v in extra.items() if v is not None}
     if getattr(args, "bootstrap", None):
         overrides["kafka_bootstrap"] = args.bootstrap
-    return Settings(**overrides)
+    return load_settings(**overrides)
 
 
 def broker_settings(args: argparse.Namespace, **extra: Any) -> Settings:

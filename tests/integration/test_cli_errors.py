@@ -139,3 +139,19 @@ def test_a_busy_web_port_is_named_before_the_worker_starts(
 
     _, hint = _assert_short_error(done, f"cannot serve the web endpoints on 127.0.0.1:{port}: ")
     assert "--web-port" in hint
+
+
+def test_a_bad_setting_names_the_variable_and_the_type(agrawal_bundle_dir: Path, tmp_path: Path) -> None:
+    done = _run(["worker", "--model", str(agrawal_bundle_dir)], _env(STREAMSCORE_BATCH_SIZE="abc"), tmp_path)
+
+    (line,) = _assert_short_error(done, "STREAMSCORE_BATCH_SIZE='abc' is not valid: expected an integer")
+    assert "batch_size" not in line and "pydantic" not in line
+
+
+def test_a_misspelt_variable_is_an_error_naming_the_right_one(tmp_path: Path) -> None:
+    done = _run(["schemas", "export", "out"], _env(STREAMSCORE_BATCHSIZE="500"), tmp_path)
+
+    _assert_short_error(
+        done, "unknown environment variable STREAMSCORE_BATCHSIZE; did you mean STREAMSCORE_BATCH_SIZE?"
+    )
+    assert not (tmp_path / "out").exists()
