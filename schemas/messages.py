@@ -9,15 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 SCHEMA_VERSION = 1
 # event_id and entity_id are copied into every output (key, body, ce_id header, monitoring
 # columns): bounded, so a prediction and a monitoring message always fit a Kafka message
 MAX_IDENTIFIER_LENGTH = 256
 
-# strict: a JSON boolean is not a number; NaN and infinity are not values
-FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | str | None
+# strict: a JSON boolean is not a number (it is a value of a two-valued feature); NaN and
+# infinity are not values
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | StrictBool | str | None
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 EventTime = Annotated[int, Field(description="epoch milliseconds")] | datetime
 

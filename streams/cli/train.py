@@ -32,8 +32,8 @@ def _add_train(sub: Subparsers) -> None:
         sub,
         "train",
         "train a LightGBM model bundle from a CSV or Parquet table",
-        "Every column but the target is a feature: numbers are numeric, strings categorical.\n"
-        "20% of the rows are held out for the metrics printed.",
+        "Every column but the target is a feature: numbers are numeric, strings categorical,\n"
+        "booleans two-valued (false/true). 20% of the rows are held out for the metrics printed.",
     )
     p.add_argument("data", type=Path, metavar="DATA", help="a labelled .csv or .parquet table")
     p.add_argument("--target", required=True, metavar="COLUMN", help="the label column (0/1 for binary)")

@@ -155,3 +155,24 @@ def test_a_misspelt_variable_is_an_error_naming_the_right_one(tmp_path: Path) ->
         done, "unknown environment variable STREAMSCORE_BATCHSIZE; did you mean STREAMSCORE_BATCH_SIZE?"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_csv_with_a_boolean_column_trains_and_json_booleans_score(tmp_path: Path) -> None:
+    rows = [
+        f"{i % 7 - 3},{'true' if i % 3 else 'false'},{int((i % 7 > 3) != (i % 3 > 0))}" for i in range(300)
+    ]
+    (tmp_path / "members.csv").write_text("x,member,y\n" + "\n".join(rows) + "\n")
+    train = _run(
+        ["train", "members.csv", "--target", "y", "--out", "bundle", "--trees", "10"], _env(), tmp_path
+    )
+    assert train.returncode == 0, train.stderr
+    assert "bundle model version 1 written to bundle" in train.stdout
+
+    event = '{"event_id": "e1", "entity_id": "c1", "event_time": 0, "features": {"x": 1.0, "member": true}}'
+    explain = _run(["explain", "-", "--model", "bundle", "--json"], _env(), tmp_path, stdin=event)
+    assert explain.returncode == 0, explain.stderr
+    assert '"value": "true"' in explain.stdout  # the contribution names the value
+
+    score = _run(["score-file", "members.csv", "--model", "bundle", "--out", "scores.csv"], _env(), tmp_path)
+    assert score.returncode == 0, score.stderr
+    assert "300 rows scored" in score.stdout and "0 rows rejected" in score.stdout
