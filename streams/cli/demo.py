@@ -1,9 +1,7 @@
 """``streamscore demo``: the whole service on one machine, end to end, then a clean stop.
 
-Starts the embedded broker, trains a demo model on synthetic loan applications,
-starts a worker process, streams events with some invalid ones mixed in, shows live
-counts, predictions, dead letters, drift and KPIs, retrains, deploys and rolls back,
-and stops everything it started. The run itself is in ``streams.cli.demo_run``.
+The run itself is in ``streams.cli.demo_run`` (its tables in ``demo_show``, the model
+lifecycle in ``demo_lifecycle``), imported when the command runs.
 """
 
 from __future__ import annotations
@@ -19,15 +17,23 @@ def add_parser(sub: Subparsers) -> None:
         "demo",
         "the whole service on this machine: broker, model, worker, events, drift, KPIs; then stop",
         "Starts the embedded broker, trains a demo model, runs a worker, streams loan applications\n"
-        "(some invalid, the second half shifted), shows predictions, dead letters, drift and KPIs,\n"
-        "retrains, deploys and rolls back, then stops what it started. Output goes to demo-output/.",
+        "(some invalid, the second half with inflated salaries), shows predictions, dead letters,\n"
+        "drift and the KPIs falling, retrains, deploys and rolls back, says what is in demo-output/\n"
+        "and how to run the pieces by hand, then stops what it started.",
     )
     p.add_argument("--events", type=int, default=20000, help="loan applications to stream (default 20000)")
     p.add_argument("--invalid", type=int, default=200, help="invalid events mixed in (default 200)")
+    p.add_argument(
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="at the end, keep the worker and its dashboard up until Ctrl-C "
+        "(default: yes on a terminal, no in a pipe or a script)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.cli.demo_run import run_demo
 
-    return run_demo(events=args.events, invalid=args.invalid)
+    return run_demo(events=args.events, invalid=args.invalid, keep=args.keep)
