@@ -39,7 +39,9 @@ def _add_train(sub: Subparsers) -> None:
     p.add_argument("--target", required=True, metavar="COLUMN", help="the label column (0/1 for binary)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--task", choices=["binary", "regression"], default="binary", help="default binary")
-    p.add_argument("--name", default="model", help="model name recorded in the bundle (default model)")
+    p.add_argument(
+        "--name", default=None, help="model name recorded in the bundle (default: the --out directory's)"
+    )
     p.add_argument("--version", default="1", help="version recorded in the bundle (default 1)")
     p.add_argument("--trees", type=int, default=100, help=f"{TREES_HELP} (default 100)")
     p.add_argument(
@@ -107,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 args.target,
                 args.out,
                 task=args.task,
-                name=args.name,
+                name=args.name or args.out.resolve().name,
                 version=args.version,
                 num_trees=args.trees,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),

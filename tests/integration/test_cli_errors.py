@@ -166,7 +166,7 @@ def test_a_csv_with_a_boolean_column_trains_and_json_booleans_score(tmp_path: Pa
         ["train", "members.csv", "--target", "y", "--out", "bundle", "--trees", "10"], _env(), tmp_path
     )
     assert train.returncode == 0, train.stderr
-    assert "bundle model version 1 written to bundle" in train.stdout
+    assert "bundle bundle version 1 written to bundle" in train.stdout  # named after --out
 
     event = '{"event_id": "e1", "entity_id": "c1", "event_time": 0, "features": {"x": 1.0, "member": true}}'
     explain = _run(["explain", "-", "--model", "bundle", "--json"], _env(), tmp_path, stdin=event)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import re
+import select
+import shlex
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.kafka_tools import WorkerProcess
+from streams.kafka.broker import free_port
+from tests.integration.kafka_tools import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.integration
 
 ESCAPE = "\x1b"
+ESCAPE_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -92,4 +100,114 @@ def test_the_demo_in_a_pipe_shows_believable_kpis_that_fall_with_the_shift(tmp_p
     for log in ("worker.log", "broker.log"):
         assert ESCAPE not in (out / log).read_text(), log
     assert "Broken pipe" not in (out / "broker.log").read_text()
+    assert "Purging" not in (out / "worker.log").read_text()
     assert "serving 'loan-approval' version 1" in (out / "worker.log").read_text().splitlines()[0]
+
+
+def _readme_commands() -> list[list[str]]:
+    """The fenced commands of the README's "Run it yourself" section, split as a shell would."""
+    section = (REPO / "README.md").read_text().split("## Run it yourself", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the README's 'Run it yourself' section has no ```sh block"
+    return [shlex.split(line, comments=True) for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readme_commands_run_as_written(
+    bootstrap: str, topic_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Train on the shipped sample, start a worker, produce the sample, see its predictions.
+
+    The README's broker is the session's broker here, and the topics are this test's own
+    (``topic_env``); every other command runs as written, with the installed ``streamscore``.
+    """
+    broker, train, worker, produce, curl = _readme_commands()
+    assert broker == ["streamscore", "broker", "--port", "9092"] and curl[0] == "curl"
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSCORE_")}
+    env = {**clean, **topic_env, "STREAMSCORE_WEB_PORT": str(port)}
+    streamscore = str(Path(sys.executable).parent / "streamscore")
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        started = time.monotonic()
+        done = subprocess.run([streamscore, *args[1:]], capture_output=True, text=True, timeout=180,
+                              check=False, env=env, cwd=tmp_path)  # fmt: skip
+        print(f"$ {shlex.join(args)}  ({time.monotonic() - started:.1f} s)\n{done.stdout}{done.stderr}")
+        assert done.returncode == 0, done.stderr
+        return done
+
+    trained = run(train)
+    auc = float(re.search(r"auc: ([0-9.]+)", trained.stdout).group(1))
+    assert 0.80 <= auc <= 0.95
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [streamscore, *worker[1:]], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_until(lambda: _get(port, "/ready").get("ready"), 60)
+        print(f"$ {shlex.join(worker)}  (ready after {time.monotonic() - started:.1f} s)")
+        produced = run(produce)
+        features = topic_env["STREAMSCORE_TOPIC_FEATURES"]
+        assert produced.stdout.strip() == f"produced 4000 events to {features} at {bootstrap}"
+        _wait_until(lambda: _get(port, "/stats")["scored"] == 4000, 60)
+        stats = _get(port, "/stats")
+        print(f"$ {shlex.join(curl)}\n{json.dumps(stats)[:200]}")
+        assert (stats["consumed"], stats["scored"], stats["dead_letters_total"]) == (4000, 4000, 0)
+        predictions = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_PREDICTIONS"], 4000)
+        assert {json.loads(r.value)["model_name"] for r in predictions} == {"loans"}
+        assert len({json.loads(r.value)["event_id"] for r in predictions}) == 4000
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+    first = (tmp_path / "worker.log").read_text().splitlines()[0]
+    assert "serving 'loans' version 1 (binary, 10 features)" in first
+
+
+def _get(port: int, path: str) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return {}
+
+
+def _wait_until(condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_on_a_terminal_the_demo_keeps_its_dashboard_up_until_ctrl_c(tmp_path: Path) -> None:
+    """Run under a pseudo-terminal, as a person would: it waits, the dashboard answers, Ctrl-C ends it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSCORE_")}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the demo, its output on the terminal
+        os.chdir(tmp_path)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "streams", "demo", "--events", "5000", "--invalid", "20"],
+            env,
+        )
+    output, ready, deadline = b"", None, time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the terminal closed: the demo ended
+                break
+            output += chunk
+        text = ESCAPE_CODES.sub("", output.decode(errors="replace"))
+        if ready is None and "Ctrl-C stops the worker and the broker" in text:
+            port = re.findall(r"127\.0\.0\.1:(\d+)/dashboard", text)[-1]
+            time.sleep(2)  # still there a while after the run
+            ready = _get(int(port), "/ready").get("ready")
+            os.write(fd, b"\x03")  # Ctrl-C, through the terminal
+    _, status = os.waitpid(pid, 0)
+    text = ESCAPE_CODES.sub("", output.decode(errors="replace"))
+    print(text[-600:])
+    assert ready is True, "the dashboard's worker answered /ready while the demo waited"
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert text.rstrip().endswith("stopped the worker and the broker")
