@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 # event_id and entity_id are copied into every output (key, body, ce_id header, monitoring
@@ -23,8 +23,9 @@ INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _YEAR_3000 = datetime(3000, 1, 1, tzinfo=UTC)
 
-# strict: a JSON boolean is not a number; NaN and infinity are not values
-FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | str | None
+# strict: a JSON boolean is not a number (it is a value of a two-valued feature); NaN and
+# infinity are not values
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)] | StrictBool | str | None
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 EpochMs = Annotated[int, Field(ge=0, le=EPOCH_MS_MAX, description="epoch milliseconds")]
 EventTime = EpochMs | datetime

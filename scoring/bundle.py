@@ -170,12 +170,21 @@ class ModelBundle:
 
 def read_verified(directory: Path) -> dict[str, bytes]:
     """Every bundle file's bytes, after checking them against ``manifest.json``."""
+    if not directory.exists():
+        raise BundleError(
+            f"{directory}: no such directory; write a bundle there with "
+            f"`streamscore train DATA --target COLUMN --out {directory}`"
+        )
+    if not directory.is_dir():
+        raise BundleError(f"{directory} is a file; a model bundle is a directory")
     manifest_path = directory / MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text())
         expected = manifest["files"]
     except FileNotFoundError as exc:
-        raise BundleError(f"{directory}: no {MANIFEST_FILE}; not a model bundle") from exc
+        raise BundleError(
+            f"{directory}: no {MANIFEST_FILE}; the directory exists but is not a model bundle"
+        ) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{directory}: unreadable {MANIFEST_FILE}: {exc}") from exc
     missing = [name for name in BUNDLE_FILES if name not in expected]

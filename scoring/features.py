@@ -1,5 +1,14 @@
 """The feature spec: which inputs a model takes, in which order, of which kind.
 
+Columns of a training table become features by their type: numbers are ``numeric``,
+strings ``categorical``, and booleans are *two-valued*: a categorical whose categories are
+exactly ``["false", "true"]`` (``BOOLEAN_CATEGORIES``). Events may carry a two-valued
+feature as a JSON ``true``/``false`` or as the strings ``"true"``/``"false"``; both give
+the same code. A boolean is a category, not a quantity: drift compares the share of
+each value (chi-square, PSI on the two shares) where a 0/1 number would get quantile bins
+that collapse to one, KPIs break down by ``true`` and ``false``, explanations show the
+value by name, and a JSON boolean still is not a number to a numeric feature.
+
 Categorical values are mapped to LightGBM category codes by their position in
 ``Feature.categories``. A category never seen in training gets the code
 ``len(categories)``, which no tree split names, so LightGBM sends it down the
@@ -24,6 +33,9 @@ class FeatureKind(StrEnum):
     categorical = "categorical"
 
 
+BOOLEAN_CATEGORIES = ["false", "true"]  # a two-valued feature: a categorical with exactly these
+
+
 class Feature(BaseModel):
     """One model input. Optional features fall back to ``default`` (None means missing)."""
 
@@ -40,6 +52,11 @@ class Feature(BaseModel):
     @property
     def unseen_code(self) -> int:
         return len(self.categories)
+
+    @property
+    def two_valued(self) -> bool:
+        """A boolean feature: events may send it as JSON ``true``/``false``."""
+        return self.kind is FeatureKind.categorical and self.categories == BOOLEAN_CATEGORIES
 
 
 class FeatureSpec(BaseModel):
@@ -75,12 +92,16 @@ class FeatureSpec(BaseModel):
         for name in frame.columns:
             column = frame[name]
             required = not bool(column.isna().any())
-            if pd.api.types.is_bool_dtype(column):
-                raise TrainingError(
-                    f"column {name!r} is boolean, which events cannot carry as a number: "
-                    "cast it to 0/1 (numeric) or to strings (categorical)"
+            if _is_boolean(column):
+                features.append(
+                    Feature(
+                        name=str(name),
+                        kind=FeatureKind.categorical,
+                        required=required,
+                        categories=list(BOOLEAN_CATEGORIES),
+                    )
                 )
-            if pd.api.types.is_numeric_dtype(column):
+            elif pd.api.types.is_numeric_dtype(column):
                 values = column.astype(float)
                 if not np.isfinite(values.dropna()).all():
                     raise TrainingError(f"column {name!r} holds infinite values")
@@ -122,13 +143,31 @@ class FeatureSpec(BaseModel):
             column = frame[feature.name]
             if feature.kind is FeatureKind.numeric:
                 matrix[:, j] = pd.to_numeric(column, errors="raise").astype(float).to_numpy()
-            else:
-                codes = {c: float(i) for i, c in enumerate(feature.categories)}
-                unseen = float(feature.unseen_code)
-                matrix[:, j] = [
-                    math.nan if _is_missing(v) else codes.get(str(v), unseen) for v in column.to_numpy()
-                ]
+                continue
+            codes = {c: float(i) for i, c in enumerate(feature.categories)}
+            unseen = float(feature.unseen_code)
+            name = category_name if feature.two_valued else str
+            matrix[:, j] = [
+                math.nan if _is_missing(v) else codes.get(name(v), unseen) for v in column.to_numpy()
+            ]
         return matrix
+
+
+def category_name(value: Any) -> str:
+    """A category's name as events carry it: booleans (Python's or numpy's) as ``true``/``false``."""
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _is_boolean(column: pd.Series) -> bool:
+    """A bool column, or one of booleans with gaps (pandas reads ``True,,False`` as objects)."""
+    if pd.api.types.is_bool_dtype(column):
+        return True
+    if not pd.api.types.is_object_dtype(column):
+        return False
+    present = column.dropna()
+    return len(present) > 0 and all(isinstance(v, bool | np.bool_) for v in present)
 
 
 def _is_missing(value: Any) -> bool:

@@ -17,18 +17,11 @@ from scoring.features import FeatureSpec
 from scoring.loss_models import fit_loss_models
 from scoring.metrics import binary_metrics, regression_metrics
 from scoring.reference import build_reference
+from scoring.tables import read_table
 
 Progress = Callable[[int, int], None]
 
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a frame; string columns stay strings."""
-    path = Path(path)
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path, float_precision="round_trip")  # the exact doubles written, as JSON gives
-    raise TrainingError(f"{path}: expected a .csv or .parquet file")
+__all__ = ["frame_sha256", "holdout_split", "read_table", "train_bundle"]
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:

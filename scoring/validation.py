@@ -18,13 +18,13 @@ import orjson
 
 from schemas.messages import EPOCH_MS_MAX, MAX_IDENTIFIER_LENGTH
 from scoring.errors import InvalidEvent, Stage
-from scoring.features import FeatureKind, FeatureSpec
+from scoring.features import FeatureKind, FeatureSpec, category_name
 
 _NAN = math.nan
 _MISSING = object()
 _NUMBERS = (int, float)
 _NUMBER_TYPES = frozenset({int, float})
-_VALUE_TYPES = frozenset({int, float, str, type(None)})
+_VALUE_TYPES = frozenset({int, float, str, bool, type(None)})  # what the contract allows any feature
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
@@ -40,6 +40,7 @@ class _Slot:
     default: float
     codes: dict[str, float]
     unseen: float
+    two_valued: bool  # a boolean feature: JSON true/false are its categories "true"/"false"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,9 @@ class EventValidator:
             elif kind is str:
                 append(slot.codes.get(value, slot.unseen))
                 continue
+            elif kind is bool and slot.two_valued:
+                append(slot.codes["true" if value else "false"])
+                continue
             if value is None or value is _MISSING:
                 absent += value is _MISSING
                 if slot.required:
@@ -137,7 +141,9 @@ class EventValidator:
                     raise InvalidEvent(Stage.validate, f"required feature {slot.name!r} is {state}")
                 append(slot.default)
                 continue
-            expected = "a number" if slot.numeric else "a string"
+            expected = (
+                "a number" if slot.numeric else "true, false or a string" if slot.two_valued else "a string"
+            )
             raise InvalidEvent(
                 Stage.validate, f"feature {slot.name!r} must be {expected}, got {_json_type(value)}"
             )
@@ -156,7 +162,7 @@ class EventValidator:
             if type(features[name]) not in _VALUE_TYPES:
                 got = _json_type(features[name])
                 raise InvalidEvent(
-                    Stage.validate, f"feature {name!r} must be a number, string or null, got {got}"
+                    Stage.validate, f"feature {name!r} must be a number, string, boolean or null, got {got}"
                 )
 
 
@@ -168,8 +174,9 @@ def _slot(feature) -> _Slot:
     elif numeric:
         default = float(feature.default)
     else:
-        default = codes.get(str(feature.default), float(feature.unseen_code))
-    return _Slot(feature.name, numeric, feature.required, default, codes, float(feature.unseen_code))
+        default = codes.get(category_name(feature.default), float(feature.unseen_code))
+    unseen = float(feature.unseen_code)
+    return _Slot(feature.name, numeric, feature.required, default, codes, unseen, feature.two_valued)
 
 
 def _decode_reason(value: bytes, exc: orjson.JSONDecodeError) -> str:

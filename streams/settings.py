@@ -1,7 +1,8 @@
 """The one settings object of a streamscore process.
 
-Read once at the entry point (the command line) from ``STREAMSCORE_*`` environment
-variables and flags, then passed down; no other module reads the environment.
+Read once at the entry point (the command line, through ``streams.environment.load_settings``)
+from ``STREAMSCORE_*`` environment variables and flags, then passed down; no other module
+reads the environment.
 """
 
 from __future__ import annotations

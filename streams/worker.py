@@ -12,8 +12,10 @@ import faust
 from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
 from streams.app import create_service
+from streams.kafka.reachability import check_reachable
 from streams.kafka.tls import check_tls
 from streams.kafka.topics import ensure_topics
+from streams.services.parts import WorkerParts
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,11 +29,26 @@ class BoundedWorker(faust.Worker):
     within the time (a batch whose outputs the broker has not acknowledged is not
     committed, so it is consumed again after the restart); past the deadline the
     process exits with status 1 instead of hanging.
+
+    Its log starts with ``banner`` (what it serves, where, and its web address), and is
+    plain text wherever it is not a terminal: no spinner, no colour codes in a log file.
     """
 
-    def __init__(self, *args, shutdown_timeout_s: float, **kwargs) -> None:
+    def __init__(self, *args, shutdown_timeout_s: float, banner: list[str] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.banner = list(banner)
+        if not _is_terminal(self.stdout):  # Faust's spinner writes cursor codes even into a file
+            self.spinner = None
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        for handler in logger.handlers:  # Faust colours by stdout; a handler's own stream decides here
+            stream = getattr(handler, "stream", None)
+            if stream is not None and hasattr(handler.formatter, "stream"):
+                handler.formatter.stream = stream
+        for line in self.banner:
+            log.info("%s", line)
 
     def _schedule_shutdown(self, signum: signal.Signals) -> None:
         if not self._signal_stop_time:
@@ -45,26 +62,48 @@ class BoundedWorker(faust.Worker):
         os._exit(1)
 
 
+def _is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def banner(settings: Settings, parts: WorkerParts) -> list[str]:
+    """The first lines of a worker's log: what it serves, from where to where, and its web address."""
+    serving = parts.handler.serving
+    champion = serving.champion
+    challenger = serving.challenger
+    beside = (
+        f"; challenger {challenger.version} ({serving.mode.value})" if challenger and serving.mode else ""
+    )
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    return [
+        f"serving {champion.name!r} version {champion.version} ({champion.task.value}, "
+        f"{len(champion.spec.features)} features){beside}",
+        f"broker {settings.kafka_bootstrap} ({settings.kafka_security_protocol}); "
+        f"roles {', '.join(sorted(r.value for r in settings.role_set))}; "
+        f"score path {settings.score_path.value}, {settings.processing_guarantee.value}",
+        f"topics: {settings.topic_features} -> {settings.topic_predictions}, dead letters "
+        f"{settings.topic_dlq}, monitoring {settings.topic_monitor}, labels {settings.topic_labels}, "
+        f"drift {settings.topic_drift}, KPIs {settings.topic_metrics}, models {settings.topic_model_updates}",
+        f"web: {web}/dashboard (and /health /ready /stats /metrics)",
+    ]
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.model_path is None:
         raise BundleError("no model: pass --model DIR or set STREAMSCORE_MODEL_PATH")
     bundle = ModelBundle.load(settings.model_path)
     check_tls(settings)  # a TLS problem is one line naming the file, before Faust starts its clients
+    check_reachable(settings)  # seconds, naming the address, instead of a traceback from ensure_topics
     ensure_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     parts = create_service(settings, bundle)
-    log.info(
-        "serving %s version %s on %s via the %s path",
-        bundle.name,
-        bundle.version,
-        settings.topic_features,
-        settings.score_path.value,
-    )
     worker = BoundedWorker(
         parts.app,
         *parts.services,
         loglevel=loglevel,
         redirect_stdouts=False,
         shutdown_timeout_s=settings.shutdown_timeout_s,
+        banner=banner(settings, parts),
     )
     worker.execute_from_commandline()

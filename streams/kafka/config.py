@@ -127,7 +127,10 @@ def command_producer_config(settings: Settings) -> dict:
 
 
 def admin_config(settings: Settings) -> dict:
-    return client_config(settings)
+    # log_level 5 (notice): an admin client destroyed with an event nobody will read (a late
+    # connection notice) has librdkafka print "Purging N unserved events from background
+    # queue" at info level into the worker's log; harmless, so not shown. Warnings still are.
+    return {**client_config(settings), "log_level": 5}
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -28,11 +28,14 @@ class BrokerError(StreamscoreError):
 
 
 class BrokerUnreachable(BrokerError):
+    """Its message is two lines: what failed, then what to do."""
+
     def __init__(self, bootstrap: str, detail: str = "") -> None:
         more = f" ({detail})" if detail else ""
         super().__init__(
-            f"no Kafka broker answered at {bootstrap}{more}; start one (`streamscore broker`) "
-            "or set STREAMSCORE_KAFKA_BOOTSTRAP / --bootstrap"
+            f"no Kafka broker answered at {bootstrap}{more}\n"
+            "start one with `streamscore broker`, or point --bootstrap or STREAMSCORE_KAFKA_BOOTSTRAP "
+            "at yours"
         )
         self.bootstrap = bootstrap
 
@@ -48,8 +51,12 @@ class TopicMissing(BrokerError):
 class DeliveryFailed(BrokerError):
     """Records were produced but not acknowledged (``undelivered`` of them)."""
 
-    def __init__(self, undelivered: int, topic: str, bootstrap: str) -> None:
-        super().__init__(f"{undelivered} records were not delivered to {topic} at {bootstrap}")
+    def __init__(self, undelivered: int, topic: str, bootstrap: str, reason: str = "") -> None:
+        because = f": {reason}" if reason else ""
+        super().__init__(
+            f"{undelivered} records were not delivered to {topic} at {bootstrap}{because}\n"
+            f"is the broker still up? `streamscore status --bootstrap {bootstrap}` asks it"
+        )
         self.undelivered = undelivered
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
@@ -11,6 +12,11 @@ from confluent_kafka import Producer
 from streams.kafka.config import command_producer_config
 from streams.kafka.errors import DeliveryFailed
 from streams.settings import Settings
+
+DELIVERY_TIMEOUT_S = 30  # librdkafka's message.timeout.ms of a command's records
+# librdkafka's own lines (refused connections, request timeouts) go here, not to stderr:
+# DeliveryFailed sums them up; the command line shows them with --debug
+LIBRDKAFKA_LOG = logging.getLogger("streamscore.librdkafka")
 
 
 def make_producer(settings: Settings, **overrides) -> Producer:
@@ -23,8 +29,25 @@ def produce_payloads(
     rate: float | None = None,
     topic: str | None = None,
 ) -> int:
-    """Produce ``(key, value)`` pairs, at most ``rate`` per second if given; returns the count."""
-    producer = make_producer(settings)
+    """Produce ``(key, value)`` pairs, at most ``rate`` per second if given; returns the count.
+
+    Every record is acknowledged within ``DELIVERY_TIMEOUT_S`` or the call raises
+    ``DeliveryFailed`` with librdkafka's reason; nothing is left queued behind it.
+    """
+    failures: list[str] = []
+
+    def failed(error, _message) -> None:  # called for failed deliveries only
+        failures.append(error.str())
+
+    producer = make_producer(
+        settings,
+        **{
+            "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000),
+            "delivery.report.only.error": True,
+            "on_delivery": failed,
+            "logger": LIBRDKAFKA_LOG,
+        },
+    )
     topic = topic or settings.topic_features
     started = time.monotonic()
     count = 0
@@ -42,9 +65,13 @@ def produce_payloads(
             ahead = count / rate - (time.monotonic() - started) if rate else 0
             if ahead > 0:
                 time.sleep(ahead)
-    remaining = producer.flush(30)
-    if remaining:
-        raise DeliveryFailed(remaining, topic, settings.kafka_bootstrap)
+    remaining = producer.flush(DELIVERY_TIMEOUT_S + 5)
+    if remaining:  # drop what is still queued, so the producer closes without complaint
+        producer.purge()
+        producer.flush(1)
+    if failures or remaining:
+        reason = failures[0] if failures else "not acknowledged in time"
+        raise DeliveryFailed(len(failures) + remaining, topic, settings.kafka_bootstrap, reason)
     return count
 
 

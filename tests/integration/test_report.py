@@ -13,8 +13,8 @@ import pytest
 
 from scoring.bundle import ModelBundle
 from scoring.report import SECTIONS
-from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.cli.demo import train_demo_model
+from scoring.synthetic import events_from_frame, loan_frame
+from streams.cli.demo_run import train_demo_model
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_report_on_the_demo_model_from_the_topics_renders_in_chromium(
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is needed: `make test` installs it"
     n = 6000
-    labelled = agrawal_frame(n, seed=61, classification_function=2)
+    labelled = loan_frame(n, seed=61)
     events = list(events_from_frame(labelled.drop(columns=["approved"]), prefix="rp"))
     worker = WorkerProcess({**topic_env, "STREAMSCORE_ROLES": "score"}, bundle_dir, tmp_path / "w.log")
     workers.append(worker)

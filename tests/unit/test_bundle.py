@@ -72,6 +72,21 @@ def test_a_directory_without_manifest_is_not_a_bundle(bundle_copy: Path) -> None
     assert not isinstance(caught.value, ManifestMismatch)
 
 
+def test_a_missing_directory_is_named_as_missing_not_as_a_bad_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError) as caught:
+        ModelBundle.load(tmp_path / "no-such-bundle")
+
+    assert str(caught.value).startswith(f"{tmp_path / 'no-such-bundle'}: no such directory;")
+    assert "streamscore train" in str(caught.value)
+    assert "not a model bundle" not in str(caught.value)
+
+
+def test_a_file_in_place_of_the_bundle_directory_is_named(tmp_path: Path) -> None:
+    (tmp_path / "model.txt").write_text("x")
+    with pytest.raises(BundleError, match="is a file; a model bundle is a directory"):
+        ModelBundle.load(tmp_path / "model.txt")
+
+
 def test_an_unreadable_manifest_is_a_bundle_error(bundle_copy: Path) -> None:
     (bundle_copy / MANIFEST_FILE).write_text("{not json")
 

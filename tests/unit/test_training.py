@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from scoring.bundle import ModelBundle, Task
-from scoring.errors import TrainingError
+from scoring.errors import ConfigError, TrainingError
 from scoring.features import Feature, FeatureKind, FeatureSpec
 from scoring.reference import build_reference
 from scoring.synthetic import events_from_frame
@@ -204,20 +204,45 @@ def test_read_table_reads_csv_and_parquet(tmp_path: Path, suffix: str) -> None:
 def test_read_table_refuses_other_formats(tmp_path: Path) -> None:
     path = tmp_path / "table.xlsx"
     path.write_bytes(b"")
-    with pytest.raises(TrainingError, match=re.escape("expected a .csv or .parquet file")):
+    with pytest.raises(ConfigError, match=re.escape("expected a .csv or .parquet file")):
         read_table(path)
 
 
-def test_a_boolean_column_is_refused_with_advice_since_events_cannot_carry_it() -> None:
-    # JSON booleans are not numbers to the event contract, so a model trained on one
-    # would reject its own data: training says so up front instead.
+def test_a_boolean_column_trains_as_a_two_valued_feature_and_events_carry_it_as_json_booleans() -> None:
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=200), "member": rng.random(200) > 0.5})
+    frame = pd.DataFrame({"x": rng.normal(size=400), "member": rng.random(400) > 0.5})
     frame["y"] = ((frame["x"] > 0) ^ frame["member"]).astype(int)
-    with pytest.raises(TrainingError, match=r"'member' is boolean.*0/1.*strings"):
-        train_bundle(frame, "y", num_trees=5)
 
-    frame["member"] = frame["member"].astype(int)
-    bundle = train_bundle(frame, "y", num_trees=5)
-    event = next(events_from_frame(frame.drop(columns=["y"])))
-    assert EventValidator(bundle.spec).parse(orjson.dumps(event)).row[1] == float(frame["member"].iloc[0])
+    bundle = train_bundle(frame, "y", num_trees=20)
+
+    member = bundle.spec.features[1]
+    assert (member.kind, member.categories, member.two_valued) == (
+        FeatureKind.categorical,
+        ["false", "true"],
+        True,
+    )
+    assert bundle.metrics["auc"] > 0.9  # the model uses it: y flips with member
+    validator = EventValidator(bundle.spec)
+    events = list(events_from_frame(frame.drop(columns=["y"])))
+    assert {type(e["features"]["member"]) for e in events} == {bool}
+    rows = [validator.parse(orjson.dumps(e)).row for e in events]
+    np.testing.assert_array_equal(np.array(rows), bundle.spec.encode_frame(frame.drop(columns=["y"])))
+    as_names = {
+        **events[0],
+        "features": {**events[0]["features"], "member": str(events[0]["features"]["member"]).lower()},
+    }
+    assert validator.parse(orjson.dumps(as_names)).row == rows[0]
+
+
+def test_a_csv_boolean_column_with_gaps_is_an_optional_two_valued_feature(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text(
+        "x,member,y\n" + "".join(f"{i},{['True', 'False', ''][i % 3]},{i % 2}\n" for i in range(60))
+    )
+    frame = read_table(tmp_path / "t.csv")
+    assert frame["member"].dtype == object  # pandas reads True/False with gaps as objects
+
+    spec = FeatureSpec.infer(frame.drop(columns=["y"]))
+
+    assert (spec.features[1].categories, spec.features[1].required) == (["false", "true"], False)
+    codes = spec.encode_frame(frame)[:3, 1]
+    assert codes[0] == 1.0 and codes[1] == 0.0 and math.isnan(codes[2])

@@ -49,6 +49,7 @@ SPEC = FeatureSpec(
         Feature(
             name="size", kind=FeatureKind.categorical, required=False, default="m", categories=["l", "m", "s"]
         ),
+        Feature(name="member", kind=FeatureKind.categorical, required=False, categories=["false", "true"]),
     ]
 )
 
@@ -190,6 +191,27 @@ def test_booleans_are_neither_numbers_nor_strings(feature: str, expected: str) -
     assert caught.value.reason == f"feature {feature!r} must be {expected}, got boolean"
 
 
+@pytest.mark.parametrize("value, code", [(False, 0.0), (True, 1.0), ("false", 0.0), ("true", 1.0)])
+def test_a_two_valued_feature_takes_json_booleans_and_their_names_alike(value: Any, code: float) -> None:
+    row = EventValidator(SPEC).parse(orjson.dumps(_event(_full_features(member=value)))).row
+    assert row[SPEC.names.index("member")] == code
+
+
+def test_a_two_valued_feature_refuses_a_number_and_sends_other_strings_down_the_unseen_branch() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        EventValidator(SPEC).parse(orjson.dumps(_event(_full_features(member=1))))
+    assert caught.value.reason == "feature 'member' must be true, false or a string, got number"
+
+    row = EventValidator(SPEC).parse(orjson.dumps(_event(_full_features(member="yes")))).row
+    assert row[SPEC.names.index("member")] == 2.0  # the unseen code, as for any category
+
+
+def test_an_unknown_feature_may_be_a_boolean_as_the_contract_allows() -> None:
+    payload = orjson.dumps(_event(_full_features(newsletter=True)))
+    assert EventValidator(SPEC).parse(payload).row[0] == 10.0
+    assert FeatureEvent.model_validate_json(payload).features["newsletter"] is True
+
+
 def test_numbers_are_not_categories() -> None:
     with pytest.raises(InvalidEvent, match="'color' must be a string, got number"):
         EventValidator(SPEC).parse(orjson.dumps(_event(_full_features(color=3))))
@@ -310,6 +332,8 @@ event_times = _mostly(
 def _values_for(feature: Feature) -> st.SearchStrategy:
     if feature.kind is FeatureKind.numeric:
         good = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53))
+    elif feature.two_valued:
+        good = st.one_of(st.booleans(), st.sampled_from([*feature.categories, "maybe"]))
     else:
         good = st.one_of(st.sampled_from([*feature.categories, "never-seen"]), st.text(max_size=5))
     return _mostly(good, st.one_of(json_values, st.just(MISSING)))
@@ -373,7 +397,7 @@ def _spec_types_ok(features: dict) -> bool:
         elif feature.kind is FeatureKind.numeric:
             if type(value) not in (int, float) or not _finite(value):
                 return False
-        elif type(value) is not str:
+        elif type(value) is not str and not (feature.two_valued and type(value) is bool):
             return False
     return True
 
