@@ -35,3 +35,8 @@ DLQ_HEADERS_DROPPED = DLQ_PREFIX + "original.headers.dropped"  # "<count> header
 def ce_time(epoch_ms: int) -> bytes:
     """The ``ce_time`` header value: RFC 3339 in UTC."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().encode()
+
+
+# on a prediction written by the inference endpoint (STREAMSCORE_INFER_PREDICTIONS), not by the stream
+PREDICTION_ORIGIN = "streamscore.origin"
+ORIGIN_API = b"api"
