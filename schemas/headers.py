@@ -39,6 +39,11 @@ def ce_time(epoch_ms: int) -> bytes:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat().encode()
 
 
+# on a prediction written by the inference endpoint (STREAMSCORE_INFER_PREDICTIONS), not by the stream
+PREDICTION_ORIGIN = "streamscore.origin"
+ORIGIN_API = b"api"
+
+
 def ce_headers(ce_type: str, ce_id: str, at_ms: int, source: str) -> list[tuple[str, bytes]]:
     """CloudEvents binary-mode headers of one message, as on predictions."""
     return [

@@ -78,7 +78,10 @@ class Prediction(BaseModel):
     """One scored event on ``predictions``; Kafka key = ``entity_id``.
 
     ``latency_ms`` runs from the input record's Kafka timestamp to ``scored_at``.
-    Consumers deduplicate on ``event_id`` (delivery is at-least-once).
+    Consumers deduplicate on ``event_id`` (delivery is at-least-once). A prediction of
+    the inference endpoint (STREAMSCORE_INFER_PREDICTIONS) has the request's path as
+    ``topic``, -1 as ``partition`` and ``offset``, its latency from the request's
+    arrival, and the header ``streamscore.origin: api``.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -1,6 +1,7 @@
 """The project's errors: one root, ``StreamscoreError``, that the command line and the web views catch.
 
-The tree (``streams.kafka.errors`` adds the broker branch)::
+The tree (``streams.kafka.errors`` adds the broker branch, ``streams.services.inference_errors``
+the inference protocol's)::
 
     StreamscoreError             root of everything streamscore raises on purpose
     ├── ScoringError             raised by ``scoring``
@@ -12,12 +13,14 @@ The tree (``streams.kafka.errors`` adds the broker branch)::
     │   ├── LifecycleError       a lifecycle command makes no sense now (nothing to roll back to, ...)
     │   └── CheckpointRejected   a checkpoint's signature does not match the state key
     ├── ConfigError              a setting or an argument is wrong (names the variable or flag)
-    └── BrokerError              (streams.kafka.errors) the broker cannot do what was asked
-        ├── BrokerUnreachable    no answer from the bootstrap servers in time
-        ├── TopicMissing         a topic the command needs does not exist
-        ├── DeliveryFailed       records were not acknowledged
-        ├── CommitRefused        an offset commit refused because the group moved on
-        └── TlsError             no TLS connection: a CA, certificate or key file, or the handshake
+    ├── BrokerError              (streams.kafka.errors) the broker cannot do what was asked
+    │   ├── BrokerUnreachable    no answer from the bootstrap servers in time
+    │   ├── TopicMissing         a topic the command needs does not exist
+    │   ├── DeliveryFailed       records were not acknowledged
+    │   ├── CommitRefused        an offset commit refused because the group moved on
+    │   └── TlsError             no TLS connection: a CA, certificate or key file, or the handshake
+    └── InferenceError           (streams.services.inference_errors) a /v2 request is not answered;
+                                 one subclass per HTTP status (BadRequest, NotFound, NotReady, ...)
 
 The score path catches ``InvalidEvent`` per event and dead-letters it with ``stage`` and ``reason``.
 """

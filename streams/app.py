@@ -27,6 +27,7 @@ from streams.services.telemetry import ScoreCounters
 from streams.settings import Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
+from streams.web.inference import register_inference
 from streams.web.metrics import LagCollector, RoleCollector, WorkerMetrics, worker_registry
 from streams.web.views import register_views
 
@@ -149,6 +150,8 @@ class _Assembly:
             _sample_faust_lag(parts.app, settings, metrics.lag, self.names.faust)
         metrics.registry.register(RoleCollector(parts))
         register_views(parts.app, parts, metrics.registry)
+        if settings.runs(Role.score):
+            register_inference(parts.app, settings, parts, metrics.registry)
         register_dashboard(parts.app, settings, parts, metrics)
 
 

@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     control_token: SecretStr | None = Field(
         None, description="Bearer token of the /control endpoints; they are off while unset."
     )
+    infer_token: SecretStr | None = Field(
+        None, description="Bearer token the /v2 model endpoints require; unset: they are open."
+    )
+    infer_max_bytes: int = Field(
+        4_194_304, ge=1024, description="Largest /v2 infer request body; larger ones get 413 unread."
+    )
+    infer_predictions: bool = Field(
+        False,
+        description="Also write each /v2 answer to the predictions topic (header streamscore.origin: api).",
+    )
     model_sources: str = Field(
         "",
         description="Comma list of extra places bundles may be loaded from (directories or URL prefixes), "

@@ -25,8 +25,8 @@ from scoring.errors import InvalidEvent, Stage
 from scoring.explain import Explainer, sampled
 from scoring.lifecycle import Serving
 from scoring.routing import to_challenger
-from scoring.scorer import BatchScorer
-from scoring.validation import EventValidator
+from scoring.scorer import BatchScorer, ScoredBatch
+from scoring.validation import EventValidator, ParsedEvent
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.batch_stats import BatchStats
 from streams.services.dead_letters import dead_letter
@@ -58,6 +58,23 @@ class _Plan:
     monitor_rows: int
     loaded_at: float
     challenger: LoadedModel | None = None
+
+
+class RowRefused(InvalidEvent):
+    """One event of a request scored outside the stream failed validation; ``row`` is its position."""
+
+    def __init__(self, row: int, stage: Stage, reason: str) -> None:
+        super().__init__(stage, reason)
+        self.row = row
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One model's part of a request scored outside the stream: which rows it scored, and how."""
+
+    model: LoadedModel
+    rows: np.ndarray  # positions in the request
+    result: ScoredBatch  # aligned with ``rows``; its ``failed`` indexes ``rows``
 
 
 class ScoreHandler:
@@ -145,6 +162,39 @@ class ScoreHandler:
             "model_version": model.bundle.version,
             "explanation": explanation,
         }
+
+    def score_events(
+        self, values: Sequence[bytes], version: str | None = None
+    ) -> tuple[list[ParsedEvent], list[Answered]]:
+        """Score encoded feature events with the current plan as the stream would, emitting nothing.
+
+        For request/response callers (the inference protocol): the same validator, the same
+        split by entity (a shadow challenger's score is not asked for: only the monitor
+        record carries it) and the same scorers. ``version`` names a served model that then
+        scores every row instead. Raises ``RowRefused`` for the first invalid event and
+        ``KeyError`` if ``version`` does not serve (now: the plan may have changed since the
+        caller looked).
+        """
+        plan = self._plan
+        events: list[ParsedEvent] = []
+        for row, value in enumerate(values):
+            try:
+                events.append(plan.validator.parse(value))
+            except InvalidEvent as exc:
+                raise RowRefused(row, exc.stage, exc.reason) from None
+            except Exception as exc:  # noqa: BLE001 - as on the stream, anything else is a refusal too
+                raise RowRefused(row, Stage.validate, f"{type(exc).__name__}: {exc}") from None
+        matrix = np.asarray([e.row for e in events], dtype=np.float64).reshape(len(events), -1)
+        every = np.arange(len(events))
+        if version is not None:
+            by_version = {m.bundle.version: m for m in (plan.champion, plan.challenger) if m is not None}
+            parts = [(by_version[version], every)]
+        elif plan.challenger is None or plan.serving.mode is ChallengerMode.shadow:
+            parts = [(plan.champion, every)]
+        else:
+            routed = to_challenger([e.entity_id for e in events], plan.serving.share)
+            parts = [(plan.champion, every[~routed]), (plan.challenger, every[routed])]
+        return events, [Answered(m, rows, m.scorer.score(matrix[rows])) for m, rows in parts if len(rows)]
 
     def handle(self, records: Sequence[KafkaRecord], emit: Emit) -> BatchStats:
         plan = self._plan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,10 @@ class Histogram:
                 np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts)
             )
             self.total += float(values.sum())
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
 
     def cumulative(self) -> list[tuple[str, int]]:
         running = np.cumsum(self.counts)

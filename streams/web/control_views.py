@@ -12,7 +12,7 @@ import logging
 
 import faust
 from faust.web import Request, Response, View
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from schemas.commands import MODEL_COMMAND
 from scoring.errors import StreamscoreError
@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def authorized(request: Request, settings: Settings) -> bool:
-    token = settings.control_token
+    return bearer_matches(request, settings.control_token)
+
+
+def bearer_matches(request: Request, token: SecretStr | None) -> bool:
+    """The request carries ``Authorization: Bearer <token>``; never with no token set."""
     if token is None:
         return False
     header = request.headers.get("Authorization", "")
