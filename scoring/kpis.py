@@ -42,6 +42,22 @@ class _JsonState:
 
     recent: deque
 
+    def absorb(self, other: _JsonState) -> None:
+        """Add ``other``'s counts, sums and histograms to these (the KPIs of both streams together).
+
+        Exact for everything cumulative. The rolling window becomes both windows: over the
+        last ``window`` labelled events of each stream merged, not the last ``window`` of all.
+        """
+        for name, value in vars(other).items():
+            if name in ("window", "threshold"):
+                continue
+            if name == "recent":
+                self.recent.extend(value)
+            elif isinstance(value, list):
+                setattr(self, name, [a + b for a, b in zip(getattr(self, name), value, strict=True)])
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
     def state(self) -> dict:
         return {**{k: v for k, v in vars(self).items() if k != "recent"}, "recent": list(self.recent)}
 
@@ -203,6 +219,23 @@ class KpiBoard:
             }
             for (model, feature, value), kpis in sorted(self.kpis.items())
         ]
+
+    @classmethod
+    def merged(cls, boards: list[KpiBoard]) -> KpiBoard:
+        """The KPIs of several streams (partitions) as one board, in the order given.
+
+        Counts and sums are added, so cumulative KPIs equal those of one board that saw every
+        stream (bit for bit when the parts are merged in the same order each time).
+        """
+        first = boards[0]
+        out = cls(first.task, first.window, first.threshold)
+        for board in boards:
+            for key, kpis in board.kpis.items():
+                mine = out.kpis.get(key)
+                if mine is None:
+                    mine = out.kpis[key] = out._new()
+                mine.absorb(kpis)
+        return out
 
     def state(self) -> dict:
         return {

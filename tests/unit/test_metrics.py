@@ -95,3 +95,28 @@ def test_batched_histogram_equals_counting_one_by_one() -> None:
     expected = [int((values <= b).sum()) for b in (0.005, 0.01, 0.1, 1.0)] + [len(values)]
     assert [count for _, count in hist.cumulative()] == expected
     assert hist.total == pytest.approx(values.sum())
+
+
+def test_kpis_of_partitions_merged_equal_the_kpis_of_the_whole_stream() -> None:
+    """Scale-out: each learner keeps the KPIs of its partitions; merged, they are the whole stream's."""
+    import random
+
+    from scoring.kpis import KpiBoard
+
+    rng = random.Random(21)
+    for task in ("binary", "regression"):
+        whole = KpiBoard(task, 50)
+        parts = [KpiBoard(task, 50) for _ in range(3)]
+        for _ in range(3_000):
+            label = float(rng.random() > 0.4) if task == "binary" else rng.gauss(10, 3)
+            score = rng.random() if task == "binary" else label + rng.gauss(0, 1)
+            segments = {"elevel": rng.choice("abc")}
+            whole.update("loans:1", label, score, segments)
+            parts[rng.randrange(3)].update("loans:1", label, score, segments)
+        merged = KpiBoard.merged(parts)
+        for expected, got in zip(whole.rows(), merged.rows(), strict=True):
+            assert (expected["model"], expected["segment_value"]) == (got["model"], got["segment_value"])
+            assert expected["count"] == got["count"]
+            for metric, value in expected["cumulative"].items():
+                assert got["cumulative"][metric] == pytest.approx(value, abs=1e-9), (task, metric)
+        assert len(merged.overall("loans:1").recent) == 150, "the rolling window: the last 50 of each part"
