@@ -87,10 +87,10 @@ def alert(outcome: str, check: str, reason: str, version: str, serving: ModelBun
     )
 
 
-def model_sources(settings: Settings, own: ModelBundle) -> ModelSources:
+def model_sources(settings: Settings, own: ModelBundle | None) -> ModelSources:
     """Where this worker loads bundles from: the registry, its own bundle's directory, listed prefixes."""
     extra = [s.strip() for s in settings.model_sources.split(",") if s.strip()]
-    return ModelSources([settings.registry_root, *([str(own.path)] if own.path else []), *extra])
+    return ModelSources([settings.registry_root, *([str(own.path)] if own and own.path else []), *extra])
 
 
 def guarded_load(sources: ModelSources) -> Callable[[ModelRef], ModelBundle]:
