@@ -203,10 +203,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     bundle = ModelBundle.load(args.model)
     if args.from_topics:
-        from streams.services.labelled import labelled_from_topics
+        from streams.services.labelled import Skipped, labelled_from_topics
 
         settings = _settings(args)
-        frame, y = labelled_from_topics(settings, bundle, args.from_topics)
+        frame, y = labelled_from_topics(settings, bundle, args.from_topics, skipped=(skipped := Skipped()))
+        print(f"records skipped (not readable): {skipped}")
         source = (
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
         )
@@ -346,13 +347,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import tempfile
 
     from schemas.lifecycle import ChallengerMode
+    from streams.services.labelled import Skipped
     from streams.services.model_commands import retrain_from_topics, run_command
 
-    settings = _settings(args, registry=args.registry)
+    settings, skipped = _settings(args, registry=args.registry), Skipped()
     with tempfile.TemporaryDirectory(prefix="streamscore-retrain-") as scratch:
         ref, metrics = retrain_from_topics(
-            settings, args.name, args.from_topics, args.trees, args.version, Path(scratch)
+            settings, args.name, args.from_topics, args.trees, args.version, Path(scratch), skipped
         )
+    print(f"records skipped (not readable): {skipped}")
     print(f"registered {ref.name} version {ref.version}")
     for metric, value in sorted(metrics.items()):
         print(f"  {metric:>14}: {value:.6g}")

@@ -51,9 +51,8 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
-    """Environment for a worker with topics and groups of its own."""
+def topics_for(bootstrap: str, run_id: str, data_dir: str) -> dict[str, str]:
+    """Environment for a worker with topics and groups of its own (``run_id`` in every name)."""
     return {
         "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
         "STREAMSCORE_APP_ID": f"app-{run_id}",
@@ -71,8 +70,14 @@ def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
         "STREAMSCORE_TOPIC_CHECKPOINTS": f"checkpoints-{run_id}",
         "STREAMSCORE_TOPIC_ALERTS": f"alerts-{run_id}",
         "STREAMSCORE_TOPIC_RETRAIN": f"retrain-requests-{run_id}",
-        "STREAMSCORE_DATA_DIR": str(tmp_path / "data"),
+        "STREAMSCORE_DATA_DIR": data_dir,
     }
+
+
+@pytest.fixture
+def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
+    """Environment for a worker with topics and groups of its own."""
+    return topics_for(bootstrap, run_id, str(tmp_path / "data"))
 
 
 @pytest.fixture
