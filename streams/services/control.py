@@ -104,6 +104,15 @@ def guarded_load(sources: ModelSources) -> Callable[[ModelRef], ModelBundle]:
     return load
 
 
+def refuse_outside(update: ModelUpdate, sources: ModelSources) -> None:
+    """``GateRefused`` if a bundle the update names lies outside ``sources``, even one of a version that
+    serves already (it would be reused, not loaded): the verdict on a record does not depend on what
+    the worker happens to serve, and a worker starting on it would refuse it too."""
+    for ref in (update.champion, update.challenger):
+        if ref is not None and not sources.allows(ref.uri):
+            raise GateRefused("source", f"{ref.name} {ref.version}: {NOT_ALLOWED}")
+
+
 def startup_serving(
     settings: Settings, fallback: ModelBundle, sources: ModelSources
 ) -> tuple[Serving, dict[int, int], ModelAlert | None]:
@@ -205,6 +214,7 @@ class ControlStep(Step):
 
     def _prepare(self, update: ModelUpdate) -> Serving:
         """Off the control loop: load and gate the update's bundles (from allowed sources only)."""
+        refuse_outside(update, self.sources)
         return apply_update(update, self.handler.serving, guarded_load(self.sources))
 
     def apply(self, value: bytes) -> ModelAlert:

@@ -127,26 +127,21 @@ class Progress:
 def roles_work(
     worker: WorkerProcess, bootstrap: str, env: dict[str, str], prefix: str, n: int = 1000, seed: int = 7
 ) -> Progress:
-    """Send at least ``n`` labelled events (enough to close a drift window) and wait for every role."""
+    """Send at least ``n`` labelled events (enough to close a drift window) and wait for every role.
+
+    The events needed to close a window are counted from the open window; after model swaps
+    several versions have windows open, so 250 more are sent until one closes.
+    """
     before = settled(worker)
     extra = -(before["drift"]["open_window_events"] + n) % DRIFT_WINDOW
-    features, labels = labelled_events(n + extra, prefix, seed)
-    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], features)
-    produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
-    total, after = len(features), {}
-
-    def done() -> bool:
-        nonlocal after
-        after = worker.get("/stats")
-        return (
-            after["scored"] >= before["scored"] + total
-            and after["learn"]["matched"] >= before["learn"]["matched"] + total
-            and after["drift"]["events"] >= before["drift"]["events"] + total
-            and after["drift"]["reports"] > before["drift"]["reports"]
-            and after["learn"]["snapshots"] > before["learn"]["snapshots"]
-        )
-
-    wait_until(done, 120, f"{total:,} events scored, joined and in a drift window", worker)
+    total, after, batch = 0, {}, 0
+    while total < n + extra or after["drift"]["reports"] == before["drift"]["reports"]:
+        assert total < n + extra + DRIFT_WINDOW, "no drift window closed"
+        features, labels = labelled_events(n + extra if not total else 250, f"{prefix}-{batch}", seed + batch)
+        produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], features)
+        produce(bootstrap, env["STREAMSCORE_TOPIC_LABELS"], labels)
+        total, batch = total + len(features), batch + 1
+        after = _all_used(worker, before, total)
     records = read_topic(
         bootstrap,
         env["STREAMSCORE_TOPIC_DRIFT"],
@@ -162,6 +157,24 @@ def roles_work(
         snapshots=after["learn"]["snapshots"] - before["learn"]["snapshots"],
         reports_on_topic=sum(r.headers.get(h.CE_TYPE) == h.DRIFT_REPORT_CE_TYPE.encode() for r in records),
     )
+
+
+def _all_used(worker: WorkerProcess, before: dict, total: int) -> dict:
+    """/stats once ``total`` events sent since ``before`` are scored, joined and in the drift windows."""
+    after: dict = {}
+
+    def done() -> bool:
+        nonlocal after
+        after = worker.get("/stats")
+        return (
+            after["scored"] >= before["scored"] + total
+            and after["learn"]["matched"] >= before["learn"]["matched"] + total
+            and after["drift"]["events"] >= before["drift"]["events"] + total
+            and after["learn"]["snapshots"] > before["learn"]["snapshots"]
+        )
+
+    wait_until(done, 120, f"{total:,} events scored, joined and in the drift windows", worker)
+    return after
 
 
 def a_monitor_record(bootstrap: str, env: dict[str, str]) -> dict:

@@ -34,3 +34,20 @@ def test_a_url_outside_the_sources_is_refused_without_a_connection(tmp_path):
     with pytest.raises(TimeoutError):
         listener.accept()  # nobody connected
     listener.close()
+
+
+def test_an_update_naming_a_bundle_outside_the_sources_is_refused_whatever_serves(tmp_path):
+    """The worker reuses a serving version without loading it: the source is checked all the same."""
+    from schemas.lifecycle import ModelUpdate
+    from scoring.errors import GateRefused
+    from scoring.sources import ModelSources
+    from streams.services.control import refuse_outside
+
+    sources = ModelSources([str(tmp_path / "registry")])
+    inside = ModelRef(name="loans", version="2", uri=str(tmp_path / "registry" / "loans" / "2"))
+    refuse_outside(ModelUpdate(action="deploy", champion=inside, requested_at=1), sources)
+    elsewhere = inside.model_copy(update={"uri": "/tmp/x"})
+    outside = ModelUpdate(action="deploy", champion=elsewhere, requested_at=1)
+    with pytest.raises(GateRefused) as refused:
+        refuse_outside(outside, sources)
+    assert refused.value.check == "source" and "not in the model registry" in refused.value.reason
