@@ -221,3 +221,13 @@ def test_a_boolean_column_is_refused_with_advice_since_events_cannot_carry_it() 
     bundle = train_bundle(frame, "y", num_trees=5)
     event = next(events_from_frame(frame.drop(columns=["y"])))
     assert EventValidator(bundle.spec).parse(orjson.dumps(event)).row[1] == float(frame["member"].iloc[0])
+
+
+@pytest.mark.parametrize("name", ["price usd", "a,b", "tab\there", " lead", 'say "x"'])
+def test_a_column_name_lightgbm_would_rewrite_is_refused_naming_it(name: str, tmp_path: Path) -> None:
+    """LightGBM turned "price usd" into "price_usd": the bundle saved, then failed to load."""
+    frame = pd.DataFrame({name: np.arange(30.0), "y": [0.0, 1.0] * 15})
+    with pytest.raises(TrainingError) as refused:
+        train_bundle(frame, "y", tmp_path / "b", num_trees=2)
+    assert repr(name) in str(refused.value) and "rename the column" in str(refused.value)
+    assert not (tmp_path / "b").exists(), "nothing written"
