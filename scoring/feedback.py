@@ -257,6 +257,10 @@ class Learner:
             inline = j.get("events")
             kept = decode_events(inline, rows) if isinstance(inline, dict) and rows is not None else []
             events = OrderedDict((e.event_id, e) for e in kept)
+        width = 8 * len(self.spec.names)  # float64 per feature
+        for event in events.values():
+            if len(event.row) != width:
+                raise ValueError(f"event {event.event_id!r}: {len(event.row)} row bytes, not {width}")
         join.events = events
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]

@@ -31,6 +31,8 @@ def admit(load: Callable[[], ModelBundle], live: ModelBundle) -> ModelBundle:
     """The loaded candidate, if it passes every check against ``live``; else ``GateRefused``."""
     try:
         candidate = load()
+    except GateRefused:
+        raise  # the loader refused it itself (e.g. a source not allowed): its check stands
     except ManifestMismatch as exc:
         raise GateRefused(Check.manifest, str(exc)) from exc
     except BundleError as exc:

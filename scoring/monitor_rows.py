@@ -28,7 +28,7 @@ def spec_problem(
         if feature.kind is FeatureKind.categorical:
             bad = (present < 0) | (present > feature.unseen_code) | (present != np.floor(present))
             if bad.any():
-                return f"feature {feature.name!r} holds {present[bad][0]!r}, not a category code"
+                return f"feature {feature.name!r} holds {float(present[bad][0])!r}, not a category code"
         elif np.isinf(present).any():
             return f"feature {feature.name!r} holds an infinite value"
     return None

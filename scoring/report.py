@@ -313,4 +313,6 @@ data: {html.escape(self.data.source)}, {len(self.data.y):,} labelled rows; repor
 
 
 def build_report(bundle: ModelBundle, data: ReportInput) -> str:
-    return ModelReport(bundle, data).html()
+    # names and categories come from data: a "$" in them is text, never matplotlib's math markup
+    with plt.rc_context({"text.parse_math": False}):
+        return ModelReport(bundle, data).html()

@@ -23,13 +23,13 @@ class ModelSources:
         for root in roots:
             if not root:
                 continue
-            if _is_local(root):
+            if is_local(root):
                 self.local.append(Path(_local_path(root)).resolve())
             else:
                 self.remote.append(root.rstrip("/") + "/")
 
     def allows(self, uri: str) -> bool:
-        if _is_local(uri):
+        if is_local(uri):
             try:
                 path = Path(_local_path(uri)).resolve()
             except (OSError, ValueError):
@@ -41,7 +41,8 @@ class ModelSources:
         return any((uri.rstrip("/") + "/").startswith(prefix) for prefix in self.remote)
 
 
-def _is_local(uri: str) -> bool:
+def is_local(uri: str) -> bool:
+    """A path on this machine (or a file: URL), not a remote URL."""
     return urlsplit(uri).scheme in ("", "file") or (len(uri) > 1 and uri[1] == ":")
 
 

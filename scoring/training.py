@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,10 @@ Progress = Callable[[int, int], None]
 
 __all__ = ["frame_sha256", "holdout_split", "read_table", "train_bundle"]
 
+# LightGBM replaces whitespace in a feature name with "_" and refuses JSON punctuation: a bundle whose
+# model names its inputs otherwise than the events do cannot load, so such a column is refused
+REWRITTEN = re.compile(r'[\s",:\[\]{}]')
+
 
 def frame_sha256(frame: pd.DataFrame) -> str:
     """A stable digest of the training data, recorded in the bundle metadata."""
@@ -37,6 +42,18 @@ def holdout_split(n: int, holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarr
     order = np.random.default_rng(seed).permutation(n)
     n_holdout = max(1, int(n * holdout))
     return order[:n_holdout], order[n_holdout:]
+
+
+def check_feature_names(names: list[str]) -> None:
+    """``TrainingError`` naming the first column LightGBM would rename or refuse, and what to call it."""
+    for name in names:
+        found = sorted(set(REWRITTEN.findall(name)))
+        if not name or found:
+            better = REWRITTEN.sub("_", name) or "x"
+            raise TrainingError(
+                f"feature column {name!r} has {' '.join(map(repr, found)) or 'no name'}, which LightGBM "
+                f"rewrites or refuses, so its bundle would not load: rename the column (e.g. {better!r})"
+            )
 
 
 def train_bundle(
@@ -75,6 +92,7 @@ def train_bundle(
         raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
     features = frame.drop(columns=[target])
     spec = spec or FeatureSpec.infer(features)
+    check_feature_names(spec.names)
     matrix = spec.encode_frame(features)
 
     test_idx, train_idx = holdout_split(len(frame), holdout, seed)
@@ -100,6 +118,8 @@ def train_bundle(
     if progress is not None:
         callbacks.append(lambda env: progress(env.iteration + 1, env.end_iteration))
     booster = lgb.train(params, train_set, num_boost_round=num_trees, callbacks=callbacks)
+    if booster.feature_name() != spec.names:
+        raise TrainingError(f"LightGBM renamed the features {spec.names} to {booster.feature_name()}")
 
     scores = np.asarray(booster.predict(matrix[test_idx]), dtype=float)
     if task_kind is Task.binary:

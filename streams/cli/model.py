@@ -238,13 +238,15 @@ def _publish_challenger(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from schemas.lifecycle import ChallengerMode
+    from streams.services.labelled import Skipped
     from streams.services.model_commands import retrain_from_topics, run_command
 
-    settings = broker_settings(args, registry=args.registry)
+    settings, skipped = broker_settings(args, registry=args.registry), Skipped()
     with tempfile.TemporaryDirectory(prefix="streamscore-retrain-") as scratch:
         ref, metrics = retrain_from_topics(
-            settings, args.name, args.from_topics, args.trees, args.version, Path(scratch)
+            settings, args.name, args.from_topics, args.trees, args.version, Path(scratch), skipped
         )
+    print(f"records skipped (not readable): {skipped}")
     print(f"registered {ref.name} version {ref.version}")
     for metric, value in sorted(metrics.items()):
         print(f"  {metric:>14}: {value:.6g}")

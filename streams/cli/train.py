@@ -193,10 +193,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     bundle = ModelBundle.load(args.model)
     if args.from_topics:
-        from streams.services.labelled import labelled_from_topics
+        from streams.services.labelled import Skipped, labelled_from_topics
 
-        settings = broker_settings(args)
-        frame, y = labelled_from_topics(settings, bundle, args.from_topics)
+        settings, skipped = broker_settings(args), Skipped()
+        frame, y = labelled_from_topics(settings, bundle, args.from_topics, skipped=skipped)
+        print(f"records skipped (not readable): {skipped}")
         source = (
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
         )

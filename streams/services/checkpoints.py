@@ -100,6 +100,10 @@ class CheckpointStore:
         latest, _ = read_latest(
             self.settings, self.settings.topic_checkpoints, RESTORE_IDLE_S, self.prefix + "/"
         )
+        return self.restore_from(latest)
+
+    def restore_from(self, latest: dict[str, bytes]) -> Restored | None:
+        """``restore`` of the latest value per key under this prefix, as read from the topic."""
         if f"{self.prefix}/head" not in latest:
             log.info("no learner checkpoint under %s: starting fresh", self.prefix)
             self._stale = sorted(latest)

@@ -80,10 +80,10 @@ def alert(outcome: str, check: Check, reason: str, version: str, serving: ModelB
     )
 
 
-def model_sources(settings: Settings, own: ModelBundle) -> ModelSources:
+def model_sources(settings: Settings, own: ModelBundle | None) -> ModelSources:
     """Where this worker loads bundles from: the registry, its own bundle's directory, listed prefixes."""
     extra = [s.strip() for s in settings.model_sources.split(",") if s.strip()]
-    return ModelSources([settings.registry_root, *([str(own.path)] if own.path else []), *extra])
+    return ModelSources([settings.registry_root, *([str(own.path)] if own and own.path else []), *extra])
 
 
 def guarded_load(sources: ModelSources) -> Callable[[ModelRef], ModelBundle]:
@@ -95,6 +95,15 @@ def guarded_load(sources: ModelSources) -> Callable[[ModelRef], ModelBundle]:
         return load_ref(ref)
 
     return load
+
+
+def refuse_outside(update: ModelUpdate, sources: ModelSources) -> None:
+    """``GateRefused`` if a bundle the update names lies outside ``sources``, even one of a version that
+    serves already (it would be reused, not loaded): the verdict on a record does not depend on what
+    the worker happens to serve, and a worker starting on it would refuse it too."""
+    for ref in (update.champion, update.challenger):
+        if ref is not None and not sources.allows(ref.uri):
+            raise GateRefused(Check.source, f"{ref.name} {ref.version}: {NOT_ALLOWED}")
 
 
 def startup_serving(
@@ -198,6 +207,7 @@ class ControlStep(Step):
 
     def _prepare(self, update: ModelUpdate) -> Serving:
         """Off the control loop: load and gate the update's bundles (from allowed sources only)."""
+        refuse_outside(update, self.sources)
         return apply_update(update, self.handler.serving, guarded_load(self.sources))
 
     def apply(self, value: bytes) -> ModelAlert:

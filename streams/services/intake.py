@@ -7,12 +7,17 @@ version it names (``scoring.monitor_rows``). What fails goes to the topic's dead
 topic with the reason (the same shape as ``features.dlq``) and is counted per topic and
 reason; a role never sees it. Event and label times past the record's broker timestamp by
 more than ``max_clock_skew_s`` are clamped there and counted.
+
+The drift and learn roles both read ``monitor``: in a worker running both, a record both
+refuse (or clamp) is dead-lettered and counted once, by whichever role comes to it first
+(``Refusals.first``). Separate drift and learn workers each count what they refuse.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +35,8 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+REMEMBERED = 10_000  # positions of recent refusals kept, so the other role reading a topic skips them
+
 
 class Refusal(StrEnum):
     """Why a side-topic record was not used (a label of ``streamscore_records_refused_total``)."""
@@ -46,6 +53,18 @@ class Refusals:
     refused: dict[tuple[str, str], int] = field(default_factory=dict)
     clamped: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _seen: OrderedDict[tuple, None] = field(default_factory=OrderedDict, repr=False)
+
+    def first(self, record: KafkaRecord, what: str) -> bool:
+        """True the first time ``what`` (a refusal, a clamp) happens to this record in this process."""
+        key = (what, record.topic(), record.partition(), record.offset())
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            if len(self._seen) > REMEMBERED:
+                self._seen.popitem(last=False)
+            return True
 
     def refuse(self, topic: str, reason: Refusal) -> None:
         with self._lock:
@@ -73,10 +92,13 @@ class Intake:
         self.dead_letters = dead_letters
         self.refusals = refusals
         self.skew_ms = int(settings.max_clock_skew_s * 1000)
+        self.max_value_bytes = settings.max_message_bytes  # dead letters cut as on features.dlq
 
     def refuse(
         self, record: KafkaRecord, reason: Refusal, message: str, emit: Emit, error_class: str
     ) -> None:
+        if not self.refusals.first(record, "refused"):
+            return  # the other role reading this topic in this process refused it already
         self.refusals.refuse(self.topic, reason)
         log.warning(
             "%s [%s] @%s refused (%s): %s",
@@ -86,7 +108,7 @@ class Intake:
             reason,
             message,
         )
-        dead_letter(record, reason.value, error_class, message, emit, self.dead_letters)
+        dead_letter(record, reason.value, error_class, message, emit, self.dead_letters, self.max_value_bytes)
 
 
 class MonitorIntake(Intake):
@@ -108,7 +130,7 @@ class MonitorIntake(Intake):
             model = ModelKey(columns.model_name, columns.model_version)
             self.refuse(record, Refusal.spec, f"not inputs of {model}: {problem}", emit, "SpecMismatch")
             return None
-        if columns.clamped:
+        if columns.clamped and self.refusals.first(record, "clamped"):
             self.refusals.clamp(self.topic, columns.clamped)
         return columns
 

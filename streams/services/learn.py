@@ -113,11 +113,26 @@ class LearnStep(Step):
         self.store = CheckpointStore(
             self.settings, f"{self.settings.faust_app_id}/learn", state_key(self.settings)
         )
-        restored = self.store.restore()
+        if self.resume(self.store.restore()):
+            return
+        if self.store.restore_problem is not None:
+            alert = StateAlert(
+                role="learn",
+                problem=self.store.restore_problem,
+                action="started fresh: KPIs count from here, waiting events and labels were lost",
+                worker=WORKER_ID,
+                created_at=int(time.time() * 1000),
+            )
+            context.emit(self.settings.topic_alerts, b"learn", alert.model_dump_json().encode(), None)
+
+    def resume(self, restored: Restored | None) -> bool:
+        """Take a restored checkpoint (True), or start fresh (False; ``store.restore_problem`` says why
+        when something was wrong with what the topic held)."""
+        assert self.store is not None
         if restored is not None:
             try:
                 self._restore(restored)
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
                 self.store.restore_problem = (
                     f"the checkpoint does not fit this learner ({type(exc).__name__}: {exc})"
@@ -130,15 +145,7 @@ class LearnStep(Step):
                 )
                 self.estimates = EstimateChecks()
                 self.estimates.follow(self.learner)
-        if self.store.restore_problem is not None:
-            alert = StateAlert(
-                role="learn",
-                problem=self.store.restore_problem,
-                action="started fresh: KPIs count from here, waiting events and labels were lost",
-                worker=WORKER_ID,
-                created_at=int(time.time() * 1000),
-            )
-            context.emit(self.settings.topic_alerts, b"learn", alert.model_dump_json().encode(), None)
+        return False
 
     def _restore(self, restored: Restored) -> None:
         state, objects = restored.state, restored.objects

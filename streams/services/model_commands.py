@@ -8,7 +8,9 @@ Workers check again on their side: what they load is what counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -20,10 +22,15 @@ from scoring.bundle import ModelBundle
 from scoring.errors import BundleError, LifecycleError
 from scoring.gate import admit
 from scoring.registry import ModelRegistry, load_ref
+from scoring.sources import NOT_ALLOWED, is_local
 from streams.kafka.readers import read_latest
 from streams.kafka.topics import ensure_topics
-from streams.services.control import live_update, publish_update
+from streams.services.control import live_update, model_sources, publish_update
+from streams.services.model_loads import load_within
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.services.labelled import Skipped
 
 
 def model_name(settings: Settings, name: str | None) -> str:
@@ -95,27 +102,56 @@ def execute(settings: Settings, command: ModelCommand) -> ModelUpdate:
             update = lifecycle.set_challenger(current, registry.ref(name, version), mode, share, reason)
         case _:
             update = lifecycle.clear_challenger(current, reason)
-    if current is not None:  # fail fast on a bundle the workers would refuse
-        live = _live_bundle(current)
+    load = bounded_load(settings)
+    live = _live_bundle(current, load) if current is not None else None
+    # fail fast on a bundle the workers would refuse; with no live bundle in time, their gate alone decides
+    if current is not None and live is not None:
         for new in (update.champion, update.challenger):
             if new is not None and new != current.champion:
-                admit(lambda new=new: load_ref(new), live)
+                admit(lambda new=new: load(new), live)
     publish_update(settings, update)
     return update
 
 
-def _live_bundle(current: ModelUpdate) -> ModelBundle:
+def bounded_load(settings: Settings) -> Callable[[ModelRef], ModelBundle]:
+    """``load_ref`` for bundles named on ``model-updates``, which anyone with write access fills: a
+    remote one only under the registry or STREAMSCORE_MODEL_SOURCES, each load given up after
+    ``model_fetch_timeout_s`` (a URL that never answers must not hang the command)."""
+    sources = model_sources(settings, None)
+
+    def load(ref: ModelRef) -> ModelBundle:
+        if not (is_local(ref.uri) or sources.allows(ref.uri)):
+            raise BundleError(f"{ref.name} {ref.version}: {NOT_ALLOWED}")
+        return load_within(lambda: load_ref(ref), settings.model_fetch_timeout_s, f"{ref.name} {ref.version}")
+
+    return load
+
+
+def _live_bundle(current: ModelUpdate, load: Callable[[ModelRef], ModelBundle]) -> ModelBundle | None:
     """The recorded champion, or the newest earlier one that loads (a refused update stays recorded)."""
     for ref in [current.champion, *reversed(current.history)]:
         try:
-            return load_ref(ref)
+            return load(ref)
         except BundleError:
             continue
-    raise BundleError(f"no recorded champion of {current.champion.name} loads")
+    return None
+
+
+def _live_or_fail(settings: Settings, current: ModelUpdate) -> ModelBundle:
+    live = _live_bundle(current, bounded_load(settings))
+    if live is None:
+        raise BundleError(f"no recorded champion of {current.champion.name} loads")
+    return live
 
 
 def retrain_from_topics(
-    settings: Settings, name: str | None, labelled: int, num_trees: int, version: str | None, out_dir: Path
+    settings: Settings,
+    name: str | None,
+    labelled: int,
+    num_trees: int,
+    version: str | None,
+    out_dir: Path,
+    skipped: Skipped | None = None,
 ) -> tuple[ModelRef, dict[str, float]]:
     """Train a new version on the last ``labelled`` labelled events of the topics and register it.
 
@@ -130,8 +166,8 @@ def retrain_from_topics(
     current, _ = live_update(settings, name)
     if current is None:
         raise BundleError(f"{name} has no deployed champion to retrain")
-    live = _live_bundle(current)
-    frame, y = labelled_from_topics(settings, live, labelled, any_version=True)
+    live = _live_or_fail(settings, current)
+    frame, y = labelled_from_topics(settings, live, labelled, any_version=True, skipped=skipped)
     if len(y) < 100:
         raise BundleError(f"only {len(y)} labelled events on the topics; at least 100 are needed")
     frame[live.metadata.target] = y
@@ -174,7 +210,7 @@ def publish_challenger(
             f"the exported challenger on {settings.topic_checkpoints} is not readable: {exc}"
         ) from exc
     version = version or _next_version(registry, current)
-    bundle = bundle_from_linear(model, _live_bundle(current), version, export.metrics)
+    bundle = bundle_from_linear(model, _live_or_fail(settings, current), version, export.metrics)
     bundle.save(out_dir / f"{name}-{version}")
     return registry.register(out_dir / f"{name}-{version}"), export
 

@@ -13,9 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from schemas.lifecycle import ModelUpdate
+from scoring.errors import BundleError
 from scoring.lifecycle import Serving
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,3 +73,25 @@ class PendingLoads:
 
     def __len__(self) -> int:
         return len(self._loads)
+
+
+def load_within(load: Callable[[], T], timeout_s: float, what: str) -> T:
+    """``load()`` on a thread of its own, given up (``BundleError``) after ``timeout_s``; the thread is
+    left to end on its own. What ``load`` raises is raised here."""
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append((True, load()))
+        except Exception as exc:  # noqa: BLE001 - raised again on the caller's thread
+            result.append((False, exc))
+
+    thread = threading.Thread(target=run, name=f"load-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not result:
+        raise BundleError(f"loading {what} took over {timeout_s:.0f} s: given up")
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value

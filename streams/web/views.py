@@ -33,6 +33,7 @@ def stats_body(parts: WorkerParts) -> dict:
         body["control"] = {
             "applied": parts.control.applied,
             "refused": parts.control.refused,
+            "ignored": parts.control.ignored,
             "timeline": parts.control.timeline,
         }
     if parts.drift_counters is not None and parts.drift is not None:

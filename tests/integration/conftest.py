@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -62,10 +63,19 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def topics_for(bootstrap: str, run_id: str, data_dir: str) -> dict[str, str]:
+    """Environment for a worker with topics and groups of its own (``run_id`` in every name)."""
+    return {
+        "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
+        **names_env(run_id, Path(data_dir).parent),
+        "STREAMSCORE_DATA_DIR": data_dir,
+    }
+
+
 @pytest.fixture
 def topic_env(bootstrap: str, run_id: str, tmp_path) -> dict[str, str]:
     """Environment for a worker with topics and groups of its own."""
-    return {"STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap, **names_env(run_id, tmp_path)}
+    return topics_for(bootstrap, run_id, str(tmp_path / "data"))
 
 
 @pytest.fixture

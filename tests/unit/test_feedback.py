@@ -233,3 +233,19 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
             if i % 3:
                 learner.label(f"e{i}", y, i)
     assert before.kpi_rows() == after.kpi_rows()
+
+
+def test_a_restored_event_whose_row_does_not_fit_the_model_is_refused(agrawal_bundle: ModelBundle) -> None:
+    """A checkpoint's rows cut short (another model's, a bug's) would be misread by every later label."""
+    from collections import OrderedDict
+
+    from scoring.label_join import ScoredEvent
+
+    learner = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary")
+    state = learner.state()
+    width = 8 * len(agrawal_bundle.spec.names)
+    short = ScoredEvent("loans:1", 0.5, b"\0" * (width - 3), "features", 0, 0, "e0", 1)
+    with pytest.raises(ValueError, match="row bytes, not"):
+        Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary").restore(
+            state, learner.river_objects(), OrderedDict(e0=short)
+        )

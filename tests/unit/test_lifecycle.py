@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from schemas import MonitorBatch, Prediction
-from schemas.lifecycle import ChallengerMode, ModelRef
+from schemas.lifecycle import ChallengerMode, Check, ModelRef
 from scoring import lifecycle
 from scoring.bundle import MANIFEST_FILE, MODEL_FILE, ModelBundle
 from scoring.gate import GateRefused, admit
@@ -308,3 +308,12 @@ def test_paired_tally_survives_a_checkpoint_and_decides_like_mcnemar(agrawal_bun
     assert again.p_value() == pytest.approx(mcnemar(champion, ~champion)[1])
     assert again.challenger_wins(min_pairs=500, alpha=0.01)
     assert not again.challenger_wins(min_pairs=1000, alpha=0.01)
+
+
+def test_a_refusal_by_the_loader_keeps_its_check(agrawal_bundle):
+    def outside() -> ModelBundle:
+        raise GateRefused(Check.source, "loans 9: not in the model registry")
+
+    with pytest.raises(GateRefused) as refused:
+        admit(outside, agrawal_bundle)
+    assert (refused.value.check, refused.value.reason) == ("source", "loans 9: not in the model registry")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
 from scoring.bundle import ModelBundle
 from scoring.report import SECTIONS, ReportInput, build_report
@@ -46,3 +47,18 @@ def test_regression_report_shows_predicted_against_actual(tmp_path) -> None:
     )
     assert "Predicted against actual" in page and "Fairness metrics here are for binary" in page
     assert re.search(r"<td>mae</td>", page)
+
+
+def test_text_from_the_data_is_never_read_as_math(tmp_path) -> None:
+    """A category or feature name with ``$`` went through matplotlib's math parser and crashed the report."""
+    from scoring.training import train_bundle
+
+    rng = np.random.default_rng(5)
+    kind = rng.choice([r"$\foo$", "$5 plan", "plain"], 1500)
+    frame = pd.DataFrame({"kind": kind, "price$": rng.normal(size=1500), "x": rng.normal(size=1500)})
+    frame["y"] = ((kind == r"$\foo$") ^ (frame["price$"] > 0)).astype(float)
+    bundle = train_bundle(frame, "y", None, num_trees=20)
+    data = ReportInput(frame.drop(columns=["y"]), frame["y"].to_numpy(), r"$\bar{x}$", segments=("kind",))
+    page = build_report(bundle, data)
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
+    assert r"$\foo$" in page

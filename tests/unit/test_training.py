@@ -246,3 +246,13 @@ def test_a_csv_boolean_column_with_gaps_is_an_optional_two_valued_feature(tmp_pa
     assert (spec.features[1].categories, spec.features[1].required) == (["false", "true"], False)
     codes = spec.encode_frame(frame)[:3, 1]
     assert codes[0] == 1.0 and codes[1] == 0.0 and math.isnan(codes[2])
+
+
+@pytest.mark.parametrize("name", ["price usd", "a,b", "tab\there", " lead", 'say "x"'])
+def test_a_column_name_lightgbm_would_rewrite_is_refused_naming_it(name: str, tmp_path: Path) -> None:
+    """LightGBM turned "price usd" into "price_usd": the bundle saved, then failed to load."""
+    frame = pd.DataFrame({name: np.arange(30.0), "y": [0.0, 1.0] * 15})
+    with pytest.raises(TrainingError) as refused:
+        train_bundle(frame, "y", tmp_path / "b", num_trees=2)
+    assert repr(name) in str(refused.value) and "rename the column" in str(refused.value)
+    assert not (tmp_path / "b").exists(), "nothing written"
