@@ -77,7 +77,7 @@ def main() -> None:
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
     n = len(records)
 
-    def emit(topic, key, value, headers) -> None:
+    def emit(topic, key, value, headers, partition=None) -> None:
         pass
 
     steps: list[tuple[str, float]] = [

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 Headers = list[tuple[str, bytes]]
-Emit = Callable[[str, bytes | None, bytes | None, Headers | None], None]  # topic, key, value, headers
+
+
+class Emit(Protocol):
+    """Queue one outgoing record: topic, key, value, headers; ``partition`` None lets the key choose.
+
+    The score path sends monitoring records to the partition of their source (the learn
+    role's shards are co-partitioned with ``features``); everything else goes by key.
+    """
+
+    def __call__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        partition: int | None = None,
+        /,
+    ) -> None: ...
 
 
 class KafkaRecord(Protocol):

@@ -80,8 +80,8 @@ async def _deliver(app: faust.App, outgoing: list) -> None:
     """
     while True:
         try:
-            for topic, key, value, headers in outgoing:
-                await app.producer.send(topic, key, value, None, None, headers)
+            for topic, key, value, headers, *partition in outgoing:
+                await app.producer.send(topic, key, value, partition[0] if partition else None, None, headers)
             await app.producer.flush()
             return
         except Exception:
@@ -105,5 +105,5 @@ def register_drift_agent(app: faust.App, settings: Settings, step: DriftStep) ->
         async for event in stream.events():
             outgoing.clear()
             step.handle(FaustRecord(event.message), lambda *r: outgoing.append(r))
-            for topic, key, body, headers in outgoing:
+            for topic, key, body, headers, *_ in outgoing:
                 await sink(topic).send(key=key, value=body, headers=headers)

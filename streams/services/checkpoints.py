@@ -61,7 +61,7 @@ class CheckpointStore:
         """New segments, then the head's chunks and the head, then tombstones; returns the bytes written."""
         topic, written, keys = self.settings.topic_checkpoints, 0, set()
 
-        def emit(topic: str, key: bytes | None, value: bytes | None, headers) -> None:
+        def emit(topic: str, key: bytes | None, value: bytes | None, headers, partition=None) -> None:
             keys.add(key)
             out(topic, key, value, headers)
 

@@ -272,6 +272,7 @@ class ScoreHandler:
             emit_monitor(
                 self._topic_monitor,
                 plan.monitor_rows,
+                self.settings.partitions,
                 model,
                 batch,
                 partitions,

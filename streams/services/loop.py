@@ -163,11 +163,22 @@ class ServiceLoop:
 
     # -- what steps and policies use
 
-    def emit(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None) -> None:
+    def emit(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        partition: int | None = None,
+        /,
+    ) -> None:
         producer = self.producer
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers)
+                if partition is None:
+                    producer.produce(topic, value, key, headers=headers)
+                else:
+                    producer.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError:  # the local queue is full: let deliveries drain
                 producer.poll(0.05)

@@ -73,7 +73,13 @@ def replay(
     stats = ReplayStats()
     topic = settings.topic_features
 
-    def emit(topic: str, key: bytes | None, value: bytes | None, headers: Headers | None) -> None:
+    def emit(
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None,
+        partition: int | None = None,
+    ) -> None:
         if topic == out_topic:  # predictions only; dead letters and monitor records were written live
             producer.produce(topic, value, key, headers=headers)
 

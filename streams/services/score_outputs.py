@@ -128,6 +128,7 @@ def emit_predictions(
 def emit_monitor(
     topic: str,
     monitor_rows: int,
+    partitions_of_topic: int,
     model: LoadedModel,
     batch: ValidEvents,
     partitions: list[int],
@@ -137,7 +138,8 @@ def emit_monitor(
     shadow: LoadedModel | None,
     shadow_scores: np.ndarray | None,
 ) -> None:
-    """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each."""
+    """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each,
+    on the monitor partition of the same number (``partitions_of_topic`` of them)."""
     bundle = model.bundle
     source = batch.records[0].topic()
     by_partition = np.asarray(partitions)
@@ -171,7 +173,8 @@ def emit_monitor(
             emit_rows(partition, index[:half])
             emit_rows(partition, index[half:])
             return
-        emit(topic, key_of[partition], value, None)
+        # the monitor partition of the source partition: what the learn role's shard p reads
+        emit(topic, key_of[partition], value, None, partition % partitions_of_topic)
 
     for partition in np.unique(by_partition).tolist():
         key_of[partition] = f"{source}-{partition}".encode()

@@ -106,7 +106,10 @@ def _monitor_and_labels(bundle: ModelBundle, n: int, prefix: str) -> tuple[list,
             for i, (_, v) in enumerate(events[start : start + 1000], start)
         ]
         handler.handle(
-            part, lambda topic, key, value, headers: topic == "monitor" and out.append((key, value))
+            part,
+            lambda topic, key, value, headers, partition=None: (
+                topic == "monitor" and out.append((key, value))
+            ),
         )
     labels = []
     for _, value in events:

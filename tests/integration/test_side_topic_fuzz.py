@@ -219,7 +219,7 @@ def _base_checkpoint(env: dict, bundle, template: dict) -> dict:
     step.segments = JoinSegments(size=8)
     latest: dict[str, bytes] = {}
 
-    def emit(topic: str, key: bytes, value: bytes | None, headers) -> None:
+    def emit(topic: str, key: bytes, value: bytes | None, headers, partition=None) -> None:
         if value is None:
             latest.pop(key.decode(), None)
         else:

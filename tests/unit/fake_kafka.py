@@ -163,7 +163,7 @@ class FakeProducer:
         self.hold = 0  # flush calls that leave records unacknowledged
         self.fail_next = 0  # records whose delivery fails at the next flush
 
-    def produce(self, topic, value=None, key=None, headers=None) -> None:
+    def produce(self, topic, value=None, key=None, partition=None, headers=None) -> None:
         self.in_flight.append((topic, key, value))
 
     def poll(self, timeout: float = 0) -> int:

@@ -47,7 +47,7 @@ def test_sampled_predictions_carry_an_explanation_that_adds_up(agrawal_bundle: M
     frame = agrawal_frame(400, seed=22, classification_function=2).drop(columns=["approved"])
     records = [Record(orjson.dumps(e), offset_=i) for i, e in enumerate(events_from_frame(frame))]
     out: list = []
-    handler.handle(records, lambda topic, key, value, headers: out.append(value))
+    handler.handle(records, lambda topic, key, value, headers, partition=None: out.append(value))
     predictions = [Prediction.model_validate_json(v) for v in out]
     explained = [p for p in predictions if p.explanation is not None]
     chosen = sampled([p.event_id for p in predictions], 0.25)

@@ -70,7 +70,7 @@ class Out:
 class Sink:
     emitted: list[Out] = field(default_factory=list)
 
-    def emit(self, topic: str, key: bytes | None, value: bytes | None, headers) -> None:
+    def emit(self, topic: str, key: bytes | None, value: bytes | None, headers, partition=None) -> None:
         self.emitted.append(Out(topic, key, value, headers))
 
     def on(self, topic: str) -> list[Out]:

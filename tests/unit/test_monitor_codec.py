@@ -147,7 +147,7 @@ def test_what_the_scorer_writes_decodes_and_fits_its_model(agrawal_bundle: Model
     handler = ScoreHandler(Settings(kafka_bootstrap="x:1"), agrawal_bundle)
     handler.handle(
         [FakeRecord("features", 0, i, value_=orjson.dumps(e)) for i, e in enumerate(events)],
-        lambda topic, key, value, headers: topic == "monitor" and out.append(value),
+        lambda topic, key, value, headers, partition=None: topic == "monitor" and out.append(value),
     )
     columns = decode_monitor(out[0])
     MonitorBatch.model_validate_json(out[0])
