@@ -51,6 +51,7 @@ class Learner:
         challenger: str = "default",
         ttl_ms: int = 600_000,
         max_entries: int = 200_000,
+        train_challenger: bool = True,
     ) -> None:
         unknown = set(segment_features) - set(spec.names)
         if unknown:
@@ -61,7 +62,8 @@ class Learner:
         self.join = LabelJoin(ttl_ms, max_entries)
         self.board = KpiBoard(task, window, threshold)
         self.challenger_setting = challenger
-        self.challenger = challenger_from_setting(challenger, task, spec)
+        # one shard of a sharded learner trains the challenger; the others leave it out
+        self.challenger = challenger_from_setting(challenger, task, spec) if train_challenger else None
         self.challenger_name = "river:" + (
             "default" if challenger == "default" else challenger.rpartition(".")[2]
         )
@@ -110,8 +112,11 @@ class Learner:
         """An encoded row as the challenger takes it: numbers and category names, missing left out."""
         return {name: decode(row[j]) for j, name, decode in self._decoders if row[j] == row[j]}
 
-    def observe(self, columns: MonitorColumns) -> list[DetectorChange]:
-        """Keep the scored events of a monitoring message; settles labels that came first."""
+    def observe(
+        self, columns: MonitorColumns, elsewhere: Callable[[str], PendingLabel | None] | None = None
+    ) -> list[DetectorChange]:
+        """Keep the scored events of a monitoring message; settles labels that came first (here, or in
+        another shard's join: ``elsewhere``)."""
         model = str(ModelKey(columns.model_name, columns.model_version))
         self.champion = model
         changes: list[DetectorChange] = []
@@ -131,7 +136,7 @@ class Learner:
             )
             if shadow is not None and shadow[i] == shadow[i]:
                 event = replace(event, shadow_model=columns.shadow_model, shadow_score=float(shadow[i]))
-            early = self.join.add_event(event)
+            early = self.join.add_event(event, elsewhere)
             if early is not None:
                 changes += self._learn(event, early.label)
         return changes
@@ -150,10 +155,11 @@ class Learner:
             self.board.update(event.shadow_model, label, event.shadow_score, segments)
             self._tally(event, label)
         y = bool(label >= 0.5) if self.task == "binary" else label
-        x = self.challenger_input(row)
-        guess, decision = challenger_predict(self.challenger, self.task, x)  # predict, then learn
-        self.board.update(self.challenger_name, label, guess, segments, decision)
-        self.challenger.learn_one(x, y)
+        if self.challenger is not None:
+            x = self.challenger_input(row)
+            guess, decision = challenger_predict(self.challenger, self.task, x)  # predict, then learn
+            self.board.update(self.challenger_name, label, guess, segments, decision)
+            self.challenger.learn_one(x, y)
         if self.on_labelled is not None:
             self.on_labelled(event, label)
         return self._error(event, label)
@@ -193,30 +199,13 @@ class Learner:
 
     def kpi_rows(self, gap_threshold: float = 0.1) -> list[dict]:
         """KPI rows; each segment row carries its gap to its model's overall primary metric."""
-        rows = self.board.rows()
-        metric = self.primary_metric()
-        overall = {r["model"]: r["rolling"].get(metric) for r in rows if r["segment_feature"] == ALL}
-        for r in rows:
-            value, base = r["rolling"].get(metric), overall.get(r["model"])
-            gap = value - base if value is not None and base is not None else None
-            r["gap_to_overall"] = None if gap is None or math.isnan(gap) else round(gap, 10)
-            limit = gap_threshold if self.task == "binary" else gap_threshold * abs(base or 0)
-            r["flagged"] = gap is not None and r["segment_feature"] != ALL and abs(gap) > limit
-        return rows
+        return kpi_rows(self.board, self.task, gap_threshold)
 
     # -- snapshot and checkpoint
 
     def snapshot(self, changes: list[DetectorChange], gap_threshold: float = 0.1) -> MetricsSnapshot:
-        return MetricsSnapshot(
-            task=self.task,
-            window=self.board.window,
-            primary_metric=self.primary_metric(),
-            champion=self.champion or "",
-            challenger=self.challenger_name,
-            labels=JoinCounts(**self.join.counts()),
-            kpis=[KpiRow(**row) for row in self.kpi_rows(gap_threshold)],
-            changes=changes,
-            created_at=int(time.time() * 1000),
+        return snapshot_of(
+            self.board, self.join.counts(), self.champion or "", self.challenger_name, changes, gap_threshold
         )
 
     def state(self) -> dict:
@@ -267,5 +256,42 @@ class Learner:
         join.next_seq = j.get("next_seq", max((e.seq for e in events.values()), default=-1) + 1)
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
         if river_objects is not None:
-            self.challenger = river_objects["challenger"]
+            if self.challenger is not None:
+                self.challenger = river_objects["challenger"]
             self.detectors = river_objects["detectors"]
+
+
+def kpi_rows(board: KpiBoard, task: str, gap_threshold: float = 0.1) -> list[dict]:
+    """A board's KPI rows; each segment row carries its gap to its model's overall primary metric."""
+    rows = board.rows()
+    metric = Task(task).primary_metric
+    overall = {r["model"]: r["rolling"].get(metric) for r in rows if r["segment_feature"] == ALL}
+    for r in rows:
+        value, base = r["rolling"].get(metric), overall.get(r["model"])
+        gap = value - base if value is not None and base is not None else None
+        r["gap_to_overall"] = None if gap is None or math.isnan(gap) else round(gap, 10)
+        limit = gap_threshold if task == "binary" else gap_threshold * abs(base or 0)
+        r["flagged"] = gap is not None and r["segment_feature"] != ALL and abs(gap) > limit
+    return rows
+
+
+def snapshot_of(
+    board: KpiBoard,
+    join_counts: dict[str, int],
+    champion: str,
+    challenger_name: str,
+    changes: list[DetectorChange],
+    gap_threshold: float = 0.1,
+) -> MetricsSnapshot:
+    """A ``MetricsSnapshot`` of a board (one learner's, or several shards' merged)."""
+    return MetricsSnapshot(
+        task=board.task,
+        window=board.window,
+        primary_metric=Task(board.task).primary_metric,
+        champion=champion,
+        challenger=challenger_name,
+        labels=JoinCounts(**join_counts),
+        kpis=[KpiRow(**row) for row in kpi_rows(board, board.task, gap_threshold)],
+        changes=changes,
+        created_at=int(time.time() * 1000),
+    )

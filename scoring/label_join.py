@@ -10,6 +10,7 @@ be checkpointed in segments that, once written, only shrink (``scoring.join_segm
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -55,10 +56,14 @@ class LabelJoin:
         self.next_seq += 1
         return self.next_seq - 1
 
-    def add_event(self, event: ScoredEvent) -> PendingLabel | None:
-        """Keep the event; if its label already came, return that label instead."""
+    def add_event(
+        self, event: ScoredEvent, elsewhere: Callable[[str], PendingLabel | None] | None = None
+    ) -> PendingLabel | None:
+        """Keep the event; if its label already came (here, or ``elsewhere``), return that label instead."""
         self.newest_time = max(self.newest_time, event.event_time)
         early = self.labels.pop(event.event_id, None)
+        if early is None and elsewhere is not None:
+            early = elsewhere(event.event_id)
         if early is not None:
             self.matched += 1
             return early

@@ -7,6 +7,7 @@ import logging
 from schemas.checkpoint import ChallengerExport
 from schemas.feedback import MetricsSnapshot
 from schemas.keys import ModelKey
+from scoring.compare import PairedTally
 from scoring.feedback import Learner
 from scoring.lifecycle import promote
 from scoring.linear_model import linear_from_river
@@ -50,10 +51,10 @@ class ChallengerDuties:
             None,
         )
 
-    def promote_winners(self, learner: Learner) -> None:
+    def promote_winners(self, tallies: dict[str, PairedTally]) -> None:
         """Promote a shadow challenger that beats the champion on the same labelled events."""
         s = self.settings
-        for tally in learner.tallies.values():
+        for tally in tallies.values():
             if tally.promoted or not tally.challenger_wins(s.promote_min_pairs, s.promote_p_value):
                 continue
             name, version = ModelKey.parse(tally.challenger)

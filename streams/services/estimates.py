@@ -70,9 +70,10 @@ class EstimateChecks:
                 exc,
             )
 
-    def settle(self, snapshot: MetricsSnapshot, learner: Learner) -> MetricsSnapshot:
-        """The snapshot with the checks of the windows that settled since the last one."""
-        checks = self.ledger.settle(learner.join.newest_time, learner.join.ttl_ms)
+    def settle(self, snapshot: MetricsSnapshot, newest_time: int, ttl_ms: float) -> MetricsSnapshot:
+        """The snapshot with the checks of the windows that settled since the last one (labels come
+        for ``ttl_ms`` of event time after an event; ``newest_time`` is the join's clock)."""
+        checks = self.ledger.settle(newest_time, ttl_ms)
         for check in checks:
             self.counters["checks"] += 1
             if check.disagree:

@@ -2,17 +2,21 @@
 
 A service loop over both topics in its own consumer group (monitoring messages carry
 hundreds of rows each; the join and River's ``learn_one`` are per-event Python work that
-should not sit on the event loop). Statistics and models live in ``scoring.feedback``.
-It also reads the performance estimates on ``drift`` and checks each window's against
-its labels (``estimates.py``): the checks go out inside the KPI snapshots.
+should not sit on the event loop). It also reads the performance estimates on ``drift``
+and checks each window's against its labels (``estimates.py``).
 
-State survives a restart through checkpoints (``checkpoints.py``): every snapshot writes
-the learner's state with the positions it had read to in ``monitor`` and ``labels``, and
-a restarted learner seeks back to exactly those positions, so each label is counted
-once. The group's commits after a snapshot serve lag monitoring only.
+The learner is sharded by partition (``learn_shard.py``): partition ``p`` of ``monitor``
+and of ``labels`` hold the events and labels of the same entities, the group's range
+assignor gives both to one instance, and that instance keeps shard ``p``: its join, KPIs
+and detectors, checkpointed on their own and moved with the partition. Several learn
+workers split the partitions; one of them, the owner of partition 0, reports: it merges
+every shard's KPIs (its own, and the others' partials from the ``checkpoints`` topic)
+into the ``MetricsSnapshot`` on ``metrics``. Counts and sums merge exactly, so the KPIs
+are those of one learner that saw everything (``docs/scaling.md``).
 
-The learner keeps KPIs over every partition of ``labels``: run one learn worker per
-deployment (a second one would split the partitions and both would see half).
+Labels keyed by entity land with their events. A label on another partition than its
+event (keyed by event id, say) still joins when one instance owns both partitions (one
+learn worker: the usual case); across instances it waits and expires unmatched.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
@@ -30,37 +35,24 @@ from schemas.checkpoint import StateAlert
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
-from scoring.feedback import Learner
-from scoring.join_segments import JoinSegments, SegmentPlan, decode_events, encode_events, restore_events
+from scoring.label_join import PendingLabel
 from scoring.retrain import KpiWatch
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
+from streams.kafka.readers import read_latest
 from streams.services.challenger import ChallengerDuties
-from streams.services.checkpoints import CheckpointStore, Restored
+from streams.services.checkpoints import RESTORE_IDLE_S, CheckpointStore
 from streams.services.control import WORKER_ID
 from streams.services.estimates import EstimateChecks
 from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
+from streams.services.learn_merge import PartialsFollower, merged_snapshot
+from streams.services.learn_shard import CHALLENGER_SHARD, Shard, learner_for
 from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
 from streams.services.loop_stats import LoopStats
 from streams.services.policies import Never
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def learner_for(settings: Settings, bundle: ModelBundle) -> Learner:
-    segments = tuple(s.strip() for s in settings.segment_features.split(",") if s.strip())
-    return Learner(
-        bundle.spec,
-        bundle.reference,
-        bundle.task.value,
-        threshold=bundle.metadata.threshold,
-        window=settings.kpi_window,
-        segment_features=segments,
-        challenger=settings.challenger,
-        ttl_ms=int(settings.label_ttl_seconds * 1000),
-        max_entries=settings.label_join_max,
-    )
 
 
 def state_key(settings: Settings) -> bytes:
@@ -71,7 +63,7 @@ def state_key(settings: Settings) -> bytes:
 
 
 class LearnStep(Step):
-    """Feeds labels and monitoring records to the learner; snapshots and checkpoints it."""
+    """Feeds labels and monitoring records to the shard of their partition; snapshots and checkpoints."""
 
     def __init__(
         self,
@@ -81,15 +73,16 @@ class LearnStep(Step):
         on_snapshot: Callable[[MetricsSnapshot], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.bundle = bundle
         self.on_snapshot = on_snapshot
         threshold = settings.retrain_kpi_threshold
         self.kpi_watch = KpiWatch(threshold, bundle.task.value) if threshold is not None else None
-        self.bundle = bundle
-        self.learner = learner_for(settings, bundle)
+        self.prefix = f"{settings.faust_app_id}/learn"
+        self.shards: dict[int, Shard] = {}
+        self.parked: dict[int, Shard] = {}  # revoked shards, kept in case their partitions come back
         self.estimates = EstimateChecks()  # each drift window's estimate against its labels
-        self.estimates.follow(self.learner)
         self.challenger = ChallengerDuties(settings)
-        self.positions: dict[str, int] = {}  # "topic:partition" -> next offset to read
+        self.followers = PartialsFollower(settings, self.prefix)
         self.counters = {
             "monitor_messages": 0,
             "labels": 0,
@@ -98,100 +91,133 @@ class LearnStep(Step):
             "restored": 0,
             "checkpoint_bytes": 0,
         }
-        self.segments = JoinSegments()
-        self._dirty = False
-        self.store: CheckpointStore | None = None
         self.labels = LabelIntake(settings, refusals)
-        self.monitor = MonitorIntake(settings, refusals, lambda name, version: self.learner.spec)
-        self._changes: list = []
+        self.monitor = MonitorIntake(settings, refusals, lambda name, version: bundle.spec)
+        self.drift_positions: dict[str, int] = {}
+        self.pending_alerts: list[StateAlert] = []
+        self._key: bytes | None = None
+        self._context: LoopContext | None = None
         self._matched_at_snapshot = 0
         self._last_snapshot = time.monotonic()
+
+    # -- shards
+
+    def shard(self, partition: int, latest: dict[str, bytes] | None = None) -> Shard:
+        """Shard ``partition``, restored from its checkpoint in ``latest`` (the topic read once) if any."""
+        key = self._key or state_key(self.settings)
+        store = CheckpointStore(self.settings, f"{self.prefix}/p{partition}", key)
+        shard = Shard(partition, learner_for(self.settings, self.bundle, partition), store)
+        restored = store.restore_from(latest or {})
+        if shard.resume(restored, learner_for(self.settings, self.bundle, partition)):
+            self.counters["restored"] += 1
+            if partition == CHALLENGER_SHARD:
+                self.estimates.restore(shard.extra.get("estimates"))
+                self.drift_positions = dict(shard.extra.get("drift_positions", {}))
+        elif store.restore_problem is not None:
+            self.pending_alerts.append(
+                StateAlert(
+                    role="learn",
+                    problem=f"partition {partition}: {store.restore_problem}",
+                    action="started fresh: its KPIs count from here, its waiting events and labels were lost",
+                    worker=WORKER_ID,
+                    created_at=int(time.time() * 1000),
+                )
+            )
+        self.estimates.follow(shard.learner)
+        return shard
+
+    def join_counts(self) -> dict[str, int]:
+        """The label join's counts over this instance's shards."""
+        total: dict[str, int] = {}
+        for shard in self.shards.values():
+            for name, count in shard.learner.join.counts().items():
+                total[name] = total.get(name, 0) + count
+        return total
+
+    @property
+    def reporter(self) -> bool:
+        """This instance merges and publishes the KPIs: it owns partition 0."""
+        return CHALLENGER_SHARD in self.shards
 
     # -- the loop's hooks
 
     def start(self, context: LoopContext) -> None:
-        self.store = CheckpointStore(
-            self.settings, f"{self.settings.faust_app_id}/learn", state_key(self.settings)
-        )
-        if self.resume(self.store.restore()):
-            return
-        if self.store.restore_problem is not None:
-            alert = StateAlert(
-                role="learn",
-                problem=self.store.restore_problem,
-                action="started fresh: KPIs count from here, waiting events and labels were lost",
-                worker=WORKER_ID,
-                created_at=int(time.time() * 1000),
-            )
-            context.emit(self.settings.topic_alerts, b"learn", alert.model_dump_json().encode(), None)
-
-    def resume(self, restored: Restored | None) -> bool:
-        """Take a restored checkpoint (True), or start fresh (False; ``store.restore_problem`` says why
-        when something was wrong with what the topic held)."""
-        assert self.store is not None
-        if restored is not None:
-            try:
-                self._restore(restored)
-                return True
-            except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
-                self.store.restore_problem = (
-                    f"the checkpoint does not fit this learner ({type(exc).__name__}: {exc})"
-                )
-                log.error("%s: starting fresh", self.store.restore_problem)
-                self.learner, self.positions, self.segments = (
-                    learner_for(self.settings, self.bundle),
-                    {},
-                    JoinSegments(),
-                )
-                self.estimates = EstimateChecks()
-                self.estimates.follow(self.learner)
-        return False
-
-    def _restore(self, restored: Restored) -> None:
-        state, objects = restored.state, restored.objects
-        events = None
-        if "segments" in state:
-            open_events = decode_events(state["open"], objects["open_rows"])
-            events, self.segments = restore_events(state["segments"], restored.segments, open_events)
-        self.learner.restore(state, objects, events)
-        self.estimates.restore(state.get("estimates"))
-        self.positions = dict(state["positions"])
-        self.counters["restored"] = 1
-        log.info(
-            "learner restored from checkpoint generation %d: %d events wait for labels",
-            restored.head.generation,
-            len(self.learner.join.events),
-        )
+        self._context = context
+        self._key = state_key(self.settings)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
+        sides = (self.settings.topic_monitor, self.settings.topic_labels)
+        wanted = sorted({tp.partition for tp in partitions if tp.topic in sides})
+        coming = [p for p in wanted if p not in self.shards and p not in self.parked]
+        latest: dict[str, bytes] = {}
+        if coming:  # one read of the checkpoints topic for every shard that comes
+            latest, _ = read_latest(
+                self.settings, self.settings.topic_checkpoints, RESTORE_IDLE_S, self.prefix + "/p"
+            )
+        for p in wanted:
+            if p not in self.shards:
+                self.shards[p] = self.parked.pop(p, None) or self.shard(p, latest)
+        self.parked.clear()
         for tp in partitions:
-            position = self.positions.get(f"{tp.topic}:{tp.partition}")
+            name = f"{tp.topic}:{tp.partition}"
+            shard = self.shards.get(tp.partition)
+            position = self.drift_positions.get(name) if tp.topic == self.settings.topic_drift else None
+            if shard is not None and tp.topic in sides:
+                position = shard.positions.get(name)
             if position is not None:
                 tp.offset = position
+        self.followers.needed(self.reporter and len(self.shards) < self.settings.partitions)
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Checkpoint the shards of revoked partitions before their next owner reads them; park them."""
+        leaving = {tp.partition for tp in partitions} & set(self.shards)
+        if leaving and self._context is not None:
+            self._checkpoint([self.shards[p] for p in leaving], self._context, force=True)
+        for p in leaving:
+            self.parked[p] = self.shards.pop(p)
+
+    def lost(self, partitions: list[TopicPartition]) -> None:
+        """Lost partitions may be owned by another member already: their state is dropped, not written."""
+        for tp in partitions:
+            if self.shards.pop(tp.partition, None) is not None:
+                log.warning(
+                    "partition %d lost: its shard is dropped; its next owner restores it", tp.partition
+                )
 
     def process(self, records: list[Message], context: LoopContext) -> None:
         every = self.settings.metrics_every_labels
         for message in records:
             self._handle(message, context)
-            self.positions[f"{message.topic()}:{message.partition()}"] = message.offset() + 1
-            self._dirty = True
             # every N labels joined (a monitoring message can settle many early labels at once)
-            if self.learner.join.matched - self._matched_at_snapshot >= every:
+            if self._matched() - self._matched_at_snapshot >= every:
                 self._snapshot(context)
 
     def tick(self, context: LoopContext) -> None:
+        for alert in self.pending_alerts:
+            context.emit(self.settings.topic_alerts, b"learn", alert.model_dump_json().encode(), None)
+        self.pending_alerts.clear()
+        self.followers.poll()
         if time.monotonic() - self._last_snapshot >= self.settings.metrics_interval_s:
             self._snapshot(context)
+
+    def finish(self, context: LoopContext) -> None:
+        self.followers.close()
 
     # -- one record
 
     def _handle(self, message: Message, context: LoopContext) -> None:
-        """Feed one record to the learner; the intake refuses what it cannot take (dead letter, count)."""
-        if message.topic() == self.settings.topic_drift:  # the drift windows' estimates, for their checks
+        """Feed one record to its shard; the intake refuses what it cannot take (dead letter, count)."""
+        topic, name = message.topic(), f"{message.topic()}:{message.partition()}"
+        if topic == self.settings.topic_drift:  # the drift windows' estimates, for their checks
             self.estimates.on_drift(message)
+            self.drift_positions[name] = message.offset() + 1
             return
-        emit = context.emit
-        labels = message.topic() == self.settings.topic_labels
+        shard = self.shards.get(message.partition())
+        if shard is None:  # a record of a partition no longer ours (a rebalance under way)
+            return
+        shard.positions[name] = message.offset() + 1
+        shard.dirty = True
+        emit, labels = context.emit, topic == self.settings.topic_labels
         intake = self.labels if labels else self.monitor
         decoded = intake.decode(message, emit)
         if decoded is None:
@@ -199,10 +225,13 @@ class LearnStep(Step):
             return
         try:
             if labels:
-                changes = self.learner.label(decoded.event_id, decoded.label, decoded.label_time)
+                holder = self._holder(decoded.event_id, shard)
+                holder.dirty = True
+                changes = holder.learner.label(decoded.event_id, decoded.label, decoded.label_time)
                 self.counters["labels"] += 1
             else:
-                changes = self.learner.observe(decoded)
+                holder = shard
+                changes = shard.learner.observe(decoded, self._early_label_elsewhere(shard))
                 self.counters["monitor_messages"] += 1
         except Exception as exc:
             log.exception("the learner failed on a record")
@@ -210,11 +239,33 @@ class LearnStep(Step):
             intake.refuse(message, Refusal.failed, repr(exc), emit, type(exc).__name__)
             return
         for change in changes:
-            self._alert(change, context)
+            self._alert(holder, change, context)
 
-    def _alert(self, change, context: LoopContext) -> None:
-        self._changes.append(change)
-        model = next((m for m in self.learner.detectors if m.endswith(":" + change.model_version)), "")
+    def _holder(self, event_id: str, shard: Shard) -> Shard:
+        """The shard waiting for this label's event: its own partition's, else another of this instance's."""
+        if event_id in shard.learner.join.events or len(self.shards) == 1:
+            return shard
+        return next((s for s in self.shards.values() if event_id in s.learner.join.events), shard)
+
+    def _early_label_elsewhere(self, shard: Shard) -> Callable[[str], PendingLabel | None] | None:
+        """Takes an early label waiting in another of this instance's shards (labels not co-partitioned)."""
+        others = [s for s in self.shards.values() if s is not shard]
+        if not others:
+            return None
+
+        def take(event_id: str) -> PendingLabel | None:
+            for other in others:
+                label = other.learner.join.labels.pop(event_id, None)
+                if label is not None:
+                    other.dirty = True
+                    return label
+            return None
+
+        return take
+
+    def _alert(self, shard: Shard, change, context: LoopContext) -> None:
+        shard.changes.append(change)
+        model = next((m for m in shard.learner.detectors if m.endswith(":" + change.model_version)), "")
         alert = ConceptDriftAlert(
             model=model,
             change=change,
@@ -230,50 +281,75 @@ class LearnStep(Step):
 
     # -- snapshots and checkpoints
 
+    def _matched(self) -> int:
+        return sum(s.learner.join.matched for s in self.shards.values())
+
     def _snapshot(self, context: LoopContext) -> None:
-        self._matched_at_snapshot, self._last_snapshot = self.learner.join.matched, time.monotonic()
-        if not self._dirty:
+        self._matched_at_snapshot, self._last_snapshot = self._matched(), time.monotonic()
+        dirty = [s for s in self.shards.values() if s.dirty]
+        if not dirty:
             return  # nothing read since the last checkpoint: nothing to write
+        snapshot = self._report(context) if self.reporter else None
+        if not self._checkpoint(dirty, context):
+            return
+        self.counters["snapshots"] += 1
+        if snapshot is not None and self.on_snapshot is not None:
+            self.on_snapshot(snapshot)
+        offsets = [
+            TopicPartition(t, int(p), o)
+            for positions in [self.drift_positions, *(s.positions for s in self.shards.values())]
+            for t, p, o in _split_positions(positions)
+        ]
+        context.commit(offsets)  # for lag monitoring only: a restart reads the checkpoints' positions
+
+    def _report(self, context: LoopContext) -> MetricsSnapshot:
+        """The merged KPIs of every partition on ``metrics``; what follows from them (requests, promotion)."""
         s, emit = self.settings, context.emit
-        snapshot = self.estimates.settle(self.learner.snapshot(self._changes, s.segment_gap), self.learner)
-        self._changes = []
+        mine = {p: shard.partial() for p, shard in self.shards.items()}
+        changes = [c for shard in self.shards.values() for c in shard.changes]
+        snapshot = merged_snapshot({**self.followers.partials(), **mine}, changes, s.segment_gap)
+        newest = max(shard.learner.join.newest_time for shard in self.shards.values())
+        snapshot = self.estimates.settle(snapshot, newest, s.label_ttl_seconds * 1000)
         emit(s.topic_metrics, snapshot.champion.encode(), snapshot.model_dump_json().encode(), None)
         request = self.kpi_watch.check(snapshot) if self.kpi_watch is not None else None
         if request is not None:
             emit(s.topic_retrain, b"kpi", request.model_dump_json().encode(), None)
             log.warning("retraining requested: %s", request.reason)
-        self.challenger.export(self.learner, snapshot, emit)
+        shard0 = self.shards[CHALLENGER_SHARD]
+        self.challenger.export(shard0.learner, snapshot, emit)
         if s.auto_promote:
-            self.challenger.promote_winners(self.learner)
-        plan = self._checkpoint(emit)
+            self.challenger.promote_winners(merged_tallies(self.followers.partials(), self.shards))
+        return snapshot
+
+    def _checkpoint(self, shards: list[Shard], context: LoopContext, force: bool = False) -> bool:
+        """Each shard's checkpoint and KPI partial; True once the broker acknowledged them all."""
+        plans = []
+        for shard in shards:
+            if not (shard.dirty or force):
+                continue
+            if shard.partition == CHALLENGER_SHARD:
+                shard.extra = {"estimates": self.estimates.state(), "drift_positions": self.drift_positions}
+            plan, written = shard.checkpoint(context.emit)
+            self.counters["checkpoint_bytes"] += written
+            key = f"{self.prefix}/kpi/p{shard.partition}".encode()
+            context.emit(self.settings.topic_checkpoints, key, orjson.dumps(shard.partial()), None)
+            plans.append((shard, plan))
         if not context.flush(30):
             log.error("snapshot or checkpoint not acknowledged; next snapshot tries again")
-            return
-        self.segments.done(plan)
-        self._dirty = False
-        self.counters["snapshots"] += 1
-        if self.on_snapshot is not None:
-            self.on_snapshot(snapshot)
-        offsets = [TopicPartition(t, int(p), o) for t, p, o in _split_positions(self.positions)]
-        context.commit(offsets)  # for lag monitoring only: a restart reads the checkpoint's positions
+            return False
+        for shard, plan in plans:
+            shard.segments.done(plan)
+            shard.dirty = False
+            shard.changes = []
+        return True
 
-    def _checkpoint(self, emit) -> SegmentPlan:
-        """The learner's state with its read positions; the waiting events in segments, new ones only."""
-        assert self.store is not None
-        join = self.learner.join
-        plan = self.segments.plan(join.events.values(), join.next_seq)
-        segments = {sid: self.store.encode(*encode_events(events)) for sid, events in plan.new.items()}
-        open_columns, open_rows = encode_events(plan.open_events)
-        state = {
-            **self.learner.state(),
-            "estimates": self.estimates.state(),
-            "positions": self.positions,
-            "segments": plan.head(),
-            "open": open_columns,
-        }
-        head = self.store.encode(state, {**self.learner.river_objects(), "open_rows": open_rows})
-        self.counters["checkpoint_bytes"] += self.store.write(head, emit, segments, plan.dropped)
-        return plan
+
+def merged_tallies(others: dict[int, dict], shards: dict[int, Shard]):
+    """Every shard's paired tallies (champion against a shadow challenger), summed."""
+    from streams.services.learn_merge import sum_tallies
+
+    partials = {**others, **{p: s.partial() for p, s in shards.items()}}
+    return sum_tallies(partials)
 
 
 def run_learn(
@@ -282,6 +358,8 @@ def run_learn(
     consumer = group_consumer_config(
         settings, groups(settings).learn, fetch_wait_max_ms=100, prefetch_kbytes=SIDE_PREFETCH_KBYTES
     )
+    # monitor p and labels p to the same member: the range assignor gives equal partition numbers together
+    consumer["partition.assignment.strategy"] = "range"
     clients = clients or kafka_clients(consumer, producer_config(settings))
     subscribe = Subscribe([settings.topic_monitor, settings.topic_labels, settings.topic_drift])
     return runner(

@@ -78,7 +78,11 @@ class Step:
         """Partitions arrive; set ``offset`` on any to start reading there."""
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        """Partitions leave (revoked or lost)."""
+        """Partitions are revoked in a rebalance: their next owner starts after this returns."""
+
+    def lost(self, partitions: list[TopicPartition]) -> None:
+        """Partitions are lost (the session expired): another member may own them already."""
+        self.revoked(partitions)
 
     def tick(self, context: LoopContext) -> None:
         """Once per turn of the loop, batch or not: periodic work checks its own clock here."""
@@ -330,18 +334,18 @@ class ServiceLoop:
             log.exception("%s: assigning partitions failed", self.name)
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
-        self._leave(partitions, self.policy.revoked, "revoked")
+        self._leave(partitions, self.policy.revoked, self.step.revoked, "revoked")
 
     def _on_lost(self, consumer, partitions: list[TopicPartition]) -> None:
-        self._leave(partitions, self.policy.lost, "lost")
+        self._leave(partitions, self.policy.lost, self.step.lost, "lost")
 
-    def _leave(self, partitions: list[TopicPartition], settle, how: str) -> None:
+    def _leave(self, partitions: list[TopicPartition], settle, step_leave, how: str) -> None:
         try:
             settle(partitions)
         except Exception:
             log.exception("%s: settling %s partitions failed", self.name, how)
         try:
-            self.step.revoked(partitions)
+            step_leave(partitions)
         except Exception:
             log.exception("%s: the step failed on %s partitions", self.name, how)
         keys = {(p.topic, p.partition) for p in partitions}

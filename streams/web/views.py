@@ -45,7 +45,7 @@ def stats_body(parts: WorkerParts) -> dict:
     if parts.learn is not None:
         body["learn"] = {
             **parts.learn.counters,
-            **parts.learn.learner.join.counts(),
+            **parts.learn.join_counts(),
             "estimate_checks": parts.learn.estimates.counters,
         }
     body["loops"] = {

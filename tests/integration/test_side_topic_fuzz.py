@@ -10,7 +10,7 @@ labels.dlq / monitor.dlq; one alert per model-updates record).
 The worker reads ``checkpoints`` only when its learn role starts: the 2,000 checkpoint
 payloads go to its topic while it runs (under prefixes of their own, so it goes on
 checkpointing its own), then each is read back from the broker and put through the
-learn role's restore (``CheckpointStore.restore_from``, ``LearnStep.resume``) in this
+learn role's restore (``CheckpointStore.restore_from``, ``Shard.resume``) in this
 process: a good one restores the learner exactly, a bad one means a fresh start with the
 problem named (what the worker turns into a StateAlert), and nothing raises.
 """
@@ -31,8 +31,7 @@ from schemas.monitor import decode_monitor
 from scoring.join_segments import JoinSegments
 from streams.kafka.readers import read_latest
 from streams.services.checkpoints import CheckpointStore
-from streams.services.intake import Refusals
-from streams.services.learn import LearnStep
+from streams.services.learn_shard import Shard, learner_for
 from streams.settings import Settings
 from tests.integration import side_fuzz as fz
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
@@ -213,10 +212,10 @@ def _render(env: dict, template: dict, bundle, event_ids: list[str]) -> dict[str
 
 
 def _base_checkpoint(env: dict, bundle, template: dict) -> dict:
-    """A real learner's checkpoint (two generations, segments of 8 events) as the latest record per key."""
-    step = LearnStep(_settings(env), bundle, Refusals())
-    step.store = CheckpointStore(step.settings, "base/learn", KEY)
-    step.segments = JoinSegments(size=8)
+    """A learner shard's checkpoint (two generations, segments of 8 events) as the latest record per key."""
+    settings = _settings(env)
+    shard = Shard(0, learner_for(settings, bundle), CheckpointStore(settings, "base/learn", KEY))
+    shard.segments = JoinSegments(size=8)
     latest: dict[str, bytes] = {}
 
     def emit(topic: str, key: bytes, value: bytes | None, headers, partition=None) -> None:
@@ -228,15 +227,16 @@ def _base_checkpoint(env: dict, bundle, template: dict) -> dict:
     for part in range(2):
         body = fz.monitor_body(template, [f"ck-{part}-{j}" for j in range(30)])
         columns = decode_monitor(orjson.dumps(body))
-        step.learner.observe(columns)
+        shard.learner.observe(columns)
         for event_id in columns.event_ids[::3]:
-            step.learner.label(event_id, 1.0, columns.event_times[0])
-        step.segments.done(step._checkpoint(emit))
-    return {"records": latest, "counts": step.learner.join.counts()}
+            shard.learner.label(event_id, 1.0, columns.event_times[0])
+        plan, _ = shard.checkpoint(emit)
+        shard.segments.done(plan)
+    return {"records": latest, "counts": shard.learner.join.counts()}
 
 
 def _restore_all(env: dict, bundle, plan: dict) -> tuple[Counter, list]:
-    """Each case's records as read back from the broker, through the learn role's restore."""
+    """Each case's records as read back from the broker, through the learn role's restore of a shard."""
     settings = _settings(env)
     latest, _ = read_latest(settings, settings.topic_checkpoints, 2.0, prefix="fz")
     groups: dict[str, dict[str, bytes]] = defaultdict(dict)
@@ -245,15 +245,16 @@ def _restore_all(env: dict, bundle, plan: dict) -> tuple[Counter, list]:
     outcomes: Counter = Counter()
     wrong = []
     for prefix, (kind, expected) in plan["cases"].items():
-        step = LearnStep(settings, bundle, Refusals())
-        step.store = CheckpointStore(settings, prefix, KEY)
-        if step.resume(step.store.restore_from(groups.get(prefix, {}))):
-            outcome = "restored" if step.learner.join.counts() == plan["base"]["counts"] else "restored wrong"
+        shard = Shard(0, learner_for(settings, bundle), CheckpointStore(settings, prefix, KEY))
+        if shard.resume(shard.store.restore_from(groups.get(prefix, {})), learner_for(settings, bundle)):
+            outcome = (
+                "restored" if shard.learner.join.counts() == plan["base"]["counts"] else "restored wrong"
+            )
         else:
-            outcome = "refused" if step.store.restore_problem else "fresh"
+            outcome = "refused" if shard.store.restore_problem else "fresh"
         outcomes[outcome] += 1
         if outcome != expected:
-            wrong.append((prefix, kind, expected, outcome, step.store.restore_problem))
+            wrong.append((prefix, kind, expected, outcome, shard.store.restore_problem))
     return outcomes, wrong
 
 

@@ -129,10 +129,10 @@ def test_the_learn_path_checks_each_window_once_its_labels_came(bundle: ModelBun
     for i in range(WINDOW + 500):  # all labels of window 0, half of window 1
         learner.label(f"e{i}", y[i], i)
 
-    first = checks.settle(learner.snapshot([]), learner)
+    first = checks.settle(learner.snapshot([]), learner.join.newest_time, learner.join.ttl_ms)
     restored = EstimateChecks()
     restored.restore(orjson.loads(orjson.dumps(checks.state())))  # as a checkpoint carries it
-    quiet = restored.settle(learner.snapshot([]), learner)
+    quiet = restored.settle(learner.snapshot([]), learner.join.newest_time, learner.join.ttl_ms)
 
     assert [(c.window, c.labelled) for c in first.estimate_checks] == [(0, WINDOW)]
     assert quiet.estimate_checks == []  # window 1 waits for the rest of its labels

@@ -1,0 +1,121 @@
+"""One shard of the learn role: the learner state of one partition of ``monitor`` and ``labels``.
+
+Monitoring records go to the monitor partition of their source partition, and labels keyed
+by entity land on the labels partition of their event (``docs/scaling.md``), so partition
+``p`` of both holds every event and label of a set of entities. A shard is the learner of
+those: its label join, its KPIs, its error-stream detectors, the River challenger for
+shard 0 only, and the positions it read to in both partitions. Its checkpoint is its own
+(``PREFIX/pN``) and moves with the partition: the instance that is assigned partition
+``p`` restores shard ``p`` from it and reads on from its positions, so nothing is counted
+twice or lost on a rebalance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from schemas.drift import DetectorChange
+from scoring.bundle import ModelBundle
+from scoring.feedback import Learner
+from scoring.join_segments import JoinSegments, SegmentPlan, decode_events, encode_events, restore_events
+from streams.kafka.records import Emit
+from streams.services.checkpoints import CheckpointStore, Restored
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHALLENGER_SHARD = 0  # the River challenger learns from partition 0's labels: a sample by entity hash
+
+
+def learner_for(settings: Settings, bundle: ModelBundle, partition: int = CHALLENGER_SHARD) -> Learner:
+    segments = tuple(s.strip() for s in settings.segment_features.split(",") if s.strip())
+    return Learner(
+        bundle.spec,
+        bundle.reference,
+        bundle.task.value,
+        threshold=bundle.metadata.threshold,
+        window=settings.kpi_window,
+        segment_features=segments,
+        challenger=settings.challenger,
+        ttl_ms=int(settings.label_ttl_seconds * 1000),
+        # the join's bound is the deployment's: each partition's shard keeps its share
+        max_entries=max(1, settings.label_join_max // settings.partitions),
+        train_challenger=partition == CHALLENGER_SHARD,
+    )
+
+
+@dataclass
+class Shard:
+    partition: int
+    learner: Learner
+    store: CheckpointStore
+    segments: JoinSegments = field(default_factory=JoinSegments)
+    positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset to read
+    extra: dict = field(default_factory=dict)  # more state for the checkpoint (shard 0: the estimate checks)
+    dirty: bool = False
+    changes: list[DetectorChange] = field(default_factory=list)
+
+    def resume(self, restored: Restored | None, fresh: Learner) -> bool:
+        """Take a restored checkpoint (True), or start from ``fresh`` (False; ``store.restore_problem``
+        says why when something was wrong with what the topic held)."""
+        if restored is None:
+            return False
+        try:
+            self._restore(restored)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
+            self.store.restore_problem = (
+                f"the checkpoint does not fit this learner ({type(exc).__name__}: {exc})"
+            )
+            log.error("shard %d: %s: starting fresh", self.partition, self.store.restore_problem)
+            self.learner, self.positions, self.segments, self.extra = fresh, {}, JoinSegments(), {}
+            return False
+
+    def _restore(self, restored: Restored) -> None:
+        state, objects = restored.state, restored.objects
+        events = None
+        if "segments" in state:
+            open_events = decode_events(state["open"], objects["open_rows"])
+            events, self.segments = restore_events(state["segments"], restored.segments, open_events)
+        self.learner.restore(state, objects, events)
+        self.positions = dict(state["positions"])
+        self.extra = dict(state.get("extra", {}))
+        log.info(
+            "shard %d restored from checkpoint generation %d: %d events wait for labels",
+            self.partition,
+            restored.head.generation,
+            len(self.learner.join.events),
+        )
+
+    def checkpoint(self, emit: Emit) -> tuple[SegmentPlan, int]:
+        """The shard's state with its read positions; the waiting events in segments, new ones only.
+
+        Returns the plan (``segments.done(plan)`` once the write is acknowledged) and the bytes written.
+        """
+        join = self.learner.join
+        plan = self.segments.plan(join.events.values(), join.next_seq)
+        segments = {sid: self.store.encode(*encode_events(events)) for sid, events in plan.new.items()}
+        open_columns, open_rows = encode_events(plan.open_events)
+        state = {
+            **self.learner.state(),
+            "partition": self.partition,
+            "positions": self.positions,
+            "extra": self.extra,
+            "segments": plan.head(),
+            "open": open_columns,
+        }
+        head = self.store.encode(state, {**self.learner.river_objects(), "open_rows": open_rows})
+        return plan, self.store.write(head, emit, segments, plan.dropped)
+
+    def partial(self) -> dict:
+        """What the merged KPIs need of this shard: its board, join counts and paired tallies (JSON)."""
+        learner = self.learner
+        return {
+            "partition": self.partition,
+            "board": learner.board.state(),
+            "join": learner.join.counts(),
+            "tallies": {k: vars(t) for k, t in learner.tallies.items()},
+            "champion": learner.champion,
+            "challenger": learner.challenger_name,
+        }
