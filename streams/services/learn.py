@@ -32,7 +32,7 @@ from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
 from schemas.checkpoint import StateAlert
-from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
+from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
 from scoring.label_join import PendingLabel
@@ -99,6 +99,7 @@ class LearnStep(Step):
         self._context: LoopContext | None = None
         self._matched_at_snapshot = 0
         self._last_snapshot = time.monotonic()
+        self._others_changed = False  # a shard of another instance published a new partial
 
     # -- shards
 
@@ -128,7 +129,7 @@ class LearnStep(Step):
 
     def join_counts(self) -> dict[str, int]:
         """The label join's counts over this instance's shards."""
-        total: dict[str, int] = {}
+        total = dict.fromkeys(JoinCounts.model_fields, 0)
         for shard in self.shards.values():
             for name, count in shard.learner.join.counts().items():
                 total[name] = total.get(name, 0) + count
@@ -196,7 +197,7 @@ class LearnStep(Step):
         for alert in self.pending_alerts:
             context.emit(self.settings.topic_alerts, b"learn", alert.model_dump_json().encode(), None)
         self.pending_alerts.clear()
-        self.followers.poll()
+        self._others_changed |= self.followers.poll()
         if time.monotonic() - self._last_snapshot >= self.settings.metrics_interval_s:
             self._snapshot(context)
 
@@ -287,9 +288,10 @@ class LearnStep(Step):
     def _snapshot(self, context: LoopContext) -> None:
         self._matched_at_snapshot, self._last_snapshot = self._matched(), time.monotonic()
         dirty = [s for s in self.shards.values() if s.dirty]
-        if not dirty:
-            return  # nothing read since the last checkpoint: nothing to write
+        if not dirty and not (self.reporter and self._others_changed):
+            return  # nothing read since the last checkpoint, nothing new from the other shards
         snapshot = self._report(context) if self.reporter else None
+        self._others_changed = False
         if not self._checkpoint(dirty, context):
             return
         self.counters["snapshots"] += 1

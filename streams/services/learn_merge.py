@@ -84,10 +84,11 @@ class PartialsFollower:
             return
         self._consumer = consumer
 
-    def poll(self) -> None:
-        """Take what has arrived, without waiting."""
+    def poll(self) -> bool:
+        """Take what has arrived, without waiting; True when a partial changed."""
         if self._consumer is None:
-            return
+            return False
+        changed = False
         for message in self._consumer.consume(1000, 0):
             if message.error() is not None or message.value() is None:
                 continue
@@ -97,8 +98,10 @@ class PartialsFollower:
             try:
                 partial = orjson.loads(message.value())
                 self._latest[int(key.removeprefix(self.prefix))] = partial
+                changed = True
             except (ValueError, TypeError) as exc:
                 log.warning("unreadable KPI partial %s skipped: %s", key, exc)
+        return changed
 
     def partials(self) -> dict[int, dict]:
         return dict(self._latest)

@@ -1,0 +1,145 @@
+"""Beyond one machine: three workers give the KPIs one gives, a SIGKILL and a restart included.
+
+The same stream of events and labels (labels keyed by entity, like their events, so both
+land on the same partition number) goes once through one worker with every role and once
+through three workers of one deployment (every role each, one consumer group per role).
+The KPIs on ``metrics`` are the merge of every partition's shard: cumulative counts must
+be equal, every cumulative KPI equal to 1e-9 and the AUC to 1e-6, and every label joined
+once: none counted twice, none lost.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from schemas.feedback import MetricsSnapshot
+from scoring.bundle import ModelBundle
+from scoring.synthetic import events_from_frame, loan_frame
+from scoring.training import train_bundle
+from tests.integration.conftest import topics_for
+from tests.integration.kafka_tools import WorkerProcess, read_topic
+
+pytestmark = pytest.mark.integration
+
+N, DELAY = 60_000, 2_000
+BASE_MS = 1_700_000_000_000
+
+
+@pytest.fixture(scope="module")
+def loans(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    """A model of data that behaves like real data: its KPIs are neither 0 nor 1."""
+    frame = loan_frame(8_000, seed=5)
+    return train_bundle(
+        frame, "approved", tmp_path_factory.mktemp("scale") / "loans", name="loans", num_trees=40
+    )
+
+
+def _produce(bootstrap: str, env: dict, frame, labels) -> None:
+    """Event i, then the label of event i - DELAY, both keyed by the entity (the same partitioner)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+    features, label_topic = env["STREAMSCORE_TOPIC_FEATURES"], env["STREAMSCORE_TOPIC_LABELS"]
+    events = list(events_from_frame(frame, prefix="so", start_ms=BASE_MS))
+
+    def send(topic: str, key: str, value: bytes) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key.encode())
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def label(i: int) -> None:
+        body = {
+            "event_id": events[i]["event_id"],
+            "label": float(labels[i]),
+            "label_time": BASE_MS + i + DELAY,
+        }
+        send(label_topic, events[i]["entity_id"], orjson.dumps(body))
+
+    for i, event in enumerate(events):
+        send(features, event["entity_id"], orjson.dumps(event))
+        if i >= DELAY:
+            label(i - DELAY)
+    for i in range(len(events) - DELAY, len(events)):
+        label(i)
+    assert producer.flush(60) == 0
+
+
+def _final_snapshot(bootstrap: str, env: dict, timeout_s: float = 300) -> MetricsSnapshot:
+    """The first merged snapshot on ``metrics`` that counts every label."""
+
+    def complete(record) -> bool:
+        return MetricsSnapshot.model_validate_json(record.value).labels.matched >= N
+
+    records = read_topic(
+        bootstrap, env["STREAMSCORE_TOPIC_METRICS"], 1, timeout_s=timeout_s, counted=complete
+    )
+    done = [MetricsSnapshot.model_validate_json(r.value) for r in records]
+    done = [s for s in done if s.labels.matched >= N]
+    assert done, f"no snapshot counted all {N:,} labels within {timeout_s} s"
+    return done[0]
+
+
+def _workers(
+    env: dict, bundle: ModelBundle, tmp_path, workers: list, name: str, count: int
+) -> list[WorkerProcess]:
+    started = []
+    for i in range(count):
+        worker = WorkerProcess(env, bundle.path, tmp_path / f"{name}-{i}.log")
+        workers.append(worker)
+        started.append(worker)
+    for worker in started:
+        worker.wait_ready(timeout_s=120)
+    return started
+
+
+def _overall(snapshot: MetricsSnapshot, model: str):
+    return next(r for r in snapshot.kpis if r.model == model and r.segment_feature == "all")
+
+
+def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
+    bootstrap, loans: ModelBundle, tmp_path, workers
+):
+    frame = loan_frame(N, seed=77)
+    labels = frame.pop("approved").to_numpy(float)
+    settings = {"STREAMSCORE_METRICS_INTERVAL_S": "1", "STREAMSCORE_SEGMENT_FEATURES": "elevel"}
+
+    one_env = {**topics_for(bootstrap, "one-" + tmp_path.name[-6:], str(tmp_path / "one")), **settings}
+    _workers(one_env, loans, tmp_path, workers, "one", 1)
+    started = time.monotonic()
+    _produce(bootstrap, one_env, frame, labels)
+    alone = _final_snapshot(bootstrap, one_env)
+    one_s = time.monotonic() - started
+
+    three_env = {**topics_for(bootstrap, "three-" + tmp_path.name[-6:], str(tmp_path / "three")), **settings}
+    three = _workers(three_env, loans, tmp_path, workers, "three", 3)
+    started = time.monotonic()
+    _produce(bootstrap, three_env, frame, labels)
+    victim = three[1]
+    victim.process.kill()  # mid-stream: its shards restart from their checkpoints on whoever gets them
+    victim.process.wait(10)
+    _workers(three_env, loans, tmp_path, workers, "three-restarted", 1)
+    together = _final_snapshot(bootstrap, three_env)
+    three_s = time.monotonic() - started
+
+    champion = f"{loans.name}:{loans.version}"
+    a, b = _overall(alone, champion), _overall(together, champion)
+    print(
+        f"one worker: {a.count:,} labelled, cumulative {a.cumulative} ({one_s:.0f} s); three with a SIGKILL: "
+        f"{b.count:,} labelled, cumulative {b.cumulative} ({three_s:.0f} s); join {together.labels}"
+    )
+    assert together.labels.matched == alone.labels.matched == N, "every label joined once"
+    assert together.labels.unmatched_labels == alone.labels.unmatched_labels == 0
+    by_segment = {(r.model, r.segment_feature, r.segment_value): r for r in alone.kpis}
+    for row in together.kpis:
+        if row.model.startswith("river:"):
+            continue  # the challenger learns from partition 0: the same sample either way, compared below
+        expected = by_segment[(row.model, row.segment_feature, row.segment_value)]
+        assert row.count == expected.count, (row.model, row.segment_value)
+        for metric, value in expected.cumulative.items():
+            tolerance = 1e-6 if metric == "auc" else 1e-9
+            assert row.cumulative[metric] == pytest.approx(value, abs=tolerance), (row.segment_value, metric)
