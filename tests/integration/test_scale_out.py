@@ -10,6 +10,7 @@ once: none counted twice, none lost.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import orjson
@@ -25,7 +26,7 @@ from tests.integration.kafka_tools import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.integration
 
-N, DELAY = 60_000, 2_000
+N, DELAY = 200_000, 2_000
 BASE_MS = 1_700_000_000_000
 
 
@@ -118,11 +119,17 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
     three_env = {**topics_for(bootstrap, "three-" + tmp_path.name[-6:], str(tmp_path / "three")), **settings}
     three = _workers(three_env, loans, tmp_path, workers, "three", 3)
     started = time.monotonic()
-    _produce(bootstrap, three_env, frame, labels)
-    victim = three[1]
+    source = threading.Thread(target=_produce, args=(bootstrap, three_env, frame, labels), daemon=True)
+    source.start()
+    victim = next(w for w in three if w.get("/stats")["learn"]["matched"] >= 0)
+    while (joined := victim.get("/stats")["learn"]["matched"]) < N // 20:
+        assert source.is_alive() or joined > 0, "the stream ended before the kill"
+        time.sleep(0.1)
     victim.process.kill()  # mid-stream: its shards restart from their checkpoints on whoever gets them
     victim.process.wait(10)
+    killed_at = time.monotonic() - started
     _workers(three_env, loans, tmp_path, workers, "three-restarted", 1)
+    source.join(300)
     together = _final_snapshot(bootstrap, three_env)
     three_s = time.monotonic() - started
 
@@ -130,7 +137,8 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
     a, b = _overall(alone, champion), _overall(together, champion)
     print(
         f"one worker: {a.count:,} labelled, cumulative {a.cumulative} ({one_s:.0f} s); three with a SIGKILL: "
-        f"{b.count:,} labelled, cumulative {b.cumulative} ({three_s:.0f} s); join {together.labels}"
+        f"{b.count:,} labelled, cumulative {b.cumulative} ({three_s:.0f} s; one SIGKILLed at "
+        f"{killed_at:.0f} s with {joined:,} labels joined in its shards); join {together.labels}"
     )
     assert together.labels.matched == alone.labels.matched == N, "every label joined once"
     assert together.labels.unmatched_labels == alone.labels.unmatched_labels == 0
