@@ -1,7 +1,7 @@
 """2,000 hypothesis-drawn payloads on each side topic (labels, monitor, model-updates, checkpoints) through
 one live worker with every role.
 
-Every payload is good or bad by construction (``side_fuzz``). The worker must be the same
+Every payload is good or bad by construction (``side_fuzz``, ``side_fuzz_state``). The worker must be the same
 process at the end, use every good record (labels joined, monitoring rows counted in the
 drift windows and the learner's join, model updates applied or superseded) and count every
 bad one where it belongs (refusals per topic and reason on /metrics and dead letters on
@@ -34,6 +34,7 @@ from streams.services.checkpoints import CheckpointStore
 from streams.services.learn_shard import Shard, learner_for
 from streams.settings import Settings
 from tests.integration import side_fuzz as fz
+from tests.integration import side_fuzz_state as fs
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 from tests.integration.side_topics import (
     a_monitor_record,
@@ -185,8 +186,8 @@ def _render(env: dict, template: dict, bundle, event_ids: list[str]) -> dict[str
 
     registry = env["STREAMSCORE_REGISTRY"]
     records, expect, kinds = [], Counter(), Counter()
-    for kind, params in fz.draw(fz.UPDATE_KINDS, fz.UPDATE_PARAMS, N, seed=3):
-        key, value, verdict = fz.render_update(kind, params, registry)
+    for kind, params in fz.draw(fs.UPDATE_KINDS, fs.UPDATE_PARAMS, N, seed=3):
+        key, value, verdict = fs.render_update(kind, params, registry)
         records.append((key, value))
         kinds[kind] += 1
         expect[verdict] += 1
@@ -194,9 +195,9 @@ def _render(env: dict, template: dict, bundle, event_ids: list[str]) -> dict[str
 
     base = _base_checkpoint(env, bundle, template)
     records, expect, kinds, cases = [], Counter(), Counter(), {}
-    for index, (kind, params) in enumerate(fz.draw(fz.CHECKPOINT_KINDS, fz.CHECKPOINT_PARAMS, N, seed=4)):
+    for index, (kind, params) in enumerate(fz.draw(fs.CHECKPOINT_KINDS, fs.CHECKPOINT_PARAMS, N, seed=4)):
         prefix = f"fz{index}/learn"
-        case, outcome = fz.render_checkpoint(kind, params, base["records"], prefix, KEY)
+        case, outcome = fs.render_checkpoint(kind, params, base["records"], prefix, KEY)
         records += case
         kinds[kind] += 1
         expect[outcome] += 1
