@@ -78,18 +78,8 @@ def train_bundle(
     calibrator of the scores (binary) or loss models (regression); a holdout too
     small for them leaves them out.
     """
-    if target not in frame.columns:
-        raise TrainingError(f"target column {target!r} not in {list(frame.columns)}")
     task_kind = Task(task)
-    frame = frame.dropna(subset=[target]).reset_index(drop=True)
-    if len(frame) < 10:
-        raise TrainingError(f"need at least 10 labelled rows, got {len(frame)}")
-    try:
-        y = frame[target].to_numpy(dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise TrainingError(f"target {target!r} must be numeric (0/1 for binary): {exc}") from None
-    if task_kind is Task.binary and not set(np.unique(y)) <= {0.0, 1.0}:
-        raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
+    frame, y = _labelled(frame, target, task_kind)
     features = frame.drop(columns=[target])
     spec = spec or FeatureSpec.infer(features)
     check_feature_names(spec.names)
@@ -97,35 +87,13 @@ def train_bundle(
 
     test_idx, train_idx = holdout_split(len(frame), holdout, seed)
 
-    params = {
-        "objective": "binary" if task_kind is Task.binary else "regression",
-        "num_leaves": num_leaves,
-        "learning_rate": 0.1,
-        "min_data_in_leaf": 20,
-        "seed": seed,
-        "deterministic": True,
-        "num_threads": 2,
-        "verbosity": -1,
-    }
-    train_set = lgb.Dataset(
-        matrix[train_idx],
-        label=y[train_idx],
-        feature_name=spec.names,
-        categorical_feature=spec.categorical_indices or "auto",
-        free_raw_data=False,
-    )
-    callbacks = []
-    if progress is not None:
-        callbacks.append(lambda env: progress(env.iteration + 1, env.end_iteration))
-    booster = lgb.train(params, train_set, num_boost_round=num_trees, callbacks=callbacks)
-    if booster.feature_name() != spec.names:
-        raise TrainingError(f"LightGBM renamed the features {spec.names} to {booster.feature_name()}")
-
+    booster = _fit(matrix[train_idx], y[train_idx], spec, task_kind, num_trees, num_leaves, seed, progress)
     scores = np.asarray(booster.predict(matrix[test_idx]), dtype=float)
-    if task_kind is Task.binary:
-        metrics = binary_metrics(y[test_idx], scores)
-    else:
-        metrics = regression_metrics(y[test_idx], scores)
+    metrics = (
+        binary_metrics(y[test_idx], scores)
+        if task_kind is Task.binary
+        else regression_metrics(y[test_idx], scores)
+    )
     metrics["holdout_rows"] = float(len(test_idx))
     metrics["train_rows"] = float(len(train_idx))
 
@@ -142,6 +110,60 @@ def train_bundle(
         bundle.save(Path(out_dir))
         return ModelBundle.load(out_dir)
     return bundle
+
+
+def _labelled(frame: pd.DataFrame, target: str, task: Task) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows with a target, and the target as floats; ``TrainingError`` when it is unusable."""
+    if target not in frame.columns:
+        raise TrainingError(f"target column {target!r} not in {list(frame.columns)}")
+    frame = frame.dropna(subset=[target]).reset_index(drop=True)
+    if len(frame) < 10:
+        raise TrainingError(f"need at least 10 labelled rows, got {len(frame)}")
+    try:
+        y = frame[target].to_numpy(dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"target {target!r} must be numeric (0/1 for binary): {exc}") from None
+    if task is Task.binary and not set(np.unique(y)) <= {0.0, 1.0}:
+        raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
+    return frame, y
+
+
+def _fit(
+    rows: np.ndarray,
+    labels: np.ndarray,
+    spec: FeatureSpec,
+    task: Task,
+    num_trees: int,
+    num_leaves: int,
+    seed: int,
+    progress: Progress | None,
+) -> lgb.Booster:
+    """A deterministic LightGBM booster on the training rows, its inputs named as the spec's."""
+    params = {
+        "objective": "binary" if task is Task.binary else "regression",
+        "num_leaves": num_leaves,
+        "learning_rate": 0.1,
+        "min_data_in_leaf": 20,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": 2,
+        "verbosity": -1,
+    }
+    train_set = lgb.Dataset(
+        rows,
+        label=labels,
+        feature_name=spec.names,
+        categorical_feature=spec.categorical_indices or "auto",
+        free_raw_data=False,
+    )
+    callbacks = []
+    if progress is not None:
+        callbacks.append(lambda env: progress(env.iteration + 1, env.end_iteration))
+    booster = lgb.train(params, train_set, num_boost_round=num_trees, callbacks=callbacks)
+    if booster.feature_name() != spec.names:
+        raise TrainingError(f"LightGBM renamed the features {spec.names} to {booster.feature_name()}")
+
+    return booster
 
 
 def _estimators(

@@ -38,9 +38,12 @@ from streams.kafka.config import command_producer_config, reader_config
 from streams.kafka.errors import DeliveryFailed
 from streams.kafka.readers import read_latest
 from streams.services.handler import ScoreHandler
-from streams.services.loop import Assign, ClientFactory, LoopContext, LoopStats, Step, kafka_clients, runner
+from streams.services.loop import ClientFactory
+from streams.services.loop_stats import LoopStats
 from streams.services.model_loads import Load, PendingLoads
 from streams.services.policies import Never
+from streams.services.runner import kafka_clients, runner
+from streams.services.step import Assign, LoopContext, Step
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,11 @@ from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, pr
 from streams.kafka.names import groups
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.intake import MonitorIntake, Refusal, Refusals
-from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
+from streams.services.loop import ClientFactory
 from streams.services.loop_stats import LoopStats
 from streams.services.policies import Periodic
+from streams.services.runner import kafka_clients, runner
+from streams.services.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

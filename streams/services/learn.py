@@ -35,7 +35,6 @@ from schemas.checkpoint import StateAlert
 from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
 from scoring import checkpoint
 from scoring.bundle import ModelBundle
-from scoring.label_join import PendingLabel
 from scoring.retrain import KpiWatch
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
@@ -45,11 +44,13 @@ from streams.services.checkpoints import RESTORE_IDLE_S, CheckpointStore
 from streams.services.control import WORKER_ID
 from streams.services.estimates import EstimateChecks
 from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
-from streams.services.learn_merge import PartialsFollower, merged_snapshot
-from streams.services.learn_shard import CHALLENGER_SHARD, Shard, learner_for
-from streams.services.loop import ClientFactory, LoopContext, Step, Subscribe, kafka_clients, runner
+from streams.services.learn_merge import PartialsFollower, merged_snapshot, sum_tallies
+from streams.services.learn_shard import CHALLENGER_SHARD, Shard, early_label_taker, holder_of, learner_for
+from streams.services.loop import ClientFactory
 from streams.services.loop_stats import LoopStats
 from streams.services.policies import Never
+from streams.services.runner import kafka_clients, runner
+from streams.services.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,13 @@ class LearnStep(Step):
             return
         try:
             if labels:
-                holder = self._holder(decoded.event_id, shard)
+                holder = holder_of(decoded.event_id, shard, self.shards)
                 holder.dirty = True
                 changes = holder.learner.label(decoded.event_id, decoded.label, decoded.label_time)
                 self.counters["labels"] += 1
             else:
                 holder = shard
-                changes = shard.learner.observe(decoded, self._early_label_elsewhere(shard))
+                changes = shard.learner.observe(decoded, early_label_taker(shard, self.shards))
                 self.counters["monitor_messages"] += 1
         except Exception as exc:
             log.exception("the learner failed on a record")
@@ -241,28 +242,6 @@ class LearnStep(Step):
             return
         for change in changes:
             self._alert(holder, change, context)
-
-    def _holder(self, event_id: str, shard: Shard) -> Shard:
-        """The shard waiting for this label's event: its own partition's, else another of this instance's."""
-        if event_id in shard.learner.join.events or len(self.shards) == 1:
-            return shard
-        return next((s for s in self.shards.values() if event_id in s.learner.join.events), shard)
-
-    def _early_label_elsewhere(self, shard: Shard) -> Callable[[str], PendingLabel | None] | None:
-        """Takes an early label waiting in another of this instance's shards (labels not co-partitioned)."""
-        others = [s for s in self.shards.values() if s is not shard]
-        if not others:
-            return None
-
-        def take(event_id: str) -> PendingLabel | None:
-            for other in others:
-                label = other.learner.join.labels.pop(event_id, None)
-                if label is not None:
-                    other.dirty = True
-                    return label
-            return None
-
-        return take
 
     def _alert(self, shard: Shard, change, context: LoopContext) -> None:
         shard.changes.append(change)
@@ -307,9 +286,9 @@ class LearnStep(Step):
     def _report(self, context: LoopContext) -> MetricsSnapshot:
         """The merged KPIs of every partition on ``metrics``; what follows from them (requests, promotion)."""
         s, emit = self.settings, context.emit
-        mine = {p: shard.partial() for p, shard in self.shards.items()}
+        partials = {**self.followers.partials(), **{p: shard.partial() for p, shard in self.shards.items()}}
         changes = [c for shard in self.shards.values() for c in shard.changes]
-        snapshot = merged_snapshot({**self.followers.partials(), **mine}, changes, s.segment_gap)
+        snapshot = merged_snapshot(partials, changes, s.segment_gap)
         newest = max(shard.learner.join.newest_time for shard in self.shards.values())
         snapshot = self.estimates.settle(snapshot, newest, s.label_ttl_seconds * 1000)
         emit(s.topic_metrics, snapshot.champion.encode(), snapshot.model_dump_json().encode(), None)
@@ -320,7 +299,7 @@ class LearnStep(Step):
         shard0 = self.shards[CHALLENGER_SHARD]
         self.challenger.export(shard0.learner, snapshot, emit)
         if s.auto_promote:
-            self.challenger.promote_winners(merged_tallies(self.followers.partials(), self.shards))
+            self.challenger.promote_winners(sum_tallies(partials))
         return snapshot
 
     def _checkpoint(self, shards: list[Shard], context: LoopContext, force: bool = False) -> bool:
@@ -344,14 +323,6 @@ class LearnStep(Step):
             shard.dirty = False
             shard.changes = []
         return True
-
-
-def merged_tallies(others: dict[int, dict], shards: dict[int, Shard]):
-    """Every shard's paired tallies (champion against a shadow challenger), summed."""
-    from streams.services.learn_merge import sum_tallies
-
-    partials = {**others, **{p: s.partial() for p, s in shards.items()}}
-    return sum_tallies(partials)
 
 
 def run_learn(

@@ -13,12 +13,14 @@ twice or lost on a rebalance.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.drift import DetectorChange
 from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
 from scoring.join_segments import JoinSegments, SegmentPlan, decode_events, encode_events, restore_events
+from scoring.label_join import PendingLabel
 from streams.kafka.records import Emit
 from streams.services.checkpoints import CheckpointStore, Restored
 from streams.settings import Settings
@@ -119,3 +121,27 @@ class Shard:
             "champion": learner.champion,
             "challenger": learner.challenger_name,
         }
+
+
+def holder_of(event_id: str, shard: Shard, shards: dict[int, Shard]) -> Shard:
+    """The shard waiting for this label's event: its own partition's, else another of this instance's."""
+    if event_id in shard.learner.join.events or len(shards) == 1:
+        return shard
+    return next((s for s in shards.values() if event_id in s.learner.join.events), shard)
+
+
+def early_label_taker(shard: Shard, shards: dict[int, Shard]) -> Callable[[str], PendingLabel | None] | None:
+    """Takes an early label waiting in another of this instance's shards (labels not co-partitioned)."""
+    others = [s for s in shards.values() if s is not shard]
+    if not others:
+        return None
+
+    def take(event_id: str) -> PendingLabel | None:
+        for other in others:
+            label = other.learner.join.labels.pop(event_id, None)
+            if label is not None:
+                other.dirty = True
+                return label
+        return None
+
+    return take

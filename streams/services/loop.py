@@ -14,7 +14,8 @@ a test can hand it fakes, and everything that is the same for every service:
 
 The loop returns when ``stopping`` is set, after the policy's final settle; an exception
 out of the step or the clients ends it, and the supervisor (``supervisor.py``) starts it
-again with new clients.
+again with new clients. The step's interface is in ``step.py``; ``runner.py`` builds
+the loop a supervised role runs.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from streams.kafka.offsets import Position, TopicPartitionKey, commit
-from streams.kafka.records import Emit, Headers
+from streams.kafka.records import Headers
 from streams.services.loop_stats import LoopStats, lag_from_statistics
+from streams.services.step import Assign, Step, Subscribe
 
 log = logging.getLogger(__name__)
 
@@ -49,60 +51,6 @@ class ClientCallbacks:
 
 
 ClientFactory = Callable[[ClientCallbacks], tuple[Any, Any]]  # -> (consumer, producer)
-
-
-class LoopContext(Protocol):
-    """What a step may use besides ``emit``."""
-
-    emit: Emit
-    stopping: threading.Event
-
-    def flush(self, timeout_s: float | None) -> bool: ...
-    def commit(self, offsets: list[TopicPartition]) -> bool: ...
-
-
-class Step:
-    """What a service does; override ``process`` and whichever hooks it needs."""
-
-    def start(self, context: LoopContext) -> None:
-        """Before the first batch (restore state, say what serves)."""
-
-    def process(self, records: list[Message], context: LoopContext) -> Any:
-        """Handle one batch; what it returns is handed to ``committed`` once the batch is committed."""
-        raise NotImplementedError
-
-    def committed(self, result: Any, seconds: float) -> None:
-        """The batch that produced ``result`` is done (its offsets committed, where the policy commits)."""
-
-    def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Partitions arrive; set ``offset`` on any to start reading there."""
-
-    def revoked(self, partitions: list[TopicPartition]) -> None:
-        """Partitions are revoked in a rebalance: their next owner starts after this returns."""
-
-    def lost(self, partitions: list[TopicPartition]) -> None:
-        """Partitions are lost (the session expired): another member may own them already."""
-        self.revoked(partitions)
-
-    def tick(self, context: LoopContext) -> None:
-        """Once per turn of the loop, batch or not: periodic work checks its own clock here."""
-
-    def finish(self, context: LoopContext) -> None:
-        """After the last batch, before the policy's final settle."""
-
-
-@dataclass(frozen=True)
-class Subscribe:
-    """Join the group and take the partitions it assigns."""
-
-    topics: list[str]
-
-
-@dataclass(frozen=True)
-class Assign:
-    """Read these partitions from these offsets, outside any group (every instance reads all)."""
-
-    partitions: list[TopicPartition]
 
 
 class CommitPolicy:
@@ -371,35 +319,3 @@ class ServiceLoop:
             self.stats.lag = lag_from_statistics(orjson.loads(text), self.stats.assigned)
         except Exception:
             log.debug("%s: unreadable statistics", self.name, exc_info=True)
-
-
-def kafka_clients(consumer_config: dict, producer_config: dict) -> ClientFactory:
-    """Real confluent-kafka clients, with the loop's callbacks added to their configurations."""
-
-    def make(callbacks: ClientCallbacks) -> tuple[Consumer, Producer]:
-        consumer = Consumer({**consumer_config, **callbacks.consumer})
-        return consumer, Producer({**producer_config, **callbacks.producer})
-
-    return make
-
-
-def runner(
-    name: str,
-    clients: ClientFactory,
-    step: Step,
-    policy: Callable[[], CommitPolicy],
-    source: Callable[[], Subscribe | Assign],
-    stats: LoopStats,
-    batch_size: int,
-    linger_s: float,
-    commit_deadline_s: float = 10.0,
-) -> Callable[[threading.Event], None]:
-    """A supervised role's work: a new loop, with new clients and a new policy, at each start."""
-
-    def run(stopping: threading.Event) -> None:
-        loop = ServiceLoop(
-            name, clients, step, policy(), source(), stopping, batch_size, linger_s, stats, commit_deadline_s
-        )
-        loop.run()
-
-    return run

@@ -32,17 +32,11 @@ from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.services.batch_stats import BatchListener, BatchStats
 from streams.services.handler import ScoreHandler
-from streams.services.loop import (
-    ClientFactory,
-    CommitPolicy,
-    LoopContext,
-    ServiceLoop,
-    Step,
-    Subscribe,
-    kafka_clients,
-)
+from streams.services.loop import ClientFactory, CommitPolicy, ServiceLoop
 from streams.services.loop_stats import LoopStats
 from streams.services.policies import AfterAcks, Transactional
+from streams.services.runner import kafka_clients
+from streams.services.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,10 @@ from confluent_kafka import KafkaError
 from scoring.bundle import ModelBundle
 from scoring.synthetic import agrawal_frame, events_from_frame
 from streams.services.handler import ScoreHandler
-from streams.services.loop import LoopContext, LoopStats, ServiceLoop, Step, Subscribe
+from streams.services.loop import LoopStats, ServiceLoop
 from streams.services.policies import AfterAcks, Periodic, Transactional
 from streams.services.score import ScoreStep, score_loop
+from streams.services.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
 from tests.unit.fake_kafka import TOPIC, FakeClients, FakeRecord, Turn, kafka_error, records
 
