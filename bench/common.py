@@ -13,17 +13,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 import psutil
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.kafka.broker import free_port
@@ -215,6 +214,35 @@ class Launched:
         return "\n".join(tails)
 
 
+def _worker_env(
+    name: str,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    group: str,
+    partitions: int,
+    batch: int | None,
+) -> dict[str, str]:
+    """The settings of a streamscore contender: topics of its own, the score role only."""
+    run_id = uuid.uuid4().hex[:8]
+    env = {
+        "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMSCORE_TOPIC_FEATURES": in_topic,
+        "STREAMSCORE_TOPIC_PREDICTIONS": out_topic,
+        "STREAMSCORE_GROUP_ID": group,
+        "STREAMSCORE_APP_ID": f"bench-app-{run_id}",
+        "STREAMSCORE_SCORE_PATH": name.removeprefix("streamscore_"),
+        "STREAMSCORE_PARTITIONS": str(partitions),
+        # the scoring job only, as the other contenders do it; bench/drift.py measures the drift agent
+        "STREAMSCORE_ROLES": "score",
+    }
+    for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates", "checkpoints"):
+        env[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
+    if batch:
+        env["STREAMSCORE_BATCH_SIZE"] = str(batch)
+    return env
+
+
 def launch(
     name: str,
     bootstrap: str,
@@ -241,23 +269,8 @@ def launch(
         # the worker's settings too: the passthrough contender reads them as a worker would
         commands.append(([PYTHON, str(CONTENDER_DIR / script), *args], {**env, **(settings_env or {})}))
     else:
-        run_id = uuid.uuid4().hex[:8]
-        common = {
-            "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
-            "STREAMSCORE_TOPIC_FEATURES": in_topic,
-            "STREAMSCORE_TOPIC_PREDICTIONS": out_topic,
-            "STREAMSCORE_GROUP_ID": group,
-            "STREAMSCORE_APP_ID": f"bench-app-{run_id}",
-            "STREAMSCORE_SCORE_PATH": name.removeprefix("streamscore_"),
-            "STREAMSCORE_PARTITIONS": str(partitions),
-            # the scoring job only, as the other contenders do it; bench/drift.py measures the drift agent
-            "STREAMSCORE_ROLES": "score",
-        }
-        for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates", "checkpoints"):
-            common[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
-        if batch_size:
-            common["STREAMSCORE_BATCH_SIZE"] = str(batch_size)
-        common.update(settings_env or {})
+        common = {**_worker_env(name, bootstrap, in_topic, out_topic, group, partitions, batch_size),
+                  **(settings_env or {})}  # fmt: skip
         for w in range(workers):
             web_ports.append(free_port())
             wenv = {
@@ -278,186 +291,36 @@ def launch(
     return Launched(name, processes, logs, web_ports)
 
 
-@dataclass
-class Usage:
-    cpu_s: float = 0.0
-    peak_rss_mb: float = 0.0
+# what the benchmarks measure with, imported from here by them
+from measure import (  # noqa: E402
+    LATENCY_FETCH,
+    THROUGHPUT_FETCH,
+    OutputReader,
+    ReadResult,
+    TreeSampler,
+    Usage,
+    distinct_event_ids,
+)
 
-
-class TreeSampler:
-    """Samples CPU seconds and RSS of process trees every ``interval_s`` in a thread.
-
-    CPU is the sum over every process seen of its last sampled user+system time
-    (minus what it had used when sampling began); peak RSS is the largest sum of
-    RSS over the trees at one sample.
-    """
-
-    def __init__(self, pids: Sequence[int], interval_s: float = 0.2) -> None:
-        self._roots = list(pids)
-        self._interval = interval_s
-        self._cpu: dict[int, float] = {}
-        self._procs: dict[int, psutil.Process] = {}
-        self._base: dict[int, float] = {}
-        self.usage = Usage()
-        self._stop = threading.Event()
-        self._sample()
-        self._base = dict(self._cpu)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _proc(self, pid: int) -> psutil.Process:
-        if pid not in self._procs:
-            self._procs[pid] = psutil.Process(pid)
-        return self._procs[pid]
-
-    def _sample(self) -> None:
-        rss = 0
-        for root in self._roots:
-            try:
-                proc = self._proc(root)
-                tree = [proc, *(self._proc(c.pid) for c in proc.children(recursive=True))]
-            except psutil.NoSuchProcess:
-                continue
-            for p in tree:
-                try:
-                    with p.oneshot():
-                        t = p.cpu_times()
-                        rss += p.memory_info().rss
-                    self._cpu[p.pid] = t.user + t.system
-                except psutil.NoSuchProcess:
-                    pass
-        cpu = sum(v - self._base.get(pid, 0.0) for pid, v in self._cpu.items())
-        self.usage = Usage(cpu, max(self.usage.peak_rss_mb, rss / 2**20))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._sample()
-
-    def stop(self) -> Usage:
-        """Take a last sample, stop sampling, and return the totals."""
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        return self.usage
-
-
-# ---------------------------------------------------------------- reading output
-
-
-@dataclass
-class ReadResult:
-    count: int = 0
-    first_at: float | None = None  # time.time() when the first fetch with messages was read
-    first_count: int = 0  # messages in that first fetch
-    done_at: float | None = None  # ... when the target count was reached
-    done_count: int = 0  # messages read by then
-    values: list[bytes] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # read time of each value (keep_times)
-
-    def rate(self) -> float:
-        """Events per second after the first fetch up to the target message.
-
-        The messages of the first fetch are left out of the count: they piled up
-        while the reader waited for it, so counting them would inflate the rate.
-        """
-        if self.first_at is None or self.done_at is None or self.done_at <= self.first_at:
-            return 0.0
-        return (self.done_count - self.first_count) / (self.done_at - self.first_at)
-
-
-# Tansu 0.6.0 answers a fetch only when fetch.wait.max.ms runs out (new data does not
-# wake it), so read times are late by up to that wait: 100 ms for throughput, 5 ms for
-# latency. While a fetch waits, Tansu spends CPU in proportion to the record batches
-# in the partition, so tailing a topic written one message per batch (Faust) costs
-# the broker most of a core: the tables report broker CPU beside each contender.
-THROUGHPUT_FETCH = {"fetch.wait.max.ms": 100}
-LATENCY_FETCH = {"fetch.wait.max.ms": 5}
-
-
-class OutputReader:
-    """Reads a topic from the beginning in a thread (assigned partitions, no group join).
-
-    Keeps every value (and with ``keep_times`` the wall time it was read);
-    ``wait_for`` blocks until ``target`` messages were read. ``latency`` selects
-    frequent short fetches for read times within a few ms.
-    """
-
-    def __init__(
-        self, bootstrap: str, topic: str, target: int = 0, keep_times: bool = False, latency: bool = False
-    ) -> None:
-        self.topic = topic
-        self.target = target
-        self.result = ReadResult()
-        self._keep_times = keep_times
-        self._timeout = 0.002 if latency else 0.01
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": unique("bench-reader"),
-                "enable.auto.commit": False,
-                **(LATENCY_FETCH if latency else THROUGHPUT_FETCH),
-            }
-        )
-        n = partition_count(bootstrap, topic)
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        res = self.result
-        while not self._stop.is_set():
-            msgs = self._consumer.consume(10_000, self._timeout)
-            if not msgs:
-                continue
-            now = time.time()
-            good = [m.value() for m in msgs if m.error() is None]
-            with self._cond:
-                if res.first_at is None and good:
-                    res.first_at, res.first_count = now, len(good)
-                res.values.extend(good)
-                if self._keep_times:
-                    res.times.extend([now] * len(good))
-                res.count += len(good)
-                if res.done_at is None and self.target and res.count >= self.target:
-                    res.done_at, res.done_count = now, res.count
-                self._cond.notify_all()
-        self._consumer.close()
-
-    def wait_for(
-        self, idle_timeout_s: float, start_timeout_s: float, alive: Callable[[], bool] = lambda: True
-    ) -> bool:
-        """Wait for ``target`` messages; False on a stall, a slow start, or a dead contender."""
-        started = time.monotonic()
-        seen, seen_at = 0, time.monotonic()
-        with self._cond:
-            while self.result.count < self.target:
-                self._cond.wait(0.2)
-                now = time.monotonic()
-                if self.result.count != seen:
-                    seen, seen_at = self.result.count, now
-                elif not alive():
-                    return False
-                if seen == 0 and now - started > start_timeout_s:
-                    return False
-                if seen > 0 and now - seen_at > idle_timeout_s:
-                    return False
-            return True
-
-    def count(self) -> int:
-        with self._cond:
-            return self.result.count
-
-    def stop(self) -> ReadResult:
-        self._stop.set()
-        self._thread.join(10)
-        return self.result
-
-
-def distinct_event_ids(values: Sequence[bytes]) -> int:
-    ids = set()
-    for v in values:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            ids.add(orjson.loads(v).get("event_id"))
-    return len(ids)
+__all__ = [
+    "CONTENDERS",
+    "FEATURES",
+    "LATENCY_FETCH",
+    "THROUGHPUT_FETCH",
+    "Launched",
+    "OutputReader",
+    "ReadResult",
+    "TreeSampler",
+    "Usage",
+    "create_topics",
+    "distinct_event_ids",
+    "event",
+    "launch",
+    "make_events",
+    "partition_count",
+    "preload",
+    "producer_config",
+    "stop_process",
+    "train_model",
+    "unique",
+]

@@ -118,27 +118,31 @@ def run(
         while not all(ready(w.web_ports[0]) for w in launched) and time.monotonic() < deadline:
             time.sleep(0.2)
         paced(bootstrap, in_topic, payloads, rate)
-    samples: list[tuple[float, int, int, float]] = []  # time, scored, windowed, RSS MiB of the drift process
-    deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline:
-            for one in launched:
-                if one.failed() is not None:
-                    raise RuntimeError(f"{label}: worker exited\n{one.log_tail()}")
-            scored_body, watch_body = stats(scorer.web_ports[0]), stats(watch.web_ports[0])
-            if scored_body is not None and watch_body is not None:
-                scored = scored_body["scored"]
-                windowed = watch_body["drift"]["events"] if drift_on else scored
-                samples.append((time.monotonic(), scored, windowed, process.memory_info().rss / 2**20))
-                if scored >= n and windowed >= n:
-                    break
-            time.sleep(POLL_S)
-        else:
-            raise TimeoutError(f"{label}: not done in time\n{watch.log_tail()}")
+        samples = sample_until_done(label, n, scorer, watch, launched, drift_on, process)
     finally:
         for one in launched:
             one.stop()
     return summarize(label, n, samples)
+
+
+def sample_until_done(label: str, n: int, scorer, watch, launched, drift_on: bool, process) -> list:
+    """(time, scored, windowed, RSS MiB of the drift process) until every event is scored and windowed."""
+    samples: list[tuple[float, int, int, float]] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for one in launched:
+            if one.failed() is not None:
+                raise RuntimeError(f"{label}: worker exited\n{one.log_tail()}")
+        scored_body, watch_body = stats(scorer.web_ports[0]), stats(watch.web_ports[0])
+        if scored_body is not None and watch_body is not None:
+            scored = scored_body["scored"]
+            windowed = watch_body["drift"]["events"] if drift_on else scored
+            samples.append((time.monotonic(), scored, windowed, process.memory_info().rss / 2**20))
+            if scored >= n and windowed >= n:
+                return samples
+        time.sleep(POLL_S)
+    raise TimeoutError(f"{label}: not done in time\n{watch.log_tail()}")
 
 
 def summarize(label: str, n: int, samples: list[tuple[float, int, int, float]]) -> dict:
@@ -160,6 +164,29 @@ def summarize(label: str, n: int, samples: list[tuple[float, int, int, float]]) 
         "rss_25": rss_at(0.25),
         "rss_100": rss_at(1.0),
     }
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    mode = f"produced at {args.rate:,.0f}/s" if args.rate else "preloaded, scored at full rate"
+    print(f"\n{args.events:,} events ({mode}), {args.partitions} partitions; RSS: the drift agent\n")
+    print(
+        "| config | scored events/s | drift lag max | lag at 25/50/75% of scoring | lag when scoring ended "
+        "| drift catch-up s | RSS MiB at 25% | RSS MiB at 100% |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['config']} | {r['events_per_s']:,.0f} | {r['max_lag']:,} "
+            f"| {' / '.join(f'{q:,}' for q in r['lag_quartiles'])} "
+            f"| {r['lag_at_end']:,} | {r['catch_up_s']:.2f} | {r['rss_25']:.1f} | {r['rss_100']:.1f} |"
+        )
+    base = rows[0]["events_per_s"]
+    for r in rows[1:]:
+        growth = r["rss_100"] / r["rss_25"] - 1
+        print(
+            f"{r['config']}: scoring at {r['events_per_s'] / base:.2f}x the drift-off rate; "
+            f"RSS {growth:+.1%} from 25% to 100% of the stream"
+        )
 
 
 def main() -> int:
@@ -202,26 +229,7 @@ def main() -> int:
                 run(label, broker.bootstrap, payloads, bundle, Path(tmp), args.partitions, config, args.rate)
             )
 
-    mode = f"produced at {args.rate:,.0f}/s" if args.rate else "preloaded, scored at full rate"
-    print(f"\n{args.events:,} events ({mode}), {args.partitions} partitions; RSS: the drift agent\n")
-    print(
-        "| config | scored events/s | drift lag max | lag at 25/50/75% of scoring | lag when scoring ended "
-        "| drift catch-up s | RSS MiB at 25% | RSS MiB at 100% |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(
-            f"| {r['config']} | {r['events_per_s']:,.0f} | {r['max_lag']:,} "
-            f"| {' / '.join(f'{q:,}' for q in r['lag_quartiles'])} "
-            f"| {r['lag_at_end']:,} | {r['catch_up_s']:.2f} | {r['rss_25']:.1f} | {r['rss_100']:.1f} |"
-        )
-    base = rows[0]["events_per_s"]
-    for r in rows[1:]:
-        growth = r["rss_100"] / r["rss_25"] - 1
-        print(
-            f"{r['config']}: scoring at {r['events_per_s'] / base:.2f}x the drift-off rate; "
-            f"RSS {growth:+.1%} from 25% to 100% of the stream"
-        )
+    print_table(rows, args)
     return 0
 
 

@@ -63,6 +63,59 @@ def _per_event(fn, batches, n: int, repeat: int = 3) -> float:
     return best / n * 1e6
 
 
+def _emit(topic, key, value, headers, partition=None) -> None:
+    pass
+
+
+def core_steps(bundle, batches: list, n: int) -> list[tuple[str, float]]:
+    """Each step of the score path added to the ones before it, in µs per event."""
+
+    def handler(**flags) -> ScoreHandler:
+        return ScoreHandler(Settings(kafka_bootstrap="bench:0", **flags), bundle)
+
+    steps = [
+        (
+            "orjson.loads only (baseline)",
+            _per_event(lambda b: [orjson.loads(r.value()) for r in b], batches, n),
+        )
+    ]
+    bare = handler(prediction_headers=False, monitor_enabled=False)
+    validator = bare._plan.validator
+    parse = _per_event(lambda b: [validator.parse(r.value()) for r in b], batches, n)
+    steps.append(("+ validation (decode, checks, row)", parse))
+    rows = [[validator.parse(r.value()).row for r in b] for b in batches]
+    scorer = bare._plan.champion.scorer
+    steps.append(
+        ("+ LightGBM predict (batched)", steps[-1][1] + _per_event(lambda rs: scorer.score(rs), rows, n))
+    )
+    whole = _per_event(lambda b: bare.handle(b, _emit), batches, n)
+    steps.append(("+ prediction JSON (whole handler, no headers, no monitor)", whole))
+    with_headers = handler(prediction_headers=True, monitor_enabled=False)
+    steps.append(("+ CloudEvents headers", _per_event(lambda b: with_headers.handle(b, _emit), batches, n)))
+    full = handler(prediction_headers=True, monitor_enabled=True)
+    steps.append(
+        ("+ monitoring record (full score step)", _per_event(lambda b: full.handle(b, _emit), batches, n))
+    )
+    return steps
+
+
+def optional_steps(bundle, challenger, batches: list, n: int) -> list[tuple[str, float]]:
+    """The full step with each optional feature on, in µs per event."""
+    out = []
+    for share in (0.01, 0.1):
+        settings = Settings(kafka_bootstrap="bench:0", explain_share=share)
+        explained = ScoreHandler(settings, bundle)
+        cost = _per_event(lambda b, h=explained: h.handle(b, _emit), batches, n)
+        out.append((f"+ explanations on {share:.0%} of events (optional)", cost))
+    for mode, share in ((ChallengerMode.split, 0.5), (ChallengerMode.shadow, 0.0)):
+        served = ScoreHandler(Settings(kafka_bootstrap="bench:0"), bundle)
+        served.swap(bundle, challenger, mode, share)
+        label = "50% split by entity" if mode is ChallengerMode.split else "shadow scoring of every event"
+        cost = _per_event(lambda b, h=served: h.handle(b, _emit), batches, n)
+        out.append((f"+ a challenger, {label} (optional)", cost))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
@@ -72,69 +125,12 @@ def main() -> None:
 
     frame = numeric_frame(20_000, seed=1)
     bundle = train_bundle(frame, "y", None, num_trees=args.trees)
+    challenger = train_bundle(frame, "y", None, num_trees=args.trees, seed=1)
     events = list(events_from_frame(numeric_frame(args.events, seed=2).drop(columns=["y"])))
     records = [Rec(orjson.dumps(e), i, i % 4) for i, e in enumerate(events)]
     batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
     n = len(records)
-
-    def emit(topic, key, value, headers, partition=None) -> None:
-        pass
-
-    steps: list[tuple[str, float]] = [
-        (
-            "orjson.loads only (baseline)",
-            _per_event(lambda b: [orjson.loads(r.value()) for r in b], batches, n),
-        )
-    ]
-
-    def handler(**flags) -> ScoreHandler:
-        return ScoreHandler(Settings(kafka_bootstrap="bench:0", **flags), bundle)
-
-    bare = handler(prediction_headers=False, monitor_enabled=False)
-    validator = bare._plan.validator
-    steps.append(
-        (
-            "+ validation (decode, checks, row)",
-            _per_event(lambda b: [validator.parse(r.value()) for r in b], batches, n),
-        )
-    )
-    rows = [[validator.parse(r.value()).row for r in b] for b in batches]
-    scorer = bare._plan.champion.scorer
-    score_cost = _per_event(lambda rs: scorer.score(rs), rows, n)
-    steps.append(("+ LightGBM predict (batched)", steps[-1][1] + score_cost))
-    steps.append(
-        (
-            "+ prediction JSON (whole handler, no headers, no monitor)",
-            _per_event(lambda b: bare.handle(b, emit), batches, n),
-        )
-    )
-    with_headers = handler(prediction_headers=True, monitor_enabled=False)
-    steps.append(("+ CloudEvents headers", _per_event(lambda b: with_headers.handle(b, emit), batches, n)))
-    full = handler(prediction_headers=True, monitor_enabled=True)
-    steps.append(
-        ("+ monitoring record (full score step)", _per_event(lambda b: full.handle(b, emit), batches, n))
-    )
-
-    for share in (0.01, 0.1):
-        explained = handler(prediction_headers=True, monitor_enabled=True, explain_share=share)
-        steps.append(
-            (
-                f"+ explanations on {share:.0%} of events (optional)",
-                _per_event(lambda b, h=explained: h.handle(b, emit), batches, n),
-            )
-        )
-
-    challenger = train_bundle(frame, "y", None, num_trees=args.trees, seed=1)
-    for mode, share in ((ChallengerMode.split, 0.5), (ChallengerMode.shadow, 0.0)):
-        served = handler(prediction_headers=True, monitor_enabled=True)
-        served.swap(bundle, challenger, mode, share)
-        label = "50% split by entity" if mode is ChallengerMode.split else "shadow scoring of every event"
-        steps.append(
-            (
-                f"+ a challenger, {label} (optional)",
-                _per_event(lambda b, h=served: h.handle(b, emit), batches, n),
-            )
-        )
+    steps = core_steps(bundle, batches, n) + optional_steps(bundle, challenger, batches, n)
 
     print(
         f"score step cost per event: {n:,} events, batches of {args.batch}, {args.trees} trees, 20 features"
