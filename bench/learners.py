@@ -5,8 +5,10 @@ each on the monitor partition of its source partition) and their N labels (on th
 partition number, as labels keyed by entity land) are written first. Then, for each K,
 K learn-only workers of a fresh deployment read them: the rate is N over the time from
 their start until the merged KPI snapshot on ``metrics`` counts every label. Beside it,
-each worker's CPU seconds per labelled event of its shards (the per-instance cost) and the
-reporter's time to merge the partials (the merge's cost).
+each worker's CPU microseconds per label joined in its shards: the reporter's (the owner of
+partition 0) include merging the partials and the River challenger, which learns from
+partition 0 only. On two cores K workers share the CPU with the broker, so the rate shows
+the overhead of sharding, not a speed-up; the CPU per label is what another machine adds.
 
     .venv/bin/python bench/learners.py [--events 200000] [--partitions 4] [--instances 1,2,3]
 """
