@@ -58,12 +58,11 @@ def run_demo(events: int = 20000, invalid: int = 200, rate: float = 8000.0, keep
         bundle = train_demo_model(_fresh(OUT / "bundle"))
         metrics = ", ".join(f"{k} {bundle.metrics[k]:.3f}" for k in ("auc", "accuracy", "log_loss"))
         console.print(f"trained [bold]{bundle.name}[/] v{bundle.version} on 16,000 rows; holdout {metrics}")
-        settings, port, worker = _start_worker(broker, bundle)
+        registry = (OUT / "registry").resolve()  # the worker loads only from its registry and sources
+        settings, port, worker = _start_worker(broker, bundle, registry)
         console.print(f"worker ready (batch score path); live dashboard on http://127.0.0.1:{port}/dashboard")
         ok = _stream(console, settings, port, events, invalid, rate)
-        registry = OUT / "registry"
-        with_registry = settings.model_copy(update={"registry": str(registry)})
-        ok = demo_lifecycle.show_lifecycle(console, with_registry, port, registry, labelled=events) and ok
+        ok = demo_lifecycle.show_lifecycle(console, settings, port, registry, labelled=events) and ok
         _say_what_is_where(console, port, keep)
         if keep:
             _wait_for_ctrl_c()
@@ -86,9 +85,16 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def _start_worker(broker: Broker, bundle: ModelBundle) -> tuple[Settings, int, subprocess.Popen]:
+def _start_worker(
+    broker: Broker, bundle: ModelBundle, registry: Path
+) -> tuple[Settings, int, subprocess.Popen]:
     run = uuid.uuid4().hex[:6]
-    settings = Settings(kafka_bootstrap=broker.bootstrap, app_id=f"demo-{run}", group_id=f"demo-{run}-scorer")
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        app_id=f"demo-{run}",
+        group_id=f"demo-{run}-scorer",
+        registry=str(registry),
+    )
     port = free_port()
     env = {
         **os.environ,
@@ -100,6 +106,7 @@ def _start_worker(broker: Broker, bundle: ModelBundle) -> tuple[Settings, int, s
         "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(DRIFT_WINDOW),
         "STREAMSCORE_METRICS_INTERVAL_S": "1",
         "STREAMSCORE_SEGMENT_FEATURES": "coapplicant",
+        "STREAMSCORE_REGISTRY": str(registry),
     }
     log = open(_fresh(OUT / "worker.log"), "wb")  # noqa: SIM115 - the process holds it; closed on exit
     worker = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""``streamscore status``: consumer groups, committed and end offsets and lag, from the broker alone."""
+"""``streamscore status``: consumer groups, committed and end offsets and lag from the broker; the latest estimated KPIs from ``drift``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def add_parser(sub: Subparsers) -> None:
     p = command(
         sub,
         "status",
-        "consumer groups, committed and end offsets, lag, from the broker",
+        "consumer groups, committed and end offsets, lag; the latest estimated KPIs per model",
         "Works against any Kafka-protocol cluster: it reads the broker alone, no worker needed.",
     )
     p.add_argument(
@@ -34,6 +34,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from streams.kafka.config import admin_config
     from streams.kafka.lag import group_lag, list_groups
+    from streams.services.estimates import estimate_line, latest_estimates
 
     settings = broker_settings(args)
     admin = AdminClient(admin_config(settings))
@@ -49,6 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"total lag {total:,}" + (f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else "")
         )
         before = {(r.group, r.topic, r.partition): r.lag for r in rows}
+    for estimate in latest_estimates(settings):  # the last drift window of each model version
+        console.print(estimate_line(estimate), highlight=False, soft_wrap=True)
     return 0
 
 

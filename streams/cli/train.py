@@ -192,11 +192,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from scoring.report import ReportInput, build_report
 
     bundle = ModelBundle.load(args.model)
+    checks: tuple = ()
     if args.from_topics:
+        from streams.services.estimates import estimate_checks
         from streams.services.labelled import Skipped, labelled_from_topics
 
         settings, skipped = broker_settings(args), Skipped()
         frame, y = labelled_from_topics(settings, bundle, args.from_topics, skipped=skipped)
+        checks = tuple(estimate_checks(settings, bundle.name, bundle.version))
         print(f"records skipped (not readable): {skipped}")
         source = (
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
@@ -218,7 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     if len(y) == 0:
         raise ConfigError(f"no labelled rows to report on in {source}")
-    data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive)
+    data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive, estimate_checks=checks)
     args.out.write_text(build_report(bundle, data))
     print(f"report on {len(y):,} labelled rows written to {args.out}")
     return 0

@@ -430,7 +430,7 @@ def test_4_an_unreadable_checkpoint_head_means_a_fresh_start_and_an_alert(
     first = _start(env, agrawal_bundle_dir, tmp_path / "first.log", workers)
     before = roles_work(first, bootstrap, env, "i4-a")
     assert first.terminate() == 0
-    head = f"{env['STREAMSCORE_APP_ID']}/learn/head".encode()
+    head = f"{env['STREAMSCORE_APP_ID']}/learn/p0/head".encode()  # the shard of partition 0, the only one
     produce(bootstrap, env["STREAMSCORE_TOPIC_CHECKPOINTS"], [(head, b"not json")])
     second = _start(env, agrawal_bundle_dir, tmp_path / "second.log", workers)
     pid = second.process.pid
