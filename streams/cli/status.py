@@ -1,4 +1,4 @@
-"""``streamscore status``: consumer groups, committed and end offsets and lag from the broker; the latest estimated KPIs from ``drift``."""
+"""``streamscore status``: consumer groups, offsets and lag from the broker; estimated KPIs from ``drift``."""
 
 from __future__ import annotations
 
