@@ -6,6 +6,8 @@ One concept per module:
   score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift_stats``).
 - ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
   values (scores here; errors in ``scoring.feedback`` once labels arrive).
+- ``closing``: ``WindowCloser``, a closed window's events into its ``DriftReport`` and
+  estimate: the one code path for a monitor's windows and for merged ones.
 - ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or
   event time, each giving a ``DriftReport`` and, where the bundle can estimate, a
   ``PerformanceEstimate`` (``scoring.estimation``).
@@ -17,6 +19,7 @@ columns, from the ``monitor`` topic's codec (``schemas.monitor``), re-exported h
 
 from schemas.monitor import MonitorColumns
 from scoring.drift.alerts import alert_for
+from scoring.drift.closing import WindowCloser, WindowEvents
 from scoring.drift.compare import (
     DriftThresholds,
     NumericBaseline,
@@ -37,6 +40,8 @@ __all__ = [
     "NumericBaseline",
     "StreamDetectors",
     "VersionMonitor",
+    "WindowCloser",
+    "WindowEvents",
     "alert_for",
     "compare_categorical",
     "compare_numeric",
