@@ -11,6 +11,11 @@ One concept per module:
 - ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or
   event time, each giving a ``DriftReport`` and, where the bundle can estimate, a
   ``PerformanceEstimate`` (``scoring.estimation``).
+- ``partitions``: ``PartitionWindows``, windows cut per partition by its own count of
+  events, so several workers cut the same windows; each closed one is a ``WindowPartial``
+  (``partial``: its events, and its bytes for a topic).
+- ``merge``: ``WindowMerger`` and ``merge_window``, the partials of every partition of a
+  window closed as one window, the report one monitor gives for the same events.
 - ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises.
 
 What they read is ``MonitorColumns``: the scored events of one monitoring message in
@@ -29,6 +34,9 @@ from scoring.drift.compare import (
     test_count,
 )
 from scoring.drift.detectors import StreamDetectors
+from scoring.drift.merge import WindowMerger, merge_window
+from scoring.drift.partial import PartialRejected, WindowPartial
+from scoring.drift.partitions import PartitionWindows, partition_quota
 from scoring.drift.windows import ClosedWindow, DriftMonitor, DriftWindow, VersionMonitor
 
 __all__ = [
@@ -38,13 +46,19 @@ __all__ = [
     "DriftWindow",
     "MonitorColumns",
     "NumericBaseline",
+    "PartialRejected",
+    "PartitionWindows",
     "StreamDetectors",
     "VersionMonitor",
     "WindowCloser",
     "WindowEvents",
+    "WindowMerger",
+    "WindowPartial",
     "alert_for",
     "compare_categorical",
     "compare_numeric",
     "compare_scores",
+    "merge_window",
+    "partition_quota",
     "test_count",
 ]
