@@ -6,9 +6,16 @@ One concept per module:
   score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift_stats``).
 - ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
   values (scores here; errors in ``scoring.feedback`` once labels arrive).
+- ``closing``: ``WindowCloser``, a closed window's events into its ``DriftReport`` and
+  estimate: the one code path for a monitor's windows and for merged ones.
 - ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or
   event time, each giving a ``DriftReport`` and, where the bundle can estimate, a
   ``PerformanceEstimate`` (``scoring.estimation``).
+- ``partitions``: ``PartitionWindows``, windows cut per partition by its own count of
+  events, so several workers cut the same windows; each closed one is a ``WindowPartial``
+  (``partial``: its events, and its bytes for a topic).
+- ``merge``: ``WindowMerger`` and ``merge_window``, the partials of every partition of a
+  window closed as one window, the report one monitor gives for the same events.
 - ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises.
 
 What they read is ``MonitorColumns``: the scored events of one monitoring message in
@@ -17,6 +24,7 @@ columns, from the ``monitor`` topic's codec (``schemas.monitor``), re-exported h
 
 from schemas.monitor import MonitorColumns
 from scoring.drift.alerts import alert_for
+from scoring.drift.closing import WindowCloser, WindowEvents
 from scoring.drift.compare import (
     DriftThresholds,
     NumericBaseline,
@@ -26,6 +34,9 @@ from scoring.drift.compare import (
     test_count,
 )
 from scoring.drift.detectors import StreamDetectors
+from scoring.drift.merge import WindowMerger, merge_window
+from scoring.drift.partial import PartialRejected, WindowPartial
+from scoring.drift.partitions import PartitionWindows, partition_quota
 from scoring.drift.windows import ClosedWindow, DriftMonitor, DriftWindow, VersionMonitor
 
 __all__ = [
@@ -35,11 +46,19 @@ __all__ = [
     "DriftWindow",
     "MonitorColumns",
     "NumericBaseline",
+    "PartialRejected",
+    "PartitionWindows",
     "StreamDetectors",
     "VersionMonitor",
+    "WindowCloser",
+    "WindowEvents",
+    "WindowMerger",
+    "WindowPartial",
     "alert_for",
     "compare_categorical",
     "compare_numeric",
     "compare_scores",
+    "merge_window",
+    "partition_quota",
     "test_count",
 ]

@@ -3,11 +3,14 @@
 A ``DriftMonitor`` takes the columns of monitoring records (rows of encoded model
 inputs, scores, positions) in arrival order and keeps, per model version, one open
 window. A window closes after ``window_events`` events or once an event's time is
-``window_ms`` past the window's first event, whichever comes first; closing compares
-it with that version's reference (``scoring.drift.compare``) and gives a
-``DriftReport``, and, when the version's bundle carries an estimator, a
-``PerformanceEstimate`` of the same events (``scoring.estimation``). Memory is the
+``window_ms`` past the window's first event, whichever comes first; closing
+(``scoring.drift.closing``, shared with the merge of per-partition windows) compares it
+with that version's reference and gives a ``DriftReport``, and, when the version's
+bundle carries an estimator, a ``PerformanceEstimate`` of the same events. Memory is the
 open windows (events x features floats each), never the stream.
+
+These windows depend on the order records arrive in, so on how partitions interleave:
+several workers get per-partition windows merged instead (``scoring.drift.partitions``).
 
 >>> from scoring.synthetic import numeric_frame
 >>> from scoring.training import train_bundle
@@ -28,39 +31,36 @@ True
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from schemas.drift import DetectorChange, DriftReport, PartitionSpan, Thresholds
-from schemas.estimation import PerformanceEstimate
+from schemas.drift import DetectorChange, DriftReport, PartitionSpan
 from schemas.monitor import MonitorColumns
 from scoring.bundle import ModelBundle
-from scoring.drift.compare import (
-    DriftThresholds,
-    NumericBaseline,
-    compare_categorical,
-    compare_numeric,
-    compare_scores,
-    test_count,
-)
+from scoring.drift.closing import ClosedWindow, WindowCloser, WindowEvents, spans_of
+from scoring.drift.compare import DriftThresholds
 from scoring.drift.detectors import StreamDetectors
-from scoring.drift_stats import bonferroni_alpha
 from scoring.estimation import PerformanceEstimator
-from scoring.features import FeatureKind, FeatureSpec
-from scoring.reference import Reference
+from scoring.features import FeatureSpec
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ClosedWindow", "DriftMonitor", "DriftWindow", "VersionMonitor"]
 
 
 @dataclass
 class DriftWindow:
-    """The open window of one model version: chunks of columns, kept until it closes."""
+    """The open window of one model version: chunks of columns, kept until it closes.
+
+    ``first_time`` (its first event's time) starts the time rule's clock; ``start_time``
+    and ``end_time`` are the earliest and latest event times in it, as the report says.
+    """
 
     index: int
     chunks: list[MonitorColumns] = field(default_factory=list)
     events: int = 0
+    first_time: int | None = None
     start_time: int | None = None
     end_time: int | None = None
     changes: list[DetectorChange] = field(default_factory=list)
@@ -71,54 +71,43 @@ class DriftWindow:
         self.chunks.append(columns)
         self.events += len(columns)
         times = np.asarray(columns.event_times)
-        if self.start_time is None:
-            self.start_time = int(times[0])
-        high = int(times.max())
+        low, high = int(times.min()), int(times.max())
+        if self.first_time is None:
+            self.first_time = int(times[0])
+        self.start_time = low if self.start_time is None else min(self.start_time, low)
         self.end_time = high if self.end_time is None else max(self.end_time, high)
 
     def spans(self) -> list[PartitionSpan]:
-        ranges: dict[tuple[str, int], list[int]] = {}
-        for c in self.chunks:
-            key = (c.source_topic, c.partition)
-            lo, hi = int(min(c.offsets)), int(max(c.offsets))
-            if key in ranges:
-                ranges[key] = [min(ranges[key][0], lo), max(ranges[key][1], hi)]
-            else:
-                ranges[key] = [lo, hi]
-        return [
-            PartitionSpan(topic=t, partition=p, first_offset=a, last_offset=b)
-            for (t, p), (a, b) in sorted(ranges.items())
-        ]
-
-
-@dataclass(frozen=True)
-class ClosedWindow:
-    """What closing a window gives: its drift report, and its estimated KPIs if the bundle can estimate."""
-
-    report: DriftReport
-    estimate: PerformanceEstimate | None = None
+        return spans_of(
+            (c.source_topic, c.partition, int(min(c.offsets)), int(max(c.offsets))) for c in self.chunks
+        )
 
 
 class VersionMonitor:
-    """Windows, score detectors and the performance estimator of one model version."""
+    """Windows and score detectors of one model version; a ``WindowCloser`` closes its windows."""
 
     def __init__(
         self, bundle: ModelBundle, thresholds: DriftThresholds, window_events: int, window_ms: int
     ) -> None:
         self.name = bundle.name
         self.version = bundle.version
-        self.spec: FeatureSpec = bundle.spec
-        self.reference: Reference = bundle.reference
-        self.numeric = {name: NumericBaseline.of(ref) for name, ref in self.reference.numeric.items()}
-        self.score_baseline = NumericBaseline.of(self.reference.score) if self.reference.score else None
-        self.thresholds = thresholds
+        self.closer = WindowCloser(bundle, thresholds)
         self.window_events = window_events
         self.window_ms = window_ms
-        self.alpha = bonferroni_alpha(thresholds.p_value, test_count(self.spec))
         self.detectors = StreamDetectors("score", self.version)
-        self.estimator = PerformanceEstimator.from_bundle(bundle)
-        self.estimate_failures = 0
         self.window = DriftWindow(0)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.closer.spec
+
+    @property
+    def estimator(self) -> PerformanceEstimator | None:
+        return self.closer.estimator
+
+    @property
+    def estimate_failures(self) -> int:
+        return self.closer.estimate_failures
 
     def observe(self, columns: MonitorColumns) -> list[ClosedWindow]:
         """Add events in order; returns the windows they closed."""
@@ -131,7 +120,7 @@ class VersionMonitor:
             room = self.window_events - window.events
             stop = min(len(columns), start + room)
             closed_by = "events" if stop - start == room else None
-            begin = window.start_time if window.start_time is not None else int(times[start])
+            begin = window.first_time if window.first_time is not None else int(times[start])
             late = np.flatnonzero(times[start:stop] - begin >= self.window_ms)
             if late.size and (window.events or late[0] > 0):
                 stop, closed_by = start + int(late[0]), "time"
@@ -145,73 +134,17 @@ class VersionMonitor:
     def _close(self, closed_by: str) -> ClosedWindow:
         window = self.window
         self.window = DriftWindow(window.index + 1)
-        rows = np.concatenate([c.rows for c in window.chunks])
-        scores = np.concatenate([np.asarray(c.scores, dtype=float) for c in window.chunks])
-        report = self.report(window, rows, scores, closed_by)
-        return ClosedWindow(report, self._estimate(report, rows, scores))
-
-    def _estimate(
-        self, report: DriftReport, rows: np.ndarray, scores: np.ndarray
-    ) -> PerformanceEstimate | None:
-        """The window's estimated KPIs; a failure costs the estimate, never the report."""
-        if self.estimator is None:
-            return None
-        try:
-            estimate = self.estimator.estimate(
-                scores,
-                rows,
-                window=report.window,
-                start_event_time=report.start_event_time,
-                end_event_time=report.end_event_time,
-            )
-        except Exception:  # the drift report goes out whatever the estimator does
-            self.estimate_failures += 1
-            log.exception("%s:%s window %d: no performance estimate", self.name, self.version, report.window)
-            return None
-        return estimate.model_copy(update={"spans": report.spans})
-
-    def report(
-        self, window: DriftWindow, rows: np.ndarray, scores: np.ndarray, closed_by: str
-    ) -> DriftReport:
-        t = self.thresholds
-        features = []
-        for j, feature in enumerate(self.spec.features):
-            if feature.kind is FeatureKind.numeric:
-                features.append(
-                    compare_numeric(feature.name, self.numeric[feature.name], rows[:, j], self.alpha, t.psi)
-                )
-            else:
-                features.append(
-                    compare_categorical(
-                        feature.name,
-                        self.reference.categorical[feature.name],
-                        feature.categories,
-                        rows[:, j],
-                        self.alpha,
-                        t.psi,
-                    )
-                )
-        prediction = compare_scores(self.score_baseline, scores, self.alpha, t.psi)
-        drifted_features = [f.feature for f in features if f.drifted]
-        return DriftReport(
-            model_name=self.name,
-            model_version=self.version,
-            window=window.index,
-            events=window.events,
+        events = WindowEvents(
+            index=window.index,
             closed_by=closed_by,
-            start_event_time=window.start_time or 0,
-            end_event_time=window.end_time or 0,
+            rows=np.concatenate([c.rows for c in window.chunks]),
+            scores=np.concatenate([np.asarray(c.scores, dtype=float) for c in window.chunks]),
+            start_time=window.start_time or 0,
+            end_time=window.end_time or 0,
             spans=window.spans(),
-            features=features,
-            prediction=prediction,
             changes=window.changes,
-            thresholds=Thresholds(
-                psi=t.psi, p_value=t.p_value, p_value_per_test=self.alpha, tests=test_count(self.spec)
-            ),
-            drifted_features=drifted_features,
-            drifted=bool(drifted_features) or prediction.drifted,
-            created_at=int(time.time() * 1000),
         )
+        return self.closer.close(events)
 
 
 class DriftMonitor:
