@@ -62,7 +62,7 @@ stunnel:
 	  apt-get install -y -q stunnel4 >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q stunnel4; }; }
 
 test: lint browser deploy-tools stunnel
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

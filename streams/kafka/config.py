@@ -43,6 +43,9 @@ def client_config(settings: Settings) -> dict[str, str]:
 
 
 SIDE_PREFETCH_KBYTES = 8_192  # a side role's fetch queue: 8 MiB instead of librdkafka's 64 MiB
+# the scorer's: RSS flat over 1M events (+0.9%) at full rate; 16 and 8 MiB cost 20% and 55% of the
+# throughput on Tansu (docs/benchmarks.md, "Memory")
+SCORE_PREFETCH_KBYTES = 32_768
 
 
 def group_consumer_config(
@@ -66,9 +69,8 @@ def group_consumer_config(
         "auto.offset.reset": "earliest",
         "session.timeout.ms": session_ms,
         "heartbeat.interval.ms": max(100, session_ms // 3),
-        # Tansu answers a waiting fetch only when this wait runs out, so it bounds latency
-        # when the consumer is caught up. (queued.min.messages raised to 20000 cost 40% of
-        # throughput on Tansu: measured 28.6k vs 49.6k events/s in one run.)
+        # how long the broker may hold a fetch with nothing new (the setting's comment says why 100 ms).
+        # (queued.min.messages raised to 20000 cost 40% of throughput on Tansu: 28.6k vs 49.6k events/s)
         "fetch.wait.max.ms": settings.fetch_wait_max_ms if fetch_wait_max_ms is None else fetch_wait_max_ms,
         "enable.partition.eof": False,
         # librdkafka's default, stated: input from a transactional producer is read once committed

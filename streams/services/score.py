@@ -28,7 +28,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from scoring.errors import Stage
-from streams.kafka.config import group_consumer_config, producer_config
+from streams.kafka.config import SCORE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.services.batch_stats import BatchListener, BatchStats
 from streams.services.handler import ScoreHandler
@@ -92,7 +92,7 @@ class ScoreStep(Step):
 
 
 def score_clients(settings: Settings) -> ClientFactory:
-    consumer = group_consumer_config(settings, groups(settings).score)
+    consumer = group_consumer_config(settings, groups(settings).score, prefetch_kbytes=SCORE_PREFETCH_KBYTES)
     return kafka_clients(consumer, producer_config(settings, transactional=True))
 
 
