@@ -122,7 +122,11 @@ def run(k: int, bootstrap: str, topics: dict[str, str], bundle: Path, args: argp
             "STREAMSCORE_PARTITIONS": str(args.partitions), "STREAMSCORE_METRICS_INTERVAL_S": "1",
             **{f"STREAMSCORE_TOPIC_{t.upper()}": v for t, v in topics.items()},
             "STREAMSCORE_TOPIC_METRICS": metrics,
-            "STREAMSCORE_TOPIC_CHECKPOINTS": f"lm-ck-{run_id}"}  # fmt: skip
+            "STREAMSCORE_TOPIC_CHECKPOINTS": f"lm-ck-{run_id}",
+            # every event waits for its label here (all are written before the labels), and each
+            # shard holds label_join_max / P: with the default a partition of more than 50,000 of
+            # the 200,000 expired its oldest events whenever monitor was read ahead of labels
+            "STREAMSCORE_LABEL_JOIN_MAX": str(2 * args.events)}  # fmt: skip
     workers, ports = [], []
     started = time.monotonic()
     for i in range(k):
