@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
@@ -44,7 +43,7 @@ from streams.services.checkpoints import RESTORE_IDLE_S, CheckpointStore
 from streams.services.control import WORKER_ID
 from streams.services.estimates import EstimateChecks
 from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
-from streams.services.learn_merge import PartialsFollower, merged_snapshot, sum_tallies
+from streams.services.learn_merge import PartialsFollower, encode_partial, merged_snapshot, sum_tallies
 from streams.services.learn_shard import CHALLENGER_SHARD, Shard, early_label_taker, holder_of, learner_for
 from streams.services.loop import ClientFactory
 from streams.services.loop_stats import LoopStats
@@ -168,7 +167,8 @@ class LearnStep(Step):
                 position = shard.positions.get(name)
             if position is not None:
                 tp.offset = position
-        self.followers.needed(self.reporter and len(self.shards) < self.settings.partitions)
+        following = self.reporter and len(self.shards) < self.settings.partitions
+        self.followers.needed(following, self._key or state_key(self.settings))
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Checkpoint the shards of revoked partitions before their next owner reads them; park them."""
@@ -313,7 +313,9 @@ class LearnStep(Step):
             plan, written = shard.checkpoint(context.emit)
             self.counters["checkpoint_bytes"] += written
             key = f"{self.prefix}/kpi/p{shard.partition}".encode()
-            context.emit(self.settings.topic_checkpoints, key, orjson.dumps(shard.partial()), None)
+            context.emit(
+                self.settings.topic_checkpoints, key, encode_partial(shard.partial(), shard.store.key), None
+            )
             plans.append((shard, plan))
         if not context.flush(30):
             log.error("snapshot or checkpoint not acknowledged; next snapshot tries again")

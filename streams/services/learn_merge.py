@@ -1,7 +1,9 @@
 """The KPIs of every learn shard as one: partials in, one ``MetricsSnapshot`` out.
 
 Each shard publishes a partial at each of its checkpoints (``PREFIX/kpi/pN`` on the
-compacted ``checkpoints`` topic): its KPI board, join counts and paired tallies. The
+compacted ``checkpoints`` topic): its KPI board, join counts and paired tallies, signed
+with the state key as the checkpoints are (anyone may write to the topic; only a worker
+of this deployment can write a partial the reporter takes). The
 reporting instance (the owner of partition 0) merges its own shards' partials with the
 latest of the others', read by a ``PartialsFollower``, in partition order, so the merged
 counts and sums are the same however the partitions are spread over instances.
@@ -11,18 +13,37 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas.drift import DetectorChange
 from schemas.feedback import MetricsSnapshot
+from scoring import checkpoint
 from scoring.compare import PairedTally
+from scoring.errors import CheckpointRejected
 from scoring.feedback import snapshot_of
 from scoring.kpis import KpiBoard
 from streams.kafka.config import reader_config
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def encode_partial(partial: dict, key: bytes) -> bytes:
+    """A shard's partial as written to the topic: signed like a checkpoint."""
+    return checkpoint.encode(partial, None, key)
+
+
+def decode_partial(value: bytes | None, key: bytes) -> dict:
+    """A partial read from the topic; ``ValueError`` if it is not one this deployment signed."""
+    try:
+        partial, _ = checkpoint.decode(value or b"", key)
+    except CheckpointRejected as exc:
+        raise ValueError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - whatever the bytes are, they are not a partial
+        raise ValueError(f"not a KPI partial ({type(exc).__name__})") from None
+    if not isinstance(partial, dict):
+        raise ValueError("not a KPI partial (not an object)")
+    return partial
 
 
 def merged_snapshot(
@@ -63,9 +84,13 @@ class PartialsFollower:
         self.settings = settings
         self.prefix = f"{prefix}/kpi/p"
         self._consumer: Consumer | None = None
+        self._key = b""
         self._latest: dict[int, dict] = {}
+        self.refused = 0  # records under a partial's key that were not a signed partial
 
-    def needed(self, needed: bool) -> None:
+    def needed(self, needed: bool, key: bytes) -> None:
+        """Follow the partials (signed with ``key``) while ``needed``."""
+        self._key = key
         if needed and self._consumer is None:
             self._start()
         elif not needed:
@@ -96,11 +121,12 @@ class PartialsFollower:
             if not key.startswith(self.prefix):
                 continue
             try:
-                partial = orjson.loads(message.value())
-                self._latest[int(key.removeprefix(self.prefix))] = partial
+                partition = int(key.removeprefix(self.prefix))
+                self._latest[partition] = decode_partial(message.value(), self._key)
                 changed = True
-            except (ValueError, TypeError) as exc:
-                log.warning("unreadable KPI partial %s skipped: %s", key, exc)
+            except ValueError as exc:
+                self.refused += 1
+                log.warning("KPI partial %s skipped: %s", key, exc)
         return changed
 
     def partials(self) -> dict[int, dict]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from scoring.synthetic import events_from_frame
 from streams.kafka.broker import free_port
 
 
@@ -127,6 +128,48 @@ def produce(
             except BufferError:
                 producer.poll(0.05)
     assert producer.flush(30) == 0, "not every test event was delivered"
+
+
+def produce_with_labels(
+    bootstrap: str,
+    env: dict[str, str],
+    frame,
+    labels,
+    delay: int,
+    prefix: str,
+    base_ms: int,
+    labels_by: str = "event_id",
+) -> None:
+    """Event i of ``frame`` (keyed by its entity), then the label of event i - ``delay``; the last
+    ``delay`` labels at the end. Labels are keyed by ``labels_by``: the event id, or ``"entity_id"``,
+    which puts each on its event's partition number (the same partitioner as the worker's)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
+    features, label_topic = env["STREAMSCORE_TOPIC_FEATURES"], env["STREAMSCORE_TOPIC_LABELS"]
+    events = list(events_from_frame(frame, prefix=prefix, start_ms=base_ms))
+
+    def send(topic: str, key: str, value: bytes) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key.encode())
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def label(i: int) -> None:
+        body = {
+            "event_id": events[i]["event_id"],
+            "label": float(labels[i]),
+            "label_time": base_ms + i + delay,
+        }
+        send(label_topic, events[i][labels_by], orjson.dumps(body))
+
+    for i, event in enumerate(events):
+        send(features, event["entity_id"], orjson.dumps(event))
+        if i >= delay:
+            label(i - delay)
+    for i in range(max(0, len(events) - delay), len(events)):
+        label(i)
+    assert producer.flush(60) == 0
 
 
 def read_topic(

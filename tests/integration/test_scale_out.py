@@ -13,16 +13,14 @@ from __future__ import annotations
 import threading
 import time
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
-from scoring.synthetic import events_from_frame, loan_frame
+from scoring.synthetic import loan_frame
 from scoring.training import train_bundle
 from tests.integration.conftest import topics_for
-from tests.integration.kafka_tools import WorkerProcess, read_topic
+from tests.integration.kafka_tools import WorkerProcess, produce_with_labels, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -37,37 +35,6 @@ def loans(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
     return train_bundle(
         frame, "approved", tmp_path_factory.mktemp("scale") / "loans", name="loans", num_trees=40
     )
-
-
-def _produce(bootstrap: str, env: dict, frame, labels) -> None:
-    """Event i, then the label of event i - DELAY, both keyed by the entity (the same partitioner)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"})
-    features, label_topic = env["STREAMSCORE_TOPIC_FEATURES"], env["STREAMSCORE_TOPIC_LABELS"]
-    events = list(events_from_frame(frame, prefix="so", start_ms=BASE_MS))
-
-    def send(topic: str, key: str, value: bytes) -> None:
-        while True:
-            try:
-                producer.produce(topic, value, key.encode())
-                return
-            except BufferError:
-                producer.poll(0.05)
-
-    def label(i: int) -> None:
-        body = {
-            "event_id": events[i]["event_id"],
-            "label": float(labels[i]),
-            "label_time": BASE_MS + i + DELAY,
-        }
-        send(label_topic, events[i]["entity_id"], orjson.dumps(body))
-
-    for i, event in enumerate(events):
-        send(features, event["entity_id"], orjson.dumps(event))
-        if i >= DELAY:
-            label(i - DELAY)
-    for i in range(len(events) - DELAY, len(events)):
-        label(i)
-    assert producer.flush(60) == 0
 
 
 def _final_snapshot(bootstrap: str, env: dict, timeout_s: float = 300) -> MetricsSnapshot:
@@ -112,14 +79,19 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
     one_env = {**topics_for(bootstrap, "one-" + tmp_path.name[-6:], str(tmp_path / "one")), **settings}
     _workers(one_env, loans, tmp_path, workers, "one", 1)
     started = time.monotonic()
-    _produce(bootstrap, one_env, frame, labels)
+    produce_with_labels(bootstrap, one_env, frame, labels, DELAY, "so", BASE_MS, labels_by="entity_id")
     alone = _final_snapshot(bootstrap, one_env)
     one_s = time.monotonic() - started
 
     three_env = {**topics_for(bootstrap, "three-" + tmp_path.name[-6:], str(tmp_path / "three")), **settings}
     three = _workers(three_env, loans, tmp_path, workers, "three", 3)
     started = time.monotonic()
-    source = threading.Thread(target=_produce, args=(bootstrap, three_env, frame, labels), daemon=True)
+    source = threading.Thread(
+        target=produce_with_labels,
+        args=(bootstrap, three_env, frame, labels, DELAY, "so", BASE_MS),
+        kwargs={"labels_by": "entity_id"},
+        daemon=True,
+    )
     source.start()
     victim = next(w for w in three if w.get("/stats")["learn"]["matched"] >= 0)
     while (joined := victim.get("/stats")["learn"]["matched"]) < N // 20:
