@@ -126,7 +126,9 @@ def run(k: int, bootstrap: str, topics: dict[str, str], bundle: Path, args: argp
             # every event waits for its label here (all are written before the labels), and each
             # shard holds label_join_max / P: with the default a partition of more than 50,000 of
             # the 200,000 expired its oldest events whenever monitor was read ahead of labels
-            "STREAMSCORE_LABEL_JOIN_MAX": str(2 * args.events)}  # fmt: skip
+            "STREAMSCORE_LABEL_JOIN_MAX": str(2 * args.events),
+            # one deployment, one state key: checkpoints and KPI partials are signed with it
+            "STREAMSCORE_STATE_KEY": os.urandom(32).hex()}  # fmt: skip
     workers, ports = [], []
     started = time.monotonic()
     for i in range(k):

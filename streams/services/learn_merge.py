@@ -126,7 +126,12 @@ class PartialsFollower:
                 changed = True
             except ValueError as exc:
                 self.refused += 1
-                log.warning("KPI partial %s skipped: %s", key, exc)
+                log.warning(
+                    "KPI partial %s skipped: %s (every learn worker of a deployment needs the same "
+                    "STREAMSCORE_STATE_KEY or STREAMSCORE_STATE_KEY_FILE)",
+                    key,
+                    exc,
+                )
         return changed
 
     def partials(self) -> dict[int, dict]:
