@@ -12,13 +12,14 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from confluent_kafka import Producer
 from river import compose, datasets, evaluate, linear_model, metrics, preprocessing
 
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from scoring.bundle import ModelBundle
 from scoring.synthetic import agrawal_frame, events_from_frame
 from scoring.training import train_bundle
-from tests.integration.kafka_tools import Record, WorkerProcess, produce, produce_with_labels, read_topic
+from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,33 @@ def _worker(topic_env, bundle_dir, tmp_path, workers, name: str, roles: str, **e
     return worker
 
 
+def _produce_with_labels(bootstrap, topic_env, frame: pd.DataFrame, labels, delay: int, prefix: str) -> None:
+    """Event i, then the label of event i - delay; the last ``delay`` labels at the end."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10})
+    features, label_topic = topic_env["STREAMSCORE_TOPIC_FEATURES"], topic_env["STREAMSCORE_TOPIC_LABELS"]
+
+    def send(topic: str, key: str, value: bytes) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key.encode())
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def label(i: int) -> None:
+        event_id = f"{prefix}-{i}"
+        body = {"event_id": event_id, "label": float(labels[i]), "label_time": BASE_MS + i + delay}
+        send(label_topic, event_id, orjson.dumps(body))
+
+    for i, event in enumerate(events_from_frame(frame, prefix=prefix, start_ms=BASE_MS)):
+        send(features, event["entity_id"], orjson.dumps(event))
+        if i >= delay:
+            label(i - delay)
+    for i in range(max(0, len(frame) - delay), len(frame)):
+        label(i)
+    assert producer.flush(60) == 0
+
+
 def _snapshots(bootstrap, topic_env, done) -> list[MetricsSnapshot]:
     """Metrics snapshots read from the start until ``done(snapshot)`` holds for one."""
 
@@ -69,7 +97,7 @@ def test_concept_change_lightgbm_falls_river_recovers_adwin_fires(
     labels = np.where(np.arange(n) < switch, before["approved"], after["approved"])
     worker = _worker(topic_env, loans_f0.path, tmp_path, workers, "worker", "score,learn",
                      STREAMSCORE_SEGMENT_FEATURES="elevel")  # fmt: skip
-    produce_with_labels(bootstrap, topic_env, before.drop(columns=["approved"]), labels, delay, "ag", BASE_MS)
+    _produce_with_labels(bootstrap, topic_env, before.drop(columns=["approved"]), labels, delay, "ag")
 
     champion = f"{loans_f0.name}:{loans_f0.version}"
     snapshots = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched == n and s.kpis)
@@ -113,7 +141,7 @@ def test_progressive_validation_on_phishing_equals_river(bootstrap, topic_env, t
     labels = np.array([int(y) for _, y in data])
     bundle = train_bundle(frame.assign(y=labels), "y", tmp_path / "phish", name="phish", num_trees=10)
     _worker(topic_env, bundle.path, tmp_path, workers, "worker", "score,learn")
-    produce_with_labels(bootstrap, topic_env, frame, labels, 0, "ph", BASE_MS)
+    _produce_with_labels(bootstrap, topic_env, frame, labels, 0, "ph")
 
     final = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched == len(data))[-1]
     ours = _overall(final, final.challenger).cumulative["accuracy"]
@@ -131,8 +159,8 @@ def test_learner_restart_continues_from_its_checkpoint(bootstrap, topic_env, loa
     env = {"STREAMSCORE_METRICS_EVERY_LABELS": "2000"}
     _worker(topic_env, loans_f0.path, tmp_path, workers, "scorer", "score")
     learner = _worker(topic_env, loans_f0.path, tmp_path, workers, "learner", "learn", **env)
-    produce_with_labels(
-        bootstrap, topic_env, frame.drop(columns=["approved"]), frame["approved"], 1000, "rs", BASE_MS
+    _produce_with_labels(
+        bootstrap, topic_env, frame.drop(columns=["approved"]), frame["approved"], 1000, "rs"
     )
 
     deadline, seen = time.monotonic() + 120, 0
