@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -39,6 +40,14 @@ class Restored:
     objects: dict
     head: CheckpointHead
     segments: dict[int, tuple[dict, bytes]] = field(default_factory=dict)  # id -> (columns, rows)
+
+
+def state_key(settings: Settings) -> bytes:
+    """The key signing this deployment's state: from the settings, else the data dir's (made once)."""
+    key = settings.state_key_bytes()
+    if key is None:
+        key = checkpoint.load_or_create_key(Path(settings.data_dir) / "state.key")
+    return key
 
 
 class CheckpointStore:
@@ -103,9 +112,14 @@ class CheckpointStore:
         return self.restore_from(latest)
 
     def restore_from(self, latest: dict[str, bytes]) -> Restored | None:
-        """``restore`` of the latest value per key under this prefix, as read from the topic."""
+        """``restore`` of the latest value per key under this prefix, as read from the topic.
+
+        ``latest`` may hold other stores' keys too (one read serves every shard that comes):
+        only this store's own keys are ever tombstoned by it.
+        """
+        latest = {k: v for k, v in latest.items() if k.startswith(f"{self.prefix}/")}
         if f"{self.prefix}/head" not in latest:
-            log.info("no learner checkpoint under %s: starting fresh", self.prefix)
+            log.info("no checkpoint under %s: starting fresh", self.prefix)
             self._stale = sorted(latest)
             return None
         try:

@@ -97,3 +97,21 @@ def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: 
     fresh.write(fresh.encode({"n": 9, "segments": {"segments": {}}}, {}), topic.emit, {}, [])
     assert sorted(topic.latest) == ["app/learn/1/0", "app/learn/head"]
     assert _store().restore().state["n"] == 9
+
+
+def test_a_shard_restored_from_a_shared_read_never_tombstones_another_shards_checkpoint(topic: Topic) -> None:
+    """Shards read the topic once for all: p1's first write must not delete p2's or p10's checkpoint."""
+    settings = Settings(kafka_bootstrap="x:1")
+    stores = {p: CheckpointStore(settings, f"app/learn/p{p}", KEY) for p in (1, 2, 10)}
+    for p, store in stores.items():
+        store.write(store.encode({"p": p}, None), topic.emit, {}, [])
+    shared = dict(topic.latest)
+    again = {p: CheckpointStore(settings, f"app/learn/p{p}", KEY) for p in (1, 2, 10)}
+    fresh = CheckpointStore(settings, "app/learn/p3", KEY)
+    assert fresh.restore_from(shared) is None
+    fresh.write(fresh.encode({"p": 3}, None), topic.emit, {}, [])
+    assert again[1].restore_from(shared).state == {"p": 1}
+    again[1].write(again[1].encode({"p": 1, "n": 2}, None), topic.emit, {}, [])
+    for p in (2, 10):
+        restored = CheckpointStore(settings, f"app/learn/p{p}", KEY).restore_from(dict(topic.latest))
+        assert restored is not None and restored.state == {"p": p}, p
