@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import pickle
 import secrets
 from pathlib import Path
@@ -22,14 +23,23 @@ _SEP = b"\n"
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The worker's state key: read from ``path``, or made and written there (mode 0600)."""
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    path.touch(mode=0o600)
-    path.write_text(key.hex())
-    return key
+    """The worker's state key: read from ``path``, or made and written there (mode 0600).
+
+    Workers sharing a data directory may start together: the key is written to a file of
+    its own and linked into place, so exactly one key wins and every worker reads that one.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{secrets.token_hex(8)}")
+        draft.touch(mode=0o600)
+        draft.write_text(secrets.token_bytes(32).hex())
+        try:
+            os.link(draft, path)  # atomic; fails if another worker's key is there already
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return bytes.fromhex(path.read_text().strip())
 
 
 def encode(state: dict, objects: object, key: bytes) -> bytes:
@@ -45,3 +55,17 @@ def decode(payload: bytes, key: bytes) -> tuple[dict, object]:
         raise CheckpointRejected("checkpoint signature does not match this worker's state key; not loaded")
     state, _, pickled = body.partition(_SEP)
     return orjson.loads(state), pickle.loads(pickled)  # the signature was verified above
+
+
+def sign(data: bytes, key: bytes) -> bytes:
+    """``signature hex`` NL ``data``: bytes only a holder of the state key can make."""
+    return hmac.new(key, data, hashlib.sha256).hexdigest().encode() + _SEP + data
+
+
+def verify(payload: bytes, key: bytes) -> bytes:
+    """The data of a ``sign``ed payload; ``CheckpointRejected`` if the signature does not match."""
+    signature, _, data = payload.partition(_SEP)
+    expected = hmac.new(key, data, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(signature, expected):
+        raise CheckpointRejected("signature does not match the state key")
+    return data

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import stat
+from pathlib import Path
 
 import pytest
 from river import linear_model
 
 from scoring import checkpoint
+from scoring.errors import CheckpointRejected
 
 
 def test_a_checkpoint_round_trips_with_its_key(tmp_path) -> None:
@@ -20,6 +23,35 @@ def test_a_checkpoint_round_trips_with_its_key(tmp_path) -> None:
     state, objects = checkpoint.decode(checkpoint.encode({"n": 3}, {"model": model}, key), key)
     assert state == {"n": 3}
     assert objects["model"].predict_proba_one({"x": 1.0}) == model.predict_proba_one({"x": 1.0})
+
+
+def _keys_when_released(folder: str, rounds: int, gate) -> list[str]:
+    out = []
+    for i in range(rounds):
+        gate.wait()
+        out.append(checkpoint.load_or_create_key(Path(folder) / str(i) / "state.key").hex())
+    return out
+
+
+def test_workers_starting_together_on_one_data_dir_get_one_key(tmp_path) -> None:
+    """Four processes making the key at once, 30 times over: each reads the same one, no draft is left."""
+    rounds = 30
+    with multiprocessing.Manager() as manager:
+        gate = manager.Barrier(4)
+        with multiprocessing.get_context("spawn").Pool(4) as pool:
+            keys = pool.starmap(_keys_when_released, [(str(tmp_path), rounds, gate)] * 4)
+    for i in range(rounds):
+        assert len({k[i] for k in keys}) == 1 and len(keys[0][i]) == 64, f"round {i}: {[k[i] for k in keys]}"
+        assert [p.name for p in (tmp_path / str(i)).iterdir()] == ["state.key"]
+
+
+def test_signed_bytes_are_refused_under_another_key() -> None:
+    signed = checkpoint.sign(b"partial", b"a" * 32)
+    assert checkpoint.verify(signed, b"a" * 32) == b"partial"
+    with pytest.raises(CheckpointRejected):
+        checkpoint.verify(signed, b"b" * 32)
+    with pytest.raises(CheckpointRejected):
+        checkpoint.verify(signed.replace(b"partial", b"Partial"), b"a" * 32)
 
 
 class _Boom:
