@@ -24,7 +24,7 @@ from streams.services.parts import WorkerParts
 from streams.services.score import ScoreStep, run_score
 from streams.services.supervisor import SupervisedService
 from streams.services.telemetry import ScoreCounters
-from streams.settings import Role, ScorePath, Settings
+from streams.settings import DriftWindows, Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
 from streams.web.inference import register_inference
@@ -113,6 +113,7 @@ class _Assembly:
         from scoring.drift import DriftMonitor, DriftThresholds
         from streams.services.agents import register_drift_agent
         from streams.services.drift import DriftStep, run_drift
+        from streams.services.drift_sharded import ShardedDriftStep
 
         settings, parts = self.settings, self.parts
         parts.drift = DriftMonitor(
@@ -120,7 +121,8 @@ class _Assembly:
             window_events=settings.drift_window_events,
             window_s=settings.drift_window_seconds,
         )
-        step = DriftStep(
+        sharded = settings.drift_windows is DriftWindows.partitions
+        step = (ShardedDriftStep if sharded else DriftStep)(
             settings,
             parts.drift,
             parts.refusals,

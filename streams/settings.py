@@ -14,6 +14,18 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class DriftWindows(StrEnum):
+    """How drift windows are cut.
+
+    ``stream``: over the records one drift worker reads, by count or event time (one drift
+    worker per deployment). ``partitions``: per partition of ``monitor`` by count, the
+    partials merged by the owner of partition 0 (any number of drift workers; issue 21).
+    """
+
+    stream = "stream"
+    partitions = "partitions"
+
+
 class ScorePath(StrEnum):
     """How the score agent consumes ``features``.
 
@@ -101,6 +113,7 @@ class Settings(BaseSettings):
     topic_metrics: str = "metrics"
     topic_model_updates: str = "model-updates"
     topic_checkpoints: str = "checkpoints"
+    topic_drift_partials: str = "drift-partials"
     topic_alerts: str = "alerts"
     topic_retrain: str = "retrain-requests"
     partitions: int = Field(4, ge=1)
@@ -173,6 +186,9 @@ class Settings(BaseSettings):
     drift_path: ScorePath = Field(
         ScorePath.batch, description="batch: own confluent-kafka consumer; agent: a Faust agent."
     )
+    drift_windows: DriftWindows = Field(
+        DriftWindows.stream, description="stream: one drift worker; partitions: several, windows merged."
+    )
     drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
     drift_psi_threshold: float = Field(0.2, gt=0)
@@ -241,6 +257,12 @@ class Settings(BaseSettings):
                 "across restarts of one worker and different between workers: it names the "
                 "transactional.id that fences a previous incarnation's open transaction"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _partition_windows_need_the_service(self) -> Settings:
+        if self.drift_windows is DriftWindows.partitions and self.drift_path is not ScorePath.batch:
+            raise ValueError("drift_windows partitions is implemented on the batch drift path only")
         return self
 
     @field_validator("state_key_file")
@@ -330,6 +352,7 @@ class Settings(BaseSettings):
             self.topic_metrics,
             self.topic_model_updates,
             self.topic_checkpoints,
+            self.topic_drift_partials,
             self.topic_alerts,
             self.topic_retrain,
         ]

@@ -124,6 +124,24 @@ class WindowMerger:
             return []
         return self._merge_all([key])
 
+    def merged_state(self) -> dict[str, list]:
+        """Which windows were merged, per version: ``[below, [above...]]`` (every window under ``below``)."""
+        versions = set(self._merged_below) | set(self._merged)
+        return {
+            f"{name}:{version}": [
+                self._merged_below.get((name, version), 0),
+                sorted(self._merged.get((name, version), ())),
+            ]
+            for name, version in sorted(versions)
+        }
+
+    def restore_merged(self, state: dict[str, list]) -> None:
+        """Take ``merged_state`` back: partials of those windows are duplicates from now on."""
+        for name_version, (below, above) in state.items():
+            name, _, version = name_version.rpartition(":")
+            self._merged_below[(name, version)] = int(below)
+            self._merged[(name, version)] = {int(w) for w in above}
+
     def pending_windows(self) -> list[WindowKey]:
         """Windows some partition has sent and another has not, in order."""
         return sorted(self._pending)

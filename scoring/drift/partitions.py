@@ -132,6 +132,25 @@ class PartitionWindows:
         """Events held in open windows (at most ``quota`` per version)."""
         return sum(w.events for w in self._open.values())
 
+    def versions(self) -> list[tuple[str, str]]:
+        """The registered model versions, as (name, version)."""
+        return list(self._open)
+
+    def open_window(self, model_name: str, model_version: str) -> tuple[int, int] | None:
+        """The version's open window: its index and the events it holds; None if not registered."""
+        window = self._open.get((model_name, model_version))
+        return None if window is None else (window.index, window.events)
+
+    def resume(self, model_name: str, model_version: str, index: int) -> None:
+        """Start the version's windows at ``index`` (a partition resumed from a checkpoint).
+
+        Only before its first event here: the windows below ``index`` were closed elsewhere.
+        """
+        window = self._open[(model_name, model_version)]
+        if window.events:
+            raise ValueError(f"{model_name}:{model_version} has {window.events} events in its open window")
+        window.index = index
+
     def _close(self, key: tuple[str, str], window: _OpenWindow) -> WindowPartial:
         chunks = window.chunks
         times = np.concatenate([np.asarray(c.event_times, dtype=np.int64) for c in chunks])

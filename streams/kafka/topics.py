@@ -26,7 +26,9 @@ def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
     wanted = [
         NewTopic(
             name,
-            num_partitions=1 if name == settings.topic_checkpoints else settings.partitions,
+            num_partitions=1
+            if name in (settings.topic_checkpoints, settings.topic_drift_partials)
+            else settings.partitions,
             replication_factor=settings.replication_factor,
             config=COMPACTED if name in (settings.topic_model_updates, settings.topic_checkpoints) else {},
         )

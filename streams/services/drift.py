@@ -37,7 +37,7 @@ from streams.kafka.records import Emit, KafkaRecord
 from streams.services.intake import MonitorIntake, Refusal, Refusals
 from streams.services.loop import ClientFactory
 from streams.services.loop_stats import LoopStats
-from streams.services.policies import Periodic
+from streams.services.policies import Never, Periodic
 from streams.services.runner import kafka_clients, runner
 from streams.services.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
@@ -70,6 +70,8 @@ class DriftStep(Step):
     too (a defect, kept for a look): the drift role goes on with the next.
     """
 
+    commits_itself = False  # True: the step commits the offsets it made durable (no periodic commit)
+
     def __init__(
         self,
         settings: Settings,
@@ -91,6 +93,13 @@ class DriftStep(Step):
         """Watch a model version: its windows, and its spec for checking the records that name it."""
         self.monitor.register(bundle)
         self.specs[(bundle.name, bundle.version)] = bundle.spec
+
+    def stats(self) -> dict:
+        """The windows' figures for ``/stats``, beside the counters."""
+        return {
+            "open_window_events": self.monitor.open_events(),
+            "unknown_version_events": self.monitor.unknown_version_events,
+        }
 
     def process(self, records: list[Message], context: LoopContext) -> None:
         for record in records:
@@ -178,7 +187,7 @@ def run_drift(
     )
     clients = clients or kafka_clients(consumer, producer_config(settings))
     subscribe = Subscribe([settings.topic_monitor])
-    policy = lambda: Periodic(COMMIT_EVERY_S)  # noqa: E731
+    policy = Never if step.commits_itself else lambda: Periodic(COMMIT_EVERY_S)
     return runner(
         "drift", clients, step, policy, lambda: subscribe, stats, 100, 0.2, settings.session_timeout_s
     )

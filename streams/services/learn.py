@@ -25,21 +25,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
 from schemas.checkpoint import StateAlert
 from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
-from scoring import checkpoint
 from scoring.bundle import ModelBundle
 from scoring.retrain import KpiWatch
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.readers import read_latest
 from streams.services.challenger import ChallengerDuties
-from streams.services.checkpoints import RESTORE_IDLE_S, CheckpointStore
+from streams.services.checkpoints import RESTORE_IDLE_S, CheckpointStore, state_key
 from streams.services.control import WORKER_ID
 from streams.services.estimates import EstimateChecks
 from streams.services.intake import LabelIntake, MonitorIntake, Refusal, Refusals
@@ -53,13 +51,6 @@ from streams.services.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def state_key(settings: Settings) -> bytes:
-    key = settings.state_key_bytes()
-    if key is None:
-        key = checkpoint.load_or_create_key(Path(settings.data_dir) / "state.key")
-    return key
 
 
 class LearnStep(Step):

@@ -36,12 +36,8 @@ def stats_body(parts: WorkerParts) -> dict:
             "ignored": parts.control.ignored,
             "timeline": parts.control.timeline,
         }
-    if parts.drift_counters is not None and parts.drift is not None:
-        body["drift"] = {
-            **vars(parts.drift_counters),
-            "open_window_events": parts.drift.open_events(),
-            "unknown_version_events": parts.drift.unknown_version_events,
-        }
+    if parts.drift_counters is not None and parts.drift_step is not None:
+        body["drift"] = {**vars(parts.drift_counters), **parts.drift_step.stats()}
     if parts.learn is not None:
         body["learn"] = {
             **parts.learn.counters,

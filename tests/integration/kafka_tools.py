@@ -48,6 +48,7 @@ def names_env(run_id: str, folder: Path) -> dict[str, str]:
         "STREAMSCORE_TOPIC_METRICS": f"metrics-{run_id}",
         "STREAMSCORE_TOPIC_MODEL_UPDATES": f"model-updates-{run_id}",
         "STREAMSCORE_TOPIC_CHECKPOINTS": f"checkpoints-{run_id}",
+        "STREAMSCORE_TOPIC_DRIFT_PARTIALS": f"drift-partials-{run_id}",
         "STREAMSCORE_TOPIC_ALERTS": f"alerts-{run_id}",
         "STREAMSCORE_TOPIC_RETRAIN": f"retrain-requests-{run_id}",
         "STREAMSCORE_DATA_DIR": str(folder / "data"),

@@ -5,7 +5,10 @@ land on the same partition number) goes once through one worker with every role 
 through three workers of one deployment (every role each, one consumer group per role).
 The KPIs on ``metrics`` are the merge of every partition's shard: cumulative counts must
 be equal, every cumulative KPI equal to 1e-9 and the AUC to 1e-6, and every label joined
-once: none counted twice, none lost.
+once: none counted twice, none lost. The drift windows are cut per partition and merged
+(``STREAMSCORE_DRIFT_WINDOWS=partitions``): every window one worker reports, the three
+report too, with the same events and the same drifted features (the stream's ``loan``
+doubles from the middle of window 10 on).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 
 import pytest
 
+from schemas import headers as h
+from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from scoring.bundle import ModelBundle
 from scoring.synthetic import loan_frame
@@ -26,6 +31,8 @@ pytestmark = pytest.mark.integration
 
 N, DELAY = 200_000, 2_000
 BASE_MS = 1_700_000_000_000
+PARTITIONS, WINDOW = 4, 10_000  # the test workers' STREAMSCORE_PARTITIONS; 2,500 events per partition window
+SHIFT_FROM = int(N * 0.525)  # the middle of each partition's window 10
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +72,33 @@ def _workers(
     return started
 
 
+def _windows_merged(worker: WorkerProcess, timeout_s: float = 120) -> int:
+    """The windows a lone worker merged once its drift role read all ``N`` events and 3 s passed."""
+    deadline, seen, since = time.monotonic() + timeout_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        drift = worker.get("/stats")["drift"]
+        if drift["events"] == N and drift["merged"] == seen and time.monotonic() - since >= 3:
+            return seen
+        if drift["merged"] != seen:
+            seen, since = drift["merged"], time.monotonic()
+        time.sleep(0.2)
+    raise AssertionError(f"the drift role did not read {N:,} events within {timeout_s} s: {drift}")
+
+
+def _drift_reports(bootstrap: str, env: dict, windows: int) -> dict[int, list[DriftReport]]:
+    """The merged reports on ``drift`` by window, once ``windows`` of them arrived (and 5 s more)."""
+
+    def report(record) -> bool:
+        return record.headers.get(h.CE_TYPE) == h.DRIFT_REPORT_CE_TYPE.encode()
+
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_DRIFT"], windows, 180, 5.0, counted=report)
+    out: dict[int, list[DriftReport]] = {}
+    for record in filter(report, records):
+        parsed = DriftReport.model_validate_json(record.value)
+        out.setdefault(parsed.window, []).append(parsed)
+    return out
+
+
 def _overall(snapshot: MetricsSnapshot, model: str):
     return next(r for r in snapshot.kpis if r.model == model and r.segment_feature == "all")
 
@@ -74,14 +108,24 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
 ):
     frame = loan_frame(N, seed=77)
     labels = frame.pop("approved").to_numpy(float)
-    settings = {"STREAMSCORE_METRICS_INTERVAL_S": "1", "STREAMSCORE_SEGMENT_FEATURES": "elevel"}
+    frame.loc[SHIFT_FROM:, "loan"] *= 2
+    settings = {
+        "STREAMSCORE_METRICS_INTERVAL_S": "1",
+        "STREAMSCORE_SEGMENT_FEATURES": "elevel",
+        "STREAMSCORE_PARTITIONS": str(PARTITIONS),
+        "STREAMSCORE_DRIFT_WINDOWS": "partitions",
+        "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(WINDOW),
+    }
 
     one_env = {**topics_for(bootstrap, "one-" + tmp_path.name[-6:], str(tmp_path / "one")), **settings}
-    _workers(one_env, loans, tmp_path, workers, "one", 1)
+    (lone,) = _workers(one_env, loans, tmp_path, workers, "one", 1)
     started = time.monotonic()
     produce_with_labels(bootstrap, one_env, frame, labels, DELAY, "so", BASE_MS, labels_by="entity_id")
     alone = _final_snapshot(bootstrap, one_env)
     one_s = time.monotonic() - started
+    windows = _windows_merged(lone)
+    assert windows >= N // WINDOW - 1, "each partition holds about a quarter of the events"
+    drift_alone = _drift_reports(bootstrap, one_env, windows)
 
     three_env = {**topics_for(bootstrap, "three-" + tmp_path.name[-6:], str(tmp_path / "three")), **settings}
     three = _workers(three_env, loans, tmp_path, workers, "three", 3)
@@ -104,6 +148,7 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
     source.join(300)
     together = _final_snapshot(bootstrap, three_env)
     three_s = time.monotonic() - started
+    drift_together = _drift_reports(bootstrap, three_env, windows)
 
     champion = f"{loans.name}:{loans.version}"
     a, b = _overall(alone, champion), _overall(together, champion)
@@ -123,3 +168,22 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
         for metric, value in expected.cumulative.items():
             tolerance = 1e-6 if metric == "auc" else 1e-9
             assert row.cumulative[metric] == pytest.approx(value, abs=tolerance), (row.segment_value, metric)
+
+    assert sorted(drift_alone) == list(range(windows)), "one worker: every window once, in order"
+    assert all(len(reports) == 1 for reports in drift_alone.values())
+    assert set(range(windows)) <= set(drift_together), "three workers: every window one worker reported"
+    drifted, identical = {}, 0
+    for w in range(windows):
+        (one,) = drift_alone[w]
+        assert one.events == WINDOW
+        for other in drift_together[w]:  # twice only if the merger died between a report and its checkpoint
+            assert other.events == WINDOW, w
+            assert other.drifted_features == one.drifted_features, w
+        drifted[w] = one.drifted_features
+        identical += all(o.features == one.features for o in drift_together[w])
+    print(
+        f"drift: {windows} windows, drifted features per window {drifted}; {identical} of them identical to "
+        f"the last digit (the others hold events scored twice after the SIGKILL)"
+    )
+    assert "loan" in drifted[10] and all("loan" in drifted[w] for w in range(11, windows))
+    assert all("loan" not in drifted[w] for w in range(10)), "the shift starts in window 10"

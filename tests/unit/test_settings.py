@@ -98,7 +98,7 @@ def test_kafka_client_config_has_no_sasl_options_by_default() -> None:
 
 def test_all_topics_are_distinct_by_default() -> None:
     topics = Settings().all_topics()
-    assert len(topics) == len(set(topics)) == 13
+    assert len(topics) == len(set(topics)) == 14
 
 
 def test_roles_from_the_environment_and_the_app_id_they_imply(monkeypatch: pytest.MonkeyPatch) -> None:
