@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
 from schemas import headers as h
 from schemas.drift import DriftReport
@@ -88,6 +88,17 @@ class DriftStep(Step):
         self.counters = DriftCounters()
         self.specs: dict[tuple[str, str], FeatureSpec] = {}
         self.intake = MonitorIntake(settings, refusals, lambda name, version: self.specs.get((name, version)))
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        owned = sorted(tp.partition for tp in partitions if tp.topic == self.settings.topic_monitor)
+        if owned and len(owned) < self.settings.partitions:
+            log.warning(
+                "this drift worker's windows cover monitor partitions %s of %d: another drift worker has the "
+                "rest, so each reports windows of its share; set STREAMSCORE_DRIFT_WINDOWS=partitions on "
+                "every drift worker to merge them",
+                owned,
+                self.settings.partitions,
+            )
 
     def register(self, bundle: ModelBundle) -> None:
         """Watch a model version: its windows, and its spec for checking the records that name it."""
