@@ -16,7 +16,11 @@ after it, means the agent keeps up; RSS of the drift worker with the two window
 sizes shows memory follows the window, and RSS at 25% vs 100% of the stream
 (same window) shows it does not follow the stream.
 
-    .venv/bin/python bench/drift.py [--events 200000] [--small 5000] [--large 50000] [--rate R]
+    .venv/bin/python bench/drift.py [--events 200000] [--small 5000] [--large 50000] [--rate R] [--only TEXT]
+
+The last two configurations cut windows per partition and merge them
+(``STREAMSCORE_DRIFT_WINDOWS=partitions``): one drift worker, then two sharing the
+partitions (their drift events summed; RSS of the first).
 
 With ``--rate`` the events are produced at R per second once the workers are ready,
 so the run shows whether the lag stays flat at a rate the machine sustains.
@@ -97,6 +101,9 @@ def run(
         "STREAMSCORE_TOPIC_MONITOR": monitor,
         "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(config["window"]),
         "STREAMSCORE_DRIFT_PATH": config.get("path", "batch"),
+        "STREAMSCORE_DRIFT_WINDOWS": config.get("windows", "stream"),
+        "STREAMSCORE_TOPIC_DRIFT_PARTIALS": unique("drift-partials"),
+        "STREAMSCORE_STATE_KEY": "ab" * 32,  # one key for the deployment's drift workers
     }
     workdir = workdir / label.replace(" ", "-").replace(",", "")
     out = unique("out")
@@ -108,11 +115,12 @@ def run(
         )
 
     scorer = start(config["roles"], "scorer")
-    drifter = start("drift", "drift") if config["drift_worker"] else None
-    launched = [scorer] + ([drifter] if drifter else [])
-    watch = drifter or scorer
-    drift_on = drifter is not None or "drift" in config["roles"]
-    process = psutil.Process(watch.processes[0].pid)
+    count = config.get("drift_workers", int(config.get("drift_worker", False)))
+    drifters = [start("drift", "drift") for _ in range(count)]
+    launched = [scorer, *drifters]
+    watch = drifters or [scorer]
+    drift_on = bool(drifters) or "drift" in config["roles"]
+    process = psutil.Process(watch[0].processes[0].pid)
     if rate is not None:
         deadline = time.monotonic() + 120
         while not all(ready(w.web_ports[0]) for w in launched) and time.monotonic() < deadline:
@@ -126,23 +134,24 @@ def run(
     return summarize(label, n, samples)
 
 
-def sample_until_done(label: str, n: int, scorer, watch, launched, drift_on: bool, process) -> list:
-    """(time, scored, windowed, RSS MiB of the drift process) until every event is scored and windowed."""
+def sample_until_done(label: str, n: int, scorer, watch: list, launched, drift_on: bool, process) -> list:
+    """(time, scored, windowed, RSS MiB of the (first) drift process) until every event is scored and
+    windowed; ``windowed`` sums the drift workers' counts."""
     samples: list[tuple[float, int, int, float]] = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         for one in launched:
             if one.failed() is not None:
                 raise RuntimeError(f"{label}: worker exited\n{one.log_tail()}")
-        scored_body, watch_body = stats(scorer.web_ports[0]), stats(watch.web_ports[0])
-        if scored_body is not None and watch_body is not None:
+        scored_body, watch_bodies = stats(scorer.web_ports[0]), [stats(w.web_ports[0]) for w in watch]
+        if scored_body is not None and None not in watch_bodies:
             scored = scored_body["scored"]
-            windowed = watch_body["drift"]["events"] if drift_on else scored
+            windowed = sum(b["drift"]["events"] for b in watch_bodies) if drift_on else scored
             samples.append((time.monotonic(), scored, windowed, process.memory_info().rss / 2**20))
             if scored >= n and windowed >= n:
                 return samples
         time.sleep(POLL_S)
-    raise TimeoutError(f"{label}: not done in time\n{watch.log_tail()}")
+    raise TimeoutError(f"{label}: not done in time\n{watch[0].log_tail()}")
 
 
 def summarize(label: str, n: int, samples: list[tuple[float, int, int, float]]) -> dict:
@@ -198,6 +207,9 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=5_000, help="events per window, small")
     parser.add_argument("--large", type=int, default=50_000, help="events per window, large")
     parser.add_argument("--rate", type=float, default=None, help="produce at this rate instead of preloading")
+    parser.add_argument(
+        "--only", default="", help="the drift-off baseline and configs naming one of these: 'a|b'"
+    )
     args = parser.parse_args()
 
     configs = [
@@ -218,7 +230,17 @@ def main() -> int:
             f"drift worker as a Faust agent, window {args.small:,}",
             {"roles": "score", "drift_worker": True, "window": args.small, "path": "agent"},
         ),
+        (
+            f"drift worker, partition windows, window {args.small:,}",
+            {"roles": "score", "drift_worker": True, "window": args.small, "windows": "partitions"},
+        ),
+        (
+            f"two drift workers, partition windows, window {args.small:,}",
+            {"roles": "score", "drift_workers": 2, "window": args.small, "windows": "partitions"},
+        ),
     ]
+    if args.only:
+        configs = [configs[0], *(c for c in configs[1:] if any(o in c[0] for o in args.only.split("|")))]
     payloads = make_events(args.events)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp, start_broker() as broker:
