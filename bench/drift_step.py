@@ -9,7 +9,9 @@ also gives its ``PerformanceEstimate``), for the binary benchmark model and for 
 regression model of the same size (direct loss estimation: two more LightGBM
 predictions per event). Beside them, the binary estimator alone on the same windows:
 once per closed window from its scores (exact AUC), and in mergeable parts updated per
-message and turned into an estimate per window.
+message and turned into an estimate per window. And the work of the drift role with windows
+cut per partition and merged (``STREAMSCORE_DRIFT_WINDOWS=partitions``): partition windows,
+partials signed into bytes and read back, the merge, all in one process.
 
     .venv/bin/python bench/drift_step.py [--events 200000] [--rows 500]
 """
@@ -34,8 +36,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from common import FEATURES, train_model
 
 from schemas.monitor import decode_monitor
+from scoring import checkpoint
 from scoring.bundle import ModelBundle
-from scoring.drift import DriftMonitor, MonitorColumns
+from scoring.drift import DriftMonitor, MonitorColumns, PartitionWindows, WindowMerger, WindowPartial
 from scoring.estimation import PerformanceEstimator
 from scoring.training import train_bundle
 
@@ -121,6 +124,30 @@ def window_rows(bundle: ModelBundle, columns: list[MonitorColumns], n: int, kind
                   f"{len(closed)} ({estimated} estimated) |")  # fmt: skip
 
 
+def partition_rows(bundle: ModelBundle, columns: list[MonitorColumns], n: int, partitions: int = 4) -> None:
+    """The same events cut per partition (message k on partition k mod P), each closed partition window
+    turned into signed partial bytes and back, and merged: the drift role's CPU work with
+    ``STREAMSCORE_DRIFT_WINDOWS=partitions``, all of it in one process (no broker)."""
+    key = b"k" * 32
+    for window in (5_000, 50_000):
+        shards = [PartitionWindows(p, partitions, window) for p in range(partitions)]
+        merger = WindowMerger(partitions, window)
+        for shard in shards:
+            shard.register(bundle)
+        merger.register(bundle)
+        wire, closed = 0, []
+        started = time.perf_counter()
+        for k, c in enumerate(columns):
+            for partial in shards[k % partitions].observe(dataclasses.replace(c, partition=k % partitions)):
+                data = checkpoint.sign(partial.to_bytes(), key)
+                wire += len(data)
+                closed += merger.add(WindowPartial.from_bytes(checkpoint.verify(data, key)))
+        us = (time.perf_counter() - started) / n * 1e6
+        label = f"window {window:,}, {partitions} partitions; {wire / n:.0f} partial bytes/event"
+        print(f"| + per-partition windows, signed partials, merge, binary with estimator ({label}) "
+              f"| {us:.2f} | {len(closed)} |")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -140,6 +167,7 @@ def main() -> int:
     print("| --- | ---: | ---: |")
     print(f"| decode monitoring messages (baseline) | {decode_us:.2f} | |")
     window_rows(bundle, columns, n, "binary")
+    partition_rows(bundle, columns, n)
     regression = regression_bundle()
     window_rows(
         regression, [decode_monitor(p) for p in messages(regression, args.events, args.rows)], n, "regression"
