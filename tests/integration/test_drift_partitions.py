@@ -12,10 +12,13 @@ import itertools
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from schemas import headers as h
 from schemas.drift import DriftReport
+from scoring import checkpoint
+from scoring.drift import WindowPartial
 from tests.integration.kafka_tools import WorkerProcess, feature_events, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -53,10 +56,12 @@ def test_windows_survive_a_sigkill_once_each(bootstrap, topic_env, agrawal_bundl
     first = WorkerProcess(env, agrawal_bundle_dir, tmp_path / "first.log")
     workers.append(first)
     first.wait_ready(timeout_s=120)
+    produce(bootstrap, env["STREAMSCORE_TOPIC_DRIFT_PARTIALS"], _untrusted())
     produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], events[:5_000])
     before = _drift(first, 5_000)
     time.sleep(6)  # a checkpoint of the shards and of the merge (every 5 s)
     assert before["merging"] and before["partitions_owned"] == list(range(PARTITIONS))
+    assert before["refused_partials"] == len(_untrusted()), "unsigned, forged or garbled: refused"
     assert before["open_window_events"] > 0, "windows open at the kill"
     first.process.kill()
     first.process.wait(10)
@@ -82,6 +87,19 @@ def test_windows_survive_a_sigkill_once_each(bootstrap, topic_env, agrawal_bundl
     for p in range(PARTITIONS):  # the windows of each partition cover its offsets without a gap
         covered = sorted((first, last) for q, first, last in spans if q == p)
         assert all(a[1] < b[0] for a, b in itertools.pairwise(covered)), p
+
+
+def _untrusted() -> list[tuple[bytes, bytes]]:
+    """What anyone able to write the partials topic could put there: none of it may count."""
+    partial = WindowPartial(
+        "loans", "1", 0, PARTITIONS, 0, WINDOW // PARTITIONS, 1, 2, (), (), np.zeros((1, 9)), np.zeros(1)
+    )
+    return [
+        (b"loans:1/w0/p0", b"not a partial"),
+        (b"loans:1/w0/p0", partial.to_bytes()),  # well formed, not signed
+        (b"loans:1/w0/p0", checkpoint.sign(partial.to_bytes(), b"another deployment's key..")),
+        (b"x", b"\xff" * 64),
+    ]
 
 
 def _settled(worker: WorkerProcess, still_open: int, timeout_s: float = 90) -> dict:
