@@ -96,7 +96,8 @@ class Shard:
         Returns the plan (``segments.done(plan)`` once the write is acknowledged) and the bytes written.
         """
         plan = self.segments.plan(self.learner.join)
-        segments = {sid: self.store.encode(*plan.payload(sid)) for sid in plan.new}
+        # made one by one as they are written: a checkpoint after a busy interval has many new segments
+        segments = ((sid, self.store.encode(*plan.payload(sid))) for sid in plan.new)
         open_columns, open_rows = plan.open_payload()
         state = {
             **self.learner.state(),

@@ -53,12 +53,12 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
     big = b"x" * (checkpoints.CHUNK_BYTES * 2 + 5)  # three chunks
     segment = store.encode({"columns": 1}, b"rows")
     store.write(
-        store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {"o": 1}), topic.emit, {0: segment}, []
+        store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {"o": 1}), topic.emit, [(0, segment)], []
     )
     store.write(
         store.encode({"n": 2, "big": big.decode(), "segments": {"segments": {"0": {}}}}, {}),
         topic.emit,
-        {},
+        [],
         [],
     )
 
@@ -69,7 +69,7 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
 
     again = _store()
     again.restore()
-    again.write(again.encode({"n": 3, "segments": {"segments": {}}}, {}), topic.emit, {}, [0])
+    again.write(again.encode({"n": 3, "segments": {"segments": {}}}, {}), topic.emit, [], [0])
     assert sorted(topic.latest) == ["app/learn/3/0", "app/learn/head"], "the dropped segment is gone"
 
 
@@ -80,7 +80,8 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
 def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: Topic, damage: str) -> None:
     store = _store()
     segment = store.encode({"columns": 1}, b"rows")
-    store.write(store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {}), topic.emit, {0: segment}, [])
+    head = store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {})
+    store.write(head, topic.emit, [(0, segment)], [])
     if damage == "not json":
         topic.latest["app/learn/head"] = b"not json"
     elif damage == "a missing chunk":
@@ -94,6 +95,6 @@ def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: 
     assert fresh.restore() is None
     assert fresh.restore_problem
     # the next checkpoint replaces every record of the damaged one
-    fresh.write(fresh.encode({"n": 9, "segments": {"segments": {}}}, {}), topic.emit, {}, [])
+    fresh.write(fresh.encode({"n": 9, "segments": {"segments": {}}}, {}), topic.emit, [], [])
     assert sorted(topic.latest) == ["app/learn/1/0", "app/learn/head"]
     assert _store().restore().state["n"] == 9
