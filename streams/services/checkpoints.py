@@ -109,7 +109,10 @@ class CheckpointStore:
         return self.restore_from(latest)
 
     def restore_from(self, latest: dict[str, bytes]) -> Restored | None:
-        """``restore`` of the latest value per key under this prefix, as read from the topic."""
+        """``restore`` from the latest value per key as read from the topic. Only this store's keys
+        count: the learn role reads every shard's at once, and the keys found here that no head
+        names are tombstoned at the next write."""
+        latest = {k: v for k, v in latest.items() if k.startswith(self.prefix + "/")}
         if f"{self.prefix}/head" not in latest:
             log.info("no learner checkpoint under %s: starting fresh", self.prefix)
             self._stale = sorted(latest)

@@ -98,3 +98,30 @@ def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: 
     fresh.write(fresh.encode({"n": 9, "segments": {"segments": {}}}, {}), topic.emit, [], [])
     assert sorted(topic.latest) == ["app/learn/1/0", "app/learn/head"]
     assert _store().restore().state["n"] == 9
+
+
+@pytest.mark.parametrize("restored_has_own", [False, True])
+def test_a_shard_restored_from_the_shared_read_leaves_the_other_shards_checkpoints(
+    topic: Topic, restored_has_own: bool
+) -> None:
+    """The learn role reads every shard's keys once (``PREFIX/p``) and restores each shard from that
+    read: a shard's first write must tombstone only its own stale records, not the other shards'
+    (p1 is also a prefix of p10)."""
+
+    def store(name: str) -> CheckpointStore:
+        return CheckpointStore(Settings(kafka_bootstrap="x:1"), f"app/learn/{name}", KEY)
+
+    def checkpoint(shard: CheckpointStore, name: str) -> None:
+        shard.write(shard.encode({"shard": name, "segments": {"segments": {}}}, {}), topic.emit, [], [])
+
+    for name in ["p1", "p10"] + (["p0"] if restored_has_own else []):
+        checkpoint(store(name), name)
+    shared = dict(topic.latest)  # what ``read_latest(..., "app/learn/p")`` gives the role
+
+    p0 = store("p0")
+    assert (p0.restore_from(shared) is not None) == restored_has_own
+    checkpoint(p0, "p0")
+
+    for name in ["p1", "p10"]:
+        restored = store(name).restore_from(dict(topic.latest))
+        assert restored is not None and restored.state["shard"] == name
