@@ -22,6 +22,7 @@ class DictJoin:
         self.events: OrderedDict[str, ScoredEvent] = OrderedDict()
         self.labels: OrderedDict[str, PendingLabel] = OrderedDict()
         self.newest_time = 0
+        self.next_seq = 0  # the arrival number the next event gets
         self.matched = 0
         self.expired_events = 0
         self.unmatched_labels = 0
