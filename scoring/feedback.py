@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -27,10 +26,11 @@ from schemas.keys import ModelKey, Task
 from scoring.challenger import challenger_from_setting, challenger_predict
 from scoring.compare import PairedTally
 from scoring.drift import MonitorColumns, StreamDetectors
+from scoring.event_columns import EventBatch, ScoredEvent
 from scoring.features import FeatureKind, FeatureSpec
-from scoring.join_segments import decode_events
+from scoring.join_segments import WaitingPart
 from scoring.kpis import ALL, KpiBoard
-from scoring.label_join import LabelJoin, PendingLabel, ScoredEvent
+from scoring.label_join import LabelJoin, PendingLabel
 from scoring.reference import Reference
 
 UNSEEN = "__unseen__"
@@ -119,26 +119,10 @@ class Learner:
         another shard's join: ``elsewhere``)."""
         model = str(ModelKey(columns.model_name, columns.model_version))
         self.champion = model
+        batch = EventBatch.of_monitor(columns, model, self.join.take_seqs(len(columns)))
         changes: list[DetectorChange] = []
-        rows = columns.rows
-        shadow = columns.shadow_scores
-        for i in range(len(columns)):
-            event = ScoredEvent(
-                model=model,
-                score=float(columns.scores[i]),
-                row=rows[i].tobytes(),
-                source_topic=columns.source_topic,
-                partition=columns.partition,
-                offset=int(columns.offsets[i]),
-                event_id=str(columns.event_ids[i]),
-                event_time=int(columns.event_times[i]),
-                seq=self.join.take_seq(),
-            )
-            if shadow is not None and shadow[i] == shadow[i]:
-                event = replace(event, shadow_model=columns.shadow_model, shadow_score=float(shadow[i]))
-            early = self.join.add_event(event, elsewhere)
-            if early is not None:
-                changes += self._learn(event, early.label)
+        for i, early in self.join.add_batch(batch, elsewhere):
+            changes += self._learn(batch.event(i), early.label)
         return changes
 
     def label(self, event_id: str, label: float, label_time: int) -> list[DetectorChange]:
@@ -233,27 +217,25 @@ class Learner:
         return {"challenger": self.challenger, "detectors": self.detectors}
 
     def restore(
-        self, state: dict, river_objects: dict | None, events: OrderedDict[str, ScoredEvent] | None = None
+        self, state: dict, river_objects: dict | None, events: Iterable[WaitingPart] | None = None
     ) -> None:
-        """Back to a checkpoint; ``events`` are the waiting events (older checkpoints carry them inline)."""
+        """Back to a checkpoint; ``events`` are the waiting events in arrival order (older checkpoints
+        carry them inline). Rows that are not this model's width are refused."""
         self.board = KpiBoard.from_state(state["board"])
         self.champion = state["champion"]
         self.tallies = {k: PairedTally(**t) for k, t in state.get("tallies", {}).items()}
         j = state["join"]
-        join = self.join
+        join = self.join = LabelJoin(self.join.ttl_ms, self.join.max_entries)
         if events is None:  # a checkpoint from before segments: events inline, rows in the pickle
             rows = (river_objects or {}).get("pending_rows")
             inline = j.get("events")
-            kept = decode_events(inline, rows) if isinstance(inline, dict) and rows is not None else []
-            events = OrderedDict((e.event_id, e) for e in kept)
-        width = 8 * len(self.spec.names)  # float64 per feature
-        for event in events.values():
-            if len(event.row) != width:
-                raise ValueError(f"event {event.event_id!r}: {len(event.row)} row bytes, not {width}")
-        join.events = events
+            events = [WaitingPart(inline, rows)] if isinstance(inline, dict) and rows is not None else []
+        for part in events:
+            join.load(EventBatch.of_payload(part.columns, part.rows, len(self.spec.names)), part.alive)
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]
-        join.next_seq = j.get("next_seq", max((e.seq for e in events.values()), default=-1) + 1)
+        seqs, _ = join.waiting()
+        join.next_seq = j.get("next_seq", int(seqs.max(initial=-1)) + 1)
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
         if river_objects is not None:
             if self.challenger is not None:

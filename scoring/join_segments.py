@@ -10,54 +10,65 @@ So the bytes a checkpoint writes are bounded by the open segment and the events 
 arrived since the last one, not by how many wait.
 
 Rows travel as float64 bytes (JSON lists of floats cost ~10x the memory to write); the
-other columns as JSON.
+other columns as JSON (``EventBatch.payload``).
 """
 
 from __future__ import annotations
 
 import base64
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from scoring.label_join import ScoredEvent
+from scoring.event_columns import EventBatch, Payload, ScoredEvent, to_payload
+from scoring.label_join import LabelJoin
 
 SEGMENT_EVENTS = 2048  # about 0.5 MB of payload per segment with 20 features
 
-_COLUMNS = [name for name in ScoredEvent.__slots__ if name != "row"]
+
+@dataclass(frozen=True)
+class WaitingPart:
+    """Events as a checkpoint holds them, and which of them still wait (None: all)."""
+
+    columns: dict[str, list]
+    rows: bytes
+    alive: np.ndarray | None = None
 
 
-def encode_events(events: Iterable[ScoredEvent]) -> tuple[dict[str, list], bytes]:
-    """Events as JSON-ready columns (without their rows) and their rows as one bytes object."""
-    events = list(events)
-    return {name: [getattr(e, name) for e in events] for name in _COLUMNS}, b"".join(e.row for e in events)
+def encode_events(events: Iterable[ScoredEvent]) -> Payload:
+    """``ScoredEvent`` objects as JSON-ready columns (without their rows) and their rows as one bytes."""
+    return to_payload(list(events))
 
 
 def decode_events(columns: dict[str, list], rows: bytes) -> list[ScoredEvent]:
-    count = len(columns["event_id"])
-    width = len(rows) // count if count else 0
-    names = [name for name in _COLUMNS if name in columns]  # older checkpoints have no seq
-    return [
-        ScoredEvent(row=rows[i * width : (i + 1) * width], **{name: columns[name][i] for name in names})
-        for i in range(count)
-    ]
+    return EventBatch.of_payload(columns, rows).events()
 
 
 @dataclass
 class SegmentPlan:
-    """What one checkpoint writes of the join."""
+    """What one checkpoint writes of the join. Its payloads are read from the join: take them
+    before the join changes."""
 
-    new: dict[int, list[ScoredEvent]]  # closed segments written for the first time
+    new: dict[int, np.ndarray]  # closed segments written for the first time: their events' seqs
     alive: dict[int, np.ndarray]  # per written segment: which of its written events still wait
     dropped: list[int]  # written segments with nothing left waiting
-    open_events: list[ScoredEvent]  # arrivals of the open segment, carried whole
     next_seq: int
+    join: LabelJoin
+    slots: dict[int, np.ndarray] = field(default_factory=dict)  # new segment -> its events' join slots
+    open_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def payload(self, sid: int) -> Payload:
+        """New segment ``sid``'s events."""
+        return self.join.take(self.slots[sid]).payload()
+
+    def open_payload(self) -> Payload:
+        """The events of the open segment, carried whole."""
+        return self.join.take(self.open_slots).payload()
 
     def head(self) -> dict:
         """The join's part of the checkpoint head: bitmaps of every segment kept."""
-        alive = {**self.alive, **{sid: np.ones(len(ev), dtype=bool) for sid, ev in self.new.items()}}
+        alive = {**self.alive, **{sid: np.ones(len(seqs), dtype=bool) for sid, seqs in self.new.items()}}
         return {
             "next_seq": self.next_seq,
             "segments": {
@@ -78,56 +89,53 @@ class JoinSegments:
     size: int = SEGMENT_EVENTS
     written: dict[int, np.ndarray] = field(default_factory=dict)  # segment -> the seqs it holds, in order
 
-    def plan(self, events: Iterable[ScoredEvent], next_seq: int) -> SegmentPlan:
-        boundary = (next_seq // self.size) * self.size  # arrivals below it are in closed segments
-        closed: dict[int, list[ScoredEvent]] = {}
-        open_events = []
-        for event in events:
-            if event.seq >= boundary:
-                open_events.append(event)
+    def plan(self, join: LabelJoin) -> SegmentPlan:
+        seqs, slots = join.waiting()
+        sids = seqs // self.size
+        boundary = join.next_seq // self.size  # segments below it are closed
+        is_open = sids >= boundary
+        order = np.argsort(sids, kind="stable")  # by segment, arrival order within one
+        closed = order[~is_open[order]]
+        present, starts = np.unique(sids[closed], return_index=True)
+        groups = dict(zip(present.tolist(), np.split(closed, starts[1:]), strict=True)) if len(closed) else {}
+        plan = SegmentPlan({}, {}, [], join.next_seq, join, open_slots=slots[is_open])
+        for sid, members in groups.items():
+            if sid not in self.written:
+                plan.new[sid], plan.slots[sid] = seqs[members], slots[members]
+        for sid, written in self.written.items():
+            members = groups.get(sid)
+            if members is None:
+                plan.dropped.append(sid)
             else:
-                closed.setdefault(event.seq // self.size, []).append(event)
-        new = {sid: ev for sid, ev in closed.items() if sid not in self.written}
-        alive, dropped = {}, []
-        for sid, seqs in self.written.items():
-            present = closed.get(sid)
-            if not present:
-                dropped.append(sid)
-                continue
-            alive[sid] = np.isin(
-                seqs, np.fromiter((e.seq for e in present), dtype=np.int64, count=len(present))
-            )
-        return SegmentPlan(new, alive, dropped, open_events, next_seq)
+                plan.alive[sid] = np.isin(written, seqs[members])
+        return plan
 
     def done(self, plan: SegmentPlan) -> None:
         """The plan's checkpoint is durable: its new segments are written, its dropped ones gone."""
-        for sid, events in plan.new.items():
-            self.written[sid] = np.fromiter((e.seq for e in events), dtype=np.int64, count=len(events))
+        self.written.update(plan.new)
         for sid in plan.dropped:
             self.written.pop(sid, None)
 
 
 def restore_events(
-    head: dict, segments: dict[int, tuple[dict, bytes]], open_events: list[ScoredEvent]
-) -> tuple[OrderedDict[str, ScoredEvent], JoinSegments]:
+    head: dict, segments: dict[int, tuple[dict, bytes]], open_part: Payload
+) -> tuple[list[WaitingPart], JoinSegments]:
     """The waiting events, in arrival order, from the head's bitmaps, the segments' payloads and the open
     events; and the record of what is written. A segment named in the head but missing is an error."""
-    events: OrderedDict[str, ScoredEvent] = OrderedDict()
+    parts = []
     tracker = JoinSegments()
     for key, info in sorted(head["segments"].items(), key=lambda kv: int(kv[0])):
         sid = int(key)
         if sid not in segments:
             raise ValueError(f"checkpoint segment {sid} is missing")
-        written = decode_events(*segments[sid])
-        mask = np.unpackbits(np.frombuffer(base64.b64decode(info["alive"]), dtype=np.uint8))[: info["count"]]
-        if len(written) != info["count"]:
-            raise ValueError(
-                f"checkpoint segment {sid} holds {len(written)} events, the head says {info['count']}"
-            )
-        tracker.written[sid] = np.fromiter((e.seq for e in written), dtype=np.int64, count=len(written))
-        for event, alive in zip(written, mask, strict=True):
-            if alive:
-                events[event.event_id] = event
-    for event in open_events:
-        events[event.event_id] = event
-    return events, tracker
+        columns, rows = segments[sid]
+        count = len(columns["event_id"])
+        if count != info["count"]:
+            raise ValueError(f"checkpoint segment {sid} holds {count} events, the head says {info['count']}")
+        mask = np.unpackbits(np.frombuffer(base64.b64decode(info["alive"]), dtype=np.uint8))[:count]
+        if len(mask) != count:
+            raise ValueError(f"checkpoint segment {sid}'s bitmap covers {len(mask)} of its {count} events")
+        tracker.written[sid] = np.asarray(columns.get("seq") or np.zeros(count), dtype=np.int64)
+        parts.append(WaitingPart(columns, rows, mask.astype(bool)))
+    parts.append(WaitingPart(*open_part))
+    return parts, tracker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -19,6 +20,9 @@ from streams.services.parts import WorkerParts
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD_BYTES = 256 * 1024  # a chunk of the label join (2048 rows of 20 features) is 320 KiB
 
 
 class BoundedWorker(faust.Worker):
@@ -89,9 +93,28 @@ def banner(settings: Settings, parts: WorkerParts) -> list[str]:
     ]
 
 
+def give_back_large_blocks(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Have glibc's malloc map every block of ``nbytes`` or more on its own, so it goes back to the
+    system when freed; True if set. Left alone where the operator set the threshold, and off glibc.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MiB), so
+    later large blocks come from its heaps, which give memory back only from their top: the
+    transient payloads of a learner checkpoint (hundreds of KiB each, tens of MiB together) left
+    the worker's RSS at their high-water mark, a little higher after each busy interval.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, nbytes))
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.model_path is None:
         raise BundleError("no model: pass --model DIR or set STREAMSCORE_MODEL_PATH")
+    give_back_large_blocks()
     bundle = ModelBundle.load(settings.model_path)
     check_tls(settings)  # a TLS problem is one line naming the file, before Faust starts its clients
     check_reachable(settings)  # seconds, naming the address, instead of a traceback from ensure_topics

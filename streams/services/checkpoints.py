@@ -16,6 +16,7 @@ fresh start, said in the log and in ``restore_problem`` (the learn service raise
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,15 +67,18 @@ class CheckpointStore:
     def encode(self, state: dict, objects: object) -> bytes:
         return checkpoint.encode(state, objects, self.key)
 
-    def write(self, head: bytes, out: Emit, segments: dict[int, bytes], dropped: list[int]) -> int:
-        """New segments, then the head's chunks and the head, then tombstones; returns the bytes written."""
+    def write(self, head: bytes, out: Emit, segments: Iterable[tuple[int, bytes]], dropped: list[int]) -> int:
+        """New segments, then the head's chunks and the head, then tombstones; returns the bytes written.
+
+        ``segments`` may be made as they are written (a generator), so that only one is held at a time.
+        """
         topic, written, keys = self.settings.topic_checkpoints, 0, set()
 
         def emit(topic: str, key: bytes | None, value: bytes | None, headers, partition=None) -> None:
             keys.add(key)
             out(topic, key, value, headers)
 
-        for sid, payload in segments.items():
+        for sid, payload in segments:
             written += self._chunks(f"{self.prefix}/seg/{sid}", payload, sid + 1, emit)
             self._segment_chunks[sid] = -(-len(payload) // CHUNK_BYTES) or 1
         previous = self.generation

@@ -177,7 +177,7 @@ class PartialsMerger:
         positions = {str(p): o for p, o in self.resume_positions().items()}
         state = {"positions": positions, "merged": self.merger.merged_state()}
         self.dirty = False
-        return self.store.write(self.store.encode(state, None), emit, {}, [])
+        return self.store.write(self.store.encode(state, None), emit, [], [])
 
     def stop(self) -> None:
         if self._consumer is not None:

@@ -112,4 +112,4 @@ class DriftShard:
         """The shard's state under its key; returns the bytes written (acknowledged at the next flush)."""
         head = self.store.encode(self.state(), None)
         self.dirty, self.written_to = False, self.read_to
-        return self.store.write(head, emit, {}, [])
+        return self.store.write(head, emit, [], [])

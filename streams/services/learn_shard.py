@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from schemas.drift import DetectorChange
 from scoring.bundle import ModelBundle
 from scoring.feedback import Learner
-from scoring.join_segments import JoinSegments, SegmentPlan, decode_events, encode_events, restore_events
+from scoring.join_segments import JoinSegments, SegmentPlan, restore_events
 from scoring.label_join import PendingLabel
 from streams.kafka.records import Emit
 from streams.services.checkpoints import CheckpointStore, Restored
@@ -78,8 +78,8 @@ class Shard:
         state, objects = restored.state, restored.objects
         events = None
         if "segments" in state:
-            open_events = decode_events(state["open"], objects["open_rows"])
-            events, self.segments = restore_events(state["segments"], restored.segments, open_events)
+            open_part = (state["open"], objects["open_rows"])
+            events, self.segments = restore_events(state["segments"], restored.segments, open_part)
         self.learner.restore(state, objects, events)
         self.positions = dict(state["positions"])
         self.extra = dict(state.get("extra", {}))
@@ -95,10 +95,10 @@ class Shard:
 
         Returns the plan (``segments.done(plan)`` once the write is acknowledged) and the bytes written.
         """
-        join = self.learner.join
-        plan = self.segments.plan(join.events.values(), join.next_seq)
-        segments = {sid: self.store.encode(*encode_events(events)) for sid, events in plan.new.items()}
-        open_columns, open_rows = encode_events(plan.open_events)
+        plan = self.segments.plan(self.learner.join)
+        # made one by one as they are written: a checkpoint after a busy interval has many new segments
+        segments = ((sid, self.store.encode(*plan.payload(sid))) for sid in plan.new)
+        open_columns, open_rows = plan.open_payload()
         state = {
             **self.learner.state(),
             "partition": self.partition,

@@ -53,12 +53,12 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
     big = b"x" * (checkpoints.CHUNK_BYTES * 2 + 5)  # three chunks
     segment = store.encode({"columns": 1}, b"rows")
     store.write(
-        store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {"o": 1}), topic.emit, {0: segment}, []
+        store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {"o": 1}), topic.emit, [(0, segment)], []
     )
     store.write(
         store.encode({"n": 2, "big": big.decode(), "segments": {"segments": {"0": {}}}}, {}),
         topic.emit,
-        {},
+        [],
         [],
     )
 
@@ -69,7 +69,7 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
 
     again = _store()
     again.restore()
-    again.write(again.encode({"n": 3, "segments": {"segments": {}}}, {}), topic.emit, {}, [0])
+    again.write(again.encode({"n": 3, "segments": {"segments": {}}}, {}), topic.emit, [], [0])
     assert sorted(topic.latest) == ["app/learn/3/0", "app/learn/head"], "the dropped segment is gone"
 
 
@@ -80,7 +80,8 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
 def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: Topic, damage: str) -> None:
     store = _store()
     segment = store.encode({"columns": 1}, b"rows")
-    store.write(store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {}), topic.emit, {0: segment}, [])
+    head = store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {})
+    store.write(head, topic.emit, [(0, segment)], [])
     if damage == "not json":
         topic.latest["app/learn/head"] = b"not json"
     elif damage == "a missing chunk":
@@ -94,24 +95,33 @@ def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: 
     assert fresh.restore() is None
     assert fresh.restore_problem
     # the next checkpoint replaces every record of the damaged one
-    fresh.write(fresh.encode({"n": 9, "segments": {"segments": {}}}, {}), topic.emit, {}, [])
+    fresh.write(fresh.encode({"n": 9, "segments": {"segments": {}}}, {}), topic.emit, [], [])
     assert sorted(topic.latest) == ["app/learn/1/0", "app/learn/head"]
     assert _store().restore().state["n"] == 9
 
 
-def test_a_shard_restored_from_a_shared_read_never_tombstones_another_shards_checkpoint(topic: Topic) -> None:
-    """Shards read the topic once for all: p1's first write must not delete p2's or p10's checkpoint."""
-    settings = Settings(kafka_bootstrap="x:1")
-    stores = {p: CheckpointStore(settings, f"app/learn/p{p}", KEY) for p in (1, 2, 10)}
-    for p, store in stores.items():
-        store.write(store.encode({"p": p}, None), topic.emit, {}, [])
-    shared = dict(topic.latest)
-    again = {p: CheckpointStore(settings, f"app/learn/p{p}", KEY) for p in (1, 2, 10)}
-    fresh = CheckpointStore(settings, "app/learn/p3", KEY)
-    assert fresh.restore_from(shared) is None
-    fresh.write(fresh.encode({"p": 3}, None), topic.emit, {}, [])
-    assert again[1].restore_from(shared).state == {"p": 1}
-    again[1].write(again[1].encode({"p": 1, "n": 2}, None), topic.emit, {}, [])
-    for p in (2, 10):
-        restored = CheckpointStore(settings, f"app/learn/p{p}", KEY).restore_from(dict(topic.latest))
-        assert restored is not None and restored.state == {"p": p}, p
+@pytest.mark.parametrize("restored_has_own", [False, True])
+def test_a_shard_restored_from_the_shared_read_leaves_the_other_shards_checkpoints(
+    topic: Topic, restored_has_own: bool
+) -> None:
+    """The learn role reads every shard's keys once (``PREFIX/p``) and restores each shard from that
+    read: a shard's first write must tombstone only its own stale records, not the other shards'
+    (p1 is also a prefix of p10)."""
+
+    def store(name: str) -> CheckpointStore:
+        return CheckpointStore(Settings(kafka_bootstrap="x:1"), f"app/learn/{name}", KEY)
+
+    def checkpoint(shard: CheckpointStore, name: str) -> None:
+        shard.write(shard.encode({"shard": name, "segments": {"segments": {}}}, {}), topic.emit, [], [])
+
+    for name in ["p1", "p10"] + (["p0"] if restored_has_own else []):
+        checkpoint(store(name), name)
+    shared = dict(topic.latest)  # what ``read_latest(..., "app/learn/p")`` gives the role
+
+    p0 = store("p0")
+    assert (p0.restore_from(shared) is not None) == restored_has_own
+    checkpoint(p0, "p0")
+
+    for name in ["p1", "p10"]:
+        restored = store(name).restore_from(dict(topic.latest))
+        assert restored is not None and restored.state["shard"] == name

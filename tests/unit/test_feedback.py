@@ -178,7 +178,7 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
     import orjson
 
     from scoring import checkpoint
-    from scoring.join_segments import JoinSegments, decode_events, encode_events, restore_events
+    from scoring.join_segments import JoinSegments, restore_events
 
     frame = agrawal_frame(600, seed=9, classification_function=2)
     labels = frame.pop("approved").to_numpy(float)
@@ -191,12 +191,12 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
 
     def take_checkpoint() -> tuple[bytes, int, int]:
         """The head, the bytes of new segments, and the bytes of the join's part of the head."""
-        plan = tracker.plan(before.join.events.values(), before.join.next_seq)
+        plan = tracker.plan(before.join)
         new_bytes = 0
-        for sid, events in plan.new.items():
-            written[sid] = checkpoint.encode(*encode_events(events), key)
+        for sid in plan.new:
+            written[sid] = checkpoint.encode(*plan.payload(sid), key)
             new_bytes += len(written[sid])
-        open_columns, open_rows = encode_events(plan.open_events)
+        open_columns, open_rows = plan.open_payload()
         head = {**before.state(), "segments": plan.head(), "open": open_columns}
         join_part = len(orjson.dumps(plan.head())) + len(orjson.dumps(open_columns)) + len(open_rows)
         tracker.done(plan)
@@ -212,9 +212,7 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
     state = orjson.loads(orjson.dumps(state))
     segments = {sid: checkpoint.decode(payload, key) for sid, payload in written.items()}
 
-    events, _ = restore_events(
-        state["segments"], segments, decode_events(state["open"], objects["open_rows"])
-    )
+    events, _ = restore_events(state["segments"], segments, (state["open"], objects["open_rows"]))
     after = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))
     after.restore(state, objects, events)
 
@@ -237,8 +235,7 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
 
 def test_a_restored_event_whose_row_does_not_fit_the_model_is_refused(agrawal_bundle: ModelBundle) -> None:
     """A checkpoint's rows cut short (another model's, a bug's) would be misread by every later label."""
-    from collections import OrderedDict
-
+    from scoring.join_segments import WaitingPart, encode_events
     from scoring.label_join import ScoredEvent
 
     learner = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary")
@@ -247,5 +244,5 @@ def test_a_restored_event_whose_row_does_not_fit_the_model_is_refused(agrawal_bu
     short = ScoredEvent("loans:1", 0.5, b"\0" * (width - 3), "features", 0, 0, "e0", 1)
     with pytest.raises(ValueError, match="row bytes, not"):
         Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary").restore(
-            state, learner.river_objects(), OrderedDict(e0=short)
+            state, learner.river_objects(), [WaitingPart(*encode_events([short]))]
         )
