@@ -58,7 +58,7 @@ class ShardedDriftStep(DriftStep):
         self.bundles: list[ModelBundle] = []
         self._arriving: list[ModelBundle] = []  # registered from the serving thread, taken in the loop
         self.merger: PartialsMerger | None = None
-        self.sharding = {"partials": 0, "partial_bytes": 0, "merged": 0, "refused_partials": 0, "restored": 0}
+        self.sharding = {"partials": 0, "partial_bytes": 0, "merged": 0, "restored": 0}
         self._key = b""
         self._context: LoopContext | None = None
         self._last_checkpoint = time.monotonic()
@@ -72,7 +72,7 @@ class ShardedDriftStep(DriftStep):
         merger = self.merger
         return {
             **self.sharding,
-            "refused_partials": self.sharding["refused_partials"] + (merger.refused if merger else 0),
+            "refused_partials": merger.refused if merger else 0,
             "partitions_owned": sorted(self.shards),
             "merging": merger is not None,
             "waiting_windows": len(merger.merger.pending_windows()) if merger else 0,
