@@ -32,9 +32,9 @@ import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from scoring.synthetic import events_from_frame, numeric_frame
-from scoring.training import train_bundle
-from streams.kafka.broker import free_port, start_broker
+from scoring.offline.synthetic import events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
+from streams.kafka.embedded.broker import free_port, start_broker
 
 REPO = Path(__file__).resolve().parent.parent
 TOPICS = ["features", "predictions", "dlq", "monitor", "labels", "labels_dlq", "monitor_dlq", "drift",

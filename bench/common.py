@@ -25,7 +25,7 @@ import psutil
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.kafka.broker import free_port
+from streams.kafka.embedded.broker import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -136,7 +136,7 @@ def preload(bootstrap: str, topic: str, payloads: Sequence[tuple[bytes, bytes]])
 def train_model(out_dir: Path, trees: int = 100, rows: int = 20_000, seed: int = 0) -> Path:
     """Train the benchmark model into ``out_dir`` (a bundle directory holding ``model.txt``).
 
-    Uses ``scoring.training.train_bundle`` when the service has it, else trains
+    Uses ``scoring.offline.training.train_bundle`` when the service has it, else trains
     LightGBM directly with the same recipe: 31 leaves, binary target that is a
     nonlinear function of a few features plus noise.
     """
@@ -144,10 +144,10 @@ def train_model(out_dir: Path, trees: int = 100, rows: int = 20_000, seed: int =
     x = rng.standard_normal((rows, len(FEATURES)))
     logit = x[:, 0] - 0.8 * x[:, 1] ** 2 + x[:, 2] * x[:, 3] + 0.5 * rng.standard_normal(rows)
     y = (logit > 0).astype(int)
-    if importlib.util.find_spec("scoring.training") is not None:
+    if importlib.util.find_spec("scoring.offline.training") is not None:
         import pandas as pd
 
-        from scoring.training import train_bundle
+        from scoring.offline.training import train_bundle
 
         frame = pd.DataFrame(x, columns=FEATURES)
         frame["y"] = y

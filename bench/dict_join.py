@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from scoring.label_join import PendingLabel, ScoredEvent
+from scoring.feedback.label_join import PendingLabel, ScoredEvent
 
 
 class DictJoin:

@@ -44,7 +44,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from common import create_topics, launch, make_events, preload, train_model, unique
 
-from streams.kafka.broker import start_broker
+from streams.kafka.embedded.broker import start_broker
 from streams.kafka.producer import produce_payloads
 from streams.settings import Settings
 

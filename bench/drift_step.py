@@ -37,10 +37,10 @@ from common import FEATURES, train_model
 
 from schemas.monitor import decode_monitor
 from scoring import checkpoint
-from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, MonitorColumns, PartitionWindows, WindowMerger, WindowPartial
 from scoring.estimation import PerformanceEstimator
-from scoring.training import train_bundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.training import train_bundle
 
 
 def messages(bundle: ModelBundle, events: int, rows: int) -> list[bytes]:

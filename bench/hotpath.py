@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import orjson
 
 from schemas.lifecycle import ChallengerMode
-from scoring.synthetic import events_from_frame, numeric_frame
-from scoring.training import train_bundle
-from streams.services.handler import ScoreHandler
+from scoring.offline.synthetic import events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 
 

@@ -53,7 +53,7 @@ from common import (
     unique,
 )
 
-from streams.kafka.broker import free_port, start_broker
+from streams.kafka.embedded.broker import free_port, start_broker
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROWS = np.random.default_rng(7).standard_normal((100, len(FEATURES))).round(6)

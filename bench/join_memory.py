@@ -28,7 +28,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from dict_join import DictJoin
 
 from schemas.monitor import MonitorColumns
-from scoring.label_join import EventBatch, LabelJoin, ScoredEvent
+from scoring.feedback.label_join import EventBatch, LabelJoin, ScoredEvent
 
 MODEL = "bench:1"
 

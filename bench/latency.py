@@ -51,7 +51,7 @@ from common import (
 )
 from throughput import run_contender
 
-from streams.kafka.broker import start_broker
+from streams.kafka.embedded.broker import start_broker
 
 WARMUP_EVENTS = 500
 

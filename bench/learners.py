@@ -32,10 +32,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.feedback import MetricsSnapshot
-from scoring.synthetic import events_from_frame, loan_frame
-from scoring.training import train_bundle
-from streams.kafka.broker import free_port, start_broker
-from streams.services.handler import ScoreHandler
+from scoring.offline.synthetic import events_from_frame, loan_frame
+from scoring.offline.training import train_bundle
+from streams.kafka.embedded.broker import free_port, start_broker
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

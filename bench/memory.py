@@ -24,9 +24,9 @@ from pathlib import Path
 
 import psutil
 
-from scoring.synthetic import events_from_frame, numeric_frame
-from scoring.training import train_bundle
-from streams.kafka.broker import free_port, start_broker
+from scoring.offline.synthetic import events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
+from streams.kafka.embedded.broker import free_port, start_broker
 from streams.kafka.producer import event_payloads, produce_payloads
 from streams.settings import Settings
 

@@ -35,7 +35,7 @@ from common import (
     unique,
 )
 
-from streams.kafka.broker import Broker, start_broker
+from streams.kafka.embedded.broker import Broker, start_broker
 
 START_TIMEOUT_S = 180.0  # from launch to the first output message
 IDLE_TIMEOUT_S = 30.0  # longest gap in output before a contender counts as stalled

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import pickle
 import secrets
@@ -54,7 +55,19 @@ def decode(payload: bytes, key: bytes) -> tuple[dict, object]:
     if not hmac.compare_digest(signature, expected):
         raise CheckpointRejected("checkpoint signature does not match this worker's state key; not loaded")
     state, _, pickled = body.partition(_SEP)
-    return orjson.loads(state), pickle.loads(pickled)  # the signature was verified above
+    return orjson.loads(state), _MovedAware(io.BytesIO(pickled)).load()  # the signature was verified above
+
+
+# classes of ours that checkpoints pickle, by the module they were in before a move
+_MOVED_MODULES = {"scoring.challenger": "scoring.feedback.challenger"}
+
+
+class _MovedAware(pickle.Unpickler):
+    """Reads checkpoints written before a module of ours moved (the River challenger's pipeline
+    holds ``PresentOnly``)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        return super().find_class(_MOVED_MODULES.get(module, module), name)
 
 
 def sign(data: bytes, key: bytes) -> bytes:

@@ -1,6 +1,6 @@
 """The project's errors: one root, ``StreamscoreError``, that the command line and the web views catch.
 
-The tree (``streams.kafka.errors`` adds the broker branch, ``streams.services.inference_errors``
+The tree (``streams.kafka.errors`` adds the broker branch, ``streams.services.inference.errors``
 the inference protocol's)::
 
     StreamscoreError             root of everything streamscore raises on purpose
@@ -19,7 +19,7 @@ the inference protocol's)::
     │   ├── DeliveryFailed       records were not acknowledged
     │   ├── CommitRefused        an offset commit refused because the group moved on
     │   └── TlsError             no TLS connection: a CA, certificate or key file, or the handshake
-    └── InferenceError           (streams.services.inference_errors) a /v2 request is not answered;
+    └── InferenceError           (streams.services.inference.errors) a /v2 request is not answered;
                                  one subclass per HTTP status (BadRequest, NotFound, NotReady, ...)
 
 The score path catches ``InvalidEvent`` per event and dead-letters it with ``stage`` and ``reason``.

@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 
 from schemas.estimation import EstimateCheck
-from scoring.bundle import ModelBundle, Task
-from scoring.drift_stats import psi
-from scoring.explain import Explainer
-from scoring.features import FeatureKind
-from scoring.metrics import binary_metrics, regression_metrics
-from scoring.reference import bin_counts
+from scoring.drift.stats import psi
+from scoring.metrics.holdout import binary_metrics, regression_metrics
+from scoring.model.bundle import ModelBundle, Task
+from scoring.model.explain import Explainer
+from scoring.model.features import FeatureKind
+from scoring.model.reference import bin_counts
 
 SECTIONS = ("kpis", "importance", "calibration", "scores", "segments", "fairness", "what-if", "estimates")
 WHAT_IF_ROWS = 50

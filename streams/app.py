@@ -12,18 +12,18 @@ from collections.abc import Callable
 
 import faust
 
-from scoring.bundle import ModelBundle
-from scoring.lifecycle import Serving
+from scoring.lifecycle.decisions import Serving
+from scoring.model.bundle import ModelBundle
 from streams.kafka.config import faust_broker_options
 from streams.kafka.names import groups
-from streams.services.agents import register_score_agent
-from streams.services.control import ControlStep, model_sources, run_control, startup_serving
-from streams.services.handler import ScoreHandler
-from streams.services.loop_stats import LoopStats
+from streams.services.control.step import ControlStep, model_sources, run_control, startup_serving
+from streams.services.loop.stats import LoopStats
+from streams.services.loop.supervisor import SupervisedService
 from streams.services.parts import WorkerParts
-from streams.services.score import ScoreStep, run_score
-from streams.services.supervisor import SupervisedService
-from streams.services.telemetry import ScoreCounters
+from streams.services.score.agent import register_score_agent
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.step import ScoreStep, run_score
+from streams.services.score.telemetry import ScoreCounters
 from streams.settings import DriftWindows, Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
@@ -111,9 +111,9 @@ class _Assembly:
     def add_drift(self, serving: Serving) -> None:
         # imported here: scipy and river cost a score-only worker ~60 MB and half a second
         from scoring.drift import DriftMonitor, DriftThresholds
-        from streams.services.agents import register_drift_agent
-        from streams.services.drift import DriftStep, run_drift
-        from streams.services.drift_sharded import ShardedDriftStep
+        from streams.services.drift.agent import register_drift_agent
+        from streams.services.drift.sharded import ShardedDriftStep
+        from streams.services.drift.step import DriftStep, run_drift
 
         settings, parts = self.settings, self.parts
         parts.drift = DriftMonitor(
@@ -138,7 +138,7 @@ class _Assembly:
             parts.faust_agents = True
 
     def add_learn(self, bundle: ModelBundle) -> None:
-        from streams.services.learn import LearnStep, run_learn
+        from streams.services.learn.step import LearnStep, run_learn
 
         settings, parts = self.settings, self.parts
         parts.learn = LearnStep(settings, bundle, parts.refusals, on_snapshot=self.metrics.kpis.record)

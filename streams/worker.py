@@ -10,8 +10,8 @@ import threading
 
 import faust
 
-from scoring.bundle import ModelBundle
 from scoring.errors import BundleError
+from scoring.model.bundle import ModelBundle
 from streams.app import create_service
 from streams.kafka.reachability import check_reachable
 from streams.kafka.tls import check_tls

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame
-from scoring.training import train_bundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame
+from scoring.offline.training import train_bundle
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streams.kafka.config import group_consumer_config, producer_config
-from streams.services.loop import ServiceLoop
-from streams.services.policies import AfterAcks
-from streams.services.runner import kafka_clients
-from streams.services.step import LoopContext, Step, Subscribe
+from streams.services.loop.policies import AfterAcks
+from streams.services.loop.runner import kafka_clients
+from streams.services.loop.service_loop import ServiceLoop
+from streams.services.loop.step import LoopContext, Step, Subscribe
 from streams.settings import Settings
 
 

@@ -3,9 +3,9 @@
 One concept per module:
 
 - ``compare``: one closed window against the reference, feature by feature and for the
-  score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift_stats``).
+  score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift.stats``).
 - ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
-  values (scores here; errors in ``scoring.feedback`` once labels arrive).
+  values (scores here; errors in ``scoring.feedback.loop`` once labels arrive).
 - ``closing``: ``WindowCloser``, a closed window's events into its ``DriftReport`` and
   estimate: the one code path for a monitor's windows and for merged ones.
 - ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or

@@ -18,7 +18,6 @@ import numpy as np
 
 from schemas.drift import DetectorChange, DriftReport, PartitionSpan, Thresholds
 from schemas.estimation import PerformanceEstimate
-from scoring.bundle import ModelBundle
 from scoring.drift.compare import (
     DriftThresholds,
     NumericBaseline,
@@ -27,10 +26,11 @@ from scoring.drift.compare import (
     compare_scores,
     test_count,
 )
-from scoring.drift_stats import bonferroni_alpha
+from scoring.drift.stats import bonferroni_alpha
 from scoring.estimation import PerformanceEstimator
-from scoring.features import FeatureKind, FeatureSpec
-from scoring.reference import Reference
+from scoring.model.bundle import ModelBundle
+from scoring.model.features import FeatureKind, FeatureSpec
+from scoring.model.reference import Reference
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ training's. The score: PSI and KS against the holdout scores (prediction drift).
 
 A feature is drifted when its PSI reaches ``DriftThresholds.psi`` or its p-value
 falls below the per-test level (the family-wise level divided by ``test_count``).
-The statistics themselves are in ``scoring.drift_stats``.
+The statistics themselves are in ``scoring.drift.stats``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.drift import FeatureDrift, PredictionDrift
-from scoring.drift_stats import chi_square_test, ks_test, psi
-from scoring.features import FeatureSpec
-from scoring.reference import CategoricalReference, NumericReference, bin_counts
+from scoring.drift.stats import chi_square_test, ks_test, psi
+from scoring.model.features import FeatureSpec
+from scoring.model.reference import CategoricalReference, NumericReference, bin_counts
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The drift path feeds them the scores of a model version, value by value, and puts
 what they see into the window's report; the learn path feeds them a serving model's
-errors once labels arrive (``scoring.feedback``) and sends each change as a
+errors once labels arrive (``scoring.feedback.loop``) and sends each change as a
 ``ConceptDriftAlert``. Either way a change names the position of the value that
 triggered it (topic, partition, offset, event). Score-stream changes do not alert
 on their own: on a stationary stream these detectors fire now and then by design.

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scoring.bundle import ModelBundle
 from scoring.drift.closing import ClosedWindow, WindowCloser, WindowEvents, spans_of
 from scoring.drift.compare import DriftThresholds
 from scoring.drift.partial import PartialRejected, WindowPartial
 from scoring.drift.partitions import partition_quota
-from scoring.monitor_rows import spec_problem
+from scoring.model.bundle import ModelBundle
+from scoring.model.monitor_rows import spec_problem
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ The score detectors (ADWIN, Page-Hinkley) run per partition and version, over th
 partition's scores alone: their changes name the partition, and their positions count
 that partition's events of the version.
 
->>> from scoring.synthetic import numeric_frame
->>> from scoring.training import train_bundle
+>>> from scoring.offline.synthetic import numeric_frame
+>>> from scoring.offline.training import train_bundle
 >>> bundle = train_bundle(numeric_frame(2_000, n_features=4, seed=1), "y", num_trees=5)
 >>> windows = PartitionWindows(partition=1, partitions=4, window_events=1_000)
 >>> windows.quota, windows.register(bundle)
@@ -51,10 +51,10 @@ import numpy as np
 
 from schemas.drift import DetectorChange
 from schemas.monitor import MonitorColumns
-from scoring.bundle import ModelBundle
 from scoring.drift.closing import spans_of
 from scoring.drift.detectors import StreamDetectors
 from scoring.drift.partial import WindowPartial
+from scoring.model.bundle import ModelBundle
 
 
 def partition_quota(window_events: int, partitions: int) -> int:

@@ -12,8 +12,8 @@ open windows (events x features floats each), never the stream.
 These windows depend on the order records arrive in, so on how partitions interleave:
 several workers get per-partition windows merged instead (``scoring.drift.partitions``).
 
->>> from scoring.synthetic import numeric_frame
->>> from scoring.training import train_bundle
+>>> from scoring.offline.synthetic import numeric_frame
+>>> from scoring.offline.training import train_bundle
 >>> bundle = train_bundle(numeric_frame(2_000, n_features=4, seed=1), "y", num_trees=5)
 >>> monitor = DriftMonitor(window_events=400)
 >>> monitor.register(bundle) is not None  # a version not watched before
@@ -37,12 +37,12 @@ import numpy as np
 
 from schemas.drift import DetectorChange, DriftReport, PartitionSpan
 from schemas.monitor import MonitorColumns
-from scoring.bundle import ModelBundle
 from scoring.drift.closing import ClosedWindow, WindowCloser, WindowEvents, spans_of
 from scoring.drift.compare import DriftThresholds
 from scoring.drift.detectors import StreamDetectors
 from scoring.estimation import PerformanceEstimator
-from scoring.features import FeatureSpec
+from scoring.model.bundle import ModelBundle
+from scoring.model.features import FeatureSpec
 
 log = logging.getLogger(__name__)
 

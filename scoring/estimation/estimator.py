@@ -20,12 +20,12 @@ import time
 import numpy as np
 
 from schemas.estimation import UNIT_METRICS, ExpectedConfusion, MetricEstimate, PerformanceEstimate
-from scoring.bundle import ModelBundle, Task
-from scoring.calibration import Calibration
 from scoring.estimation.binary import ConfusionSums, Estimated, confusion_metrics, confusion_sums
 from scoring.estimation.partial import BinaryPartial, RegressionPartial
 from scoring.estimation.soft_auc import soft_auc
-from scoring.loss_models import LossModels
+from scoring.model.bundle import ModelBundle, Task
+from scoring.model.calibration import Calibration
+from scoring.model.loss_models import LossModels
 
 BAND_Z = 3.0  # lower/upper = estimate -/+ 3 std: about 99.7% of windows under a normal approximation
 METRICS = {

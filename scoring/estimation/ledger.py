@@ -17,7 +17,7 @@ had changed (docs/estimation.md). Concept drift moves the KPIs far past that.
 
 Labels that come before their window's estimate (the drift path closes a window and
 the learner reads its estimate a moment later) wait in a bounded buffer and are
-matched when it arrives. A pending window keeps the realized KPIs as sums (``scoring.kpis``:
+matched when it arrives. A pending window keeps the realized KPIs as sums (``scoring.metrics.kpis``:
 counts, and for a binary model two 1,000-bin score histograms, so the realized AUC is
 exact up to pairs within a bin), whatever its size; at most ``max_windows`` windows
 and ``max_early`` early labels wait. A checkpoint holds the pending windows, not the
@@ -46,7 +46,7 @@ from typing import NamedTuple
 from schemas.estimation import EstimateCheck, PerformanceEstimate
 from schemas.keys import ModelKey
 from scoring.estimation.check import check_estimate
-from scoring.kpis import BinaryKpis, Kpis, RegressionKpis
+from scoring.metrics.kpis import BinaryKpis, Kpis, RegressionKpis
 
 Key = tuple[str, str, int]  # "name:version", source topic, partition
 FLOORS = {"binary": {"min_difference": 0.02}, "regression": {"min_relative": 0.10}}

@@ -30,8 +30,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streams.kafka.broker import start_broker
-    from streams.kafka.tls_broker import start_tls_broker
+    from streams.kafka.embedded.broker import start_broker
+    from streams.kafka.embedded.tls_broker import start_tls_broker
 
     if args.tls_dir:
         broker = start_tls_broker(args.tls_dir, args.port)

@@ -131,7 +131,7 @@ def _add_retrain(sub: Subparsers) -> None:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from scoring.registry import ModelRegistry
+    from scoring.lifecycle.registry import ModelRegistry
 
     action = args.model_command
     offline = action in OFFLINE_ACTIONS
@@ -141,7 +141,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         ref = registry.register(args.bundle)
         print(f"registered {ref.name} version {ref.version} at {ref.uri}")
     elif action == "describe":
-        from streams.services.model_commands import model_name
+        from streams.services.control.commands import model_name
 
         print(json.dumps(registry.describe(model_name(settings, args.name), args.version), indent=2))
     elif action == "list":
@@ -157,7 +157,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 def _publish(settings: Settings, args: argparse.Namespace) -> None:
     from schemas.lifecycle import ChallengerMode
-    from streams.services.model_commands import run_command
+    from streams.services.control.commands import run_command
 
     action = args.model_command
     if action == "challenger":
@@ -175,7 +175,7 @@ def _list(settings: Settings, registry, name: str | None) -> None:
     from rich.table import Table
 
     from streams.kafka.topics import ensure_topics
-    from streams.services.control import live_update
+    from streams.services.shared.model_updates import live_update
 
     ensure_topics(settings)
     models = registry.models(name)
@@ -197,10 +197,10 @@ def _list(settings: Settings, registry, name: str | None) -> None:
 
 def _compare(settings: Settings, args: argparse.Namespace) -> None:
     from scoring.errors import ScoringError
-    from scoring.registry import load_ref
-    from streams.services.control import live_update
-    from streams.services.labelled import compare_from_topics
-    from streams.services.model_commands import model_name, run_command
+    from scoring.lifecycle.registry import load_ref
+    from streams.services.control.commands import model_name, run_command
+    from streams.services.control.labelled import compare_from_topics
+    from streams.services.shared.model_updates import live_update
 
     name = model_name(settings, args.name)
     current, _ = live_update(settings, name)
@@ -218,7 +218,7 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
 
 def _publish_challenger(settings: Settings, args: argparse.Namespace) -> None:
     from schemas.lifecycle import ChallengerMode
-    from streams.services.model_commands import publish_challenger, run_command
+    from streams.services.control.commands import publish_challenger, run_command
 
     with tempfile.TemporaryDirectory(prefix="streamscore-challenger-") as scratch:
         ref, export = publish_challenger(settings, args.name, args.version, Path(scratch))
@@ -238,8 +238,8 @@ def _publish_challenger(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from schemas.lifecycle import ChallengerMode
-    from streams.services.labelled import Skipped
-    from streams.services.model_commands import retrain_from_topics, run_command
+    from streams.services.control.commands import retrain_from_topics, run_command
+    from streams.services.control.labelled import Skipped
 
     settings, skipped = broker_settings(args, registry=args.registry), Skipped()
     with tempfile.TemporaryDirectory(prefix="streamscore-retrain-") as scratch:

@@ -48,7 +48,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> list[tuple[bytes, bytes | None]]:
-    from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+    from scoring.offline.synthetic import agrawal_frame, events_from_frame, interleave_invalid
 
     frame = agrawal_frame(args.synthetic, seed=args.seed).drop(columns=["approved"])
     events = list(events_from_frame(frame, prefix=args.id_prefix))
@@ -59,8 +59,8 @@ def _synthetic(args: argparse.Namespace) -> list[tuple[bytes, bytes | None]]:
 def _from_file(args: argparse.Namespace) -> list[tuple[bytes, bytes]]:
     import orjson
 
-    from scoring.synthetic import events_from_frame
-    from scoring.tables import read_table, readable_file
+    from scoring.offline.synthetic import events_from_frame
+    from scoring.offline.tables import read_table, readable_file
     from streams.kafka.producer import event_payloads
 
     if args.data.suffix == ".jsonl":

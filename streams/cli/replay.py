@@ -41,8 +41,8 @@ def epoch_ms(text: str | None) -> int | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from scoring.bundle import ModelBundle
-    from streams.services.replay import Range, replay
+    from scoring.model.bundle import ModelBundle
+    from streams.services.score.replay import Range, replay
 
     settings = broker_settings(args, model_path=args.model, topic_features=args.topic)
     span = Range(args.from_offset, epoch_ms(args.from_time), args.to_offset, epoch_ms(args.to_time))

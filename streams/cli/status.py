@@ -34,7 +34,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from streams.kafka.config import admin_config
     from streams.kafka.lag import group_lag, list_groups
-    from streams.services.estimates import estimate_line, latest_estimates
+    from streams.services.learn.estimates import estimate_line, latest_estimates
 
     settings = broker_settings(args)
     admin = AdminClient(admin_config(settings))

@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from scoring.errors import TrainingError
-    from scoring.training import read_table, train_bundle
+    from scoring.offline.training import read_table, train_bundle
 
     frame = read_table(args.data)
     with Progress(transient=True) as progress:
@@ -125,8 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _holdout_report(bundle, frame, target: str, out: Path) -> None:
+    from scoring.offline.training import holdout_split
     from scoring.report import ReportInput, build_report
-    from scoring.training import holdout_split
 
     labelled = frame.dropna(subset=[target]).reset_index(drop=True)
     holdout, _ = holdout_split(len(labelled))
@@ -139,9 +139,9 @@ def _holdout_report(bundle, frame, target: str, out: Path) -> None:
 def cmd_score_file(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from scoring.batch_file import score_frame
-    from scoring.bundle import ModelBundle
-    from scoring.training import read_table
+    from scoring.model.bundle import ModelBundle
+    from scoring.offline.batch_file import score_frame
+    from scoring.offline.training import read_table
 
     bundle = ModelBundle.load(args.model)
     frame = read_table(args.data)
@@ -160,10 +160,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from scoring.bundle import ModelBundle
     from scoring.errors import InvalidEvent
-    from scoring.tables import readable_file
-    from streams.services.handler import ScoreHandler
+    from scoring.model.bundle import ModelBundle
+    from scoring.offline.tables import readable_file
+    from streams.services.score.handler import ScoreHandler
 
     handler = ScoreHandler(settings_from(args), ModelBundle.load(args.model))
     value = sys.stdin.buffer.read() if str(args.event) == "-" else readable_file(args.event).read_bytes()
@@ -187,15 +187,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from scoring.bundle import ModelBundle
     from scoring.errors import ConfigError
+    from scoring.model.bundle import ModelBundle
     from scoring.report import ReportInput, build_report
 
     bundle = ModelBundle.load(args.model)
     checks: tuple = ()
     if args.from_topics:
-        from streams.services.estimates import estimate_checks
-        from streams.services.labelled import Skipped, labelled_from_topics
+        from streams.services.control.labelled import Skipped, labelled_from_topics
+        from streams.services.learn.estimates import estimate_checks
 
         settings, skipped = broker_settings(args), Skipped()
         frame, y = labelled_from_topics(settings, bundle, args.from_topics, skipped=skipped)
@@ -205,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
         )
     else:
-        from scoring.training import read_table
+        from scoring.offline.training import read_table
 
         if not args.target:
             raise ConfigError("--data needs --target COLUMN, the label column of the table")

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 import faust
 from mode import Service
 
-from streams.services.handler import ScoreHandler
-from streams.services.intake import Refusals
-from streams.services.loop_stats import LoopStats
-from streams.services.supervisor import SupervisedService
-from streams.services.telemetry import ScoreCounters
+from streams.services.loop.stats import LoopStats
+from streams.services.loop.supervisor import SupervisedService
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.telemetry import ScoreCounters
+from streams.services.shared.intake import Refusals
 
 if TYPE_CHECKING:
     from scoring.drift import DriftMonitor
-    from streams.services.control import ControlStep
-    from streams.services.drift import DriftCounters, DriftStep
-    from streams.services.learn import LearnStep
+    from streams.services.control.step import ControlStep
+    from streams.services.drift.step import DriftCounters, DriftStep
+    from streams.services.learn.step import LearnStep
 
 
 @dataclass

@@ -13,11 +13,11 @@ from prometheus_client.registry import Collector
 
 from scoring.errors import Stage
 from streams.kafka.lag import PartitionLag
-from streams.services.handler import ScoreHandler
-from streams.services.intake import Refusals
-from streams.services.loop_stats import LoopStats
+from streams.services.loop.stats import LoopStats
 from streams.services.parts import WorkerParts
-from streams.services.telemetry import ScoreCounters
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.telemetry import ScoreCounters
+from streams.services.shared.intake import Refusals
 from streams.web.gauges import MODEL_LABELS
 
 

@@ -1,7 +1,7 @@
 """``/control/model``: the model commands over HTTP, behind a bearer token, off unless a token is set.
 
 GET shows what this worker serves and the recorded live state; POST runs a command
-(``{"action": "deploy", "version": "2"}``, see ``streams.services.model_commands``).
+(``{"action": "deploy", "version": "2"}``, see ``streams.services.control.commands``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pydantic import SecretStr, ValidationError
 from schemas.commands import MODEL_COMMAND
 from scoring.errors import StreamscoreError
 from streams.kafka.errors import BrokerError
-from streams.services.control import ControlStep, live_update
-from streams.services.model_commands import execute
+from streams.services.control.commands import execute
+from streams.services.control.step import ControlStep
+from streams.services.shared.model_updates import live_update
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
 from schemas.keys import ModelKey
-from streams.services.handler import ScoreHandler
-from streams.services.telemetry import ScoreCounters
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.telemetry import ScoreCounters
 from streams.settings import Settings
 from streams.web.estimate_board import EstimateBoard
 from streams.web.metrics import LagCollector, WorkerMetrics

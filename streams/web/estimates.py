@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import MetricsSnapshot
-from scoring.bundle import ModelBundle
 from scoring.estimation.estimator import METRICS
+from scoring.model.bundle import ModelBundle
 from streams.web.gauges import MODEL_LABELS
 
 METRIC_LABELS = (*MODEL_LABELS, "metric")

@@ -9,7 +9,7 @@
     GET  /v2/models/{name}[/versions/{version}]/ready
     POST /v2/models/{name}[/versions/{version}]/infer
 
-Requests are scored by the stream's own path (``streams.services.inference``). Errors
+Requests are scored by the stream's own path (``streams.services.inference.protocol``). Errors
 answer ``{"error": "..."}`` with the protocol's status (``inference_errors``). The model
 endpoints take a bearer token when STREAMSCORE_INFER_TOKEN is set (the health ones stay
 open for probes); a body over STREAMSCORE_INFER_MAX_BYTES is refused unread. Each
@@ -28,9 +28,9 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from streams.services.api_predictions import ApiPredictions
-from streams.services.inference import InferenceService
-from streams.services.inference_errors import BadRequest, InferenceError, TooLarge, Unauthorized
+from streams.services.inference.errors import BadRequest, InferenceError, TooLarge, Unauthorized
+from streams.services.inference.predictions import ApiPredictions
+from streams.services.inference.protocol import InferenceService
 from streams.services.parts import WorkerParts
 from streams.settings import Settings
 from streams.web.control_views import bearer_matches

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from streams.services.api_predictions import ApiPredictions
-from streams.services.inference_errors import REASONS
-from streams.services.telemetry import Histogram
+from streams.services.inference.errors import REASONS
+from streams.services.inference.predictions import ApiPredictions
+from streams.services.score.telemetry import Histogram
 
 ENDPOINTS = ("health", "metadata", "ready", "infer")
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

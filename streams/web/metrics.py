@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from scoring.lifecycle import Serving
-from streams.services.handler import ScoreHandler
-from streams.services.intake import Refusals
-from streams.services.telemetry import ScoreCounters
+from scoring.lifecycle.decisions import Serving
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.telemetry import ScoreCounters
+from streams.services.shared.intake import Refusals
 from streams.settings import Role
 from streams.web.collectors import (
     LagCollector,

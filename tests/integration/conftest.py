@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.broker import start_broker
+from streams.kafka.embedded.broker import start_broker
 from tests.integration.kafka_tools import WorkerProcess, names_env
 from tests.integration.tls import TlsCluster, start_tls_cluster
 

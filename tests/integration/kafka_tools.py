@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from scoring.synthetic import events_from_frame
-from streams.kafka.broker import free_port
+from scoring.offline.synthetic import events_from_frame
+from streams.kafka.embedded.broker import free_port
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def loan_stream(
 ) -> tuple[list[tuple[bytes, bytes | None]], list]:
     """``n`` Agrawal loan events (the second half earning 30% more: drift) with ``invalid`` bad ones mixed
     in, as ``(key, value)`` payloads; and a label payload per valid event."""
-    from scoring.synthetic import EVENT_TIME_0, agrawal_frame, events_from_frame, interleave_invalid
+    from scoring.offline.synthetic import EVENT_TIME_0, agrawal_frame, events_from_frame, interleave_invalid
 
     labelled = agrawal_frame(n, seed=seed, classification_function=2)
     frame = labelled.drop(columns=["approved"])
@@ -252,7 +252,7 @@ def loan_stream(
 
 def feature_events(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes]]:
     """``n`` valid loan events as (key, value) pairs; event ids are ``{prefix}-{i}``."""
-    from scoring.synthetic import agrawal_frame, events_from_frame
+    from scoring.offline.synthetic import agrawal_frame, events_from_frame
 
     frame = agrawal_frame(n, seed=seed, classification_function=2).drop(columns=["approved"])
     return [(e["entity_id"].encode(), orjson.dumps(e)) for e in events_from_frame(frame, prefix=prefix)]

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.messages import Label, MonitorBatch
-from scoring.features import FeatureSpec
-from scoring.monitor_rows import spec_problem
+from scoring.model.features import FeatureSpec
+from scoring.model.monitor_rows import spec_problem
 
 DAY_MS = 86_400_000
 finite = st.floats(allow_nan=False, allow_infinity=False)

@@ -14,7 +14,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import headers as h
-from scoring.synthetic import agrawal_frame, events_from_frame
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
 
 DRIFT_WINDOW = 2000  # STREAMSCORE_DRIFT_WINDOW_EVENTS of the workers here

@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from streams.kafka.broker import free_port, start_broker
+from streams.kafka.embedded.broker import free_port, start_broker
 from tests.integration.kafka_tools import (
     ProduceStallProxy,
     WorkerProcess,

@@ -18,9 +18,9 @@ import pytest
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
-from scoring.bundle import ModelBundle
-from streams.kafka.broker import start_broker
-from streams.services.handler import ScoreHandler
+from scoring.model.bundle import ModelBundle
+from streams.kafka.embedded.broker import start_broker
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 from tests.integration.kafka_tools import (
     PacedProducer,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.broker import free_port
+from streams.kafka.embedded.broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from scoring.bundle import ModelBundle
+from scoring.model.bundle import ModelBundle
 from streams.kafka.producer import produce_payloads
 from streams.settings import Settings
 from tests.integration.kafka_tools import WorkerProcess, loan_stream

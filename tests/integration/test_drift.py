@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from schemas.drift import DriftAlert, DriftReport
-from scoring.bundle import ModelBundle
-from scoring.synthetic import events_from_frame, numeric_frame
-from scoring.training import train_bundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
 from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration

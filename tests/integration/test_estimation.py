@@ -3,7 +3,7 @@
 One partition, so offset ``i`` of the features topic is event ``i`` and every window's
 span names its events; realized KPIs are computed here from the labels and the model's
 scores of those events, independently of the worker. The data hold the estimator's
-assumption where the test says so (P(y | x) fixed: ``scoring.synthetic.logistic_frame``,
+assumption where the test says so (P(y | x) fixed: ``scoring.offline.synthetic.logistic_frame``,
 ``noisy_regression_frame``) and break it where it says so (labels flipped).
 """
 
@@ -23,10 +23,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.estimation import EstimateCheck, EstimatedKpiAlert, PerformanceEstimate
-from scoring.bundle import ModelBundle
-from scoring.metrics import binary_metrics, regression_metrics
-from scoring.synthetic import EVENT_TIME_0, events_from_frame, logistic_frame, noisy_regression_frame
-from scoring.training import train_bundle
+from scoring.metrics.holdout import binary_metrics, regression_metrics
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import EVENT_TIME_0, events_from_frame, logistic_frame, noisy_regression_frame
+from scoring.offline.training import train_bundle
 from tests.integration.kafka_tools import WorkerProcess, produce
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from streams.kafka.broker import start_broker
+from streams.kafka.embedded.broker import start_broker
 from tests.integration.kafka_tools import (
     PacedProducer,
     TopicWatcher,
@@ -41,7 +41,7 @@ def test_five_random_sigkills_over_200k_events_lose_nothing(
 ):
     """SIGKILL the worker five times at seeded random moments; a new one is started after each.
 
-    What a kill can repeat, from streams/services/score.py: outputs are produced for the batch being
+    What a kill can repeat, from streams/services/score/step.py: outputs are produced for the batch being
     handled while the batch before it (pending) waits for its acknowledgements; offsets
     are committed after those. So at most two batches per kill are scored again:
     duplicates <= kills * 2 * batch_size.

@@ -16,9 +16,9 @@ from confluent_kafka import Producer
 from river import compose, datasets, evaluate, linear_model, metrics, preprocessing
 
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
-from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame
-from scoring.training import train_bundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from scoring.offline.training import train_bundle
 from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration

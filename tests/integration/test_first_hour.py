@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.broker import free_port
+from streams.kafka.embedded.broker import free_port
 from tests.integration.kafka_tools import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.integration

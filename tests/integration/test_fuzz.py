@@ -253,7 +253,7 @@ def _bad_value(kind: str, params, event: dict) -> bytes | None:
 def test_ten_thousand_fuzzed_payloads_through_a_live_worker(
     bootstrap, topic_env, agrawal_bundle_dir, tmp_path, workers
 ):
-    from scoring.synthetic import agrawal_frame, events_from_frame
+    from scoring.offline.synthetic import agrawal_frame, events_from_frame
 
     started = time.monotonic()
     recipes_ = draw_recipes(N)

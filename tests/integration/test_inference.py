@@ -17,9 +17,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from scoring.bundle import ModelBundle
-from scoring.routing import to_challenger
-from scoring.synthetic import agrawal_frame, events_from_frame
+from scoring.lifecycle.routing import to_challenger
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 from tests.integration.test_lifecycle import _cli, _wait
 

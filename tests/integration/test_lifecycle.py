@@ -16,12 +16,12 @@ import orjson
 import pytest
 
 from schemas.lifecycle import ModelAlert, ModelRef
-from scoring import lifecycle
-from scoring.bundle import MODEL_FILE, ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame, numeric_frame
-from scoring.training import train_bundle
+from scoring.lifecycle import decisions as lifecycle
+from scoring.model.bundle import MODEL_FILE, ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
 from streams.kafka.producer import event_payloads, produce_payloads
-from streams.services.control import publish_update
+from streams.services.shared.model_updates import publish_update
 from streams.settings import Settings
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 from tests.unit.test_lifecycle import _rewrite_manifest

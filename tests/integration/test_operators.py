@@ -12,7 +12,7 @@ import time
 import orjson
 import pytest
 
-from scoring.synthetic import agrawal_frame, events_from_frame
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from tests.deploy_files import referenced_metrics
 from tests.integration.kafka_tools import WorkerProcess, loan_stream, produce
 

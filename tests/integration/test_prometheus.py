@@ -24,10 +24,10 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame
-from scoring.training import train_bundle
-from streams.kafka.broker import free_port
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from scoring.offline.training import train_bundle
+from streams.kafka.embedded.broker import free_port
 from tests.deploy_files import RULES, grafana_exprs, healthcheck_command, tool
 from tests.integration.kafka_tools import WorkerProcess
 

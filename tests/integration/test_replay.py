@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas.messages import Prediction
-from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from streams.kafka.topics import ensure_topics
-from streams.services.replay import Range, replay
+from streams.services.score.replay import Range, replay
 from streams.settings import Settings
 from tests.integration.kafka_tools import read_topic
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from scoring.bundle import ModelBundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import events_from_frame, loan_frame
 from scoring.report import SECTIONS
-from scoring.synthetic import events_from_frame, loan_frame
-from streams.cli.demo_run import train_demo_model
+from streams.cli.demo.run import train_demo_model
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,9 @@ import pytest
 from schemas import headers as h
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
-from scoring.bundle import ModelBundle
-from scoring.synthetic import loan_frame
-from scoring.training import train_bundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import loan_frame
+from scoring.offline.training import train_bundle
 from tests.integration.conftest import topics_for
 from tests.integration.kafka_tools import WorkerProcess, produce_with_labels, read_topic
 

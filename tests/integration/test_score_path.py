@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from schemas.messages import Prediction
-from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame, interleave_invalid
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame, interleave_invalid
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration

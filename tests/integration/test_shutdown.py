@@ -9,8 +9,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.kafka.broker import start_broker
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from streams.kafka.embedded.broker import start_broker
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration

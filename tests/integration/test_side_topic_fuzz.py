@@ -28,10 +28,10 @@ import pytest
 
 from schemas.lifecycle import ModelAlert
 from schemas.monitor import decode_monitor
-from scoring.join_segments import JoinSegments
+from scoring.feedback.join_segments import JoinSegments
 from streams.kafka.readers import read_latest
-from streams.services.checkpoints import CheckpointStore
-from streams.services.learn_shard import Shard, learner_for
+from streams.services.learn.shard import Shard, learner_for
+from streams.services.shared.checkpoints import CheckpointStore
 from streams.settings import Settings
 from tests.integration import side_fuzz as fz
 from tests.integration import side_fuzz_state as fs

@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from schemas.feedback import MetricsSnapshot
-from scoring.synthetic import EVENT_TIME_0, agrawal_frame
+from scoring.offline.synthetic import EVENT_TIME_0, agrawal_frame
 from tests.integration.kafka_tools import (
     Record,
     WorkerProcess,

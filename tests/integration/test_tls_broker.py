@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from streams.kafka.broker import free_port
+from streams.kafka.embedded.broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ import pytest
 from schemas import headers as h
 from schemas.checkpoint import StateAlert
 from schemas.lifecycle import ModelAlert, ModelRef
-from scoring import lifecycle
-from scoring.features import FeatureKind
+from scoring.lifecycle import decisions as lifecycle
+from scoring.model.features import FeatureKind
 from tests.integration.conftest import topics_for
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 from tests.integration.side_topics import (

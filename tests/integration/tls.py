@@ -13,8 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.kafka.broker import Broker, free_port, start_broker
-from streams.kafka.tls_broker import Issued, Stunnel, TlsService, issue, make_ca
+from streams.kafka.embedded.broker import Broker, free_port, start_broker
+from streams.kafka.embedded.tls_broker import Issued, Stunnel, TlsService, issue, make_ca
 
 KEY_PASSWORD = "tls-key-pass-5e1b7c"  # the mutual-TLS client key's: it must never show in a log
 MODES = ("tls", "mtls")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streams.services.loop import ClientCallbacks
+from streams.services.loop.service_loop import ClientCallbacks
 
 TOPIC = "features"
 

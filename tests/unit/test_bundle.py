@@ -14,10 +14,10 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from scoring.bundle import BUNDLE_FILES, MANIFEST_FILE, MODEL_FILE, ModelBundle
 from scoring.errors import BundleError, ManifestMismatch
-from scoring.features import FeatureSpec
-from scoring.synthetic import agrawal_frame
+from scoring.model.bundle import BUNDLE_FILES, MANIFEST_FILE, MODEL_FILE, ModelBundle
+from scoring.model.features import FeatureSpec
+from scoring.offline.synthetic import agrawal_frame
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scoring.bundle import CALIBRATION_FILE, MANIFEST_FILE, ModelBundle
-from scoring.calibration import Calibration, fit_calibration, fit_isotonic
 from scoring.errors import BundleError, ManifestMismatch
 from scoring.estimation import PerformanceEstimator
-from scoring.synthetic import numeric_frame
-from scoring.training import train_bundle
+from scoring.model.bundle import CALIBRATION_FILE, MANIFEST_FILE, ModelBundle
+from scoring.model.calibration import Calibration, fit_calibration, fit_isotonic
+from scoring.offline.synthetic import numeric_frame
+from scoring.offline.training import train_bundle
 
 
 def pava(values: list[float], weights: list[float]) -> list[float]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.services import checkpoints
-from streams.services.checkpoints import CheckpointStore
+from streams.services.shared import checkpoints
+from streams.services.shared.checkpoints import CheckpointStore
 from streams.settings import Settings
 
 KEY = b"k" * 32

@@ -8,7 +8,7 @@ import pytest
 
 from schemas.lifecycle import ModelRef
 from scoring.errors import BundleError
-from streams.services.model_commands import bounded_load
+from streams.services.control.commands import bounded_load
 from streams.settings import Settings
 
 
@@ -40,8 +40,8 @@ def test_an_update_naming_a_bundle_outside_the_sources_is_refused_whatever_serve
     """The worker reuses a serving version without loading it: the source is checked all the same."""
     from schemas.lifecycle import ModelUpdate
     from scoring.errors import GateRefused
-    from scoring.sources import ModelSources
-    from streams.services.control import refuse_outside
+    from scoring.lifecycle.sources import ModelSources
+    from streams.services.control.step import refuse_outside
 
     sources = ModelSources([str(tmp_path / "registry")])
     inside = ModelRef(name="loans", version="2", uri=str(tmp_path / "registry" / "loans" / "2"))

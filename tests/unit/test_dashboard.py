@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
-from scoring.bundle import ModelBundle
-from streams.services.handler import BatchStats, ScoreHandler
-from streams.services.loop_stats import LoopStats
-from streams.services.loop_stats import PartitionLag as LoopLag
-from streams.services.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
+from scoring.model.bundle import ModelBundle
+from streams.services.loop.stats import LoopStats
+from streams.services.loop.stats import PartitionLag as LoopLag
+from streams.services.score.handler import BatchStats, ScoreHandler
+from streams.services.score.telemetry import LATENCY_BUCKETS, Histogram, ScoreCounters
 from streams.settings import Settings
 from streams.web.dashboard import Dashboard, bucket_delta, histogram_quantile, page, rate
 from streams.web.metrics import LagCollector

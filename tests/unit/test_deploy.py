@@ -18,9 +18,9 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from scoring.bundle import ModelBundle
-from streams.services.handler import ScoreHandler
-from streams.services.telemetry import ScoreCounters
+from scoring.model.bundle import ModelBundle
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.telemetry import ScoreCounters
 from streams.settings import Settings
 from streams.web.metrics import worker_registry
 from tests.deploy_files import (

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, DriftThresholds, MonitorColumns, alert_for
-from scoring.drift_stats import chi_square_test, ks_test, psi
-from scoring.features import FeatureKind
-from scoring.synthetic import numeric_frame
-from scoring.training import train_bundle
+from scoring.drift.stats import chi_square_test, ks_test, psi
+from scoring.model.bundle import ModelBundle
+from scoring.model.features import FeatureKind
+from scoring.offline.synthetic import numeric_frame
+from scoring.offline.training import train_bundle
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.drift import DriftReport
-from scoring.bundle import ModelBundle
 from scoring.drift import (
     ClosedWindow,
     DriftMonitor,
@@ -27,8 +26,9 @@ from scoring.drift import (
 )
 from scoring.drift import partial as partial_module
 from scoring.drift.compare import DriftThresholds
-from scoring.synthetic import numeric_frame
-from scoring.training import train_bundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import numeric_frame
+from scoring.offline.training import train_bundle
 
 P = 4
 WINDOW_EVENTS = 2_000  # 500 events per partition window

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from schemas.monitor import MonitorColumns
-from scoring.bundle import ModelBundle
 from scoring.drift import PartitionWindows
-from scoring.synthetic import numeric_frame
-from scoring.training import train_bundle
-from streams.services.checkpoints import CheckpointStore
-from streams.services.drift_shards import DriftShard
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import numeric_frame
+from scoring.offline.training import train_bundle
+from streams.services.drift.shards import DriftShard
+from streams.services.shared.checkpoints import CheckpointStore
 from streams.settings import Settings
 
 PARTITIONS, WINDOW = 4, 400  # 100 events per partition window

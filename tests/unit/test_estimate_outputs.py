@@ -15,15 +15,15 @@ from schemas import headers as h
 from schemas.estimation import EstimateCheck, EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import JoinCounts, MetricsSnapshot
 from schemas.lifecycle import RetrainRequest
-from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, MonitorColumns
-from scoring.feedback import Learner
+from scoring.feedback.loop import Learner
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import numeric_frame
+from scoring.offline.training import train_bundle
 from scoring.report import ModelReport, ReportInput
-from scoring.synthetic import numeric_frame
-from scoring.training import train_bundle
-from streams.services.drift import DriftStep
-from streams.services.estimates import EstimateChecks, estimate_line
-from streams.services.intake import Refusals
+from streams.services.drift.step import DriftStep
+from streams.services.learn.estimates import EstimateChecks, estimate_line
+from streams.services.shared.intake import Refusals
 from streams.settings import Settings
 from streams.web.estimate_board import EstimateBoard
 from streams.web.estimates import EstimateGauges
@@ -275,7 +275,7 @@ def test_the_dashboard_puts_the_realized_kpi_beside_the_estimate_of_its_window()
 def test_the_model_report_lists_each_checked_window_and_flags_a_disagreement(
     agrawal_bundle: ModelBundle,
 ) -> None:
-    from scoring.synthetic import agrawal_frame
+    from scoring.offline.synthetic import agrawal_frame
 
     frame = agrawal_frame(200, seed=5, classification_function=2)
     checks = (_check(4, 0.8, 0.79, False), _check(5, 0.8, 0.3, True))

@@ -10,14 +10,14 @@ import pytest
 
 from schemas.drift import PartitionSpan
 from schemas.estimation import MetricEstimate, PerformanceEstimate
-from scoring.bundle import ModelBundle
 from scoring.drift import DriftMonitor, MonitorColumns
 from scoring.estimation import PerformanceEstimator
 from scoring.estimation.ledger import EstimateLedger
-from scoring.metrics import binary_metrics, regression_metrics
-from scoring.retrain import EstimateWatch, from_estimate
-from scoring.synthetic import numeric_frame
-from scoring.training import train_bundle
+from scoring.lifecycle.retrain import EstimateWatch, from_estimate
+from scoring.metrics.holdout import binary_metrics, regression_metrics
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import numeric_frame
+from scoring.offline.training import train_bundle
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from schemas.estimation import PerformanceEstimate
-from scoring.bundle import ModelBundle
 from scoring.estimation import BinaryPartial, PerformanceEstimator, RegressionPartial
 from scoring.estimation.binary import confusion_metrics, confusion_sums
 from scoring.estimation.soft_auc import AucMoments, exact_groups, soft_auc
+from scoring.model.bundle import ModelBundle
 
 # ---------------------------------------------------------------- the definitions, written as loops
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.bundle import ModelBundle
 from scoring.estimation import PerformanceEstimator, check_estimate
-from scoring.metrics import binary_metrics, regression_metrics
-from scoring.synthetic import logistic_frame as binary_frame
-from scoring.synthetic import noisy_regression_frame as regression_frame
-from scoring.training import train_bundle
+from scoring.metrics.holdout import binary_metrics, regression_metrics
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import logistic_frame as binary_frame
+from scoring.offline.synthetic import noisy_regression_frame as regression_frame
+from scoring.offline.training import train_bundle
 
 WINDOW = 5_000
 

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from schemas.messages import Prediction
-from scoring.batch_file import score_frame
-from scoring.bundle import ModelBundle
-from scoring.explain import Explainer, sampled
-from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.services.handler import ScoreHandler
+from scoring.model.bundle import ModelBundle
+from scoring.model.explain import Explainer, sampled
+from scoring.offline.batch_file import score_frame
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 from tests.unit.test_handler import Record
 

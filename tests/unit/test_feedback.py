@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from river import compose, datasets, evaluate, linear_model, metrics, preprocessing
 
-from scoring.bundle import ModelBundle
 from scoring.drift import MonitorColumns
-from scoring.feedback import Learner
-from scoring.kpis import BinaryKpis, KpiBoard, RegressionKpis, histogram_auc
-from scoring.label_join import LabelJoin, ScoredEvent
-from scoring.metrics import binary_metrics, regression_metrics, roc_auc
-from scoring.synthetic import agrawal_frame
-from scoring.training import train_bundle
+from scoring.feedback.label_join import LabelJoin, ScoredEvent
+from scoring.feedback.loop import Learner
+from scoring.metrics.holdout import binary_metrics, regression_metrics, roc_auc
+from scoring.metrics.kpis import BinaryKpis, KpiBoard, RegressionKpis, histogram_auc
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame
+from scoring.offline.training import train_bundle
 
 
 def columns(
@@ -178,7 +178,7 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
     import orjson
 
     from scoring import checkpoint
-    from scoring.join_segments import JoinSegments, restore_events
+    from scoring.feedback.join_segments import JoinSegments, restore_events
 
     frame = agrawal_frame(600, seed=9, classification_function=2)
     labels = frame.pop("approved").to_numpy(float)
@@ -235,8 +235,8 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
 
 def test_a_restored_event_whose_row_does_not_fit_the_model_is_refused(agrawal_bundle: ModelBundle) -> None:
     """A checkpoint's rows cut short (another model's, a bug's) would be misread by every later label."""
-    from scoring.join_segments import WaitingPart, encode_events
-    from scoring.label_join import ScoredEvent
+    from scoring.feedback.join_segments import WaitingPart, encode_events
+    from scoring.feedback.label_join import ScoredEvent
 
     learner = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary")
     state = learner.state()

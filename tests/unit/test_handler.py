@@ -13,10 +13,16 @@ import pytest
 
 from schemas import MonitorBatch, Prediction
 from schemas import headers as h
-from scoring.bundle import ModelBundle
-from scoring.synthetic import INVALID_KINDS, agrawal_frame, events_from_frame, invalid_payload, numeric_frame
-from scoring.training import train_bundle
-from streams.services.handler import ScoreHandler
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import (
+    INVALID_KINDS,
+    agrawal_frame,
+    events_from_frame,
+    invalid_payload,
+    numeric_frame,
+)
+from scoring.offline.training import train_bundle
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 
 DECODE_KINDS = {"malformed_json", "nan", "infinity", "bad_utf8", "null_value"}

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.lifecycle import ChallengerMode
-from scoring.bundle import ModelBundle
-from scoring.routing import to_challenger
-from scoring.synthetic import agrawal_frame, events_from_frame, numeric_frame
-from scoring.training import train_bundle
-from streams.services.handler import RowRefused, ScoreHandler
-from streams.services.inference import InferenceService
-from streams.services.inference_errors import BadRequest, NotFound, NotReady
-from streams.services.tensors import Tensor, decode, read_request
+from scoring.lifecycle.routing import to_challenger
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
+from streams.services.inference.errors import BadRequest, NotFound, NotReady
+from streams.services.inference.protocol import InferenceService
+from streams.services.inference.tensors import Tensor, decode, read_request
+from streams.services.score.handler import RowRefused, ScoreHandler
 from streams.settings import Settings
 from streams.web.inference_metrics import ENDPOINTS, InferenceCollector, InferenceCounters
 from tests.unit.test_handler import Record, Sink

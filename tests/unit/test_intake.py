@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas import headers as h
-from streams.services.intake import LabelIntake, MonitorIntake, Refusals
+from streams.services.shared.intake import LabelIntake, MonitorIntake, Refusals
 from streams.settings import Settings
 from tests.unit.fake_kafka import FakeRecord
 

@@ -21,9 +21,9 @@ from streams.kafka.config import (
     reader_config,
     ssl_context,
 )
+from streams.kafka.embedded.tls_broker import issue, make_ca
 from streams.kafka.errors import BrokerError, BrokerUnreachable, TlsError
 from streams.kafka.tls import check_tls
-from streams.kafka.tls_broker import issue, make_ca
 from streams.settings import Settings
 
 KEY_PASSWORD = "key-pass-7f3a9c"

@@ -16,9 +16,9 @@ import numpy as np
 import orjson
 import pytest
 
-from scoring.event_columns import EventBatch
-from scoring.join_segments import JoinSegments, restore_events
-from scoring.label_join import LabelJoin, PendingLabel, ScoredEvent
+from scoring.feedback.event_columns import EventBatch
+from scoring.feedback.join_segments import JoinSegments, restore_events
+from scoring.feedback.label_join import LabelJoin, PendingLabel, ScoredEvent
 
 _spec = importlib.util.spec_from_file_location(
     "dict_join", Path(__file__).resolve().parents[2] / "bench" / "dict_join.py"
@@ -185,7 +185,7 @@ def test_waiting_events_come_back_from_checkpoint_segments_and_go_on_alike() -> 
 def test_checkpoint_payloads_are_what_the_dict_join_wrote() -> None:
     """Same columns and rows as ``encode_events`` of the objects (the format older checkpoints have),
     and a payload without ``seq`` or shadow columns (older still) loads."""
-    from scoring.join_segments import encode_events
+    from scoring.feedback.join_segments import encode_events
 
     join = LabelJoin(10**6, 100)
     seqs = join.take_seqs(10).tolist()

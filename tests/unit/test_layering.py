@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,118 @@ def test_no_import_cycles_among_streams_modules() -> None:
 def test_settings_import_no_kafka_client_and_no_faust() -> None:
     """confluent_kafka and faust are used by the Kafka layer and above; settings sees neither."""
     assert not _imported_packages(ROOT / "streams" / "settings.py") & {"faust", "confluent_kafka"}
+
+
+# Rooms inside the layers (docs/architecture.md): each folder of scoring/ and streams/services/ is a
+# room. A scoring room imports only the rooms before it in this list (and its own modules).
+SCORING_ROOMS = [
+    ("scoring.errors", "scoring.checkpoint"),
+    ("scoring.metrics",),
+    ("scoring.model",),
+    ("scoring.estimation",),
+    ("scoring.drift",),
+    ("scoring.feedback",),
+    ("scoring.lifecycle",),
+    ("scoring.offline",),
+    ("scoring.report",),
+]
+SHARED_ROOMS = ("streams.services.loop", "streams.services.shared")  # below every role
+ROLE_ROOMS = ("score", "drift", "learn", "control", "inference")
+
+
+def _dotted(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _absolute_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, by dotted name (relative imports resolved)."""
+    found = set()
+    here = _dotted(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            found.add(".".join([*base, node.module] if node.module else base))
+    return found
+
+
+def _rank(module: str, rooms: list[tuple[str, ...]]) -> int | None:
+    for index, prefixes in enumerate(rooms):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    return None
+
+
+def test_scoring_rooms_import_only_the_rooms_below_them() -> None:
+    offenders = []
+    for path in _modules("scoring"):
+        module = _dotted(path)
+        if module == "scoring":
+            continue
+        own = _rank(module, SCORING_ROOMS)
+        assert own is not None, f"{module} is in no room of SCORING_ROOMS"
+        for imported in _absolute_imports(path):
+            if imported.startswith("scoring.") and (_rank(imported, SCORING_ROOMS) or 0) > own:
+                offenders.append(f"{module} imports {imported}")
+    assert offenders == []
+
+
+def _role(module: str) -> str | None:
+    parts = module.split(".")
+    inside = len(parts) > 2 and parts[:2] == ["streams", "services"]
+    return parts[2] if inside and parts[2] in ROLE_ROOMS else None
+
+
+def test_a_role_uses_another_role_only_through_its_package_and_never_in_a_cycle() -> None:
+    """A role's modules are its own; what other roles may use is its package's ``__all__``."""
+    offenders, uses = [], {role: set() for role in ROLE_ROOMS}
+    for path in sorted((ROOT / "streams" / "services").rglob("*.py")):
+        module, role = _dotted(path), _role(_dotted(path))
+        if role is None:
+            if module.startswith(SHARED_ROOMS):
+                offenders += [f"{module} (shared) imports {i}" for i in _streams_imports(path) if _role(i)]
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("streams.services"):
+                continue
+            other = _role(node.module)
+            if other is None or other == role:
+                continue
+            uses[role].add(other)
+            package = importlib.import_module(f"streams.services.{other}")
+            if node.module != package.__name__:
+                offenders.append(f"{module} imports {node.module}, inside the {other} role")
+            offenders += [
+                f"{module} uses {other}.{a.name}, not in its __all__"
+                for a in node.names
+                if a.name not in getattr(package, "__all__", ())
+            ]
+    assert offenders == []
+    done: set[str] = set()
+
+    def visit(role: str, trail: tuple[str, ...]) -> None:
+        assert role not in trail, "roles in a cycle: " + " -> ".join([*trail, role])
+        for other in uses[role] - done:
+            visit(other, (*trail, role))
+        done.add(role)
+
+    for role in ROLE_ROOMS:
+        visit(role, ())
+
+
+@pytest.mark.parametrize("package", ["scoring", "schemas", "streams"])
+def test_no_folder_holds_more_than_12_modules_and_no_module_over_350_lines(package: str) -> None:
+    folders: dict[str, int] = {}
+    long = []
+    for path in _modules(package):
+        lines = len(path.read_text().splitlines())
+        if lines > 350:
+            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        if path.name != "__init__.py":
+            folder = str(path.parent.relative_to(ROOT))
+            folders[folder] = folders.get(folder, 0) + 1
+    assert long == []
+    assert {folder: n for folder, n in folders.items() if n > 12} == {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from scoring.kpis import KpiBoard
-from streams.services.learn_merge import decode_partial, encode_partial, merged_snapshot
+from scoring.metrics.kpis import KpiBoard
+from streams.services.learn.merge import decode_partial, encode_partial, merged_snapshot
 
 KEY = b"k" * 32
 COUNTS = {"matched": 0, "pending_events": 0, "pending_labels": 0, "expired_events": 0, "unmatched_labels": 0}

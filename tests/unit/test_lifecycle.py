@@ -13,15 +13,15 @@ import pytest
 
 from schemas import MonitorBatch, Prediction
 from schemas.lifecycle import ChallengerMode, Check, ModelRef
-from scoring import lifecycle
-from scoring.bundle import MANIFEST_FILE, MODEL_FILE, ModelBundle
-from scoring.gate import GateRefused, admit
-from scoring.lifecycle import LifecycleError, Serving, apply_update
-from scoring.registry import ModelRegistry, load_ref
-from scoring.routing import to_challenger
-from scoring.synthetic import agrawal_frame, events_from_frame, numeric_frame
-from scoring.training import train_bundle
-from streams.services.handler import ScoreHandler
+from scoring.lifecycle import decisions as lifecycle
+from scoring.lifecycle.decisions import LifecycleError, Serving, apply_update
+from scoring.lifecycle.gate import GateRefused, admit
+from scoring.lifecycle.registry import ModelRegistry, load_ref
+from scoring.lifecycle.routing import to_challenger
+from scoring.model.bundle import MANIFEST_FILE, MODEL_FILE, ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame, numeric_frame
+from scoring.offline.training import train_bundle
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 from tests.unit.test_handler import Record, Sink
 
@@ -218,7 +218,7 @@ def test_shadow_publishes_the_champion_and_monitors_both(agrawal_bundle, v2_dir)
 def test_mcnemar_matches_the_textbook_formulas():
     from scipy import stats
 
-    from scoring.compare import mcnemar
+    from scoring.feedback.compare import mcnemar
 
     champion = np.array([True] * 10 + [False] * 30 + [True] * 50)
     challenger = np.array([False] * 10 + [True] * 30 + [True] * 50)
@@ -231,7 +231,7 @@ def test_mcnemar_matches_the_textbook_formulas():
 
 
 def test_comparison_names_a_winner_only_when_significant():
-    from scoring.compare import compare_paired, compare_unpaired
+    from scoring.feedback.compare import compare_paired, compare_unpaired
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 4000).astype(float)
@@ -256,9 +256,9 @@ def test_comparison_names_a_winner_only_when_significant():
 
 @pytest.mark.parametrize("task", ["binary", "regression"])
 def test_the_exported_river_challenger_scores_as_river_does(task, tmp_path):
-    from scoring.feedback import Learner
-    from scoring.lifecycle import bundle_from_linear
-    from scoring.linear_model import linear_from_river
+    from scoring.feedback.loop import Learner
+    from scoring.lifecycle.decisions import bundle_from_linear
+    from scoring.model.linear_model import linear_from_river
 
     frame = agrawal_frame(3000, seed=5, classification_function=2)
     frame.loc[frame.index % 11 == 0, "salary"] = np.nan  # missing values leave the key out in River
@@ -291,8 +291,8 @@ def test_the_exported_river_challenger_scores_as_river_does(task, tmp_path):
 
 
 def test_paired_tally_survives_a_checkpoint_and_decides_like_mcnemar(agrawal_bundle):
-    from scoring.compare import PairedTally, mcnemar
-    from scoring.feedback import Learner
+    from scoring.feedback.compare import PairedTally, mcnemar
+    from scoring.feedback.loop import Learner
 
     learner = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary")
     tally = learner.tallies["loans:1|loans:2"] = PairedTally("loans:1", "loans:2")

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring import loss_models
-from scoring.bundle import MANIFEST_FILE, ModelBundle
 from scoring.errors import BundleError, ManifestMismatch
 from scoring.estimation import PerformanceEstimator
-from scoring.training import train_bundle
+from scoring.model import loss_models
+from scoring.model.bundle import MANIFEST_FILE, ModelBundle
+from scoring.offline.training import train_bundle
 
 
 def regression_frame(n: int, seed: int) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from scoring.metrics import binary_metrics, log_loss, regression_metrics, roc_auc
+from scoring.metrics.holdout import binary_metrics, log_loss, regression_metrics, roc_auc
 
 # few distinct score values, so ties are common
 labelled_scores = st.integers(min_value=2, max_value=40).flatmap(
@@ -84,7 +84,7 @@ def test_r2_of_a_constant_target_is_nan() -> None:
 
 
 def test_batched_histogram_equals_counting_one_by_one() -> None:
-    from streams.services.telemetry import Histogram
+    from streams.services.score.telemetry import Histogram
 
     rng = np.random.default_rng(4)
     values = rng.exponential(0.2, 5000)
@@ -101,7 +101,7 @@ def test_kpis_of_partitions_merged_equal_the_kpis_of_the_whole_stream() -> None:
     """Scale-out: each learner keeps the KPIs of its partitions; merged, they are the whole stream's."""
     import random
 
-    from scoring.kpis import KpiBoard
+    from scoring.metrics.kpis import KpiBoard
 
     rng = random.Random(21)
     for task in ("binary", "regression"):

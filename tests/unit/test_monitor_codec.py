@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from schemas.messages import EPOCH_MS_MAX, MonitorBatch
 from schemas.monitor import MonitorRejected, decode_monitor
-from scoring.bundle import ModelBundle
-from scoring.monitor_rows import spec_problem
-from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.services.handler import ScoreHandler
+from scoring.model.bundle import ModelBundle
+from scoring.model.monitor_rows import spec_problem
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 from tests.unit.fake_kafka import FakeRecord
 

@@ -14,12 +14,12 @@ import pytest
 
 from schemas import FeatureEvent, MonitorBatch
 from schemas.messages import MAX_IDENTIFIER_LENGTH
-from scoring.bundle import ModelBundle
 from scoring.errors import InvalidEvent
-from scoring.synthetic import agrawal_frame, events_from_frame
-from scoring.validation import EventValidator
+from scoring.model.bundle import ModelBundle
+from scoring.model.validation import EventValidator
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from streams.kafka.config import producer_config
-from streams.services.handler import ScoreHandler
+from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
 from tests.unit.test_handler import Record, Sink
 

@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from scoring.bundle import ModelBundle
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame
 from scoring.report import SECTIONS, ReportInput, build_report
-from scoring.synthetic import agrawal_frame
 
 
 def test_report_has_every_section_and_the_fairness_figures_by_hand(agrawal_bundle: ModelBundle) -> None:
@@ -36,8 +36,8 @@ def test_report_has_every_section_and_the_fairness_figures_by_hand(agrawal_bundl
 
 
 def test_regression_report_shows_predicted_against_actual(tmp_path) -> None:
-    from scoring.synthetic import numeric_frame
-    from scoring.training import train_bundle
+    from scoring.offline.synthetic import numeric_frame
+    from scoring.offline.training import train_bundle
 
     frame = numeric_frame(2000, n_features=5, seed=3)
     frame["y"] = frame["f00"] * 3 + frame["f01"]
@@ -51,7 +51,7 @@ def test_regression_report_shows_predicted_against_actual(tmp_path) -> None:
 
 def test_text_from_the_data_is_never_read_as_math(tmp_path) -> None:
     """A category or feature name with ``$`` went through matplotlib's math parser and crashed the report."""
-    from scoring.training import train_bundle
+    from scoring.offline.training import train_bundle
 
     rng = np.random.default_rng(5)
     kind = rng.choice([r"$\foo$", "$5 plan", "plain"], 1500)

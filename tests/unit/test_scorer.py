@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from scoring.bundle import ModelBundle, Task
-from scoring.scorer import BatchScorer
-from scoring.synthetic import agrawal_frame
+from scoring.model.bundle import ModelBundle, Task
+from scoring.model.scorer import BatchScorer
+from scoring.offline.synthetic import agrawal_frame
 
 SENTINEL = -999.0
 

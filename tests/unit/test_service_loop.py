@@ -8,13 +8,13 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError
 
-from scoring.bundle import ModelBundle
-from scoring.synthetic import agrawal_frame, events_from_frame
-from streams.services.handler import ScoreHandler
-from streams.services.loop import LoopStats, ServiceLoop
-from streams.services.policies import AfterAcks, Periodic, Transactional
-from streams.services.score import ScoreStep, score_loop
-from streams.services.step import LoopContext, Step, Subscribe
+from scoring.model.bundle import ModelBundle
+from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from streams.services.loop.policies import AfterAcks, Periodic, Transactional
+from streams.services.loop.service_loop import LoopStats, ServiceLoop
+from streams.services.loop.step import LoopContext, Step, Subscribe
+from streams.services.score.handler import ScoreHandler
+from streams.services.score.step import ScoreStep, score_loop
 from streams.settings import Settings
 from tests.unit.fake_kafka import TOPIC, FakeClients, FakeRecord, Turn, kafka_error, records
 

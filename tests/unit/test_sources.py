@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scoring.sources import ModelSources
+from scoring.lifecycle.sources import ModelSources
 
 
 def test_local_paths_under_a_root_are_allowed_and_escapes_are_not(tmp_path: Path) -> None:

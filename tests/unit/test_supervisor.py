@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from streams.services.supervisor import Fatal, State, SupervisedService
+from streams.services.loop.supervisor import Fatal, State, SupervisedService
 
 
 def _wait(predicate, timeout_s: float = 5.0) -> bool:

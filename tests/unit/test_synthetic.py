@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scoring.features import FeatureKind
-from scoring.synthetic import loan_frame
-from scoring.training import read_table, train_bundle
+from scoring.model.features import FeatureKind
+from scoring.offline.synthetic import loan_frame
+from scoring.offline.training import read_table, train_bundle
 
 
 def test_a_model_on_the_loan_data_is_good_but_not_perfect() -> None:

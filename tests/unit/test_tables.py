@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from scoring.errors import ConfigError
-from scoring.tables import read_table, readable_file
+from scoring.offline.tables import read_table, readable_file
 
 
 def _refusal(path: Path) -> str:

@@ -11,13 +11,13 @@ import orjson
 import pandas as pd
 import pytest
 
-from scoring.bundle import ModelBundle, Task
 from scoring.errors import ConfigError, TrainingError
-from scoring.features import Feature, FeatureKind, FeatureSpec
-from scoring.reference import build_reference
-from scoring.synthetic import events_from_frame
-from scoring.training import frame_sha256, read_table, train_bundle
-from scoring.validation import EventValidator
+from scoring.model.bundle import ModelBundle, Task
+from scoring.model.features import Feature, FeatureKind, FeatureSpec
+from scoring.model.reference import build_reference
+from scoring.model.validation import EventValidator
+from scoring.offline.synthetic import events_from_frame
+from scoring.offline.training import frame_sha256, read_table, train_bundle
 
 
 def _regression_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:

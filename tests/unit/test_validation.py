@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from schemas import FeatureEvent
 from scoring.errors import InvalidEvent, Stage
-from scoring.features import Feature, FeatureKind, FeatureSpec
-from scoring.synthetic import INVALID_KINDS, agrawal_frame, events_from_frame, invalid_payload
-from scoring.validation import EventValidator
+from scoring.model.features import Feature, FeatureKind, FeatureSpec
+from scoring.model.validation import EventValidator
+from scoring.offline.synthetic import INVALID_KINDS, agrawal_frame, events_from_frame, invalid_payload
 
 DECODE_KINDS = {"malformed_json", "nan", "infinity", "bad_utf8", "null_value"}
 

@@ -8,10 +8,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from schemas.feedback import JoinCounts, MetricsSnapshot
-from scoring.bundle import ModelBundle
-from scoring.lifecycle import ChallengerMode, Serving
-from streams.services.handler import BatchStats, ScoreHandler
-from streams.services.telemetry import ScoreCounters
+from scoring.lifecycle.decisions import ChallengerMode, Serving
+from scoring.model.bundle import ModelBundle
+from streams.services.score.handler import BatchStats, ScoreHandler
+from streams.services.score.telemetry import ScoreCounters
 from streams.settings import Role, Settings
 from streams.web.dashboard import histogram_quantile
 from streams.web.metrics import WorkerMetrics, worker_registry

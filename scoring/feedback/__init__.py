@@ -1,0 +1,2 @@
+"""The feedback loop: labels joined to monitored events, KPIs per model, the River challenger and
+the champion/challenger comparison."""

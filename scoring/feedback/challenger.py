@@ -1,0 +1,54 @@
+"""The online challenger: a River model that learns from every label, beside the served model."""
+
+from __future__ import annotations
+
+import importlib
+
+from river import base, compose, linear_model, preprocessing
+
+from scoring.model.features import FeatureKind, FeatureSpec
+
+
+class PresentOnly(base.Transformer):
+    """The named features an event carries. River's ``Select`` raises on a missing one; a
+    missing value is left out here, so it adds nothing to a linear model, as for one-hot."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = list(names)
+
+    def transform_one(self, x: dict) -> dict:
+        return {name: x[name] for name in self.names if name in x}
+
+
+def default_challenger(task: str, spec: FeatureSpec):
+    """StandardScaler + LogisticRegression (binary) or LinearRegression, one-hot for categoricals."""
+    numeric = [f.name for f in spec.features if f.kind is FeatureKind.numeric]
+    categorical = [f.name for f in spec.features if f.kind is FeatureKind.categorical]
+    parts = []
+    if numeric:
+        parts.append(PresentOnly(numeric) | preprocessing.StandardScaler())
+    if categorical:
+        parts.append(PresentOnly(categorical) | preprocessing.OneHotEncoder())
+    features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
+    head = linear_model.LogisticRegression() if task == "binary" else linear_model.LinearRegression()
+    return features | head
+
+
+def challenger_from_setting(setting: str, task: str, spec: FeatureSpec):
+    """``default``, or the dotted path of a river estimator class made with no arguments."""
+    if setting == "default":
+        return default_challenger(task, spec)
+    module_name, _, class_name = setting.rpartition(".")
+    if not module_name.startswith("river."):
+        raise ValueError(f"challenger must be 'default' or a river estimator path, got {setting!r}")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def challenger_predict(model, task: str, x: dict) -> tuple[float, bool | None]:
+    """Score and, for a classifier, its own class decision (as river's ``predict_one`` makes it)."""
+    if task == "binary":
+        proba = model.predict_proba_one(x)
+        decision = bool(max(proba, key=proba.get)) if proba else False
+        return float(proba.get(True, 0.0)), decision
+    prediction = model.predict_one(x)
+    return (float(prediction) if prediction is not None else 0.0), None

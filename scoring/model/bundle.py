@@ -1,0 +1,240 @@
+"""The model bundle: a directory holding everything needed to serve and monitor one model.
+
+Layout::
+
+    model.txt           the model as text, never a pickle: LightGBM's format, or for
+                        model_kind "linear" a linear model's JSON (scoring.model.linear_model)
+    feature_spec.json   ordered inputs, kinds, categories, ranges, defaults
+    reference.json      training reference statistics for drift tests
+    metrics.json        holdout metrics
+    metadata.json       name, version, created_at, data sha256, lightgbm version, task, threshold
+    manifest.json       sha256 of every file above and below, checked at load, and
+                        under "estimation" a summary of the estimator the bundle carries
+
+Optional, for performance estimation before labels arrive (``scoring.estimation``):
+
+    calibration.json    binary: the isotonic calibrator of the scores, fitted on the holdout,
+                        with its reliability curves (``scoring.model.calibration``)
+    loss_models.json    regression: direct loss estimation, two LightGBM models of the error
+    loss_abs.txt        (``scoring.model.loss_models``)
+    loss_sq.txt
+
+A bundle written before these existed loads with ``calibration`` and ``loss_models``
+None; ``estimation_note`` then says in one sentence why nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import lightgbm as lgb
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from schemas.keys import Task
+from scoring.errors import BundleError, ManifestMismatch
+from scoring.model.calibration import Calibration
+from scoring.model.features import FeatureSpec
+from scoring.model.linear_model import LinearModel
+from scoring.model.loss_models import FILES as LOSS_FILES
+from scoring.model.loss_models import LossModels
+from scoring.model.reference import Reference
+
+MODEL_FILE = "model.txt"
+SPEC_FILE = "feature_spec.json"
+REFERENCE_FILE = "reference.json"
+METRICS_FILE = "metrics.json"
+METADATA_FILE = "metadata.json"
+MANIFEST_FILE = "manifest.json"
+CALIBRATION_FILE = "calibration.json"
+BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
+OPTIONAL_FILES = (CALIBRATION_FILE, *LOSS_FILES)
+BUNDLE_FORMAT = 1
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+    created_at: datetime
+    task: Task
+    threshold: float = 0.5
+    data_sha256: str
+    lightgbm_version: str
+    target: str
+    bundle_format: int = BUNDLE_FORMAT
+    model_kind: Literal["lightgbm", "linear"] = "lightgbm"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded, verified bundle. The booster is ready to predict."""
+
+    path: Path | None
+    booster: lgb.Booster | LinearModel  # a LinearModel offers the Booster calls a bundle makes
+    spec: FeatureSpec
+    reference: Reference
+    metrics: dict[str, float]
+    metadata: Metadata
+    calibration: Calibration | None = None  # binary: maps scores to probabilities (holdout fit)
+    loss_models: LossModels | None = None  # regression: expected absolute and squared errors
+
+    @property
+    def estimation_note(self) -> str | None:
+        """None when the bundle can estimate its performance without labels, else why it cannot."""
+        needed = "calibrator" if self.task is Task.binary else "loss models"
+        if (self.calibration if self.task is Task.binary else self.loss_models) is not None:
+            return None
+        return (
+            f"{self.name}:{self.version} carries no {needed} (a bundle from before estimation, a linear "
+            "challenger, or a holdout too small to fit one): no performance estimates for it; "
+            "retrain to get them"
+        )
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
+
+    @property
+    def task(self) -> Task:
+        return self.metadata.task
+
+    def save(self, directory: Path) -> Path:
+        """Write the bundle and its manifest; refuses to overwrite an existing bundle."""
+        directory = Path(directory)
+        if (directory / MANIFEST_FILE).exists():
+            raise BundleError(f"{directory} already holds a bundle")
+        directory.mkdir(parents=True, exist_ok=True)
+        contents = {
+            MODEL_FILE: self.booster.model_to_string().encode(),
+            SPEC_FILE: self.spec.model_dump_json(indent=2).encode(),
+            REFERENCE_FILE: self.reference.model_dump_json().encode(),
+            METRICS_FILE: json.dumps(self.metrics, indent=2, sort_keys=True).encode(),
+            METADATA_FILE: self.metadata.model_dump_json(indent=2).encode(),
+        }
+        manifest: dict[str, object] = {}
+        if self.calibration is not None:
+            contents[CALIBRATION_FILE] = self.calibration.model_dump_json(indent=2).encode()
+            manifest["estimation"] = self.calibration.summary()
+        if self.loss_models is not None:
+            contents.update(self.loss_models.files())
+            manifest["estimation"] = self.loss_models.info.summary()
+        for name, data in contents.items():
+            (directory / name).write_bytes(data)
+        manifest["files"] = {name: _sha256(data) for name, data in contents.items()}
+        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str) -> ModelBundle:
+        """Read a bundle, check every file against the manifest, and load the booster."""
+        directory = Path(directory)
+        contents = read_verified(directory)
+        try:
+            spec = FeatureSpec.model_validate_json(contents[SPEC_FILE])
+            reference = Reference.model_validate_json(contents[REFERENCE_FILE])
+            metadata = Metadata.model_validate_json(contents[METADATA_FILE])
+            metrics = {str(k): float(v) for k, v in json.loads(contents[METRICS_FILE]).items()}
+        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+            raise BundleError(f"{directory}: invalid bundle metadata: {exc}") from exc
+        try:
+            if metadata.model_kind == "linear":
+                booster = LinearModel.model_validate_json(contents[MODEL_FILE])
+            else:
+                booster = lgb.Booster(model_str=contents[MODEL_FILE].decode())
+        except (lgb.basic.LightGBMError, UnicodeDecodeError, ValidationError) as exc:
+            raise BundleError(
+                f"{directory}: cannot load the {metadata.model_kind} {MODEL_FILE}: {exc}"
+            ) from exc
+        if booster.feature_name() != spec.names:
+            raise BundleError(
+                f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"
+            )
+        calibration, losses = _load_estimation(directory, contents, spec)
+        return cls(directory, booster, spec, reference, metrics, metadata, calibration, losses)
+
+    def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Scores for encoded rows: probabilities for binary, values for regression."""
+        return np.asarray(self.booster.predict(matrix, num_threads=num_threads), dtype=np.float64)
+
+
+def read_verified(directory: Path) -> dict[str, bytes]:
+    """Every bundle file's bytes, after checking them against ``manifest.json``."""
+    if not directory.exists():
+        raise BundleError(
+            f"{directory}: no such directory; write a bundle there with "
+            f"`streamscore train DATA --target COLUMN --out {directory}`"
+        )
+    if not directory.is_dir():
+        raise BundleError(f"{directory} is a file; a model bundle is a directory")
+    manifest_path = directory / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected = manifest["files"]
+    except FileNotFoundError as exc:
+        raise BundleError(
+            f"{directory}: no {MANIFEST_FILE}; the directory exists but is not a model bundle"
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{directory}: unreadable {MANIFEST_FILE}: {exc}") from exc
+    missing = [name for name in BUNDLE_FILES if name not in expected]
+    if missing:
+        raise ManifestMismatch(f"{directory}: manifest does not list {missing}")
+    contents: dict[str, bytes] = {}
+    for name in (*BUNDLE_FILES, *(f for f in OPTIONAL_FILES if f in expected)):
+        try:
+            data = (directory / name).read_bytes()
+        except FileNotFoundError as exc:
+            raise ManifestMismatch(f"{directory}: {name} is missing") from exc
+        actual = _sha256(data)
+        if actual != expected[name]:
+            raise ManifestMismatch(
+                f"{directory}: {name} sha256 {actual[:12]}... "
+                f"does not match the manifest's {str(expected[name])[:12]}..."
+            )
+        contents[name] = data
+    return contents
+
+
+def _load_estimation(
+    directory: Path, contents: dict[str, bytes], spec: FeatureSpec
+) -> tuple[Calibration | None, LossModels | None]:
+    """The optional calibrator and loss models; a bundle without them has None."""
+    calibration = losses = None
+    try:
+        if CALIBRATION_FILE in contents:
+            calibration = Calibration.model_validate_json(contents[CALIBRATION_FILE])
+        present = [f for f in LOSS_FILES if f in contents]
+        if present and len(present) < len(LOSS_FILES):
+            raise ValueError(f"the manifest lists {present} of the loss model files {LOSS_FILES}")
+        if present:
+            losses = LossModels.from_files(contents, spec)
+    except (ValidationError, ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
+        raise BundleError(f"{directory}: invalid estimator files: {exc}") from exc
+    return calibration, losses
+
+
+def new_metadata(name: str, version: str, task: Task, data_sha256: str, target: str) -> Metadata:
+    return Metadata(
+        name=name,
+        version=version,
+        created_at=datetime.now(UTC),
+        task=task,
+        data_sha256=data_sha256,
+        lightgbm_version=lgb.__version__,
+        target=target,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,163 @@
+"""The Open Inference Protocol (V2) over a worker's ``ScoreHandler``, free of HTTP.
+
+A request is answered by the stream's own path: its rows become the feature events a
+producer would write (``inference_inputs``), the handler's validator parses them, its
+serving plan routes them (a split by entity hash, as on the stream; a shadow challenger
+is not asked) and its scorers score them. So the score of an event equals the prediction
+the stream gives it, with the same model version; the ``model_version`` output says, per
+row, which version answered. A request naming a version is scored by that version alone.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas.keys import Task
+from scoring.model.bundle import ModelBundle
+from scoring.model.validation import ParsedEvent
+from streams.services.inference.errors import BadRequest, ModelFailed, NotFound, NotReady
+from streams.services.inference.inputs import MATRIX_INPUT, Layout
+from streams.services.inference.tensors import InferRequest, read_request
+from streams.services.score import Answered, RowRefused, ScoreHandler
+
+
+@dataclass(frozen=True)
+class Inference:
+    """An answered request: the protocol's response, and what the stream would have scored."""
+
+    response: dict
+    events: list[ParsedEvent]
+    answered: list[Answered]
+    received_ms: int
+
+
+class InferenceService:
+    """Metadata, readiness and inference of the model this worker serves (champion and challenger)."""
+
+    def __init__(self, handler: ScoreHandler, ready: Callable[[], bool]) -> None:
+        self.handler = handler
+        self._ready = ready
+        self._layouts: dict[tuple[str, str], Layout] = {}
+
+    def ready(self) -> bool:
+        return self._ready()
+
+    def bundle(self, name: str, version: str | None = None) -> ModelBundle:
+        """The served bundle of that name (the champion unless ``version`` names the challenger)."""
+        serving = self.handler.serving
+        served = [b for b in (serving.champion, serving.challenger) if b is not None]
+        if name != serving.champion.name:
+            raise NotFound(f"model {name!r} is not served here; this worker serves {serving.champion.name!r}")
+        if version is None:
+            return serving.champion
+        for bundle in served:
+            if bundle.version == version:
+                return bundle
+        versions = [b.version for b in served]
+        raise NotFound(
+            f"model {name!r} has no version {version!r} serving here; versions serving: {versions}"
+        )
+
+    def layout(self, bundle: ModelBundle) -> Layout:
+        key = (bundle.name, bundle.version)
+        if key not in self._layouts:
+            if len(self._layouts) > 8:  # old versions
+                self._layouts.clear()
+            self._layouts[key] = Layout(bundle.spec)
+        return self._layouts[key]
+
+    def metadata(self, name: str, version: str | None = None) -> dict:
+        bundle = self.bundle(name, version)
+        serving = self.handler.serving
+        layout = self.layout(bundle)
+        return {
+            "name": bundle.name,
+            "versions": [b.version for b in (serving.champion, serving.challenger) if b is not None],
+            "platform": "lightgbm",
+            "inputs": layout.metadata_inputs(),
+            "outputs": [{"name": n, "datatype": d, "shape": [-1]} for n, d in _outputs(bundle)],
+            "parameters": {
+                "task": bundle.task.value,
+                "serving_version": serving.champion.version,
+                **layout.metadata_parameters(),
+            },
+        }
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        self.bundle(name, version)
+        return self._ready()
+
+    def admit(self, name: str, version: str | None = None) -> ModelBundle:
+        """The bundle a request to ``name`` (``version``) goes to, if this worker takes requests now."""
+        bundle = self.bundle(name, version)
+        if not self._ready():
+            raise NotReady("the worker is not ready (its /ready says why): try another worker or later")
+        return bundle
+
+    def infer(
+        self, name: str, version: str | None, body: bytes, header_length: int | None = None
+    ) -> Inference:
+        bundle = self.admit(name, version)
+        received_ms = int(time.time() * 1000)
+        request = read_request(body, header_length)
+        outputs = _outputs(bundle)
+        names = [n for n, _ in outputs]
+        unknown = [o for o in request.outputs or () if o not in names]
+        if unknown:
+            raise BadRequest(f"unknown output {unknown[0]!r}: the outputs are {names}")
+        values = self.layout(bundle).events(request, received_ms, request.id or uuid.uuid4().hex[:16])
+        try:
+            events, answered = self.handler.score_events(values, version)
+        except RowRefused as exc:
+            where = f"input {MATRIX_INPUT!r} row" if _matrix(request) else "row"
+            raise BadRequest(f"{where} {exc.row}: {exc.reason}") from None
+        except KeyError:
+            raise NotFound(f"model {name!r} version {version!r} stopped serving during the request") from None
+        response = _response(bundle.name, request, len(events), answered, outputs)
+        return Inference(response, events, answered, received_ms)
+
+
+def _outputs(bundle: ModelBundle) -> list[tuple[str, str]]:
+    label = [("label", "BOOL")] if bundle.task is Task.binary else []
+    return [("score", "FP64"), *label, ("model_version", "BYTES")]
+
+
+def _matrix(request: InferRequest) -> bool:
+    return any(t.name == MATRIX_INPUT for t in request.inputs)
+
+
+def _response(
+    name: str, request: InferRequest, n: int, answered: list[Answered], outputs: list[tuple[str, str]]
+) -> dict:
+    scores: list[float] = [0.0] * n
+    labels: list[bool | None] = [None] * n
+    versions: list[str] = [""] * n
+    for part in answered:
+        result = part.result
+        if result.failed:
+            row, reason = next(iter(result.failed.items()))
+            raise ModelFailed(f"row {int(part.rows[row])}: {reason}")
+        rows = part.rows.tolist()
+        for row, score in zip(rows, result.scores.tolist(), strict=True):
+            scores[row] = score
+        if result.labels is not None:
+            for row, label in zip(rows, result.labels.tolist(), strict=True):
+                labels[row] = label
+        for row in rows:
+            versions[row] = part.model.bundle.version
+    data = {"score": scores, "label": labels, "model_version": versions}
+    wanted = request.outputs or [n for n, _ in outputs]
+    body: dict = {
+        "model_name": name,
+        # one version answered every row, or (a split) the champion's; each row's is in model_version
+        "model_version": answered[0].model.bundle.version,
+        "outputs": [
+            {"name": o, "datatype": d, "shape": [n], "data": data[o]} for o, d in outputs if o in wanted
+        ],
+    }
+    if request.id is not None:
+        body["id"] = request.id
+    return body

@@ -1,0 +1,147 @@
+"""One shard of the learn role: the learner state of one partition of ``monitor`` and ``labels``.
+
+Monitoring records go to the monitor partition of their source partition, and labels keyed
+by entity land on the labels partition of their event (``docs/scaling.md``), so partition
+``p`` of both holds every event and label of a set of entities. A shard is the learner of
+those: its label join, its KPIs, its error-stream detectors, the River challenger for
+shard 0 only, and the positions it read to in both partitions. Its checkpoint is its own
+(``PREFIX/pN``) and moves with the partition: the instance that is assigned partition
+``p`` restores shard ``p`` from it and reads on from its positions, so nothing is counted
+twice or lost on a rebalance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from schemas.drift import DetectorChange
+from scoring.feedback.join_segments import JoinSegments, SegmentPlan, restore_events
+from scoring.feedback.label_join import PendingLabel
+from scoring.feedback.loop import Learner
+from scoring.model.bundle import ModelBundle
+from streams.kafka.records import Emit
+from streams.services.shared.checkpoints import CheckpointStore, Restored
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHALLENGER_SHARD = 0  # the River challenger learns from partition 0's labels: a sample by entity hash
+
+
+def learner_for(settings: Settings, bundle: ModelBundle, partition: int = CHALLENGER_SHARD) -> Learner:
+    segments = tuple(s.strip() for s in settings.segment_features.split(",") if s.strip())
+    return Learner(
+        bundle.spec,
+        bundle.reference,
+        bundle.task.value,
+        threshold=bundle.metadata.threshold,
+        window=settings.kpi_window,
+        segment_features=segments,
+        challenger=settings.challenger,
+        ttl_ms=int(settings.label_ttl_seconds * 1000),
+        # the join's bound is the deployment's: each partition's shard keeps its share
+        max_entries=max(1, settings.label_join_max // settings.partitions),
+        train_challenger=partition == CHALLENGER_SHARD,
+    )
+
+
+@dataclass
+class Shard:
+    partition: int
+    learner: Learner
+    store: CheckpointStore
+    segments: JoinSegments = field(default_factory=JoinSegments)
+    positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset to read
+    extra: dict = field(default_factory=dict)  # more state for the checkpoint (shard 0: the estimate checks)
+    dirty: bool = False
+    changes: list[DetectorChange] = field(default_factory=list)
+
+    def resume(self, restored: Restored | None, fresh: Learner) -> bool:
+        """Take a restored checkpoint (True), or start from ``fresh`` (False; ``store.restore_problem``
+        says why when something was wrong with what the topic held)."""
+        if restored is None:
+            return False
+        try:
+            self._restore(restored)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a state this learner cannot take: start fresh
+            self.store.restore_problem = (
+                f"the checkpoint does not fit this learner ({type(exc).__name__}: {exc})"
+            )
+            log.error("shard %d: %s: starting fresh", self.partition, self.store.restore_problem)
+            self.learner, self.positions, self.segments, self.extra = fresh, {}, JoinSegments(), {}
+            return False
+
+    def _restore(self, restored: Restored) -> None:
+        state, objects = restored.state, restored.objects
+        events = None
+        if "segments" in state:
+            open_part = (state["open"], objects["open_rows"])
+            events, self.segments = restore_events(state["segments"], restored.segments, open_part)
+        self.learner.restore(state, objects, events)
+        self.positions = dict(state["positions"])
+        self.extra = dict(state.get("extra", {}))
+        log.info(
+            "shard %d restored from checkpoint generation %d: %d events wait for labels",
+            self.partition,
+            restored.head.generation,
+            len(self.learner.join.events),
+        )
+
+    def checkpoint(self, emit: Emit) -> tuple[SegmentPlan, int]:
+        """The shard's state with its read positions; the waiting events in segments, new ones only.
+
+        Returns the plan (``segments.done(plan)`` once the write is acknowledged) and the bytes written.
+        """
+        plan = self.segments.plan(self.learner.join)
+        # made one by one as they are written: a checkpoint after a busy interval has many new segments
+        segments = ((sid, self.store.encode(*plan.payload(sid))) for sid in plan.new)
+        open_columns, open_rows = plan.open_payload()
+        state = {
+            **self.learner.state(),
+            "partition": self.partition,
+            "positions": self.positions,
+            "extra": self.extra,
+            "segments": plan.head(),
+            "open": open_columns,
+        }
+        head = self.store.encode(state, {**self.learner.river_objects(), "open_rows": open_rows})
+        return plan, self.store.write(head, emit, segments, plan.dropped)
+
+    def partial(self) -> dict:
+        """What the merged KPIs need of this shard: its board, join counts and paired tallies (JSON)."""
+        learner = self.learner
+        return {
+            "partition": self.partition,
+            "board": learner.board.state(),
+            "join": learner.join.counts(),
+            "tallies": {k: vars(t) for k, t in learner.tallies.items()},
+            "champion": learner.champion,
+            "challenger": learner.challenger_name,
+        }
+
+
+def holder_of(event_id: str, shard: Shard, shards: dict[int, Shard]) -> Shard:
+    """The shard waiting for this label's event: its own partition's, else another of this instance's."""
+    if event_id in shard.learner.join.events or len(shards) == 1:
+        return shard
+    return next((s for s in shards.values() if event_id in s.learner.join.events), shard)
+
+
+def early_label_taker(shard: Shard, shards: dict[int, Shard]) -> Callable[[str], PendingLabel | None] | None:
+    """Takes an early label waiting in another of this instance's shards (labels not co-partitioned)."""
+    others = [s for s in shards.values() if s is not shard]
+    if not others:
+        return None
+
+    def take(event_id: str) -> PendingLabel | None:
+        for other in others:
+            label = other.learner.join.labels.pop(event_id, None)
+            if label is not None:
+                other.dirty = True
+                return label
+        return None
+
+    return take
