@@ -181,3 +181,26 @@ def test_a_broken_link_or_a_page_left_out_of_the_nav_fails_the_strict_build(tmp_
     assert done.returncode != 0
     assert "no-such-page.md" in done.stderr
     assert "orphan.md" in done.stderr
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_the_readme_is_a_first_screen_that_points_to_the_manual() -> None:
+    readme = _readme()
+    assert len(readme.splitlines()) < 200
+    assert "make demo" in readme and "make test" in readme and "make docs" in readme
+    assert "](docs/img/dashboard.png)" in readme
+    assert (ROOT / "docs" / "img" / "dashboard.png").stat().st_size < 150_000, "a small picture"
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), f"README links {target}, which does not exist"
+
+
+def test_the_readme_and_getting_started_run_the_same_commands() -> None:
+    def block(text: str) -> str:
+        section = text.split("## Run it yourself", 1)[1]
+        return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+    assert block(_readme()) == block((ROOT / "docs" / "getting-started.md").read_text())
