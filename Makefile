@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (what the image installs). `make lock` recompiles both from pyproject.toml.
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-.PHONY: install lock state-key deploy-tools stunnel demo test lint browser unit integration bench bench-latency bench-drift bench-memory clean
+.PHONY: install lock state-key deploy-tools stunnel demo test lint docs browser unit integration bench bench-latency bench-drift bench-memory clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# the manual as a site, from docs/ into site/ (mkdocs.yml); --strict: a broken link, a missing page or
+# one left out of the nav fails it. tests/unit/test_docs.py runs the same build, so `make test` does.
+# NO_MKDOCS_2_WARNING: Material's notice about its successor, printed on every build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # the report and dashboard tests render HTML in Debian's headless chromium (Playwright drives it)
 browser:
@@ -83,4 +89,4 @@ bench-memory: $(STAMP)
 	$(BIN)/python bench/memory.py
 
 clean:
-	rm -rf $(VENV) demo-output .streamscore .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-output site .streamscore .pytest_cache .ruff_cache

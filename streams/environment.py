@@ -66,7 +66,8 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
         guess = f"; did you mean {suffixes[close[0]]}?" if close else ""
         raise ConfigError(
             f"unknown environment variable {name}{guess}\n"
-            "every STREAMSCORE_* variable names a setting (the README's Settings table): fix or unset it"
+            "every STREAMSCORE_* variable names a setting (docs/reference/settings.md lists them): "
+            "fix or unset it"
         )
 
 

@@ -45,41 +45,43 @@ def read_key_file(path: Path) -> bytes:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="ignore")
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka brokers, host:port[,host:port...].")
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; passed to every client."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN or SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
     kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
     kafka_ssl_keyfile: Path | None = Field(None, description="Private key of the client certificate.")
     kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of the private key.")
 
-    app_id: str = "streamscore"
-    group_id: str = "streamscore-scorer"
+    app_id: str = Field("streamscore", description="Faust app id; a worker of some roles only adds them.")
+    group_id: str = Field("streamscore-scorer", description="Consumer group of the score path (not app_id).")
 
-    topic_features: str = "features"
-    topic_predictions: str = "predictions"
-    topic_dlq: str = "features.dlq"
-    topic_monitor: str = "monitor"
-    topic_labels: str = "labels"
+    topic_features: str = Field("features", description="Feature events in (key: entity_id).")
+    topic_predictions: str = Field("predictions", description="Predictions out.")
+    topic_dlq: str = Field("features.dlq", description="Events that cannot be scored, with the reason.")
+    topic_monitor: str = Field("monitor", description="A monitoring record per scored batch and partition.")
+    topic_labels: str = Field("labels", description="Ground truth (Label records) of scored events.")
     topic_labels_dlq: str = Field(
         "labels.dlq", description="Labels the learn role cannot use, with the reason."
     )
     topic_monitor_dlq: str = Field(
         "monitor.dlq", description="Monitoring records the drift and learn roles cannot use, with the reason."
     )
-    topic_drift: str = "drift"
-    topic_metrics: str = "metrics"
-    topic_model_updates: str = "model-updates"
-    topic_checkpoints: str = "checkpoints"
-    topic_drift_partials: str = "drift-partials"
-    topic_alerts: str = "alerts"
-    topic_retrain: str = "retrain-requests"
-    partitions: int = Field(4, ge=1)
-    replication_factor: int = Field(1, ge=1)
+    topic_drift: str = Field("drift", description="Drift reports and alerts, performance estimates.")
+    topic_metrics: str = Field("metrics", description="KPI snapshots of the learn role.")
+    topic_model_updates: str = Field("model-updates", description="The serving state per model (compacted).")
+    topic_checkpoints: str = Field("checkpoints", description="Signed state of learn and drift (compacted).")
+    topic_drift_partials: str = Field("drift-partials", description="Partials of partition windows.")
+    topic_alerts: str = Field("alerts", description="Model updates applied or refused; checkpoints refused.")
+    topic_retrain: str = Field("retrain-requests", description="Requests to retrain, on drift or KPIs.")
+    partitions: int = Field(4, ge=1, description="Partitions of the topics a worker creates.")
+    replication_factor: int = Field(1, ge=1, description="Replicas of the topics a worker creates.")
 
-    model_path: Path | None = None
+    model_path: Path | None = Field(None, description="Bundle (--model); serves if model-updates has none.")
     registry: str = Field(
         "", description="Model registry root, a path or fsspec URL; default data_dir/registry."
     )
@@ -108,18 +110,22 @@ class Settings(BaseSettings):
     promote_min_pairs: int = Field(1000, ge=10, description="Labelled events both models scored, at least.")
     promote_p_value: float = Field(0.01, gt=0, lt=1, description="Significance a winner must reach.")
     retrain_kpi_threshold: float | None = Field(
-        None, description="Ask for retraining when the champion's rolling primary KPI crosses this."
+        None,
+        description="Ask for retraining when the champion's rolling primary KPI (accuracy, MAE) crosses it.",
     )
     roles: str = Field(
         "drift,learn,score", description="What this worker runs, a comma list of: score, drift, learn."
     )
 
-    score_path: ScorePath = ScorePath.batch
-    processing_guarantee: ProcessingGuarantee = ProcessingGuarantee.at_least_once
+    score_path: ScorePath = Field(ScorePath.batch, description="batch: own consumer; agent: a Faust agent.")
+    processing_guarantee: ProcessingGuarantee = Field(
+        ProcessingGuarantee.at_least_once,
+        description="exactly_once (batch path): a Kafka transaction per batch, outputs and offsets together.",
+    )
     instance_id: str | None = Field(
         None,
         description="Stable name of this worker instance (same across its restarts); "
-        "names its transactional.id under exactly_once.",
+        "under exactly_once its transactional.id is <group_id>.<instance_id>.",
     )
     batch_size: int = Field(2000, ge=1, description="Most events scored in one LightGBM call.")
     batch_linger_ms: float = Field(
@@ -134,10 +140,10 @@ class Settings(BaseSettings):
         100, ge=0, description="Consumer fetch.wait.max.ms: how long the broker may hold a fetch for data."
     )
     predict_threads: int = Field(1, ge=1, description="LightGBM num_threads per predict call.")
-    unknown_features: UnknownFeatures = UnknownFeatures.ignore
+    unknown_features: UnknownFeatures = Field(UnknownFeatures.ignore, description="reject: dead-letter them.")
     max_message_bytes: int = Field(1_000_000, ge=1, description="Larger payloads are dead-lettered unread.")
     prediction_headers: bool = Field(True, description="CloudEvents ce_* headers on predictions.")
-    monitor_enabled: bool = True
+    monitor_enabled: bool = Field(True, description="Write monitoring records (drift and learn read them).")
     explain_share: float = Field(
         0.0, ge=0, le=1, description="Share of predictions carrying feature contributions (by event_id hash)."
     )
@@ -147,11 +153,12 @@ class Settings(BaseSettings):
         ScorePath.batch, description="batch: own confluent-kafka consumer; agent: a Faust agent."
     )
     drift_windows: DriftWindows = Field(
-        DriftWindows.stream, description="stream: one drift worker; partitions: several, windows merged."
+        DriftWindows.stream,
+        description="stream: one drift worker; partitions: several, windows per partition by count, merged.",
     )
     drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
-    drift_psi_threshold: float = Field(0.2, gt=0)
+    drift_psi_threshold: float = Field(0.2, gt=0, description="A feature or the score drifted at this PSI.")
     drift_p_value: float = Field(0.01, gt=0, lt=1, description="Family-wise level, Bonferroni-corrected.")
 
     kpi_window: int = Field(1000, ge=1, description="Labelled events in the rolling KPIs.")
@@ -166,8 +173,8 @@ class Settings(BaseSettings):
     )
     label_ttl_seconds: float = Field(600.0, gt=0, description="Event time an event waits for its label.")
     label_join_max: int = Field(200_000, ge=1, description="Most events (and early labels) kept waiting.")
-    metrics_every_labels: int = Field(1000, ge=1)
-    metrics_interval_s: float = Field(10.0, gt=0)
+    metrics_every_labels: int = Field(1000, ge=1, description="A KPI snapshot and checkpoint per N labels")
+    metrics_interval_s: float = Field(10.0, gt=0, description="... and every this many seconds.")
     state_key: SecretStr | None = Field(
         None, description="Hex key signing checkpoints; else state_key_file; else data_dir/state.key"
     )
@@ -186,15 +193,18 @@ class Settings(BaseSettings):
         0.05, gt=0, le=1, description="Share of consumed events dead-lettered over 5 minutes that alerts."
     )
     alert_kpi_metric: str = Field("accuracy", description="Rolling KPI of the serving model watched.")
-    alert_kpi_min: float = Field(0.7, description="... alerting below this value.")
-
-    session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout.")
-    web_port: int = 6066
-    web_host: str = "127.0.0.1"
-    shutdown_timeout_s: float = Field(
-        9.0, gt=0, description="A stop (SIGTERM) ends within this, broker or not: the process exits."
+    alert_kpi_min: float = Field(
+        0.7,
+        description="... alerting below this; so does its estimate per drift window (above it: mae, rmse).",
     )
-    data_dir: Path = Path(".streamscore")
+
+    session_timeout_s: float = Field(6.0, gt=0, description="Consumer group session timeout (joins in ~3 s).")
+    web_port: int = Field(6066, description="Port of /health, /ready, /stats, /metrics, /dashboard, /v2.")
+    web_host: str = Field("127.0.0.1", description="Address they listen on.")
+    shutdown_timeout_s: float = Field(
+        9.0, gt=0, description="A stop (SIGTERM) ends within this even with the broker gone (then exit 1)."
+    )
+    data_dir: Path = Field(Path(".streamscore"), description="Faust data, the default registry and key.")
 
     @model_validator(mode="after")
     def _distinct_groups(self) -> Settings:

@@ -23,7 +23,7 @@ topic, watch drift and KPIs, and deploy, compare and roll back model versions.
 `streamscore demo` runs it all on this machine in about a minute."""
 
 EPILOG = """\
-settings come from STREAMSCORE_* environment variables (listed in the README);
+settings come from STREAMSCORE_* environment variables (docs/reference/settings.md);
 flags override them. `streamscore COMMAND --help` shows a command's options."""
 
 GROUPS = (broker, worker, produce, train, replay, status, model, schemas, demo)
