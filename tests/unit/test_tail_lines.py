@@ -8,6 +8,7 @@ from schemas import headers as h
 from scoring.errors import ConfigError
 from streams.cli import build_parser
 from streams.cli.tail import reports
+from streams.cli.tail.command import DETAILS
 from streams.cli.tail.lines import (
     Line,
     RecordView,
@@ -185,6 +186,7 @@ def test_topics_are_known_by_role_name_or_real_name_and_filters_must_fit_them() 
 
 
 def test_tail_arguments() -> None:
+    assert all(kind.role in DETAILS for kind in KINDS)  # its help names every topic
     args = build_parser().parse_args(["tail", "drift", "--last", "3", "--follow", "--model", "loans"])
     assert (args.topic, args.last, args.follow, args.model, args.from_beginning) == (
         "drift",

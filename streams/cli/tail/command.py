@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from streams.cli.common import Subparsers, add_bootstrap, broker_settings, command
+from streams.cli.common import Subparsers, add_bootstrap, broker_settings, command, settings_from
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -54,9 +54,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
     if args.last is not None and args.last < 1:
         raise ConfigError("--last takes a number of records, 1 or more")
-    settings = broker_settings(args)
-    topic, kind = resolve(settings, args.topic)
+    topic, kind = resolve(settings_from(args), args.topic)  # a misspelt topic is said before any broker
     check_filters(kind, args.entity, args.model)
+    settings = broker_settings(args)
     try:
         shown = _tail(settings, topic, kind, args)
     except KeyboardInterrupt:
