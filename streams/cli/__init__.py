@@ -1,6 +1,6 @@
 """The ``streamscore`` command line: one module per command group, this one ties them together.
 
-Each module (broker, worker, produce, train, replay, status, model, schemas, demo) adds
+Each module (broker, worker, produce, tail, train, replay, status, model, schemas, demo) adds
 its subcommands with ``add_parser(sub)`` and holds their functions, importing what they
 need when they run, so ``streamscore --help`` stays quick. Settings are read once per
 command, from ``STREAMSCORE_*`` environment variables overridden by flags, then passed down.
@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from streams.cli import broker, demo, failures, model, produce, replay, schemas, status, train, worker
+from streams.cli import broker, demo, failures, model, produce, replay, schemas, status, tail, train, worker
 from streams.environment import check_environment, debug_requested
 
 DESCRIPTION = """\
@@ -26,7 +26,7 @@ EPILOG = """\
 settings come from STREAMSCORE_* environment variables (docs/reference/settings.md);
 flags override them. `streamscore COMMAND --help` shows a command's options."""
 
-GROUPS = (broker, worker, produce, train, replay, status, model, schemas, demo)
+GROUPS = (broker, worker, produce, tail, train, replay, status, model, schemas, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

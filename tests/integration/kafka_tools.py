@@ -30,6 +30,7 @@ class Record:
     headers: dict[str, bytes]
     partition: int
     offset: int
+    timestamp: int = -1  # the broker timestamp (epoch ms), -1 if it has none
 
 
 def names_env(run_id: str, folder: Path) -> dict[str, str]:
@@ -218,6 +219,7 @@ def read_topic(
                     dict(message.headers() or []),
                     message.partition(),
                     message.offset(),
+                    message.timestamp()[1],
                 )
                 records.append(record)
                 seen += bool(counted(record))

@@ -8,6 +8,7 @@ import pty
 import re
 import select
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -112,15 +113,25 @@ def _readme_commands() -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in block.group(1).splitlines() if line.strip()]
 
 
+def _env_prefix(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``VAR=value ... command args`` as a shell reads it: the variables, then the command."""
+    env = {}
+    while args and re.fullmatch(r"[A-Z_]+=\S*", args[0]):
+        name, _, value = args[0].partition("=")
+        env[name], args = value, args[1:]
+    return env, args
+
+
 def test_the_readme_commands_run_as_written(
     bootstrap: str, topic_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Train on the shipped sample, start a worker, produce the sample, see its predictions.
+    """The tour: train on the shipped sample, start a worker, produce the sample, see its predictions
+    and drift reports with `tail`, send its labels, see the KPIs they give.
 
     The README's broker is the session's broker here, and the topics are this test's own
     (``topic_env``); every other command runs as written, with the installed ``streamscore``.
     """
-    broker, train, worker, produce, curl = _readme_commands()
+    broker, train, worker, produce, curl, predictions, drift, labels, metrics = _readme_commands()
     assert broker == ["streamscore", "broker", "--port", "9092"] and curl[0] == "curl"
     (tmp_path / "examples").symlink_to(REPO / "examples")
     port = free_port()
@@ -141,28 +152,73 @@ def test_the_readme_commands_run_as_written(
     assert 0.80 <= auc <= 0.95
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
     started = time.monotonic()
+    worker_env, worker = _env_prefix(worker)
+    assert worker_env == {"STREAMSCORE_DRIFT_WINDOW_EVENTS": "1000"}
     process = subprocess.Popen(
-        [streamscore, *worker[1:]], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        [streamscore, *worker[1:]],
+        env={**env, **worker_env},
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_until(lambda: _get(port, "/ready").get("ready"), 60)
         print(f"$ {shlex.join(worker)}  (ready after {time.monotonic() - started:.1f} s)")
         produced = run(produce)
         features = topic_env["STREAMSCORE_TOPIC_FEATURES"]
-        assert produced.stdout.strip() == f"produced 4000 events to {features} at {bootstrap}"
+        said, done_line = produced.stdout.splitlines()
+        assert said.startswith(
+            "inventing event ids evt-0.., entity ids cust-0..cust-999, event times now + N ms"
+        )
+        assert done_line == f"produced 4000 events to {features} at {bootstrap}"
         _wait_until(lambda: _get(port, "/stats")["scored"] == 4000, 60)
         stats = _get(port, "/stats")
         print(f"$ {shlex.join(curl)}\n{json.dumps(stats)[:200]}")
         assert (stats["consumed"], stats["scored"], stats["dead_letters_total"]) == (4000, 4000, 0)
-        predictions = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_PREDICTIONS"], 4000)
-        assert {json.loads(r.value)["model_name"] for r in predictions} == {"loans"}
-        assert len({json.loads(r.value)["event_id"] for r in predictions}) == 4000
+        records = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_PREDICTIONS"], 4000)
+        assert {json.loads(r.value)["model_name"] for r in records} == {"loans"}
+        assert len({json.loads(r.value)["event_id"] for r in records}) == 4000
+
+        shown = run(predictions).stdout.splitlines()
+        prediction = re.compile(r"  cust-\d+  evt-\d+  loans:1  score [01]\.\d{4} class [01]  latency ")
+        assert len(shown) == 5 and all(prediction.search(line) for line in shown)
+        read_topic(
+            bootstrap, topic_env["STREAMSCORE_TOPIC_DRIFT"], 4, counted=lambda r: b"drift_report" in r.value
+        )
+        windows = re.findall(r"  loans:1  window (\d)  1000 events  ", run(drift).stdout)
+        assert windows == ["0", "1", "2", "3"]
+
+        sent = run(labels).stdout.splitlines()
+        assert sent[0].startswith("inventing event ids evt-0.., entity ids cust-0..cust-999, label times now")
+        assert sent[-1] == f"produced 4000 labels to {topic_env['STREAMSCORE_TOPIC_LABELS']} at {bootstrap}"
+        first = _follow_until(metrics, env, tmp_path, streamscore, "labels matched 4000, ")
+        assert "| loans:1 (champion) accuracy 0." in first
     finally:
         process.terminate()
         process.wait(30)
         log.close()
     first = (tmp_path / "worker.log").read_text().splitlines()[0]
     assert "serving 'loans' version 1 (binary, 10 features)" in first
+
+
+def _follow_until(args: list[str], env: dict[str, str], cwd: Path, streamscore: str, wanted: str) -> str:
+    """Run a `--follow` command until it prints a line holding ``wanted``, then Ctrl-C it: that line."""
+    tail = subprocess.Popen([streamscore, *args[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=cwd)  # fmt: skip
+    found, deadline = "", time.monotonic() + 120
+    try:
+        while not found and time.monotonic() < deadline:
+            if select.select([tail.stdout], [], [], 1.0)[0]:
+                line = tail.stdout.readline()
+                print(f"$ {shlex.join(args)}\n{line}", end="")
+                found = line if wanted in line else ""
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(30) == 0
+    finally:
+        tail.kill()
+    assert "Traceback" not in tail.stderr.read()
+    assert found, f"no line with {wanted!r} in 120 s"
+    return found
 
 
 def _get(port: int, path: str) -> dict:

@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from schemas.feedback import MetricsSnapshot
-from scoring.offline.synthetic import EVENT_TIME_0, agrawal_frame
+from scoring.offline.synthetic import agrawal_frame
 from tests.integration.kafka_tools import (
     Record,
     WorkerProcess,
@@ -69,11 +69,11 @@ def _ok(env: dict[str, str], *args: str) -> str:
 
 
 def _labels(prefix: str) -> list[tuple[bytes, bytes]]:
-    """The label of each event ``streamscore produce --synthetic N --seed SEED`` writes, a second later."""
-    labels = enumerate(agrawal_frame(N, seed=SEED)["approved"])
+    """The label of each event ``streamscore produce --synthetic N --seed SEED`` writes (its event
+    times are now + i ms), a second later."""
+    labels, now = enumerate(agrawal_frame(N, seed=SEED)["approved"]), int(time.time() * 1000)
     bodies = [
-        {"event_id": f"{prefix}-{i}", "label": float(y), "label_time": EVENT_TIME_0 + i + 1000}
-        for i, y in labels
+        {"event_id": f"{prefix}-{i}", "label": float(y), "label_time": now + i + 1000} for i, y in labels
     ]
     return [(body["event_id"].encode(), orjson.dumps(body)) for body in bodies]
 
