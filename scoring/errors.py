@@ -6,7 +6,10 @@ the inference protocol's)::
     StreamscoreError             root of everything streamscore raises on purpose
     ├── ScoringError             raised by ``scoring``
     │   ├── BundleError          a model bundle cannot be read, verified or written
-    │   │   └── ManifestMismatch a bundle file is missing or its sha256 differs from the manifest
+    │   │   ├── ManifestMismatch a bundle file is missing or its sha256 differs from the manifest
+    │   │   └── ModelMismatch    its parts disagree with its model file (task, classes, categories)
+    │   ├── ModelRefused         a model from outside (or asked of train) that cannot be served as
+    │   │                        given: not LightGBM text, an objective not served, a feature missing
     │   ├── TrainingError        training data cannot make a model (no target, no rows, ...)
     │   ├── InvalidEvent         one event cannot be scored; ``stage`` says where it failed
     │   ├── GateRefused          a model update failed a gate check; ``check`` names it
@@ -23,6 +26,8 @@ the inference protocol's)::
                                  one subclass per HTTP status (BadRequest, NotFound, NotReady, ...)
 
 The score path catches ``InvalidEvent`` per event and dead-letters it with ``stage`` and ``reason``.
+At the command line an error exits with its ``exit_status``: 2 for input a person must change
+(``ModelMismatch``, ``ModelRefused``), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class Stage(StrEnum):
 class StreamscoreError(Exception):
     """Root of every error streamscore raises on purpose: its message is written for a person."""
 
+    exit_status = 1  # what the command line exits with
+
 
 class ConfigError(StreamscoreError):
     """A setting, flag or input file is wrong; the message names it and what to do."""
@@ -58,6 +65,19 @@ class BundleError(ScoringError):
 
 class ManifestMismatch(BundleError):
     """A bundle file is missing or does not match the sha256 in its manifest."""
+
+
+class ModelMismatch(BundleError):
+    """A bundle whose parts disagree with its model file: the task, the class count, a category map."""
+
+    exit_status = 2
+
+
+class ModelRefused(ScoringError):
+    """A model that cannot be served as given: not a LightGBM text model, an objective not served,
+    a feature the reference table lacks or holds in another type."""
+
+    exit_status = 2
 
 
 class TrainingError(ScoringError):

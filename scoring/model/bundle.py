@@ -7,7 +7,10 @@ Layout::
     feature_spec.json   ordered inputs, kinds, categories, ranges, defaults
     reference.json      training reference statistics for drift tests
     metrics.json        holdout metrics
-    metadata.json       name, version, created_at, data sha256, lightgbm version, task, threshold
+    metadata.json       name, version, created_at, data sha256, lightgbm version, task, threshold;
+                        ``origin``: made by train or import, the model's objective, class count and
+                        which inputs its ``pandas_categorical`` lists encode; ``training``: the
+                        LightGBM parameters, early stopping and best iteration of a trained one
     manifest.json       sha256 of every file above and below, checked at load, and
                         under "estimation" a summary of the estimator the bundle carries
 
@@ -21,6 +24,10 @@ Optional, for performance estimation before labels arrive (``scoring.estimation`
 
 A bundle written before these existed loads with ``calibration`` and ``loss_models``
 None; ``estimation_note`` then says in one sentence why nothing is estimated.
+
+Every load (and every save) checks the parts against what the model file says of itself
+(``scoring.model.model_file.check_agreement``): a bundle whose task, class count or category
+maps disagree with its model is refused with ``ModelMismatch``, whoever assembled it.
 """
 
 from __future__ import annotations
@@ -34,15 +41,16 @@ from typing import Literal
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.keys import Task
-from scoring.errors import BundleError, ManifestMismatch
+from scoring.errors import BundleError, ManifestMismatch, ModelMismatch
 from scoring.model.calibration import Calibration
 from scoring.model.features import FeatureSpec
 from scoring.model.linear_model import LinearModel
 from scoring.model.loss_models import FILES as LOSS_FILES
 from scoring.model.loss_models import LossModels
+from scoring.model.model_file import check_agreement, read_model_file
 from scoring.model.reference import Reference
 
 MODEL_FILE = "model.txt"
@@ -55,6 +63,37 @@ CALIBRATION_FILE = "calibration.json"
 BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
 OPTIONAL_FILES = (CALIBRATION_FILE, *LOSS_FILES)
 BUNDLE_FORMAT = 1
+
+
+Param = str | int | float | bool | None
+
+
+class Origin(BaseModel):
+    """How the model was made, and the encoding it was trained with (checked at every load)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    made_by: Literal["train", "import"] = "train"
+    objective: str | None = None  # as model.txt writes it, e.g. "binary sigmoid:1"
+    num_class: int = 1
+    pandas_categorical: list[str] | None = None  # the inputs model.txt's category lists encode, in order
+    integer_codes: list[str] = Field(default_factory=list)  # categorical inputs trained on integer codes
+    categories: dict[str, str] = Field(default_factory=dict)  # input -> where its category map comes from
+    source: str | None = None  # an imported model's file name and sha256
+    labelled: bool = True  # metrics and estimators measured on labelled rows
+
+
+class TrainingRun(BaseModel):
+    """What ``train`` used: the LightGBM parameters, the round limit, early stopping and its outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    params: dict[str, Param]
+    num_boost_round: int
+    early_stopping_rounds: int | None = None
+    validation_share: float = 0.0
+    best_iteration: int  # the rounds kept (the round limit when nothing stopped early)
+    rows: dict[str, int] = Field(default_factory=dict)  # train, validation, holdout
 
 
 class Metadata(BaseModel):
@@ -70,6 +109,8 @@ class Metadata(BaseModel):
     target: str
     bundle_format: int = BUNDLE_FORMAT
     model_kind: Literal["lightgbm", "linear"] = "lightgbm"
+    origin: Origin | None = None
+    training: TrainingRun | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +132,12 @@ class ModelBundle:
         needed = "calibrator" if self.task is Task.binary else "loss models"
         if (self.calibration if self.task is Task.binary else self.loss_models) is not None:
             return None
+        origin = self.metadata.origin
+        if origin is not None and not origin.labelled:
+            return (
+                f"{self.name}:{self.version} was imported without labelled rows, so it carries no {needed}: "
+                "no performance estimates for it; import it again with --target COLUMN to get them"
+            )
         return (
             f"{self.name}:{self.version} carries no {needed} (a bundle from before estimation, a linear "
             "challenger, or a holdout too small to fit one): no performance estimates for it; "
@@ -114,9 +161,12 @@ class ModelBundle:
         directory = Path(directory)
         if (directory / MANIFEST_FILE).exists():
             raise BundleError(f"{directory} already holds a bundle")
+        model_text = self.booster.model_to_string()
+        if self.metadata.model_kind == "lightgbm":
+            check_model(self.metadata, self.spec, model_text, f"{directory}: not written")
         directory.mkdir(parents=True, exist_ok=True)
         contents = {
-            MODEL_FILE: self.booster.model_to_string().encode(),
+            MODEL_FILE: model_text.encode(),
             SPEC_FILE: self.spec.model_dump_json(indent=2).encode(),
             REFERENCE_FILE: self.reference.model_dump_json().encode(),
             METRICS_FILE: json.dumps(self.metrics, indent=2, sort_keys=True).encode(),
@@ -156,7 +206,9 @@ class ModelBundle:
             raise BundleError(
                 f"{directory}: cannot load the {metadata.model_kind} {MODEL_FILE}: {exc}"
             ) from exc
-        if booster.feature_name() != spec.names:
+        if metadata.model_kind == "lightgbm":
+            check_model(metadata, spec, contents[MODEL_FILE].decode(), str(directory))
+        elif booster.feature_name() != spec.names:
             raise BundleError(
                 f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"
             )
@@ -165,7 +217,34 @@ class ModelBundle:
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Scores for encoded rows: probabilities for binary, values for regression."""
-        return np.asarray(self.booster.predict(matrix, num_threads=num_threads), dtype=np.float64)
+        scores = np.asarray(self.booster.predict(matrix, num_threads=num_threads), dtype=np.float64)
+        if scores.ndim != 1:  # the load's check makes this unreachable; a score is one number, always
+            raise ModelMismatch(f"the model gave scores of shape {scores.shape}, not one per row")
+        return scores
+
+
+def check_model(metadata: Metadata, spec: FeatureSpec, model_text: str, where: str) -> None:
+    """``ModelMismatch`` (prefixed with ``where``) unless the LightGBM ``model_text`` agrees with the
+    bundle's spec, task and recorded origin: the one check every load and save runs."""
+    try:
+        model = read_model_file(model_text)
+    except ValueError as exc:
+        raise ModelMismatch(f"{where}: {MODEL_FILE} is not a LightGBM text model: {exc}") from None
+    origin = metadata.origin or Origin()
+    try:
+        check_agreement(
+            model, spec, metadata.task, origin.pandas_categorical, frozenset(origin.integer_codes)
+        )
+        if metadata.origin is not None and (origin.objective, origin.num_class) != (
+            model.objective,
+            model.num_class,
+        ):
+            raise ModelMismatch(
+                f"{MODEL_FILE} has objective {model.objective!r} with {model.num_class} classes, the "
+                f"metadata records {origin.objective!r} with {origin.num_class}"
+            )
+    except ModelMismatch as exc:
+        raise ModelMismatch(f"{where}: {exc}") from None
 
 
 def read_verified(directory: Path) -> dict[str, bytes]:
@@ -224,7 +303,15 @@ def _load_estimation(
     return calibration, losses
 
 
-def new_metadata(name: str, version: str, task: Task, data_sha256: str, target: str) -> Metadata:
+def new_metadata(
+    name: str,
+    version: str,
+    task: Task,
+    data_sha256: str,
+    target: str,
+    origin: Origin | None = None,
+    training: TrainingRun | None = None,
+) -> Metadata:
     return Metadata(
         name=name,
         version=version,
@@ -233,6 +320,8 @@ def new_metadata(name: str, version: str, task: Task, data_sha256: str, target: 
         data_sha256=data_sha256,
         lightgbm_version=lgb.__version__,
         target=target,
+        origin=origin,
+        training=training,
     )
 
 

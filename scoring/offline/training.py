@@ -1,4 +1,11 @@
-"""Train a LightGBM model from a table and write it as a bundle."""
+"""Train a LightGBM model from a table and write it as a bundle.
+
+The rows are split once: a holdout (``holdout``, 20%) that only measures and fits the
+estimators, and the rest; with early stopping a ``validation`` share of the rest picks the
+best iteration, and the booster keeps the trees up to it. The parameters are the defaults of
+``scoring.offline.params`` under whatever the caller gives; the bundle's metadata records what
+was used (``TrainingRun``) and where the model came from (``Origin``).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +20,13 @@ import pandas as pd
 
 from scoring.errors import TrainingError
 from scoring.metrics.holdout import binary_metrics, regression_metrics
-from scoring.model.bundle import ModelBundle, Task, new_metadata
+from scoring.model.bundle import ModelBundle, Origin, Task, TrainingRun, new_metadata
 from scoring.model.calibration import fit_calibration
 from scoring.model.features import FeatureSpec
 from scoring.model.loss_models import fit_loss_models
+from scoring.model.model_file import read_model_file
 from scoring.model.reference import build_reference
+from scoring.offline.params import training_params
 from scoring.offline.tables import read_table
 
 Progress = Callable[[int, int], None]
@@ -63,22 +72,37 @@ def train_bundle(
     task: str = "binary",
     name: str = "model",
     version: str = "1",
-    num_trees: int = 100,
-    num_leaves: int = 31,
+    num_trees: int | None = None,
+    num_leaves: int | None = None,
     holdout: float = 0.2,
     seed: int = 0,
     progress: Progress | None = None,
     spec: FeatureSpec | None = None,
+    params: dict | None = None,
+    early_stopping_rounds: int | None = None,
+    validation: float = 0.1,
 ) -> ModelBundle:
     """Infer the feature spec (unless given), train on a random split, measure the holdout, and save.
 
     ``out_dir`` None keeps the bundle in memory only (tests, benchmarks). Retraining
     passes the live model's ``spec`` so the new version takes exactly its inputs.
+    ``params`` are LightGBM parameters over the defaults; ``num_trees`` the round limit
+    (100 when neither sets one); ``early_stopping_rounds`` stops after that many rounds
+    without improvement on a ``validation`` share of the training rows.
     The holdout also fits what estimates performance before labels arrive: a
     calibrator of the scores (binary) or loss models (regression); a holdout too
     small for them leaves them out.
     """
     task_kind = Task(task)
+    given = dict(params or {})
+    if num_leaves is not None:
+        given.setdefault("num_leaves", num_leaves)
+    lgb_params, rounds = training_params(given, task_kind, seed, num_trees)
+    if early_stopping_rounds is not None and not (early_stopping_rounds >= 1 and 0 < validation < 1):
+        raise TrainingError(
+            f"early stopping needs rounds >= 1 and a validation share in (0, 1), got "
+            f"{early_stopping_rounds} and {validation}"
+        )
     frame, y = _labelled(frame, target, task_kind)
     features = frame.drop(columns=[target])
     spec = spec or FeatureSpec.infer(features)
@@ -86,8 +110,13 @@ def train_bundle(
     matrix = spec.encode_frame(features)
 
     test_idx, train_idx = holdout_split(len(frame), holdout, seed)
-
-    booster = _fit(matrix[train_idx], y[train_idx], spec, task_kind, num_trees, num_leaves, seed, progress)
+    valid_idx = train_idx[:0]
+    if early_stopping_rounds is not None:
+        inner_valid, inner_train = holdout_split(len(train_idx), validation, seed + 1)
+        valid_idx, train_idx = train_idx[inner_valid], train_idx[inner_train]
+    booster = _fit(
+        matrix, y, (train_idx, valid_idx), spec, lgb_params, rounds, early_stopping_rounds, progress
+    )
     scores = np.asarray(booster.predict(matrix[test_idx]), dtype=float)
     metrics = (
         binary_metrics(y[test_idx], scores)
@@ -96,14 +125,25 @@ def train_bundle(
     )
     metrics["holdout_rows"] = float(len(test_idx))
     metrics["train_rows"] = float(len(train_idx))
-
+    run = TrainingRun(
+        params=lgb_params,
+        num_boost_round=rounds,
+        early_stopping_rounds=early_stopping_rounds,
+        validation_share=validation if early_stopping_rounds is not None else 0.0,
+        best_iteration=booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration(),
+        rows={"train": len(train_idx), "validation": len(valid_idx), "holdout": len(test_idx)},
+    )
+    described = read_model_file(booster.model_to_string())
+    origin = Origin(objective=described.objective, num_class=described.num_class)
     bundle = ModelBundle(
         path=None,
         booster=booster,
         spec=spec,
         reference=build_reference(spec, matrix[train_idx], scores),
         metrics=metrics,
-        metadata=new_metadata(name, version, task_kind, frame_sha256(frame), target),
+        metadata=new_metadata(
+            name, version, task_kind, frame_sha256(frame), target, origin=origin, training=run
+        ),
         **_estimators(task_kind, matrix[test_idx], y[test_idx], scores, spec, seed),
     )
     if out_dir is not None:
@@ -129,37 +169,43 @@ def _labelled(frame: pd.DataFrame, target: str, task: Task) -> tuple[pd.DataFram
 
 
 def _fit(
-    rows: np.ndarray,
+    matrix: np.ndarray,
     labels: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
     spec: FeatureSpec,
-    task: Task,
-    num_trees: int,
-    num_leaves: int,
-    seed: int,
+    params: dict,
+    rounds: int,
+    early_stopping_rounds: int | None,
     progress: Progress | None,
 ) -> lgb.Booster:
-    """A deterministic LightGBM booster on the training rows, its inputs named as the spec's."""
-    params = {
-        "objective": "binary" if task is Task.binary else "regression",
-        "num_leaves": num_leaves,
-        "learning_rate": 0.1,
-        "min_data_in_leaf": 20,
-        "seed": seed,
-        "deterministic": True,
-        "num_threads": 2,
-        "verbosity": -1,
-    }
-    train_set = lgb.Dataset(
-        rows,
-        label=labels,
-        feature_name=spec.names,
-        categorical_feature=spec.categorical_indices or "auto",
-        free_raw_data=False,
-    )
+    """A LightGBM booster on the training rows (early stopped on the validation rows), its inputs named
+    as the spec's."""
+    train_idx, valid_idx = rows
+
+    def dataset(idx: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        return lgb.Dataset(
+            matrix[idx],
+            label=labels[idx],
+            feature_name=spec.names,
+            categorical_feature=spec.categorical_indices or "auto",
+            free_raw_data=False,
+            reference=reference,
+        )
+
+    train_set = dataset(train_idx)
     callbacks = []
     if progress is not None:
         callbacks.append(lambda env: progress(env.iteration + 1, env.end_iteration))
-    booster = lgb.train(params, train_set, num_boost_round=num_trees, callbacks=callbacks)
+    valid_sets = []
+    if early_stopping_rounds is not None:
+        valid_sets = [dataset(valid_idx, train_set)]
+        callbacks.append(lgb.early_stopping(early_stopping_rounds, verbose=False))
+    try:
+        booster = lgb.train(
+            params, train_set, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks
+        )
+    except lgb.basic.LightGBMError as exc:
+        raise TrainingError(f"LightGBM refused the parameters or data: {exc}") from None
     if booster.feature_name() != spec.names:
         raise TrainingError(f"LightGBM renamed the features {spec.names} to {booster.feature_name()}")
 

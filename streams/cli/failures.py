@@ -39,9 +39,9 @@ def lines_for(exc: BaseException) -> list[str]:
 
 
 def report(exc: BaseException) -> int:
-    """Print the lines for ``exc`` on stderr; returns the exit status (1)."""
+    """Print the lines for ``exc`` on stderr; returns the exit status (the error's own, else 1)."""
     first, *rest = lines_for(exc)
     print(f"{PROG}: error: {first}", file=sys.stderr)
     for line in rest:
         print(f"  {line}", file=sys.stderr)
-    return 1
+    return exc.exit_status if isinstance(exc, StreamscoreError) else 1

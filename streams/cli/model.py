@@ -37,6 +37,7 @@ def add_parser(sub: Subparsers) -> None:
         "`streamscore model ACTION --help` for an action's options.",
     )
     model_sub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    _add_import(model_sub)
     _add_register(model_sub)
     _model_parser(model_sub, "list", "registered versions, their holdout metrics and which serve")
     _model_parser(model_sub, "describe", "metadata, metrics and manifest of a version", version="required")
@@ -63,6 +64,60 @@ def add_parser(sub: Subparsers) -> None:
     m.add_argument("--alpha", type=float, default=0.01, help="significance level of the test (default 0.01)")
     m.add_argument("--promote", action="store_true", help="promote the challenger if it wins")
     _add_retrain(sub)
+
+
+def _add_import(model_sub: Subparsers) -> None:
+    m = model_sub.add_parser(
+        "import",
+        help="make a bundle of a LightGBM model trained elsewhere (Booster.save_model's text file)",
+        description="Make a bundle of a LightGBM model trained elsewhere, as it is: its inputs and category\n"
+        "codes from the model file, drift references (and with --target, metrics and estimators)\n"
+        "from DATA. No broker needed. docs/how-to/bring-your-own-model.md tells the whole way.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_debug(m)
+    m.add_argument(
+        "model_file", type=Path, metavar="MODEL_FILE", help="the text file Booster.save_model wrote"
+    )
+    m.add_argument(
+        "--reference", type=Path, required=True, metavar="DATA", help="a .csv or .parquet table of the inputs"
+    )
+    m.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory to write")
+    m.add_argument("--target", default=None, metavar="COLUMN", help="DATA's label column, if it has one")
+    m.add_argument(
+        "--task", choices=["binary", "regression"], default=None, help="when the objective does not say"
+    )
+    m.add_argument("--name", default=None, help="model name (default: the --out directory's)")
+    m.add_argument("--version", default="1", help="version recorded in the bundle (default 1)")
+    m.set_defaults(func=cmd_import)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from scoring.offline.importing import import_model_file
+    from scoring.offline.tables import read_table
+
+    reference = read_table(args.reference)
+    bundle = import_model_file(
+        args.model_file,
+        reference,
+        out_dir=args.out,
+        target=args.target,
+        task=args.task,
+        name=args.name or args.out.resolve().name,
+        version=args.version,
+    )
+    origin = bundle.metadata.origin
+    categories = origin.categories if origin else {}
+    print(f"bundle {bundle.name} version {bundle.version} written to {args.out}")
+    objective = origin.objective if origin else "?"
+    print(f"  {bundle.task.value} model, objective {objective}, {len(bundle.spec.features)} inputs")
+    for feature, source in categories.items():
+        print(f"  {feature}: categories from {source}")
+    for metric, value in sorted(bundle.metrics.items()):
+        print(f"  {metric:>14}: {value:.6g}")
+    note = bundle.estimation_note
+    print(f"  performance estimate: {'unavailable: ' + note if note else 'from the labelled rows of DATA'}")
+    return 0
 
 
 def _add_register(model_sub: Subparsers) -> None:

@@ -33,7 +33,8 @@ def _add_train(sub: Subparsers) -> None:
         "train",
         "train a LightGBM model bundle from a CSV or Parquet table",
         "Every column but the target is a feature: numbers are numeric, strings categorical,\n"
-        "booleans two-valued (false/true). 20% of the rows are held out for the metrics printed.",
+        "booleans two-valued (false/true). 20% of the rows are held out for the metrics printed.\n"
+        "A model trained elsewhere is served as it is with `streamscore model import`.",
     )
     p.add_argument("data", type=Path, metavar="DATA", help="a labelled .csv or .parquet table")
     p.add_argument("--target", required=True, metavar="COLUMN", help="the label column (0/1 for binary)")
@@ -43,7 +44,28 @@ def _add_train(sub: Subparsers) -> None:
         "--name", default=None, help="model name recorded in the bundle (default: the --out directory's)"
     )
     p.add_argument("--version", default="1", help="version recorded in the bundle (default 1)")
-    p.add_argument("--trees", type=int, default=100, help=f"{TREES_HELP} (default 100)")
+    p.add_argument("--trees", type=int, default=None, help=f"{TREES_HELP}, at most (default 100)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="LightGBM parameters, a JSON (or, with PyYAML, YAML) mapping; the rest keep the defaults",
+    )
+    p.add_argument(
+        "--early-stopping-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N rounds without improvement on the validation share; keep the best iteration",
+    )
+    p.add_argument(
+        "--validation",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of the training rows early stopping watches (default 0.1)",
+    )
     p.add_argument(
         "--report", type=Path, default=None, metavar="HTML", help="also write a report on the holdout"
     )
@@ -97,12 +119,16 @@ def _add_report(sub: Subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from scoring.errors import TrainingError
+    from scoring.errors import ConfigError, TrainingError
+    from scoring.offline.params import read_params
     from scoring.offline.training import read_table, train_bundle
 
+    if args.validation is not None and args.early_stopping_rounds is None:
+        raise ConfigError("--validation is the share early stopping watches: give --early-stopping-rounds N")
+    params = read_params(args.params) if args.params else None
     frame = read_table(args.data)
     with Progress(transient=True) as progress:
-        task = progress.add_task("training", total=args.trees)
+        task = progress.add_task("training", total=args.trees or 100)
         try:
             bundle = train_bundle(
                 frame,
@@ -113,15 +139,36 @@ def cmd_train(args: argparse.Namespace) -> int:
                 version=args.version,
                 num_trees=args.trees,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                params=params,
+                early_stopping_rounds=args.early_stopping_rounds,
+                validation=0.1 if args.validation is None else args.validation,
             )
         except TrainingError as exc:
             raise TrainingError(f"{args.data}: {exc}") from exc
     print(f"bundle {bundle.name} version {bundle.version} written to {args.out}")
+    _print_run(bundle)
     if args.report:
         _holdout_report(bundle, frame, args.target, args.report)
     for metric, value in sorted(bundle.metrics.items()):
         print(f"  {metric:>14}: {value:.6g}")
     return 0
+
+
+def _print_run(bundle) -> None:
+    """How the model was made, as the bundle's metadata records it."""
+    from scoring.offline.params import shown
+
+    run = bundle.metadata.training
+    print(f"  LightGBM parameters: {shown(run.params)}")
+    if run.early_stopping_rounds is None:
+        print(f"  rounds: {run.best_iteration}")
+        return
+    stopped = "stopped early" if run.best_iteration < run.num_boost_round else "did not stop early"
+    print(
+        f"  early stopping: {run.early_stopping_rounds} rounds without improvement on "
+        f"{run.rows['validation']:,} validation rows ({run.validation_share:.0%} of the training rows): "
+        f"best iteration {run.best_iteration} of at most {run.num_boost_round} ({stopped})"
+    )
 
 
 def _holdout_report(bundle, frame, target: str, out: Path) -> None:

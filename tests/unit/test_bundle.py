@@ -14,10 +14,11 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from scoring.errors import BundleError, ManifestMismatch
-from scoring.model.bundle import BUNDLE_FILES, MANIFEST_FILE, MODEL_FILE, ModelBundle
+from scoring.errors import BundleError, ManifestMismatch, ModelMismatch
+from scoring.model.bundle import BUNDLE_FILES, MANIFEST_FILE, MODEL_FILE, SPEC_FILE, ModelBundle
 from scoring.model.features import FeatureSpec
 from scoring.offline.synthetic import agrawal_frame
+from tests.unit.test_lifecycle import _rewrite_manifest
 
 
 @pytest.fixture
@@ -95,15 +96,19 @@ def test_an_unreadable_manifest_is_a_bundle_error(bundle_copy: Path) -> None:
 
 
 def test_a_model_whose_features_differ_from_the_spec_is_refused(
-    agrawal_bundle: ModelBundle, tmp_path: Path
+    agrawal_bundle: ModelBundle, bundle_copy: Path, tmp_path: Path
 ) -> None:
     renamed = FeatureSpec(
         features=[f.model_copy(update={"name": f"{f.name}_v2"}) for f in agrawal_bundle.spec.features]
     )
-    dataclasses.replace(agrawal_bundle, spec=renamed).save(tmp_path / "renamed")
+    with pytest.raises(ModelMismatch, match=r"not written: model\.txt takes the inputs"):
+        dataclasses.replace(agrawal_bundle, spec=renamed).save(tmp_path / "renamed")
+    assert not (tmp_path / "renamed").exists()
 
-    with pytest.raises(BundleError, match="differ from the spec") as caught:
-        ModelBundle.load(tmp_path / "renamed")
+    (bundle_copy / SPEC_FILE).write_text(renamed.model_dump_json())
+    _rewrite_manifest(bundle_copy)  # assembled by hand: the manifest agrees, the model does not
+    with pytest.raises(BundleError, match=r"model\.txt takes the inputs .* the spec lists") as caught:
+        ModelBundle.load(bundle_copy)
 
     assert not isinstance(caught.value, ManifestMismatch)
 
