@@ -30,18 +30,28 @@ class ModelKey(NamedTuple):
 class Task(StrEnum):
     """What a model predicts, and so which KPI judges it first and which way is better.
 
-    >>> Task("binary").primary_metric, Task.regression.primary_metric
-    ('accuracy', 'mae')
+    ``binary``: one probability per event, the class decision ``score >= threshold``;
+    ``multiclass``: one probability per class (K of them, the bundle names them), the class
+    decision the most probable class; ``regression``: one value per event.
+
+    >>> Task("binary").primary_metric, Task.multiclass.primary_metric, Task.regression.primary_metric
+    ('accuracy', 'accuracy', 'mae')
     """
 
     binary = "binary"
     regression = "regression"
+    multiclass = "multiclass"
+
+    @property
+    def classifies(self) -> bool:
+        """A model of this task picks a class (binary, multiclass); a regression gives a value."""
+        return self is not Task.regression
 
     @property
     def primary_metric(self) -> str:
-        return "accuracy" if self is Task.binary else "mae"
+        return "accuracy" if self.classifies else "mae"
 
     @property
     def higher_is_better(self) -> bool:
         """Accuracy rises as a model gets better; MAE falls."""
-        return self is Task.binary
+        return self.classifies

@@ -38,7 +38,7 @@ class Check(StrEnum):
     manifest = "manifest"  # a bundle file is missing or differs from the manifest
     load = "load"  # the bundle cannot be read, or took too long to fetch
     features = "features"  # its features differ from the serving model's
-    task = "task"  # binary vs regression differs
+    task = "task"  # the task differs (binary, multiclass, regression), or a multiclass model's classes
     smoke = "smoke"  # it cannot score a few reference rows sanely
     order = "order"  # a newer update was applied before this one loaded
 

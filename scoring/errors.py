@@ -12,6 +12,7 @@ the inference protocol's)::
     │   │                        given: not LightGBM text, an objective not served, a feature missing
     │   ├── TrainingError        training data cannot make a model (no target, no rows, ...)
     │   ├── InvalidEvent         one event cannot be scored; ``stage`` says where it failed
+    │   ├── UnknownClass         a class name asked for (``explain --class``) the model does not have
     │   ├── GateRefused          a model update failed a gate check; ``check`` names it
     │   ├── LifecycleError       a lifecycle command makes no sense now (nothing to roll back to, ...)
     │   └── CheckpointRejected   a checkpoint's signature does not match the state key
@@ -91,6 +92,12 @@ class InvalidEvent(ScoringError):
         super().__init__(f"{stage.value}: {reason}")
         self.stage = stage
         self.reason = reason
+
+
+class UnknownClass(ScoringError):
+    """A class asked for by name that the model does not have; the message lists its classes."""
+
+    exit_status = 2
 
 
 class GateRefused(ScoringError):

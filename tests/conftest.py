@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scoring.model.bundle import ModelBundle
-from scoring.offline.synthetic import agrawal_frame
+from scoring.offline.synthetic import MULTICLASS_TARGET, agrawal_frame, multiclass_frame
 from scoring.offline.training import train_bundle
 
 
@@ -33,3 +33,11 @@ def v2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("v2") / "loans-2"
     train_bundle(frame, "approved", out, name="loans", version="2", num_trees=12)
     return out
+
+
+@pytest.fixture(scope="session")
+def queues_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    """A 3-class LightGBM bundle (string classes billing, fraud, support) from ``multiclass_frame``."""
+    frame = multiclass_frame(3000, seed=3)
+    out = tmp_path_factory.mktemp("queues") / "queues"
+    return train_bundle(frame, MULTICLASS_TARGET, out, task="multiclass", name="queues", num_trees=15)

@@ -96,3 +96,29 @@ def team_pipeline(frame: pd.DataFrame, labels: np.ndarray):
 def lightgbm_scores(booster: lgb.Booster, frame: pd.DataFrame) -> np.ndarray:
     """What the team's own code gives: ``Booster.predict`` on the DataFrame as it is."""
     return np.asarray(booster.predict(frame), dtype=np.float64)
+
+
+QUEUE_CHANNELS = ["web", "chat", "email", "phone"]  # a category order of the team's own, not sorted
+QUEUE_CODES = {"support": 0, "billing": 1, "fraud": 2}  # the team's codes: not the sorted order
+
+
+def team_queue_table(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """(inputs with ``channel`` a pandas category, the queue names) of ``multiclass_frame``."""
+    from scoring.offline.synthetic import MULTICLASS_TARGET, multiclass_frame
+
+    frame = multiclass_frame(n, seed=seed)
+    frame["channel"] = pd.Categorical(frame["channel"], categories=QUEUE_CHANNELS)
+    return frame.drop(columns=[MULTICLASS_TARGET]), frame[MULTICLASS_TARGET]
+
+
+def train_team_queues(
+    frame: pd.DataFrame, queues: pd.Series, path: Path, objective: str = "multiclass"
+) -> lgb.Booster:
+    """A team's 3-class booster (``multiclass`` or ``multiclassova``), trained on its own class codes
+    (``QUEUE_CODES``), saved to ``path``."""
+    params = {"objective": objective, "num_class": 3, "num_leaves": 15, "verbosity": -1, "seed": 3}
+    booster = lgb.train(
+        {**params, "num_threads": 2}, lgb.Dataset(frame, queues.map(QUEUE_CODES)), num_boost_round=30
+    )
+    booster.save_model(str(path))
+    return booster

@@ -2,9 +2,11 @@
 
 In order: it loads and its files match its manifest; it takes the live model's
 features (same names in the same order, same kinds, same category lists, since the
-category order is the encoding); it solves the same task; and a smoke prediction on
-rows drawn from the live model's training reference gives one finite score per row
-(a probability for a binary model). Any failure raises ``GateRefused`` naming the
+category order is the encoding); it solves the same task (a multiclass model: the same
+classes in the same order, which labels, KPIs and consumers rely on); and a smoke
+prediction on rows drawn from the live model's training reference gives one finite
+score per row (a probability for a binary model; a probability per class for a
+multiclass one). Any failure raises ``GateRefused`` naming the
 check, and the caller keeps the live model.
 
 A candidate with other features is refused rather than mapped: the events on the
@@ -44,6 +46,10 @@ def admit(load: Callable[[], ModelBundle], live: ModelBundle) -> ModelBundle:
         raise GateRefused(Check.features, difference)
     if candidate.task is not live.task:
         raise GateRefused(Check.task, f"candidate is {candidate.task.value}, live model is {live.task.value}")
+    if candidate.classes != live.classes:
+        raise GateRefused(
+            Check.task, f"candidate's classes {candidate.classes} are not the live model's {live.classes}"
+        )
     smoke_test(candidate, reference_rows(live.spec, live.reference))
     return candidate
 
@@ -84,11 +90,13 @@ def smoke_test(candidate: ModelBundle, rows: np.ndarray) -> None:
         scores = candidate.predict(rows)
     except Exception as exc:  # a model or bundle that fails in any way is refused
         raise GateRefused(Check.smoke, f"predict raised {type(exc).__name__}: {exc}") from exc
-    if scores.shape != (len(rows),):
+    classes = len(candidate.class_names)
+    expected = (len(rows), classes) if classes else (len(rows),)
+    if scores.shape != expected:
         raise GateRefused(Check.smoke, f"{len(rows)} rows gave scores of shape {scores.shape}")
     if not np.isfinite(scores).all():
         raise GateRefused(
             Check.smoke, f"{int((~np.isfinite(scores)).sum())} of {len(rows)} scores not finite"
         )
-    if candidate.task is Task.binary and ((scores < 0) | (scores > 1)).any():
-        raise GateRefused(Check.smoke, "a binary model gave scores outside [0, 1]")
+    if candidate.task is not Task.regression and ((scores < 0) | (scores > 1)).any():
+        raise GateRefused(Check.smoke, f"a {candidate.task.value} model gave probabilities outside [0, 1]")

@@ -71,3 +71,34 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
         "mape": float(np.mean(np.abs(error[nonzero] / y[nonzero]))) if nonzero.any() else float("nan"),
         "r2": float(1 - np.sum(error**2) / total) if total > 0 else float("nan"),
     }
+
+
+def multiclass_metrics(y_index: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Accuracy of the most probable class, macro and weighted F1, one-vs-rest macro AUC and the
+    multiclass log loss (of the true class's probability, clipped; ``multiclassova`` probabilities are
+    taken as they are, though they need not sum to 1). NaN where undefined.
+
+    >>> p = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+    >>> m = multiclass_metrics(np.array([0, 1, 2, 1]), p)
+    >>> round(m["accuracy"], 3), round(m["f1_macro"], 3), round(m["log_loss"], 4)
+    (0.75, 0.778, 0.6192)
+    """
+    y = np.asarray(y_index, dtype=int)
+    p = np.asarray(probabilities, dtype=float)
+    k = p.shape[1]
+    predicted = p.argmax(axis=1)
+    true_counts = np.bincount(y, minlength=k).astype(float)
+    predicted_counts = np.bincount(predicted, minlength=k).astype(float)
+    hits = np.bincount(y[predicted == y], minlength=k).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(true_counts + predicted_counts > 0, 2 * hits / (true_counts + predicted_counts), 0.0)
+    present = true_counts + predicted_counts > 0  # scikit-learn's macro F1 averages over these classes
+    aucs = [roc_auc(y == c, p[:, c]) for c in range(k) if true_counts[c]]
+    true_p = np.clip(p[np.arange(len(y)), y], _EPS, 1 - _EPS)
+    return {
+        "accuracy": float(np.mean(predicted == y)),
+        "f1_macro": float(f1[present].mean()) if present.any() else float("nan"),
+        "f1_weighted": float(np.sum(f1 * true_counts) / true_counts.sum()) if len(y) else float("nan"),
+        "auc_macro_ovr": float(np.mean(aucs)) if aucs else float("nan"),
+        "log_loss": float(-np.mean(np.log(true_p))),
+    }

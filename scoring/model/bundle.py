@@ -8,6 +8,7 @@ Layout::
     reference.json      training reference statistics for drift tests
     metrics.json        holdout metrics
     metadata.json       name, version, created_at, data sha256, lightgbm version, task, threshold;
+                        a multiclass model's class names in its order (``scoring.model.metadata``);
                         ``origin``: made by train or import, the model's objective, class count and
                         which inputs its ``pandas_categorical`` lists encode; ``training``: the
                         LightGBM parameters, early stopping and best iteration of a trained one
@@ -35,13 +36,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import lightgbm as lgb
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from schemas.keys import Task
 from scoring.errors import BundleError, ManifestMismatch, ModelMismatch
@@ -50,6 +50,15 @@ from scoring.model.features import FeatureSpec
 from scoring.model.linear_model import LinearModel
 from scoring.model.loss_models import FILES as LOSS_FILES
 from scoring.model.loss_models import LossModels
+from scoring.model.metadata import (
+    BUNDLE_FORMAT,
+    Metadata,
+    Origin,
+    TrainingRun,
+    class_lookup,
+    class_text,
+    new_metadata,
+)
 from scoring.model.model_file import check_agreement, read_model_file
 from scoring.model.reference import Reference
 
@@ -62,55 +71,11 @@ MANIFEST_FILE = "manifest.json"
 CALIBRATION_FILE = "calibration.json"
 BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
 OPTIONAL_FILES = (CALIBRATION_FILE, *LOSS_FILES)
-BUNDLE_FORMAT = 1
 
-
-Param = str | int | float | bool | None
-
-
-class Origin(BaseModel):
-    """How the model was made, and the encoding it was trained with (checked at every load)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    made_by: Literal["train", "import"] = "train"
-    objective: str | None = None  # as model.txt writes it, e.g. "binary sigmoid:1"
-    num_class: int = 1
-    pandas_categorical: list[str] | None = None  # the inputs model.txt's category lists encode, in order
-    integer_codes: list[str] = Field(default_factory=list)  # categorical inputs trained on integer codes
-    categories: dict[str, str] = Field(default_factory=dict)  # input -> where its category map comes from
-    source: str | None = None  # an imported model's file name and sha256
-    labelled: bool = True  # metrics and estimators measured on labelled rows
-
-
-class TrainingRun(BaseModel):
-    """What ``train`` used: the LightGBM parameters, the round limit, early stopping and its outcome."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    params: dict[str, Param]
-    num_boost_round: int
-    early_stopping_rounds: int | None = None
-    validation_share: float = 0.0
-    best_iteration: int  # the rounds kept (the round limit when nothing stopped early)
-    rows: dict[str, int] = Field(default_factory=dict)  # train, validation, holdout
-
-
-class Metadata(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    version: str
-    created_at: datetime
-    task: Task
-    threshold: float = 0.5
-    data_sha256: str
-    lightgbm_version: str
-    target: str
-    bundle_format: int = BUNDLE_FORMAT
-    model_kind: Literal["lightgbm", "linear"] = "lightgbm"
-    origin: Origin | None = None
-    training: TrainingRun | None = None
+__all__ = [
+    "BUNDLE_FILES", "BUNDLE_FORMAT", "MANIFEST_FILE", "MODEL_FILE", "SPEC_FILE", "Metadata", "ModelBundle",
+    "Origin", "Task", "TrainingRun", "check_model", "new_metadata", "read_verified",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -129,6 +94,11 @@ class ModelBundle:
     @property
     def estimation_note(self) -> str | None:
         """None when the bundle can estimate its performance without labels, else why it cannot."""
+        if self.task is Task.multiclass:
+            return (
+                f"{self.name}:{self.version} is a multiclass model: streamscore has no multiclass "
+                "performance estimation yet, so none for it"
+            )
         needed = "calibrator" if self.task is Task.binary else "loss models"
         if (self.calibration if self.task is Task.binary else self.loss_models) is not None:
             return None
@@ -155,6 +125,32 @@ class ModelBundle:
     @property
     def task(self) -> Task:
         return self.metadata.task
+
+    @property
+    def classes(self) -> tuple[str | int, ...] | None:
+        """Multiclass: the class names in the model's order (column k of ``predict`` is ``classes[k]``)."""
+        classes = self.metadata.classes
+        return None if classes is None else tuple(classes)
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...]:
+        """The class names as text, as predictions and monitoring records key them; () unless multiclass."""
+        return tuple(class_text(c) for c in self.metadata.classes or ())
+
+    @cached_property
+    def _class_index(self) -> dict[str, int]:
+        return class_lookup(self.metadata.classes or ())
+
+    def class_index(self, label: str | int | float) -> int | None:
+        """The index of the class a label names (``"fraud"``, ``2``, ``2.0``), None if none of them.
+
+        >>> from scoring.offline.synthetic import multiclass_frame
+        >>> from scoring.offline.training import train_bundle
+        >>> bundle = train_bundle(multiclass_frame(300), "queue", task="multiclass", num_trees=2)
+        >>> bundle.classes, bundle.class_index("fraud"), bundle.class_index("lost")
+        (('billing', 'fraud', 'support'), 1, None)
+        """
+        return self._class_index.get(class_text(label))
 
     def save(self, directory: Path) -> Path:
         """Write the bundle and its manifest; refuses to overwrite an existing bundle."""
@@ -216,10 +212,13 @@ class ModelBundle:
         return cls(directory, booster, spec, reference, metrics, metadata, calibration, losses)
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
-        """Scores for encoded rows: probabilities for binary, values for regression."""
+        """What ``Booster.predict`` gives for encoded rows: (n,) probabilities for binary, (n,) values for
+        regression, (n, K) class probabilities for multiclass (column k is ``classes[k]``)."""
         scores = np.asarray(self.booster.predict(matrix, num_threads=num_threads), dtype=np.float64)
-        if scores.ndim != 1:  # the load's check makes this unreachable; a score is one number, always
-            raise ModelMismatch(f"the model gave scores of shape {scores.shape}, not one per row")
+        width = len(self.class_names)
+        if scores.shape[1:] != ((width,) if width else ()):  # the load's check makes this unreachable
+            each = f"{width} probabilities" if width else "one score"
+            raise ModelMismatch(f"the model gave scores of shape {scores.shape}, not {each} per row")
         return scores
 
 
@@ -233,7 +232,12 @@ def check_model(metadata: Metadata, spec: FeatureSpec, model_text: str, where: s
     origin = metadata.origin or Origin()
     try:
         check_agreement(
-            model, spec, metadata.task, origin.pandas_categorical, frozenset(origin.integer_codes)
+            model,
+            spec,
+            metadata.task,
+            origin.pandas_categorical,
+            frozenset(origin.integer_codes),
+            classes=len(metadata.classes or ()) or 1,
         )
         if metadata.origin is not None and (origin.objective, origin.num_class) != (
             model.objective,
@@ -301,28 +305,6 @@ def _load_estimation(
     except (ValidationError, ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
         raise BundleError(f"{directory}: invalid estimator files: {exc}") from exc
     return calibration, losses
-
-
-def new_metadata(
-    name: str,
-    version: str,
-    task: Task,
-    data_sha256: str,
-    target: str,
-    origin: Origin | None = None,
-    training: TrainingRun | None = None,
-) -> Metadata:
-    return Metadata(
-        name=name,
-        version=version,
-        created_at=datetime.now(UTC),
-        task=task,
-        data_sha256=data_sha256,
-        lightgbm_version=lgb.__version__,
-        target=target,
-        origin=origin,
-        training=training,
-    )
 
 
 def _sha256(data: bytes) -> str:

@@ -21,11 +21,12 @@ from scoring.errors import ModelMismatch, ModelRefused
 from scoring.model.features import BOOLEAN_CATEGORIES, FeatureKind, FeatureSpec
 
 BINARY_OBJECTIVES = ("binary",)
+MULTICLASS_OBJECTIVES = ("multiclass", "multiclassova")  # K probabilities per event (softmax, or K sigmoids)
 REGRESSION_OBJECTIVES = (
     "regression", "regression_l1", "huber", "fair", "poisson", "quantile", "mape", "gamma", "tweedie",
 )  # fmt: skip
 EITHER_OBJECTIVES = ("cross_entropy", "cross_entropy_lambda")  # probabilities: a 0/1 or a share target
-SERVED_OBJECTIVES = (*BINARY_OBJECTIVES, *EITHER_OBJECTIVES, *REGRESSION_OBJECTIVES)
+SERVED_OBJECTIVES = (*BINARY_OBJECTIVES, *MULTICLASS_OBJECTIVES, *EITHER_OBJECTIVES, *REGRESSION_OBJECTIVES)
 ALIASES = {
     "regression_l2": "regression", "l2": "regression", "mean_squared_error": "regression",
     "mse": "regression", "l2_root": "regression", "root_mean_squared_error": "regression",
@@ -49,6 +50,8 @@ def task_of_objective(objective: str | None, task: Task | str | None = None) -> 
 
     >>> task_of_objective("binary sigmoid:1"), task_of_objective("l1")
     (<Task.binary: 'binary'>, <Task.regression: 'regression'>)
+    >>> task_of_objective("multiclassova num_class:3 sigmoid:1"), task_of_objective("softmax")
+    (<Task.multiclass: 'multiclass'>, <Task.multiclass: 'multiclass'>)
     >>> task_of_objective("cross_entropy", "regression")
     <Task.regression: 'regression'>
     """
@@ -68,6 +71,8 @@ def task_of_objective(objective: str | None, task: Task | str | None = None) -> 
         return wanted
     if name in BINARY_OBJECTIVES:
         found = Task.binary
+    elif name in MULTICLASS_OBJECTIVES:
+        found = Task.multiclass
     elif name in REGRESSION_OBJECTIVES:
         found = Task.regression
     else:
@@ -174,15 +179,22 @@ def check_agreement(
     task: Task,
     pandas_recorded: list[str] | None = None,
     integer_codes: frozenset[str] = frozenset(),
+    classes: int = 1,
 ) -> None:
-    """``ModelMismatch`` naming the first way the bundle's spec and task disagree with ``model``."""
+    """``ModelMismatch`` naming the first way the bundle's spec, task and class count (``classes``: how
+    many the bundle names, 1 for a model of one score per event) disagree with ``model``."""
     if model.feature_names != spec.names:
         raise ModelMismatch(f"model.txt takes the inputs {model.feature_names}, the spec lists {spec.names}")
-    classes = max(model.num_class, model.trees_per_iteration)
-    if classes != 1:
+    found = max(model.num_class, model.trees_per_iteration)
+    if found != classes and classes == 1:
         raise ModelMismatch(
-            f"model.txt is a {classes}-class model (objective {model.objective}), the bundle says "
+            f"model.txt is a {found}-class model (objective {model.objective}), the bundle says "
             f"{task.value}: a {task.value} model gives one score per event"
+        )
+    if found != classes:
+        what = "gives one score per event" if found == 1 else f"is a {found}-class model"
+        raise ModelMismatch(
+            f"model.txt {what} (objective {model.objective}), the bundle names {classes} classes"
         )
     try:
         task_of_objective(model.objective, task)

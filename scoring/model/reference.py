@@ -35,13 +35,20 @@ class CategoricalReference(BaseModel):
 
 
 class Reference(BaseModel):
-    """Per-feature reference statistics, plus the score distribution on the holdout."""
+    """Per-feature reference statistics, plus the score distribution on the holdout.
+
+    For a multiclass model ``score`` is the predicted class's probability (as ``scores`` on
+    ``monitor``), ``probabilities`` each class's probability and ``predicted`` how often each
+    class was predicted, all on the holdout (or an imported model's reference rows).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     numeric: dict[str, NumericReference] = Field(default_factory=dict)
     categorical: dict[str, CategoricalReference] = Field(default_factory=dict)
     score: NumericReference | None = None
+    probabilities: dict[str, NumericReference] = Field(default_factory=dict)  # multiclass: class -> its
+    predicted: CategoricalReference | None = None  # multiclass: the predicted classes
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -71,8 +78,11 @@ def numeric_reference(
     )
 
 
-def build_reference(spec: FeatureSpec, matrix: np.ndarray, holdout_scores: np.ndarray) -> Reference:
-    """Reference statistics from the encoded training matrix and the holdout scores."""
+def build_reference(
+    spec: FeatureSpec, matrix: np.ndarray, holdout_scores: np.ndarray, class_names: tuple[str, ...] = ()
+) -> Reference:
+    """Reference statistics from the encoded training matrix and the holdout scores: (n,) of a model
+    of one score per event, (n, K) class probabilities of a multiclass one (``class_names`` K)."""
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, CategoricalReference] = {}
     for j, feature in enumerate(spec.features):
@@ -87,4 +97,19 @@ def build_reference(spec: FeatureSpec, matrix: np.ndarray, holdout_scores: np.nd
             missing=int(column.size - present.size),
             total=int(column.size),
         )
-    return Reference(numeric=numeric, categorical=categorical, score=numeric_reference(holdout_scores))
+    holdout_scores = np.asarray(holdout_scores, dtype=float)
+    if not class_names:
+        return Reference(numeric=numeric, categorical=categorical, score=numeric_reference(holdout_scores))
+    predicted = holdout_scores.argmax(axis=1)
+    counts = np.bincount(predicted, minlength=len(class_names))
+    return Reference(
+        numeric=numeric,
+        categorical=categorical,
+        score=numeric_reference(holdout_scores[np.arange(len(predicted)), predicted]),
+        probabilities={c: numeric_reference(holdout_scores[:, k]) for k, c in enumerate(class_names)},
+        predicted=CategoricalReference(
+            frequencies={c: int(counts[k]) for k, c in enumerate(class_names)},
+            missing=0,
+            total=len(predicted),
+        ),
+    )

@@ -9,7 +9,11 @@ training or validation data); ``import_model_file(path, reference)`` reads the t
 - drift references from the table's rows and the model's scores on them;
 - with ``target``: metrics on those labelled rows, and the calibrator (binary) or loss models
   (regression) that estimate performance before labels; without, none, and
-  ``ModelBundle.estimation_note`` says why.
+  ``ModelBundle.estimation_note`` says why;
+- for a multiclass model (``multiclass``, ``multiclassova``), its class names in its order: ``classes``
+  as given; else a scikit-learn estimator's own ``classes_``; else, with ``target``, the sorted
+  distinct values of that column (the order ``LabelEncoder`` and ``LGBMClassifier`` give codes in);
+  else the class indices 0 .. K-1.
 
 Before anything is written the encoded rows are scored and, where LightGBM takes the table as
 it is (pandas ``category``, numbers, booleans), compared with LightGBM's own predict on it: an
@@ -29,14 +33,15 @@ import pandas as pd
 
 from schemas.keys import Task
 from scoring.errors import ModelRefused
-from scoring.metrics.holdout import binary_metrics, regression_metrics
 from scoring.model.bundle import ModelBundle, Origin, new_metadata
 from scoring.model.calibration import fit_calibration
 from scoring.model.loss_models import fit_loss_models
+from scoring.model.metadata import classes_problem
 from scoring.model.model_file import read_model_file, task_of_objective
 from scoring.model.reference import build_reference
 from scoring.offline.import_spec import spec_from_model
-from scoring.offline.training import frame_sha256
+from scoring.offline.targets import class_labels
+from scoring.offline.training import frame_sha256, holdout_metrics
 
 AGREE_TOLERANCE = 1e-12  # encoded rows vs LightGBM's own predict on the table
 
@@ -78,9 +83,11 @@ def import_model(
     version: str = "1",
     source: str | None = None,
     seed: int = 0,
+    classes: list[str | int] | None = None,
 ) -> ModelBundle:
     """A bundle serving ``model`` exactly, with references (and, given ``target``, metrics and estimators)
-    from ``reference``; saved to ``out_dir`` (and loaded back from it) when given."""
+    from ``reference``; saved to ``out_dir`` (and loaded back from it) when given. ``classes``: a
+    multiclass model's class names in its order (see the module's docstring for the default)."""
     booster = _booster(model)
     text = booster.model_to_string()
     try:
@@ -88,6 +95,10 @@ def import_model(
     except ValueError as exc:
         raise ModelRefused(f"the model is not a LightGBM text model: {exc}") from None
     task_kind = task_of_objective(described.objective, task)
+    if classes is not None and task_kind is not Task.multiclass:
+        raise ModelRefused(f"class names are for a multiclass model; this one is {task_kind.value}")
+    if classes is None and task_kind is Task.multiclass:
+        classes = _estimator_classes(model)
     if target is not None and target not in reference.columns:
         raise ModelRefused(
             f"no target column {target!r} in the reference table ({list(reference.columns)[:12]})"
@@ -103,15 +114,16 @@ def import_model(
     _check_same_scores(booster, features, scores)
     metrics: dict[str, float] = {"reference_rows": float(len(reference))}
     estimators: dict[str, Any] = {}
+    classes_from = None
+    if task_kind is Task.multiclass:
+        classes, classes_from = _classes(described.num_class, classes, reference, target)
     if target is not None:
-        y = _labels(reference[target], target, task_kind)
-        measured = binary_metrics(y, scores) if task_kind is Task.binary else regression_metrics(y, scores)
-        metrics.update(measured)
-        estimators = (
-            {"calibration": fit_calibration(scores, y, seed)}
-            if task_kind is Task.binary
-            else {"loss_models": fit_loss_models(matrix, y, scores, spec, seed)}
-        )
+        y = _labels(reference[target], target, task_kind, classes)
+        metrics.update(holdout_metrics(task_kind, y, scores))
+        if task_kind is Task.binary:
+            estimators = {"calibration": fit_calibration(scores, y, seed)}
+        elif task_kind is Task.regression:
+            estimators = {"loss_models": fit_loss_models(matrix, y, scores, spec, seed)}
     origin = Origin(
         made_by="import",
         objective=described.objective,
@@ -119,16 +131,20 @@ def import_model(
         pandas_categorical=encoding.pandas_categorical,
         integer_codes=encoding.integer_codes,
         categories=encoding.categories,
+        classes_from=classes_from,
         source=source,
         labelled=target is not None,
     )
+    names = tuple(str(c) for c in classes or ())
     bundle = ModelBundle(
         path=None,
         booster=booster,
         spec=spec,
-        reference=build_reference(spec, matrix, scores),
+        reference=build_reference(spec, matrix, scores, names),
         metrics=metrics,
-        metadata=new_metadata(name, version, task_kind, frame_sha256(reference), target or "label", origin),
+        metadata=new_metadata(
+            name, version, task_kind, frame_sha256(reference), target or "label", origin, None, classes
+        ),
         **estimators,
     )
     if out_dir is None:
@@ -178,7 +194,45 @@ def _check_same_scores(booster: lgb.Booster, features: pd.DataFrame, scores: np.
         )
 
 
-def _labels(column: pd.Series, target: str, task: Task) -> np.ndarray:
+def _estimator_classes(model: Any) -> list[str | int] | None:
+    """A fitted scikit-learn classifier's ``classes_`` (its own map of codes to names), as Python values."""
+    own = getattr(model, "classes_", None) if not isinstance(model, lgb.Booster) else None
+    return None if own is None else [v.item() if isinstance(v, np.generic) else v for v in own]
+
+
+def _classes(
+    num_class: int, given: list[str | int] | None, reference: pd.DataFrame, target: str | None
+) -> tuple[list[str | int], str]:
+    """A multiclass model's class names in its order, and where they come from."""
+    if given is not None:
+        problem = classes_problem(given)
+        if problem is not None or len(given) != num_class:
+            why = problem or f"{len(given)} names for a {num_class}-class model"
+            raise ModelRefused(f"the class names {list(given)[:8]} cannot name this model's classes: {why}")
+        return list(given), "given (--classes, or the estimator's classes_)"
+    if target is None:
+        return list(range(num_class)), "the class indices (no --classes, no --target)"
+    try:
+        found, _ = class_labels(reference[target])
+    except ValueError as exc:
+        raise ModelRefused(f"target {target!r}: {exc}") from None
+    if len(found) != num_class:
+        raise ModelRefused(
+            f"target {target!r} holds {len(found)} distinct classes {found[:8]}, the model has {num_class}: "
+            "give the class names in the model's order with --classes a,b,c"
+        )
+    return found, f"the sorted values of the target column {target!r}"
+
+
+def _labels(column: pd.Series, target: str, task: Task, classes: list[str | int] | None) -> np.ndarray:
+    if task is Task.multiclass:
+        try:
+            _, index = class_labels(column, classes)
+        except ValueError as exc:
+            raise ModelRefused(f"target {target!r}: {exc}") from None
+        if len(index) < 10:
+            raise ModelRefused(f"need at least 10 labelled rows for metrics, got {len(index)}")
+        return index.astype(float)
     try:
         y = column.to_numpy(dtype=float)
     except (TypeError, ValueError):

@@ -49,7 +49,8 @@ REFUSED = {
     "early_stopping_rounds": "use --early-stopping-rounds",
     "early_stopping": "use --early-stopping-rounds",
     "n_iter_no_change": "use --early-stopping-rounds",
-    "num_class": "streamscore trains binary and regression models (one score per event)",
+    "num_class": "the class count is the target's (--task multiclass)",
+    "num_classes": "the class count is the target's (--task multiclass)",
     "valid": "the validation rows are a share of the table (--validation)",
     "task": "streamscore trains; predicting is the worker's",
 }
@@ -88,12 +89,13 @@ def read_params(path: Path | str) -> dict[str, Any]:
 
 
 def training_params(
-    given: dict[str, Any], task: Task, seed: int, rounds: int | None
+    given: dict[str, Any], task: Task, seed: int, rounds: int | None, num_class: int | None = None
 ) -> tuple[dict[str, Any], int]:
     """(the parameters LightGBM gets, the round limit): ``given`` over the defaults.
 
     ``rounds`` (``--trees``) and a round limit in ``given`` must agree when both are set;
-    neither gives 100.
+    neither gives 100. A multiclass model gets ``num_class`` (its target's class count) and the
+    objective ``multiclass`` unless ``given`` names ``multiclassova``.
     """
     for key, why in REFUSED.items():
         if key in given:
@@ -112,6 +114,10 @@ def training_params(
         task_of_objective(objective, task)  # refuses one that makes another kind of model
     else:
         params["objective"] = task.value
+    if task is Task.multiclass:
+        if num_class is None:
+            raise ConfigError("a multiclass model needs its class count")
+        params["num_class"] = num_class
     for key, value in (*DEFAULTS.items(), ("seed", seed)):
         if not any(name in params for name in (key, *ALIASES.get(key, ()))):
             params[key] = value

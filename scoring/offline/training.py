@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scoring.errors import TrainingError
-from scoring.metrics.holdout import binary_metrics, regression_metrics
+from scoring.metrics.holdout import binary_metrics, multiclass_metrics, regression_metrics
 from scoring.model.bundle import ModelBundle, Origin, Task, TrainingRun, new_metadata
 from scoring.model.calibration import fit_calibration
 from scoring.model.features import FeatureSpec
@@ -28,10 +28,11 @@ from scoring.model.model_file import read_model_file
 from scoring.model.reference import build_reference
 from scoring.offline.params import training_params
 from scoring.offline.tables import read_table
+from scoring.offline.targets import class_labels
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["frame_sha256", "holdout_split", "read_table", "train_bundle"]
+__all__ = ["frame_sha256", "holdout_metrics", "holdout_split", "read_table", "train_bundle"]
 
 # LightGBM replaces whitespace in a feature name with "_" and refuses JSON punctuation: a bundle whose
 # model names its inputs otherwise than the events do cannot load, so such a column is refused
@@ -91,19 +92,21 @@ def train_bundle(
     without improvement on a ``validation`` share of the training rows.
     The holdout also fits what estimates performance before labels arrive: a
     calibrator of the scores (binary) or loss models (regression); a holdout too
-    small for them leaves them out.
+    small for them leaves them out (and a multiclass model has none yet).
+    A multiclass target holds class names, strings or integers: the bundle records them
+    sorted (``scoring.offline.targets``), and the model's class ``k`` is the ``k``-th.
     """
     task_kind = Task(task)
     given = dict(params or {})
     if num_leaves is not None:
         given.setdefault("num_leaves", num_leaves)
-    lgb_params, rounds = training_params(given, task_kind, seed, num_trees)
+    frame, y, classes = _labelled(frame, target, task_kind)
+    lgb_params, rounds = training_params(given, task_kind, seed, num_trees, len(classes or ()) or None)
     if early_stopping_rounds is not None and not (early_stopping_rounds >= 1 and 0 < validation < 1):
         raise TrainingError(
             f"early stopping needs rounds >= 1 and a validation share in (0, 1), got "
             f"{early_stopping_rounds} and {validation}"
         )
-    frame, y = _labelled(frame, target, task_kind)
     features = frame.drop(columns=[target])
     spec = spec or FeatureSpec.infer(features)
     check_feature_names(spec.names)
@@ -118,11 +121,7 @@ def train_bundle(
         matrix, y, (train_idx, valid_idx), spec, lgb_params, rounds, early_stopping_rounds, progress
     )
     scores = np.asarray(booster.predict(matrix[test_idx]), dtype=float)
-    metrics = (
-        binary_metrics(y[test_idx], scores)
-        if task_kind is Task.binary
-        else regression_metrics(y[test_idx], scores)
-    )
+    metrics = holdout_metrics(task_kind, y[test_idx], scores)
     metrics["holdout_rows"] = float(len(test_idx))
     metrics["train_rows"] = float(len(train_idx))
     run = TrainingRun(
@@ -134,16 +133,18 @@ def train_bundle(
         rows={"train": len(train_idx), "validation": len(valid_idx), "holdout": len(test_idx)},
     )
     described = read_model_file(booster.model_to_string())
-    origin = Origin(objective=described.objective, num_class=described.num_class)
+    origin = Origin(
+        objective=described.objective,
+        num_class=described.num_class,
+        classes_from=None if classes is None else f"the sorted values of the target column {target!r}",
+    )
     bundle = ModelBundle(
         path=None,
         booster=booster,
         spec=spec,
-        reference=build_reference(spec, matrix[train_idx], scores),
+        reference=build_reference(spec, matrix[train_idx], scores, tuple(map(str, classes or ()))),
         metrics=metrics,
-        metadata=new_metadata(
-            name, version, task_kind, frame_sha256(frame), target, origin=origin, training=run
-        ),
+        metadata=new_metadata(name, version, task_kind, frame_sha256(frame), target, origin, run, classes),
         **_estimators(task_kind, matrix[test_idx], y[test_idx], scores, spec, seed),
     )
     if out_dir is not None:
@@ -152,20 +153,36 @@ def train_bundle(
     return bundle
 
 
-def _labelled(frame: pd.DataFrame, target: str, task: Task) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows with a target, and the target as floats; ``TrainingError`` when it is unusable."""
+def _labelled(frame: pd.DataFrame, target: str, task: Task) -> tuple[pd.DataFrame, np.ndarray, list | None]:
+    """The rows with a target, the target as floats (class indices for multiclass) and a multiclass
+    model's class names; ``TrainingError`` when it is unusable."""
     if target not in frame.columns:
         raise TrainingError(f"target column {target!r} not in {list(frame.columns)}")
     frame = frame.dropna(subset=[target]).reset_index(drop=True)
     if len(frame) < 10:
         raise TrainingError(f"need at least 10 labelled rows, got {len(frame)}")
+    if task is Task.multiclass:
+        try:
+            classes, index = class_labels(frame[target])
+        except ValueError as exc:
+            raise TrainingError(f"multiclass target {target!r}: {exc}") from None
+        return frame, index.astype(float), classes
     try:
         y = frame[target].to_numpy(dtype=float)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"target {target!r} must be numeric (0/1 for binary): {exc}") from None
     if task is Task.binary and not set(np.unique(y)) <= {0.0, 1.0}:
         raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
-    return frame, y
+    return frame, y, None
+
+
+def holdout_metrics(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The holdout metrics of a model of ``task``: the one place ``train`` and ``model import`` pick them."""
+    if task is Task.binary:
+        return binary_metrics(y, scores)
+    if task is Task.multiclass:
+        return multiclass_metrics(y.astype(int), scores)
+    return regression_metrics(y, scores)
 
 
 def _fit(
@@ -218,4 +235,6 @@ def _estimators(
     """What the holdout fits for estimating performance without labels (``ModelBundle`` fields)."""
     if task is Task.binary:
         return {"calibration": fit_calibration(scores, labels, seed)}
+    if task is Task.multiclass:
+        return {}  # no multiclass estimation yet: ``ModelBundle.estimation_note`` says so
     return {"loss_models": fit_loss_models(rows, labels, scores, spec, seed)}

@@ -123,6 +123,8 @@ def test_a_model_trained_on_integer_codes_takes_the_codes_or_the_reference_table
     ("objective", "task", "expected"),
     [
         ("binary sigmoid:1", None, Task.binary),
+        ("multiclass num_class:3", None, Task.multiclass),
+        ("multiclassova num_class:4 sigmoid:1", "multiclass", Task.multiclass),
         ("regression", None, Task.regression),
         ("huber", None, Task.regression),
         ("xentropy", "binary", Task.binary),
@@ -136,8 +138,8 @@ def test_one_place_maps_an_objective_to_a_task(objective: str, task: str | None,
 @pytest.mark.parametrize(
     ("objective", "task", "says"),
     [
-        ("multiclass num_class:3", None, "not served: streamscore serves the objectives binary,"),
-        ("lambdarank", None, "not served"),
+        ("lambdarank", None, "not served: streamscore serves the objectives binary, multiclass,"),
+        ("multiclass num_class:3", "binary", "makes a multiclass model, not binary"),
         ("cross_entropy", None, "say which with --task"),
         ("binary sigmoid:1", "regression", "makes a binary model, not regression"),
         (None, "binary", "names no objective"),
@@ -207,9 +209,14 @@ def test_refuses_strings_for_a_numeric_feature(
 def test_refuses_an_objective_it_does_not_serve_naming_those_it_does(
     team: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    three = _three_class(team, tmp_path / "three.txt")
-    line = _refused(capsys, tmp_path, three, team["folder"] / "reference.csv")
-    assert "objective multiclass is not served: streamscore serves the objectives binary" in line
+    ranker = tmp_path / "ranker.txt"
+    lgb.train(
+        {"objective": "lambdarank", "verbosity": -1},
+        lgb.Dataset(team["table"], team["labels"], group=[len(team["labels"])]),
+        num_boost_round=5,
+    ).save_model(str(ranker))
+    line = _refused(capsys, tmp_path, ranker, team["folder"] / "reference.csv")
+    assert "objective lambdarank is not served: streamscore serves the objectives binary, multiclass" in line
 
 
 def _three_class(team: dict, path: Path) -> Path:

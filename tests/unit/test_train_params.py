@@ -75,7 +75,7 @@ def test_without_params_train_keeps_its_defaults_and_records_them(noisy_table: P
 @pytest.mark.parametrize(
     ("params", "status", "says"),
     [
-        ({"objective": "multiclass"}, 2, "objective multiclass is not served"),
+        ({"objective": "multiclass"}, 2, "objective multiclass makes a multiclass model, not binary"),
         ({"objective": "regression"}, 2, "makes a regression model, not binary"),
         ({"categorical_feature": [0]}, 1, "the feature spec says which inputs are categorical"),
         ({"n_estimators": 50}, 1, "the round limit is set twice, to [50, 80]"),
