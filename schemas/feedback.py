@@ -48,7 +48,9 @@ class MetricsSnapshot(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["metrics_snapshot"] = "metrics_snapshot"
-    task: Literal["binary", "regression"]
+    task: Literal["binary", "regression", "multiclass"] = Field(
+        description="multiclass: labels joined and counted, no KPIs yet (kpis empty)"
+    )
     window: int
     primary_metric: str
     champion: str = Field(description="name:version of the model serving most recently")

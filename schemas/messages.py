@@ -2,6 +2,10 @@
 
 Each carries ``schema_version``. Messages that streamscore itself produces forbid
 unknown fields; the feature event, written by upstream producers, ignores them.
+
+A prediction and a monitoring record of a multiclass model have a form of their own,
+``schema_version`` 2 (``MULTICLASS_SCHEMA_VERSION``): they add every class's probability.
+Those of binary and regression models are version 1, as before multiclass existed.
 """
 
 from __future__ import annotations
@@ -9,9 +13,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
+MULTICLASS_SCHEMA_VERSION = 2  # the form of a prediction and a monitoring record of a multiclass model
 # event_id and entity_id are copied into every output (key, body, ce_id header, monitoring
 # columns): bounded, so a prediction and a monitoring message always fit a Kafka message
 MAX_IDENTIFIER_LENGTH = 256
@@ -32,6 +49,10 @@ EventTime = EpochMs | datetime
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
 Offset = Annotated[int, Field(ge=0, le=INT64_MAX)]
 PartitionId = Annotated[int, Field(ge=0, lt=2**31)]
+# a class of a multiclass model: a string or an integer, as the target column held it; as a key
+# (probabilities, monitor columns) and when a label names it, its text ("2" for 2)
+ClassText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+ClassName = ClassText | StrictInt
 
 
 class FeatureEvent(BaseModel):
@@ -64,7 +85,8 @@ class Contribution(BaseModel):
 
 
 class Explanation(BaseModel):
-    """TreeSHAP contributions: bias + sum(top) + rest = raw_score (log-odds for binary)."""
+    """TreeSHAP contributions: bias + sum(top) + rest = raw_score (log-odds for binary; for multiclass
+    the raw score of the class explained, ``class_name``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -72,11 +94,18 @@ class Explanation(BaseModel):
     raw_score: FiniteFloat
     top: list[Contribution]
     rest: FiniteFloat = Field(description="the other features' contributions, summed")
+    class_name: ClassName | None = Field(
+        None, description="multiclass only: the class whose raw score is explained (the predicted one)"
+    )
 
 
 class Prediction(BaseModel):
     """One scored event on ``predictions``; Kafka key = ``entity_id``.
 
+    Binary and regression models write ``schema_version`` 1. A multiclass model writes 2: ``score``
+    is the predicted class's probability (still one number), ``label`` the predicted class's name
+    (the most probable class), and ``probabilities`` every class's probability, in the model's
+    class order (``multiclassova`` probabilities need not sum to 1).
     ``latency_ms`` runs from the input record's Kafka timestamp to ``scored_at``.
     Consumers deduplicate on ``event_id`` (delivery is at-least-once). A prediction of
     the inference endpoint (STREAMSCORE_INFER_PREDICTIONS) has the request's path as
@@ -88,8 +117,19 @@ class Prediction(BaseModel):
 
     event_id: str
     entity_id: str
-    score: FiniteFloat
-    label: bool | None = Field(description="binary models: score >= the bundle's threshold")
+    score: FiniteFloat = Field(
+        description="binary: the probability of class 1; regression: the value; multiclass: the "
+        "predicted class's probability"
+    )
+    label: bool | ClassName | None = Field(
+        description="binary: score >= the bundle's threshold; multiclass: the predicted class; "
+        "regression: null"
+    )
+    probabilities: dict[ClassText, FiniteFloat] | None = Field(
+        None,
+        description="multiclass (schema_version 2) only: each class's probability by class name (as text), "
+        "in the model's class order",
+    )
     model_name: str
     model_version: str
     event_time: int = Field(description="epoch milliseconds")
@@ -99,7 +139,25 @@ class Prediction(BaseModel):
     partition: int
     offset: int
     explanation: Explanation | None = Field(None, description="on a sampled share of predictions")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _form(self) -> Prediction:
+        """Version 1: a boolean label or none, no probabilities; version 2: the multiclass form."""
+        label = self.label
+        if self.schema_version == SCHEMA_VERSION:
+            if self.probabilities is not None:
+                raise ValueError("probabilities are of the multiclass form, schema_version 2")
+            if type(label) is int and label in (0, 1):  # a 0/1 label reads as the boolean, as always
+                self.label = bool(label)
+            elif label is not None and type(label) is not bool:
+                raise ValueError("a prediction of schema_version 1 has a boolean label or none")
+            return self
+        if self.probabilities is None or label is None or type(label) is bool:
+            raise ValueError("a multiclass prediction (schema_version 2) has probabilities and a class label")
+        if str(label) not in self.probabilities or self.probabilities[str(label)] != self.score:
+            raise ValueError("a multiclass prediction's label is a class of its probabilities, score its")
+        return self
 
 
 class MonitorBatch(BaseModel):
@@ -109,6 +167,10 @@ class MonitorBatch(BaseModel):
     under the broker's message size limit) rather than one per event: the drift and
     learning agents read windows of columns, and the scorer pays a few produces per
     batch instead of one per event. Row ``i`` of every list is one scored event.
+
+    A multiclass model's records are ``schema_version`` 2: ``scores`` holds the predicted class's
+    probability, ``classes`` the class names (text) in the model's order and ``probabilities`` a
+    row of every class's probability per event; binary and regression records are version 1.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)  # written by streamscore: exactly as written
@@ -131,13 +193,19 @@ class MonitorBatch(BaseModel):
     shadow_scores: list[FiniteFloat | None] | None = Field(
         None, description="the challenger's score per row (null where it failed); never published"
     )
-    schema_version: Literal[1] = SCHEMA_VERSION
+    classes: list[ClassText] | None = Field(
+        None, description="multiclass (schema_version 2): the class names as text, in the model's order"
+    )
+    probabilities: list[list[FiniteFloat]] | None = Field(
+        None, description="multiclass (schema_version 2): per row, each class's probability, as classes"
+    )
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
 
     @field_validator("schema_version", mode="before")
     @classmethod
     def _not_a_boolean(cls, value: object) -> object:
         if isinstance(value, bool):  # a Literal[1] takes True as 1 otherwise
-            raise ValueError("schema_version must be the integer 1")
+            raise ValueError("schema_version must be the integer 1 or 2")
         return value
 
     @model_validator(mode="after")
@@ -148,18 +216,42 @@ class MonitorBatch(BaseModel):
             raise ValueError(f"every column needs {n} entries and every row {width} values")
         if self.shadow_scores is not None and len(self.shadow_scores) != n:
             raise ValueError(f"shadow_scores needs {n} entries")
+        multiclass = self.schema_version == MULTICLASS_SCHEMA_VERSION
+        if multiclass != (self.classes is not None) or multiclass != (self.probabilities is not None):
+            raise ValueError("classes and probabilities come together, in schema_version 2 only")
+        if self.classes is not None and self.probabilities is not None:
+            k = len(self.classes)
+            if k < 2 or len(set(self.classes)) != k:
+                raise ValueError("classes must name at least 2 distinct classes")
+            if len(self.probabilities) != n or any(len(row) != k for row in self.probabilities):
+                raise ValueError(f"probabilities needs {n} rows of {k} values (one per class)")
         return self
 
 
 class Label(BaseModel):
-    """Ground truth for an earlier event, on ``labels``; Kafka key = ``event_id``."""
+    """Ground truth for an earlier event, on ``labels``; Kafka key = ``event_id``.
+
+    A number (0/1 for a binary model, the value for a regression), or the name of a multiclass
+    model's class: a string, or a number naming an integer class (``2`` or ``2.0`` name class 2).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     event_id: Identifier
-    label: FiniteFloat
+    # a number where one is given (a numeric string too, as always); only what is not one stays text
+    label: Annotated[FiniteFloat | ClassText, Field(union_mode="left_to_right")]
     label_time: EpochMs
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("label", mode="wrap")
+    @classmethod
+    def _as_a_number_says(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        """Neither a number nor a class name: the error is the number's, as when a label was one."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise PydanticCustomError(first["type"], first["msg"].replace("{", "{{")) from None
 
 
 class DeadLetterContext(BaseModel):

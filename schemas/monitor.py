@@ -5,6 +5,9 @@ exactly what the pydantic model accepts (tests hold the two equal) and returns t
 the drift and learn roles compute on. What it refuses raises ``MonitorRejected`` with a
 reason; it never raises anything else on any input.
 
+A multiclass model's records (``schema_version`` 2) add ``classes`` and ``probabilities``, decoded
+to ``MonitorColumns.classes`` and an events x classes array; records of other models have neither.
+
 Times may be bounded further against the record's own broker timestamp: an event time more
 than ``max_skew_ms`` past it is clamped there (``clamped`` counts them), so one event with a
 clock far ahead cannot move the event-time clock of a window or of the label join.
@@ -19,7 +22,13 @@ from itertools import chain
 import numpy as np
 import orjson
 
-from schemas.messages import EPOCH_MS_MAX, INT64_MAX, MAX_IDENTIFIER_LENGTH, SCHEMA_VERSION
+from schemas.messages import (
+    EPOCH_MS_MAX,
+    INT64_MAX,
+    MAX_IDENTIFIER_LENGTH,
+    MULTICLASS_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+)
 
 MAX_MONITOR_BYTES = 4_000_000
 
@@ -37,6 +46,7 @@ _REQUIRED = {
     "rows",
 }
 _OPTIONAL = {"shadow_model_name", "shadow_model_version", "shadow_scores", "schema_version"}
+_OPTIONAL |= {"classes", "probabilities"}  # multiclass
 _NUMBER = {int, float}
 _CELL = {int, float, type(None)}
 
@@ -62,6 +72,8 @@ class MonitorColumns:
     shadow_scores: np.ndarray | None = None  # its score per row, NaN where it failed
     feature_names: Sequence[str] = ()
     clamped: int = 0  # event times brought back to the record's timestamp + skew
+    classes: Sequence[str] = ()  # multiclass: the class names as text, in the model's order
+    probabilities: np.ndarray | None = None  # multiclass: events x classes, each class's probability
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -80,6 +92,8 @@ class MonitorColumns:
             self.shadow_model,
             None if self.shadow_scores is None else self.shadow_scores[start:stop],
             self.feature_names,
+            classes=self.classes,
+            probabilities=None if self.probabilities is None else self.probabilities[start:stop],
         )
 
 
@@ -101,8 +115,8 @@ def decode_monitor(
     if missing or unknown:
         raise MonitorRejected(f"fields missing {sorted(missing)[:5]}, unknown {sorted(unknown)[:5]}")
     version = body.get("schema_version", SCHEMA_VERSION)
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise MonitorRejected(f"schema_version must be {SCHEMA_VERSION}")
+    if type(version) is not int or version not in (SCHEMA_VERSION, MULTICLASS_SCHEMA_VERSION):
+        raise MonitorRejected(f"schema_version must be {SCHEMA_VERSION} or {MULTICLASS_SCHEMA_VERSION}")
     names = _strings(body, "feature_names")
     n = len(_list(body, "scores"))
     event_ids = _strings(body, "event_ids", n)
@@ -112,6 +126,7 @@ def decode_monitor(
     scores = _finite(body, "scores", n)
     rows = _rows(body, n, len(names))
     shadow_model, shadow_scores = _shadow(body, n)
+    classes, probabilities = _classes(body, n, version == MULTICLASS_SCHEMA_VERSION)
     partition = body["partition"]
     if type(partition) is not int or not 0 <= partition < 2**31:
         raise MonitorRejected("partition must be an integer in [0, 2^31)")
@@ -135,6 +150,8 @@ def decode_monitor(
         shadow_scores=shadow_scores,
         feature_names=names,
         clamped=clamped,
+        classes=classes,
+        probabilities=probabilities,
     )
 
 
@@ -216,3 +233,29 @@ def _shadow(body: dict, n: int) -> tuple[str | None, np.ndarray | None]:
     if name is None or version is None:  # scores of no named challenger: nothing to compare them with
         return None, None
     return f"{name}:{version}", array
+
+
+def _classes(body: dict, n: int, multiclass: bool) -> tuple[list[str], np.ndarray | None]:
+    """A multiclass record's class names and its events x classes probabilities; none in another."""
+    if not multiclass:
+        if body.get("classes") is not None or body.get("probabilities") is not None:
+            raise MonitorRejected("classes and probabilities come in schema_version 2 only")
+        return [], None
+    if body.get("classes") is None or body.get("probabilities") is None:
+        raise MonitorRejected("a record of schema_version 2 has classes and probabilities")
+    classes = _strings(body, "classes")
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise MonitorRejected("classes must name at least 2 distinct classes")
+    rows = _list(body, "probabilities", n)
+    width = len(classes)
+    if not set(map(type, rows)) <= {list} or any(len(row) != width for row in rows):
+        raise MonitorRejected(f"probabilities must be {n} lists of {width} numbers (one per class)")
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER:
+        raise MonitorRejected("probabilities must hold numbers")
+    try:
+        array = np.array(rows, dtype=float).reshape(n, width)
+    except OverflowError:
+        raise MonitorRejected("a probability is out of the float range") from None
+    if not np.isfinite(array).all():
+        raise MonitorRejected("probabilities must be finite")
+    return classes, array

@@ -26,6 +26,7 @@ import pandas as pd
 
 from schemas.estimation import EstimateCheck
 from scoring.drift.stats import psi
+from scoring.errors import ConfigError
 from scoring.metrics.holdout import binary_metrics, regression_metrics
 from scoring.model.bundle import ModelBundle, Task
 from scoring.model.explain import Explainer
@@ -313,6 +314,9 @@ data: {html.escape(self.data.source)}, {len(self.data.y):,} labelled rows; repor
 
 
 def build_report(bundle: ModelBundle, data: ReportInput) -> str:
+    if bundle.task is Task.multiclass:
+        model = f"{bundle.name}:{bundle.version}"
+        raise ConfigError(f"{model} is a multiclass model: the model report has no multiclass form yet")
     # names and categories come from data: a "$" in them is text, never matplotlib's math markup
     with plt.rc_context({"text.parse_math": False}):
         return ModelReport(bundle, data).html()

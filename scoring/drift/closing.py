@@ -88,6 +88,9 @@ class WindowCloser:
         self.alpha = bonferroni_alpha(thresholds.p_value, test_count(self.spec))
         self.estimator = PerformanceEstimator.from_bundle(bundle)
         self.estimate_failures = 0
+        # windows closed with no estimate: the bundle has no estimator (``ModelBundle.estimation_note``;
+        # a multiclass model's, until estimation has a multiclass form)
+        self.unestimated = 0
 
     def close(self, window: WindowEvents, created_at: int | None = None) -> ClosedWindow:
         """The window's report and estimate; ``created_at`` (epoch ms) defaults to now."""
@@ -99,6 +102,7 @@ class WindowCloser:
     ) -> PerformanceEstimate | None:
         """The window's estimated KPIs; a failure costs the estimate, never the report."""
         if self.estimator is None:
+            self.unestimated += 1
             return None
         try:
             estimate = self.estimator.estimate(

@@ -96,7 +96,9 @@ class WindowMerger:
         version = (bundle.name, bundle.version)
         if version in self._closers:
             return []
-        self._closers[version] = WindowCloser(bundle, self.thresholds)
+        closer = self._closers[version] = WindowCloser(bundle, self.thresholds)
+        if closer.estimator is None:
+            log.warning("no performance estimate per merged drift window: %s", bundle.estimation_note)
         complete = [key for key, parts in self._pending.items() if key[:2] == version and self._full(parts)]
         return self._merge_all(complete)
 
@@ -141,6 +143,10 @@ class WindowMerger:
             name, _, version = name_version.rpartition(":")
             self._merged_below[(name, version)] = int(below)
             self._merged[(name, version)] = {int(w) for w in above}
+
+    def windows_without_estimate(self) -> int:
+        """Merged windows with a report and no performance estimate (the bundle carries no estimator)."""
+        return sum(closer.unestimated for closer in self._closers.values())
 
     def pending_windows(self) -> list[WindowKey]:
         """Windows some partition has sent and another has not, in order."""

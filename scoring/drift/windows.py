@@ -192,3 +192,7 @@ class DriftMonitor:
 
     def open_events(self) -> int:
         return sum(m.window.events for m in self._versions.values())
+
+    def windows_without_estimate(self) -> int:
+        """Windows closed with a report and no performance estimate (the bundle carries no estimator)."""
+        return sum(m.closer.unestimated for m in self._versions.values())

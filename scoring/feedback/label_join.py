@@ -26,7 +26,7 @@ __all__ = ["EventBatch", "LabelJoin", "PendingLabel", "ScoredEvent", "WaitingEve
 
 @dataclass(frozen=True, slots=True)
 class PendingLabel:
-    label: float
+    label: float | str  # a class name of a multiclass model may be text
     label_time: int
 
 
@@ -98,7 +98,7 @@ class LabelJoin:
         self._flush(batch, stored)
         return early
 
-    def add_label(self, event_id: str, label: float, label_time: int) -> ScoredEvent | None:
+    def add_label(self, event_id: str, label: float | str, label_time: int) -> ScoredEvent | None:
         """The event this label belongs to, or None (the label then waits for it)."""
         slot = self.index.pop(event_id, None)
         if slot is not None:

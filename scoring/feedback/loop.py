@@ -9,10 +9,15 @@ that arrive before their event wait under the same rules. What expires is counte
 (overall and per segment), one progressive-validation step of the online challenger
 (predict, then learn), and one value on the error stream of the serving model for
 ADWIN and PageHinkley (concept drift, where features may not drift at all).
+
+A multiclass model's labels (class names) are joined and counted like any, but none of these
+has a multiclass form yet: a labelled event of a multiclass model is counted in ``unmeasured``
+(per model version, logged once each) and measures nothing; there is no River challenger.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -35,6 +40,8 @@ from scoring.model.reference import Reference
 
 UNSEEN = "__unseen__"
 MISSING = "__missing__"
+
+log = logging.getLogger(__name__)
 
 
 class Learner:
@@ -62,8 +69,12 @@ class Learner:
         self.join = LabelJoin(ttl_ms, max_entries)
         self.board = KpiBoard(task, window, threshold)
         self.challenger_setting = challenger
-        # one shard of a sharded learner trains the challenger; the others leave it out
-        self.challenger = challenger_from_setting(challenger, task, spec) if train_challenger else None
+        # one shard of a sharded learner trains the challenger; the others leave it out (and a multiclass
+        # learner has none: the River challenger has no multiclass form yet)
+        multiclass = task == Task.multiclass
+        trains = train_challenger and not multiclass
+        self.challenger = challenger_from_setting(challenger, task, spec) if trains else None
+        self.unmeasured: dict[str, int] = {}  # multiclass: labelled events per model, joined but not measured
         self.challenger_name = "river:" + (
             "default" if challenger == "default" else challenger.rpartition(".")[2]
         )
@@ -125,13 +136,18 @@ class Learner:
             changes += self._learn(batch.event(i), early.label)
         return changes
 
-    def label(self, event_id: str, label: float, label_time: int) -> list[DetectorChange]:
+    def label(self, event_id: str, label: float | str, label_time: int) -> list[DetectorChange]:
+        """A label (a number; a class name of a multiclass model); the changes its event shows, if it
+        waited for it."""
         event = self.join.add_label(event_id, label, label_time)
         return self._learn(event, label) if event is not None else []
 
     # -- one labelled event
 
-    def _learn(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
+    def _learn(self, event: ScoredEvent, label: float | str) -> list[DetectorChange]:
+        if self.task == Task.multiclass:
+            return self._unmeasured(event)
+        assert not isinstance(label, str)  # the label intake takes only numbers for these tasks
         row = np.frombuffer(event.row)
         segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
         self.board.update(event.model, label, event.score, segments)
@@ -147,6 +163,18 @@ class Learner:
         if self.on_labelled is not None:
             self.on_labelled(event, label)
         return self._error(event, label)
+
+    def _unmeasured(self, event: ScoredEvent) -> list[DetectorChange]:
+        """A labelled event of a multiclass model: counted, not measured (no multiclass KPIs yet)."""
+        seen = self.unmeasured.get(event.model, 0)
+        if not seen:
+            log.warning(
+                "%s is a multiclass model: its labelled events are joined and counted, but KPIs, the River "
+                "challenger and the error-stream detectors have no multiclass form yet",
+                event.model,
+            )
+        self.unmeasured[event.model] = seen + 1
+        return []
 
     def _tally(self, event: ScoredEvent, label: float) -> None:
         key = f"{event.model}|{event.shadow_model}"

@@ -4,14 +4,53 @@ A record's rows are the encoded inputs the scorer fed the model: one column per 
 in the spec's order; numeric values finite or missing (NaN); categorical values a category
 code, ``0 .. len(categories)`` (the last meaning unseen), or missing. Anything else did not
 come from a scorer of that version, and downstream code (segments, decoders, River inputs)
-would index out of range on it.
+would index out of range on it. A multiclass model's records carry its classes, in its order,
+and a probability in [0, 1] per class and event; any other model's records carry none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
+from schemas.monitor import MonitorColumns
 from scoring.model.features import FeatureKind, FeatureSpec
+
+
+@dataclass(frozen=True)
+class RecordShape:
+    """What the monitoring records of a model version hold: its inputs, and a multiclass model's class
+    names as text (``ModelBundle.class_names``; () for a model of one score per event)."""
+
+    spec: FeatureSpec
+    classes: tuple[str, ...] = ()
+
+    def problem(self, columns: MonitorColumns) -> str | None:
+        """Why ``columns`` cannot be a record of this model version; None when they can."""
+        problem = spec_problem(columns.feature_names, columns.rows, self.spec)
+        if problem is not None:
+            return problem
+        return probabilities_problem(columns.classes, columns.probabilities, self.classes)
+
+
+def probabilities_problem(
+    named: Sequence[str], probabilities: np.ndarray | None, classes: tuple[str, ...]
+) -> str | None:
+    """Why a record's class names and probabilities (events x classes) cannot be a model's with
+    ``classes``; None when they can."""
+    if not classes:
+        return None if probabilities is None else "class probabilities for a model of one score per event"
+    if probabilities is None:
+        return f"no class probabilities for a model of {len(classes)} classes"
+    if tuple(named) != classes:
+        return f"classes {list(named)[:5]} are not the model's {list(classes)[:5]}"
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
+        return f"probabilities of width {probabilities.shape[-1]} for {len(classes)} classes"
+    if ((probabilities < 0) | (probabilities > 1)).any():
+        return "a class probability outside [0, 1]"
+    return None
 
 
 def spec_problem(

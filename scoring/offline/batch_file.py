@@ -4,7 +4,8 @@ Each row becomes the same feature event the stream would see (non-feature column
 are ignored, as unknown features are by default), goes through ``EventValidator``
 and is scored in batches by ``BatchScorer``: the scores are the stream's scores.
 Rows that would be dead-lettered on the stream are returned as rejects with the
-same reason.
+same reason. A multiclass model's scores add a column per class, ``probability_NAME``, in the
+model's class order; ``label`` is then the predicted class.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import orjson
 import pandas as pd
 
 from scoring.errors import InvalidEvent
-from scoring.model.bundle import ModelBundle
+from scoring.model.bundle import ModelBundle, Task
 from scoring.model.scorer import BatchScorer
 from scoring.model.validation import EventValidator
 
@@ -43,10 +44,12 @@ def score_frame(
     id_column: str | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scored: event_id, score[, label]; rejects: event_id, stage, reason), in input order."""
+    """(scored: event_id, score[, label][, probability_NAME per class]; rejects: event_id, stage,
+    reason), in input order."""
     validator = EventValidator(bundle.spec)
     scorer = BatchScorer(bundle)
-    scored: list[tuple[str, float, bool | None]] = []
+    scored: list[tuple[str, float, bool | str | int | None]] = []
+    probabilities: list[np.ndarray] = []
     rejects: list[tuple[str, str, str]] = []
     for start in range(0, len(frame), CHUNK_ROWS):
         chunk = frame.iloc[start : start + CHUNK_ROWS]
@@ -63,9 +66,16 @@ def score_frame(
             rejects += [(ids[i], "score", reason) for i, reason in result.failed.items()]
             labels = result.labels.tolist() if result.labels is not None else [None] * len(kept)
             scored += zip(kept, result.scores.tolist(), labels, strict=True)
+            if result.probabilities is not None:
+                probabilities.append(result.probabilities)
         if on_progress is not None:
             on_progress(len(chunk))
     out = pd.DataFrame(scored, columns=["event_id", "score", "label"])
-    if bundle.task.value != "binary":
+    if bundle.task is Task.regression:
         out = out.drop(columns=["label"])
+    if bundle.task is Task.multiclass:
+        k = len(bundle.class_names)
+        table = np.concatenate(probabilities) if probabilities else np.zeros((0, k))
+        columns = [f"probability_{name}" for name in bundle.class_names]
+        out = pd.concat([out, pd.DataFrame(table, columns=columns)], axis=1)
     return out, pd.DataFrame(rejects, columns=["event_id", "stage", "reason"])

@@ -85,7 +85,17 @@ def _add_import(model_sub: Subparsers) -> None:
     m.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory to write")
     m.add_argument("--target", default=None, metavar="COLUMN", help="DATA's label column, if it has one")
     m.add_argument(
-        "--task", choices=["binary", "regression"], default=None, help="when the objective does not say"
+        "--task",
+        choices=["binary", "multiclass", "regression"],
+        default=None,
+        help="when the objective does not say",
+    )
+    m.add_argument(
+        "--classes",
+        default=None,
+        metavar="A,B,C",
+        help="multiclass: the class names in the model's order (default: the sorted values of --target, "
+        "else 0,1,...)",
     )
     m.add_argument("--name", default=None, help="model name (default: the --out directory's)")
     m.add_argument("--version", default="1", help="version recorded in the bundle (default 1)")
@@ -95,6 +105,7 @@ def _add_import(model_sub: Subparsers) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from scoring.offline.importing import import_model_file
     from scoring.offline.tables import read_table
+    from scoring.offline.targets import parse_classes
 
     reference = read_table(args.reference)
     bundle = import_model_file(
@@ -105,12 +116,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         task=args.task,
         name=args.name or args.out.resolve().name,
         version=args.version,
+        classes=parse_classes(args.classes) if args.classes else None,
     )
     origin = bundle.metadata.origin
     categories = origin.categories if origin else {}
     print(f"bundle {bundle.name} version {bundle.version} written to {args.out}")
     objective = origin.objective if origin else "?"
     print(f"  {bundle.task.value} model, objective {objective}, {len(bundle.spec.features)} inputs")
+    if bundle.classes is not None:
+        print(
+            f"  classes, in the model's order: {', '.join(bundle.class_names)} (from {origin.classes_from})"
+        )
     for feature, source in categories.items():
         print(f"  {feature}: categories from {source}")
     for metric, value in sorted(bundle.metrics.items()):

@@ -37,9 +37,16 @@ def _add_train(sub: Subparsers) -> None:
         "A model trained elsewhere is served as it is with `streamscore model import`.",
     )
     p.add_argument("data", type=Path, metavar="DATA", help="a labelled .csv or .parquet table")
-    p.add_argument("--target", required=True, metavar="COLUMN", help="the label column (0/1 for binary)")
+    p.add_argument(
+        "--target",
+        required=True,
+        metavar="COLUMN",
+        help="the label column (0/1 for binary; class names, strings or integers, for multiclass)",
+    )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory to write")
-    p.add_argument("--task", choices=["binary", "regression"], default="binary", help="default binary")
+    p.add_argument(
+        "--task", choices=["binary", "multiclass", "regression"], default="binary", help="default binary"
+    )
     p.add_argument(
         "--name", default=None, help="model name recorded in the bundle (default: the --out directory's)"
     )
@@ -92,6 +99,13 @@ def _add_explain(sub: Subparsers) -> None:
     p.add_argument("event", type=Path, metavar="EVENT", help="a feature event JSON file, or - for stdin")
     add_model(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--class",
+        dest="class_name",
+        default=None,
+        metavar="NAME",
+        help="multiclass: explain this class's score (default: the predicted class's)",
+    )
     p.set_defaults(func=cmd_explain)
 
 
@@ -123,6 +137,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scoring.offline.params import read_params
     from scoring.offline.training import read_table, train_bundle
 
+    if args.report and args.task == "multiclass":
+        raise ConfigError("--report: the model report has no multiclass form yet; train without it")
     if args.validation is not None and args.early_stopping_rounds is None:
         raise ConfigError("--validation is the share early stopping watches: give --early-stopping-rounds N")
     params = read_params(args.params) if args.params else None
@@ -215,7 +231,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     handler = ScoreHandler(settings_from(args), ModelBundle.load(args.model))
     value = sys.stdin.buffer.read() if str(args.event) == "-" else readable_file(args.event).read_bytes()
     try:
-        result = handler.explain_event(value)
+        result = handler.explain_event(value, args.class_name)
     except InvalidEvent as exc:
         print(f"invalid event ({exc.stage.value}): {exc.reason}", file=sys.stderr)
         return 2
@@ -223,7 +239,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     e = result["explanation"]
-    table = Table(title=f"{result['event_id']}: score {result['score']:.4f} (raw {e['raw_score']:.4f})")
+    title = f"{result['event_id']}: score {result['score']:.4f} (raw {e['raw_score']:.4f})"
+    if "class_name" in e:  # multiclass: the class explained, and how likely each class is
+        shown = ", ".join(f"{c} {p:.4f}" for c, p in result["probabilities"].items())
+        title = (
+            f"{result['event_id']}: class {result['label']} predicted ({shown}); contributions to class "
+            f"{e['class_name']}'s raw score {e['raw_score']:.4f}"
+        )
+    table = Table(title=title)
     for column in ("feature", "value", "contribution"):
         table.add_column(column)
     table.add_row("(bias)", "", f"{e['bias']:+.4f}")

@@ -11,7 +11,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, generate_latest
 
-from scoring.errors import InvalidEvent
+from scoring.errors import InvalidEvent, UnknownClass
 from streams.services.parts import WorkerParts
 
 # Prometheus text format 0.0.4; aiohttp adds the charset itself and refuses one here
@@ -44,6 +44,8 @@ def stats_body(parts: WorkerParts) -> dict:
             **parts.learn.join_counts(),
             "estimate_checks": parts.learn.estimates.counters,
         }
+        if parts.learn.bundle.classes is not None:  # multiclass: labelled events not measured yet
+            body["learn"]["unmeasured"] = parts.learn.unmeasured()
     body["loops"] = {
         name: {
             "batches": s.batches,
@@ -85,13 +87,16 @@ def register_views(app: faust.App, parts: WorkerParts, registry: CollectorRegist
 
     @app.page("/explain")
     class Explain(View):
-        """POST a feature event: its score and every feature's contribution."""
+        """POST a feature event: its score and every feature's contribution (``?class=NAME``: a
+        multiclass model's contributions to that class, not the predicted one)."""
 
         async def post(self, request: Request) -> Response:
             try:
-                return self.json(handler.explain_event(await request.read()))
+                return self.json(handler.explain_event(await request.read(), request.query.get("class")))
             except InvalidEvent as exc:
                 return self.json({"error": exc.reason, "stage": exc.stage.value}, status=400)
+            except UnknownClass as exc:
+                return self.json({"error": str(exc)}, status=400)
 
     @app.page("/metrics")
     class Metrics(View):

@@ -21,6 +21,7 @@ from schemas.messages import FeatureEvent, Label, MonitorBatch, Prediction
 
 START_BYTES = 80  # of a dead letter's or an undecodable record's value, shown
 FEATURES_SHOWN = 100  # characters of a feature event's features, shown
+CLASSES_SHOWN = 5  # of a multiclass prediction's class probabilities, shown
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,15 @@ def feature_line(record: RecordView) -> Line:
 def prediction_line(record: RecordView) -> Line:
     p = Prediction.model_validate_json(body(record))
     model = f"{p.model_name}:{p.model_version}"
-    outcome = f"score {p.score:.6g}" if p.label is None else f"score {p.score:.4f} class {int(p.label)}"
+    if p.probabilities is not None:  # multiclass: the class, then every class's probability (the first few)
+        items = list(p.probabilities.items())
+        shown = ", ".join(f"{c} {v:.3f}" for c, v in items[:CLASSES_SHOWN])
+        more = f", +{len(items) - CLASSES_SHOWN} more" if len(items) > CLASSES_SHOWN else ""
+        outcome = f"class {p.label} p {p.score:.4f} ({shown}{more})"
+    elif p.label is None:
+        outcome = f"score {p.score:.6g}"
+    else:
+        outcome = f"score {p.score:.4f} class {int(p.label)}"
     origin = " (api)" if record.header(h.PREDICTION_ORIGIN) == h.ORIGIN_API.decode() else ""
     text = f"{p.entity_id}  {p.event_id}  {model}  {outcome}  latency {p.latency_ms:.0f} ms{origin}"
     return Line(text, entities=(p.entity_id,), models=(model,))
@@ -137,7 +146,8 @@ def prediction_line(record: RecordView) -> Line:
 
 def label_line(record: RecordView) -> Line:
     label = Label.model_validate_json(body(record))
-    text = f"{record.key_text}  {label.event_id}  label {label.label:g}  at {iso(label.label_time)}"
+    value = label.label if isinstance(label.label, str) else f"{label.label:g}"
+    text = f"{record.key_text}  {label.event_id}  label {value}  at {iso(label.label_time)}"
     return Line(text, entities=(record.key_text,))
 
 
@@ -146,6 +156,8 @@ def monitor_line(record: RecordView) -> Line:
     model = f"{batch.model_name}:{batch.model_version}"
     span = f"offsets {batch.offsets[0]}..{batch.offsets[-1]}" if batch.offsets else "no offsets"
     text = f"{model}  {batch.source_topic}[{batch.partition}] {span}: {len(batch.scores)} events"
+    if batch.classes is not None:
+        text += f" of {len(batch.classes)} classes"
     models = (model,)
     if batch.shadow_model_name is not None:
         shadow = f"{batch.shadow_model_name}:{batch.shadow_model_version}"

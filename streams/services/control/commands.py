@@ -160,7 +160,7 @@ def retrain_from_topics(
     feature check by construction.
     """
     from scoring.offline.training import train_bundle
-    from streams.services.control.labelled import labelled_from_topics
+    from streams.services.control.labelled import labelled_from_topics, not_yet
 
     registry = ModelRegistry(settings.registry_root)
     name = model_name(settings, name)
@@ -168,6 +168,7 @@ def retrain_from_topics(
     if current is None:
         raise BundleError(f"{name} has no deployed champion to retrain")
     live = _live_or_fail(settings, current)
+    not_yet(live, "retraining from the topics")
     frame, y = labelled_from_topics(settings, live, labelled, any_version=True, skipped=skipped)
     if len(y) < 100:
         raise BundleError(f"only {len(y)} labelled events on the topics; at least 100 are needed")
@@ -192,6 +193,7 @@ def publish_challenger(
     """Register the learn worker's latest exported River challenger as a version of the live model."""
     from scoring.lifecycle.decisions import bundle_from_linear
     from scoring.model.linear_model import LinearModel
+    from streams.services.control.labelled import not_yet
     from streams.services.shared.checkpoints import challenger_key
 
     registry = ModelRegistry(settings.registry_root)
@@ -211,7 +213,9 @@ def publish_challenger(
             f"the exported challenger on {settings.topic_checkpoints} is not readable: {exc}"
         ) from exc
     version = version or _next_version(registry, current)
-    bundle = bundle_from_linear(model, _live_or_fail(settings, current), version, export.metrics)
+    live = _live_or_fail(settings, current)
+    not_yet(live, "publishing the River challenger")
+    bundle = bundle_from_linear(model, live, version, export.metrics)
     bundle.save(out_dir / f"{name}-{version}")
     return registry.register(out_dir / f"{name}-{version}"), export
 

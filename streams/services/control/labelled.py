@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from schemas.keys import ModelKey
+from schemas.keys import ModelKey, Task
+from scoring.errors import LifecycleError
 from scoring.feedback.compare import Comparison, compare_paired, compare_unpaired
 from scoring.model.bundle import ModelBundle
 from scoring.model.features import FeatureKind
@@ -53,6 +54,12 @@ def _labels(settings: Settings, skipped: Skipped) -> dict[str, float]:
             skipped.add(settings.topic_labels)
     skipped.add(settings.topic_labels, counts.skipped)
     return labels
+
+
+def not_yet(bundle: ModelBundle, what: str) -> None:
+    """``LifecycleError`` for a multiclass model: ``what`` has no multiclass form yet."""
+    if bundle.task is Task.multiclass:
+        raise LifecycleError(f"{what} has no multiclass form yet: {bundle.name}:{bundle.version} is one")
 
 
 def _number(value: object) -> bool:
@@ -130,6 +137,7 @@ def compare_from_topics(
     Paired when the challenger scored in shadow (both scores of each event are on
     ``monitor``); otherwise unpaired, each model on the events it served.
     """
+    not_yet(champion, "comparing champion and challenger")
     skipped = Skipped()
     labels = _labels(settings, skipped)
     paired: dict[str, tuple[float, float]] = {}

@@ -23,6 +23,7 @@ from scoring.drift import DriftMonitor
 from scoring.drift.closing import ClosedWindow
 from scoring.drift.partitions import PartitionWindows
 from scoring.model.bundle import ModelBundle
+from scoring.model.monitor_rows import RecordShape
 from streams.kafka.readers import partitions, read_latest
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.drift.merge import PartialsMerger, publish_partial
@@ -65,7 +66,7 @@ class ShardedDriftStep(DriftStep):
 
     def register(self, bundle: ModelBundle) -> None:
         """Watch a model version (called from the serving thread: the loop takes it at its next turn)."""
-        self.specs[(bundle.name, bundle.version)] = bundle.spec
+        self.shapes[(bundle.name, bundle.version)] = RecordShape(bundle.spec, bundle.class_names)
         self._arriving.append(bundle)
 
     def stats(self) -> dict:
@@ -76,6 +77,7 @@ class ShardedDriftStep(DriftStep):
             "partitions_owned": sorted(self.shards),
             "merging": merger is not None,
             "waiting_windows": len(merger.merger.pending_windows()) if merger else 0,
+            "windows_without_estimate": merger.merger.windows_without_estimate() if merger else 0,
             "open_window_events": sum(s.windows.open_events() for s in self.shards.values()),
             "unknown_version_events": sum(s.windows.unknown_version_events for s in self.shards.values()),
         }

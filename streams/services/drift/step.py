@@ -30,7 +30,7 @@ from schemas.keys import ModelKey
 from scoring.drift import DriftMonitor, alert_for
 from scoring.lifecycle.retrain import EstimateWatch, from_drift, from_estimate
 from scoring.model.bundle import ModelBundle
-from scoring.model.features import FeatureSpec
+from scoring.model.monitor_rows import RecordShape
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.records import Emit, KafkaRecord
@@ -86,8 +86,8 @@ class DriftStep(Step):
         self.on_estimate = on_estimate
         self.estimate_watch = EstimateWatch(settings.alert_kpi_metric, settings.alert_kpi_min)
         self.counters = DriftCounters()
-        self.specs: dict[tuple[str, str], FeatureSpec] = {}
-        self.intake = MonitorIntake(settings, refusals, lambda name, version: self.specs.get((name, version)))
+        self.shapes: dict[tuple[str, str], RecordShape] = {}
+        self.intake = MonitorIntake(settings, refusals, lambda n, v: self.shapes.get((n, v)))
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         owned = sorted(tp.partition for tp in partitions if tp.topic == self.settings.topic_monitor)
@@ -103,13 +103,14 @@ class DriftStep(Step):
     def register(self, bundle: ModelBundle) -> None:
         """Watch a model version: its windows, and its spec for checking the records that name it."""
         self.monitor.register(bundle)
-        self.specs[(bundle.name, bundle.version)] = bundle.spec
+        self.shapes[(bundle.name, bundle.version)] = RecordShape(bundle.spec, bundle.class_names)
 
     def stats(self) -> dict:
         """The windows' figures for ``/stats``, beside the counters."""
         return {
             "open_window_events": self.monitor.open_events(),
             "unknown_version_events": self.monitor.unknown_version_events,
+            "windows_without_estimate": self.monitor.windows_without_estimate(),
         }
 
     def process(self, records: list[Message], context: LoopContext) -> None:

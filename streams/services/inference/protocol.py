@@ -6,6 +6,10 @@ serving plan routes them (a split by entity hash, as on the stream; a shadow cha
 is not asked) and its scorers score them. So the score of an event equals the prediction
 the stream gives it, with the same model version; the ``model_version`` output says, per
 row, which version answered. A request naming a version is scored by that version alone.
+
+A multiclass model answers ``score`` (the predicted class's probability), ``label`` (the
+predicted class's name, BYTES) and ``probabilities`` (FP64, shape [rows, classes], row-major, in
+the model's class order); its metadata lists the classes (``parameters.classes``).
 """
 
 from __future__ import annotations
@@ -78,10 +82,14 @@ class InferenceService:
             "versions": [b.version for b in (serving.champion, serving.challenger) if b is not None],
             "platform": "lightgbm",
             "inputs": layout.metadata_inputs(),
-            "outputs": [{"name": n, "datatype": d, "shape": [-1]} for n, d in _outputs(bundle)],
+            "outputs": [
+                {"name": n, "datatype": d, "shape": _shape(n, -1, len(bundle.class_names))}
+                for n, d in _outputs(bundle)
+            ],
             "parameters": {
                 "task": bundle.task.value,
                 "serving_version": serving.champion.version,
+                **({"classes": list(bundle.class_names)} if bundle.class_names else {}),
                 **layout.metadata_parameters(),
             },
         }
@@ -120,9 +128,18 @@ class InferenceService:
         return Inference(response, events, answered, received_ms)
 
 
+PROBABILITIES = "probabilities"
+
+
 def _outputs(bundle: ModelBundle) -> list[tuple[str, str]]:
+    if bundle.task is Task.multiclass:
+        return [("score", "FP64"), ("label", "BYTES"), (PROBABILITIES, "FP64"), ("model_version", "BYTES")]
     label = [("label", "BOOL")] if bundle.task is Task.binary else []
     return [("score", "FP64"), *label, ("model_version", "BYTES")]
+
+
+def _shape(output: str, rows: int, classes: int) -> list[int]:
+    return [rows, classes] if output == PROBABILITIES else [rows]
 
 
 def _matrix(request: InferRequest) -> bool:
@@ -133,7 +150,8 @@ def _response(
     name: str, request: InferRequest, n: int, answered: list[Answered], outputs: list[tuple[str, str]]
 ) -> dict:
     scores: list[float] = [0.0] * n
-    labels: list[bool | None] = [None] * n
+    labels: list[bool | str | None] = [None] * n
+    probabilities: list[list[float]] = [[]] * n
     versions: list[str] = [""] * n
     for part in answered:
         result = part.result
@@ -144,18 +162,30 @@ def _response(
         for row, score in zip(rows, result.scores.tolist(), strict=True):
             scores[row] = score
         if result.labels is not None:
+            multiclass = result.probabilities is not None
             for row, label in zip(rows, result.labels.tolist(), strict=True):
-                labels[row] = label
+                labels[row] = str(label) if multiclass else label
+        if result.probabilities is not None:
+            for row, values in zip(rows, result.probabilities.tolist(), strict=True):
+                probabilities[row] = values
         for row in rows:
             versions[row] = part.model.bundle.version
-    data = {"score": scores, "label": labels, "model_version": versions}
+    data = {
+        "score": scores,
+        "label": labels,
+        PROBABILITIES: [p for values in probabilities for p in values],  # row-major, [rows, classes]
+        "model_version": versions,
+    }
+    width = len(probabilities[0]) if n else 0
     wanted = request.outputs or [n for n, _ in outputs]
     body: dict = {
         "model_name": name,
         # one version answered every row, or (a split) the champion's; each row's is in model_version
         "model_version": answered[0].model.bundle.version,
         "outputs": [
-            {"name": o, "datatype": d, "shape": [n], "data": data[o]} for o, d in outputs if o in wanted
+            {"name": o, "datatype": d, "shape": _shape(o, n, width), "data": data[o]}
+            for o, d in outputs
+            if o in wanted
         ],
     }
     if request.id is not None:

@@ -26,6 +26,8 @@ class ChallengerDuties:
 
     def export(self, learner: Learner, snapshot: MetricsSnapshot, emit: Emit) -> None:
         """The challenger as weights in JSON (no pickle), for ``streamscore model publish-challenger``."""
+        if learner.challenger is None:  # a multiclass learner's: none yet
+            return
         try:
             model = linear_from_river(learner.challenger, learner.spec)
         except ValueError as exc:

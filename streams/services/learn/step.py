@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import Message, TopicPartition
@@ -33,6 +34,7 @@ from schemas.checkpoint import StateAlert
 from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
 from scoring.lifecycle.retrain import KpiWatch
 from scoring.model.bundle import ModelBundle
+from scoring.model.monitor_rows import RecordShape
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.readers import read_latest
@@ -82,8 +84,9 @@ class LearnStep(Step):
             "restored": 0,
             "checkpoint_bytes": 0,
         }
-        self.labels = LabelIntake(settings, refusals)
-        self.monitor = MonitorIntake(settings, refusals, lambda name, version: bundle.spec)
+        self.labels = LabelIntake(settings, refusals, bundle.classes or ())
+        shape = RecordShape(bundle.spec, bundle.class_names)
+        self.monitor = MonitorIntake(settings, refusals, lambda name, version: shape)
         self.drift_positions: dict[str, int] = {}
         self.pending_alerts: list[StateAlert] = []
         self._key: bytes | None = None
@@ -117,6 +120,10 @@ class LearnStep(Step):
             )
         self.estimates.follow(shard.learner)
         return shard
+
+    def unmeasured(self) -> dict[str, int]:
+        """Multiclass: labelled events per model version, joined and counted but not measured (yet)."""
+        return dict(sum((Counter(shard.learner.unmeasured) for shard in self.shards.values()), Counter()))
 
     def join_counts(self) -> dict[str, int]:
         """The label join's counts over this instance's shards."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.lifecycle import ChallengerMode
-from scoring.errors import InvalidEvent, Stage
+from scoring.errors import InvalidEvent, Stage, UnknownClass
 from scoring.lifecycle.decisions import Serving
 from scoring.lifecycle.routing import to_challenger
 from scoring.model.bundle import ModelBundle
@@ -124,7 +124,7 @@ class ScoreHandler:
             max_bytes=self.settings.max_message_bytes,
         )
         # keep each monitoring message well under the broker's 1 MB default limit
-        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1) + 150
+        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1 + len(bundle.class_names)) + 150
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // per_row)
         return _Plan(
             serving=serving,
@@ -143,25 +143,44 @@ class ScoreHandler:
             f"streamscore/{bundle.name}/{bundle.version}".encode(),
         )
 
-    def explain_event(self, value: bytes) -> dict:
-        """Score and fully explain one event with the champion (``InvalidEvent`` if not valid)."""
+    def explain_event(self, value: bytes, class_name: str | None = None) -> dict:
+        """Score and fully explain one event with the champion (``InvalidEvent`` if not valid).
+
+        A multiclass model's answer adds every class's probability, and explains the predicted
+        class, or ``class_name`` (``UnknownClass`` if the model has no such class).
+        """
         plan = self._plan
         model = plan.champion
+        bundle = model.bundle
+        wanted = None
+        if class_name is not None:
+            wanted = bundle.class_index(class_name)
+            if wanted is None:
+                names = ", ".join(bundle.class_names[:20]) or "none: it is not a multiclass model"
+                model_key = f"{bundle.name}:{bundle.version}"
+                raise UnknownClass(f"{model_key} has no class {class_name!r}; its classes: {names}")
         event = plan.validator.parse(value)
         matrix = np.asarray([event.row], dtype=np.float64)
         result = model.scorer.score(matrix)
         if result.failed:
             raise InvalidEvent(Stage.score, result.failed[0])
-        explanation = model.explainer.explain(matrix, top_k=len(model.bundle.spec.names))[0]
-        return {
+        classes = None
+        if result.predicted is not None:
+            classes = np.asarray([result.predicted[0] if wanted is None else wanted])
+        explanation = model.explainer.explain(matrix, top_k=len(bundle.spec.names), classes=classes)[0]
+        answer = {
             "event_id": event.event_id,
             "entity_id": event.entity_id,
             "score": float(result.scores[0]),
-            "label": bool(result.labels[0]) if result.labels is not None else None,
-            "model_name": model.bundle.name,
-            "model_version": model.bundle.version,
+            "label": result.labels[:1].tolist()[0] if result.labels is not None else None,
+            "model_name": bundle.name,
+            "model_version": bundle.version,
             "explanation": explanation,
         }
+        if result.probabilities is not None:
+            probabilities = result.probabilities[0].tolist()
+            answer["probabilities"] = dict(zip(bundle.class_names, probabilities, strict=True))
+        return answer
 
     def score_events(
         self, values: Sequence[bytes], version: str | None = None
@@ -252,7 +271,9 @@ class ScoreHandler:
         explained: dict[int, dict] = {}
         picked = sampled(batch.event_ids, self.settings.explain_share)
         if picked:
-            explained = dict(zip(picked, model.explainer.explain(matrix[picked]), strict=True))
+            classes = None if result.predicted is None else result.predicted[picked]
+            explanations = model.explainer.explain(matrix[picked], classes=classes)
+            explained = dict(zip(picked, explanations, strict=True))
         partitions = emit_predictions(
             self._topic_predictions,
             self.settings.prediction_headers,
@@ -281,6 +302,7 @@ class ScoreHandler:
                 emit,
                 shadow,
                 shadow_scores,
+                result.probabilities,
             )
 
     def dead_letter(

@@ -2,7 +2,9 @@
 
 Both are written once per batch with numpy and orjson, never a Prometheus object or a log
 line per event. Monitoring records are grouped per source partition and split to stay
-well under the broker's message limit.
+well under the broker's message limit. A multiclass model's predictions and records take
+their multiclass form (``schemas.messages``, schema_version 2): every class's probability
+beside the predicted class; those of other models are as they always were.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import orjson
 
 from schemas import headers as h
-from schemas.messages import SCHEMA_VERSION
+from schemas.messages import MULTICLASS_SCHEMA_VERSION, SCHEMA_VERSION
 from scoring.model.bundle import ModelBundle
 from scoring.model.explain import Explainer
 from scoring.model.scorer import BatchScorer, ScoredBatch
@@ -82,6 +84,9 @@ def emit_predictions(
     now_ms = int(time.time() * 1000)
     ce_fixed = _ce_headers(model, now_ms) if with_headers else []
     labels = result.labels.tolist() if result.labels is not None else [None] * len(batch.records)
+    names = bundle.class_names
+    probabilities = result.probabilities.tolist() if result.probabilities is not None else None
+    version_of_schema = MULTICLASS_SCHEMA_VERSION if names else SCHEMA_VERSION
     dumps = orjson.dumps
     partitions: list[int] = []
     latencies = stats.latencies_ms
@@ -115,14 +120,22 @@ def emit_predictions(
             "topic": record.topic(),
             "partition": partition,
             "offset": record.offset(),
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": version_of_schema,
         }
+        if probabilities is not None:
+            body = _multiclass(body, dict(zip(names, probabilities[i], strict=True)))
         if explained and i in explained:
             body["explanation"] = explained[i]
         value = dumps(body)
         headers = [(h.CE_ID, event_id.encode()), *ce_fixed] if with_headers else None
         emit(topic, entity_id.encode(), value, headers)
     return partitions
+
+
+def _multiclass(body: dict, probabilities: dict[str, float]) -> dict:
+    """A prediction's body with every class's probability after its label (the multiclass form)."""
+    items = list(body.items())
+    return {**dict(items[:4]), "probabilities": probabilities, **dict(items[4:])}
 
 
 def emit_monitor(
@@ -137,9 +150,11 @@ def emit_monitor(
     emit: Emit,
     shadow: LoadedModel | None,
     shadow_scores: np.ndarray | None,
+    probabilities: np.ndarray | None = None,
 ) -> None:
     """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each,
-    on the monitor partition of the same number (``partitions_of_topic`` of them)."""
+    on the monitor partition of the same number (``partitions_of_topic`` of them). ``probabilities``:
+    a multiclass model's, rows x classes."""
     bundle = model.bundle
     source = batch.records[0].topic()
     by_partition = np.asarray(partitions)
@@ -166,6 +181,10 @@ def emit_monitor(
             body["shadow_model_name"] = shadow.bundle.name
             body["shadow_model_version"] = shadow.bundle.version
             body["shadow_scores"] = [None if v != v else v for v in shadow_scores[index].tolist()]
+        if probabilities is not None:
+            body["classes"] = bundle.class_names
+            body["probabilities"] = probabilities[index]
+            body["schema_version"] = MULTICLASS_SCHEMA_VERSION
         value = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         if len(value) > 2 * MONITOR_MESSAGE_BYTES and len(index) > 1:
             # long identifiers made it bigger than the estimate: halve it until it fits

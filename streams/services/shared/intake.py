@@ -2,11 +2,12 @@
 
 The drift and learn roles read ``monitor`` and ``labels``, which anyone with write access
 can fill. Each record passes its topic's codec (``schemas.monitor``, ``schemas.messages.Label``)
-and, for monitoring records, a check of its rows against the feature spec of the model
-version it names (``scoring.model.monitor_rows``). What fails goes to the topic's dead-letter
-topic with the reason (the same shape as ``features.dlq``) and is counted per topic and
-reason; a role never sees it. Event and label times past the record's broker timestamp by
-more than ``max_clock_skew_s`` are clamped there and counted.
+and, for monitoring records, a check of its rows (and a multiclass model's class probabilities)
+against the model version it names (``scoring.model.monitor_rows``); a label for a multiclass
+model must name one of its classes, a label for any other model must be a number. What fails
+goes to the topic's dead-letter topic with the reason (the same shape as ``features.dlq``) and
+is counted per topic and reason; a role never sees it. Event and label times past the record's
+broker timestamp by more than ``max_clock_skew_s`` are clamped there and counted.
 
 The drift and learn roles both read ``monitor``: in a worker running both, a record both
 refuse (or clamp) is dead-lettered and counted once, by whichever role comes to it first
@@ -18,17 +19,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.keys import ModelKey
-from schemas.messages import Label
+from schemas.messages import FiniteFloat, Label
 from schemas.monitor import MonitorColumns, MonitorRejected, decode_monitor
-from scoring.model.features import FeatureSpec
-from scoring.model.monitor_rows import spec_problem
+from scoring.model.metadata import class_lookup, class_text
+from scoring.model.monitor_rows import RecordShape
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.shared.dead_letters import dead_letter
 from streams.settings import Settings
@@ -113,10 +114,10 @@ class Intake:
 
 class MonitorIntake(Intake):
     def __init__(
-        self, settings: Settings, refusals: Refusals, spec_for: Callable[[str, str], FeatureSpec | None]
+        self, settings: Settings, refusals: Refusals, shape_for: Callable[[str, str], RecordShape | None]
     ) -> None:
         super().__init__(settings, settings.topic_monitor, settings.topic_monitor_dlq, refusals)
-        self.spec_for = spec_for
+        self.shape_for = shape_for
 
     def decode(self, record: KafkaRecord, emit: Emit) -> MonitorColumns | None:
         try:
@@ -124,8 +125,8 @@ class MonitorIntake(Intake):
         except MonitorRejected as exc:
             self.refuse(record, Refusal.schema, str(exc), emit, "MonitorRejected")
             return None
-        spec = self.spec_for(columns.model_name, columns.model_version)
-        problem = None if spec is None else spec_problem(columns.feature_names, columns.rows, spec)
+        shape = self.shape_for(columns.model_name, columns.model_version)
+        problem = None if shape is None else shape.problem(columns)
         if problem is not None:
             model = ModelKey(columns.model_name, columns.model_version)
             self.refuse(record, Refusal.spec, f"not inputs of {model}: {problem}", emit, "SpecMismatch")
@@ -136,8 +137,13 @@ class MonitorIntake(Intake):
 
 
 class LabelIntake(Intake):
-    def __init__(self, settings: Settings, refusals: Refusals) -> None:
+    """``classes``: a multiclass model's class names, which its labels must name; () for another model,
+    whose labels are numbers."""
+
+    def __init__(self, settings: Settings, refusals: Refusals, classes: Sequence[str | int] = ()) -> None:
         super().__init__(settings, settings.topic_labels, settings.topic_labels_dlq, refusals)
+        self.classes = list(classes)
+        self._lookup = class_lookup(self.classes)
 
     def decode(self, record: KafkaRecord, emit: Emit) -> Label | None:
         try:
@@ -145,12 +151,31 @@ class LabelIntake(Intake):
         except ValidationError as exc:
             self.refuse(record, Refusal.schema, _first_error(exc), emit, "ValidationError")
             return None
+        problem = self._label_problem(label.label)
+        if problem is not None:
+            self.refuse(record, Refusal.schema, problem, emit, "ValidationError")
+            return None
         written = _written_ms(record)
         limit = None if written is None else written + self.skew_ms
         if limit is not None and label.label_time > limit:
             self.refusals.clamp(self.topic, 1)
             label = label.model_copy(update={"label_time": limit})
         return label
+
+    def _label_problem(self, value: float | str) -> str | None:
+        if self.classes:
+            if class_text(value) in self._lookup:
+                return None
+            return f"label: {value!r} is not a class of the model ({', '.join(map(str, self.classes[:8]))})"
+        if isinstance(value, str):  # a number was asked for: the error says so, as it always has
+            try:
+                _NUMBER.validate_python(value)
+            except ValidationError as exc:
+                return f"label: {exc.errors(include_url=False)[0]['msg']} (1 problem)"
+        return None
+
+
+_NUMBER = TypeAdapter(FiniteFloat)
 
 
 def _written_ms(record: KafkaRecord) -> int | None:
