@@ -102,12 +102,14 @@ QUEUE_CHANNELS = ["web", "chat", "email", "phone"]  # a category order of the te
 QUEUE_CODES = {"support": 0, "billing": 1, "fraud": 2}  # the team's codes: not the sorted order
 
 
-def team_queue_table(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
-    """(inputs with ``channel`` a pandas category, the queue names) of ``multiclass_frame``."""
+def team_queue_table(
+    n: int, seed: int, channels: list[str] = QUEUE_CHANNELS
+) -> tuple[pd.DataFrame, pd.Series]:
+    """(inputs, ``channel`` a pandas category of ``channels``; the queue names) of ``multiclass_frame``."""
     from scoring.offline.synthetic import MULTICLASS_TARGET, multiclass_frame
 
     frame = multiclass_frame(n, seed=seed)
-    frame["channel"] = pd.Categorical(frame["channel"], categories=QUEUE_CHANNELS)
+    frame["channel"] = pd.Categorical(frame["channel"], categories=channels)
     return frame.drop(columns=[MULTICLASS_TARGET]), frame[MULTICLASS_TARGET]
 
 
