@@ -24,6 +24,7 @@ from scoring.model.bundle import ModelBundle
 from scoring.model.monitor_rows import RecordShape
 from scoring.offline.synthetic import MULTICLASS_TARGET, events_from_frame, multiclass_frame
 from streams.cli.tail.lines import RecordView, label_line, monitor_line, prediction_line
+from streams.cli.tail.reports import metrics_line
 from streams.services.score.handler import ScoreHandler
 from streams.services.shared.intake import LabelIntake, MonitorIntake, Refusals
 from streams.settings import Settings
@@ -281,3 +282,16 @@ def test_tail_shows_a_multiclass_prediction_label_and_record(emitted) -> None:
     assert f"queues:1  class {prediction.label} p {prediction.score:.4f} ({shown})" in line
     assert "q-0  label fraud  at" in label
     assert record.endswith("events of 3 classes")
+
+
+def test_tail_says_a_multiclass_snapshot_has_no_kpis_yet() -> None:
+    snapshot = {
+        "task": "multiclass", "window": 1000, "primary_metric": "accuracy", "champion": "queues:1",
+        "challenger": "river:default", "kpis": [], "created_at": 1,
+        "labels": {"matched": 5, "pending_events": 1, "pending_labels": 0, "expired_events": 0,
+                   "unmatched_labels": 0},
+    }  # fmt: skip
+
+    line = metrics_line(RecordView(0, 1, 1, b"queues:1", orjson.dumps(snapshot))).text
+
+    assert line.startswith("labels matched 5,") and line.endswith("| a multiclass model: no KPIs yet")

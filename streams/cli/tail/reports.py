@@ -98,6 +98,8 @@ def metrics_line(record: RecordView) -> Line:
         rolling, overall = _n(row.rolling.get(kpi)), _n(row.cumulative.get(kpi))
         text += f" | {row.model}{role} {kpi} {overall} over {row.count}, last {s.window}: {rolling}"
         models.append(row.model)
+    if s.task == "multiclass" and not s.kpis:
+        text += " | a multiclass model: no KPIs yet"
     if s.estimate_checks:
         disagree = sum(c.disagree for c in s.estimate_checks)
         text += f" | {len(s.estimate_checks)} estimate checks, {disagree} outside the band"
