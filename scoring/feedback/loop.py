@@ -42,6 +42,7 @@ UNSEEN = "__unseen__"
 MISSING = "__missing__"
 
 log = logging.getLogger(__name__)
+_TOLD: set[str] = set()  # multiclass model versions whose skipped measures were logged (once per process)
 
 
 class Learner:
@@ -167,7 +168,8 @@ class Learner:
     def _unmeasured(self, event: ScoredEvent) -> list[DetectorChange]:
         """A labelled event of a multiclass model: counted, not measured (no multiclass KPIs yet)."""
         seen = self.unmeasured.get(event.model, 0)
-        if not seen:
+        if event.model not in _TOLD:  # once per model version, however many shards learn
+            _TOLD.add(event.model)
             log.warning(
                 "%s is a multiclass model: its labelled events are joined and counted, but KPIs, the River "
                 "challenger and the error-stream detectors have no multiclass form yet",

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
@@ -30,6 +32,8 @@ from streams.services.shared.intake import LabelIntake, MonitorIntake, Refusals
 from streams.settings import Settings
 from tests.unit.fake_kafka import FakeRecord
 from tests.unit.test_monitor_codec import _both, _same
+from tests.unit.test_monitor_codec import lists as codec_lists
+from tests.unit.test_monitor_codec import values as codec_values
 
 V1_KEYS = [
     "event_id", "entity_id", "score", "label", "model_name", "model_version", "event_time", "scored_at",
@@ -186,6 +190,21 @@ def test_the_codec_takes_exactly_the_multiclass_records_the_model_takes(change: 
         _same(fast, model)
         expected = None if model.probabilities is None else np.asarray(model.probabilities, dtype=float)
         np.testing.assert_array_equal(fast.probabilities, expected)
+
+
+@given(
+    field=st.sampled_from(sorted(BASE_MONITOR_V2)),
+    value=codec_values | codec_lists | st.lists(codec_lists, max_size=3),
+)
+def test_any_single_field_of_a_multiclass_record_replaced_the_codec_and_model_agree(
+    field: str, value: object
+) -> None:
+    try:
+        raw = json.dumps({**BASE_MONITOR_V2, field: value}, allow_nan=False)
+    except ValueError:
+        return  # NaN and infinity are not JSON
+    fast, model = _both(json.loads(raw))
+    assert (fast is None) == (model is None), f"codec {fast is not None}, model {model is not None}"
 
 
 def _monitor_columns(change: dict):

@@ -21,6 +21,7 @@ from schemas.feedback import MetricsSnapshot
 from schemas.monitor import MonitorColumns, decode_monitor
 from scoring.drift import DriftMonitor
 from scoring.errors import UnknownClass
+from scoring.feedback import loop
 from scoring.model.bundle import ModelBundle
 from scoring.offline.batch_file import score_frame
 from scoring.offline.synthetic import MULTICLASS_TARGET, events_from_frame, multiclass_frame
@@ -89,8 +90,9 @@ def test_drift_reports_a_multiclass_models_windows_and_counts_those_without_an_e
 def test_the_learner_joins_a_multiclass_models_labels_and_counts_them_unmeasured(
     queues_bundle: ModelBundle, records: list[bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
-    learner = learner_for(SETTINGS, queues_bundle)
+    learner, other_shard = learner_for(SETTINGS, queues_bundle), learner_for(SETTINGS, queues_bundle, 1)
     columns = [decode_monitor(v) for v in records]
+    loop._TOLD.discard("queues:1")
     ids = [e for c in columns for e in c.event_ids]
     with caplog.at_level(logging.WARNING):
         learner.label(ids[0], "fraud", columns[0].event_times[0])  # a label before its event
@@ -98,13 +100,16 @@ def test_the_learner_joins_a_multiclass_models_labels_and_counts_them_unmeasured
             assert learner.observe(c) == []
         for event_id in ids[1:200]:
             assert learner.label(event_id, "support", columns[-1].event_times[-1]) == []
+        other_shard.observe(columns[0])
+        other_shard.label(ids[0], "fraud", columns[0].event_times[0])
 
     assert learner.challenger is None
     assert learner.unmeasured == {"queues:1": 200}
     assert learner.join.counts()["matched"] == 200 and learner.join.counts()["pending_events"] == 700
     snapshot = MetricsSnapshot.model_validate_json(learner.snapshot([]).model_dump_json())
     assert snapshot.task == "multiclass" and snapshot.kpis == [] and snapshot.primary_metric == "accuracy"
-    assert len([r for r in caplog.records if "multiclass" in r.getMessage()]) == 1
+    assert other_shard.unmeasured == {"queues:1": 1}
+    assert len([r for r in caplog.records if "multiclass" in r.getMessage()]) == 1, "once per version"
     learner.label("waits", "billing", columns[-1].event_times[-1])
     again = learner_for(SETTINGS, queues_bundle)
     again.restore(json.loads(json.dumps(learner.state())), None)
