@@ -27,26 +27,22 @@ and never holds the resume offset; none of it reaches a report, alert or retrain
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from scoring import checkpoint
 from scoring.drift import DriftThresholds
-from scoring.drift.bounds import partial_problem, report_problem
+from scoring.drift.bounds import report_problem
 from scoring.drift.closing import ClosedWindow
 from scoring.drift.merge import WindowKey, WindowMerger
-from scoring.drift.partial import PartialRejected, WindowPartial
-from scoring.errors import CheckpointRejected
+from scoring.drift.partial import WindowPartial
 from scoring.model.bundle import ModelBundle
 from streams.kafka.config import reader_config
 from streams.kafka.records import Emit
-from streams.services.shared.checkpoints import CheckpointStore, bound
+from streams.services.drift.partials import check_key, read_partial
+from streams.services.shared.checkpoints import CheckpointStore
 from streams.services.shared.state_intake import (
-    CHUNK_BYTES,
-    CHUNK_HEADER,
     ChunkAssembler,
     StateIntake,
     StateRefusal,
@@ -57,32 +53,6 @@ from streams.services.shared.state_intake import (
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_KEY = re.compile(r"(?P<model>[^/]+:[^/]+)/w(?P<window>0|[1-9][0-9]{0,18})/p(?P<partition>[0-9]+)")
-SETTINGS_HINT = (
-    "every drift worker of a deployment needs the same STREAMSCORE_STATE_KEY or STREAMSCORE_STATE_KEY_FILE, "
-    "STREAMSCORE_APP_ID, STREAMSCORE_PARTITIONS and STREAMSCORE_DRIFT_WINDOW_EVENTS"
-)
-
-
-def partial_key(partial: WindowPartial) -> str:
-    """The record key a partial is written and signed under."""
-    return f"{partial.model_name}:{partial.model_version}/w{partial.window}/p{partial.partition}"
-
-
-def publish_partial(settings: Settings, partial: WindowPartial, key: bytes, emit: Emit) -> int:
-    """The partial on the partials topic, signed for its key and in chunks; returns the bytes written."""
-    name = partial_key(partial)
-    data = checkpoint.sign(partial.to_bytes(), key, bound(settings, settings.topic_drift_partials, name))
-    chunks = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
-    for i, chunk in enumerate(chunks):
-        emit(
-            settings.topic_drift_partials,
-            name.encode(),
-            chunk,
-            [(CHUNK_HEADER, f"{i}/{len(chunks)}".encode())],
-        )
-    return len(data)
 
 
 @dataclass
@@ -97,14 +67,21 @@ class PartialsMerger:
     """Follows the partials topic while this instance merges; the merged windows come out of ``poll``."""
 
     def __init__(
-        self, settings: Settings, prefix: str, key: bytes, partitions: int, intake: StateIntake
+        self,
+        settings: Settings,
+        prefix: str,
+        key: bytes,
+        partitions: int,
+        intake: StateIntake,
+        checkpoints: StateIntake,
     ) -> None:
         self.settings = settings
         self.key = key
         thresholds = DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value)
         self.merger = WindowMerger(partitions, settings.drift_window_events, thresholds)
         self.store = CheckpointStore(settings, f"{prefix}/merge", key)
-        self.intake = intake  # the step's: its counts outlive a merger
+        self.intake = intake  # the step's, of drift-partials: its counts outlive a merger
+        self.checkpoints = checkpoints  # the step's, of checkpoints
         self.chunks = ChunkAssembler(
             settings.state_assembly_max_bytes, lambda why: self.intake.refuse(StateRefusal.dropped, why)
         )
@@ -132,17 +109,21 @@ class PartialsMerger:
     def start(self, latest: dict[str, bytes]) -> None:
         """Merge from now on: resume from the checkpoint in ``latest`` (the topic read once), if any."""
         restored = self.store.restore_from(latest)
+        where = f" {self.store.prefix}"
         if restored is not None:
             try:
                 self._restore(restored.state)
             except (KeyError, TypeError, ValueError) as exc:
-                self.intake.refuse(StateRefusal.content, f"the merge checkpoint: {exc}: merging from nothing")
+                self.checkpoints.refuse(
+                    StateRefusal.content, f"not usable ({exc}): merging from nothing", where
+                )
+                thresholds = self.merger.thresholds
                 self.merger = WindowMerger(
-                    self.merger.partitions, self.settings.drift_window_events, self.merger.thresholds
+                    self.merger.partitions, self.settings.drift_window_events, thresholds
                 )
                 self._read_to, self.epoch = {}, int(time.time() * 1000)
         elif self.store.restore_problem is not None:
-            self.intake.refuse(StateRefusal.signature, f"the merge checkpoint: {self.store.restore_problem}")
+            self.checkpoints.refuse(self.store.restore_refusal, self.store.restore_problem, where)
         topic = self.settings.topic_drift_partials
         consumer = Consumer({**reader_config(self.settings, "drift-partials"), "fetch.max.bytes": 16 << 20})
         try:
@@ -200,10 +181,7 @@ class PartialsMerger:
         where = f" [{message.partition()}] @{message.offset()}"
         try:
             key = record_key(message.key())
-            match = _KEY.fullmatch(key)
-            if match is None:
-                raise StateRejected(StateRefusal.key, f"key {key[:80]!r} is not name:version/wW/pP")
-            partition_number(match["partition"], self.merger.partitions)
+            check_key(key, self.merger.partitions)
             whole = self.chunks.add(
                 key, message.headers(), message.value(), message.partition(), message.offset()
             )
@@ -216,34 +194,8 @@ class PartialsMerger:
         return self._add(partial, whole[1], whole[2])
 
     def _verified(self, key: str, signed: bytes) -> WindowPartial:
-        """The partial in ``signed`` if signed here for ``key``, that key's own and possible."""
-        try:
-            data = checkpoint.verify(
-                signed, self.key, bound(self.settings, self.settings.topic_drift_partials, key)
-            )
-        except CheckpointRejected as exc:
-            raise StateRejected(StateRefusal.signature, f"{key}: {exc} ({SETTINGS_HINT})") from None
-        try:
-            partial = WindowPartial.from_bytes(data)
-        except PartialRejected as exc:
-            raise StateRejected(StateRefusal.shape, f"{key}: {exc}") from None
-        if partial_key(partial) != key:
-            raise StateRejected(StateRefusal.shape, f"the partial {partial_key(partial)} under the key {key}")
-        if (partial.partitions, partial.quota) != (self.merger.partitions, self.merger.quota):
-            raise StateRejected(
-                StateRefusal.shape,
-                f"{key} cut over {partial.partitions} partitions of {partial.quota} events, this merger over "
-                f"{self.merger.partitions} of {self.merger.quota} ({SETTINGS_HINT})",
-            )
-        problem = partial_problem(
-            partial,
-            self.settings.topic_features,
-            int(time.time() * 1000),
-            int(self.settings.max_clock_skew_s * 1000),
-            self._end_offset,
-        )
-        if problem is not None:
-            raise StateRejected(StateRefusal.content, f"{key}: {problem}")
+        """The partial in ``signed`` if signed here for ``key``, that key's own, possible and watched."""
+        partial = read_partial(self.settings, self.key, key, signed, self.merger, self._end_offset)
         version = (partial.model_name, partial.model_version)
         unwatched = self._unwatched.get(version)
         if not self.merger.registered(*version) and unwatched is not None and unwatched.since < 0:

@@ -2,11 +2,11 @@
 
 ``STREAMSCORE_DRIFT_WINDOWS=partitions``. Each instance keeps a ``DriftShard`` per monitor
 partition it owns in the drift group and publishes the partial of every window they close
-(``drift_merge.publish_partial``); the owner of partition 0 also merges the partials of
+(``partials.publish_partial``); the owner of partition 0 also merges the partials of
 every partition (``PartialsMerger``) and publishes one report (and estimate) per window
 and model version, the report one worker would publish for the same events, however the
 partitions are spread over instances. Shards and the merger checkpoint where to read
-again (``drift_shards``, ``drift_merge``), so a partition moves with its state.
+again (``shards``, ``merge``), so a partition moves with its state.
 
 The windows are cut by count only: ``STREAMSCORE_DRIFT_WINDOW_SECONDS`` does not apply,
 and a merged window waits for its slowest partition (``docs/scaling.md``).
@@ -29,7 +29,8 @@ from scoring.drift.partitions import PartitionWindows
 from scoring.model.bundle import ModelBundle
 from streams.kafka.readers import end_offsets, partitions, read_latest
 from streams.kafka.records import Emit, KafkaRecord
-from streams.services.drift.merge import PartialsMerger, publish_partial
+from streams.services.drift.merge import PartialsMerger
+from streams.services.drift.partials import publish_partial
 from streams.services.drift.shards import DriftShard
 from streams.services.drift.step import COMMIT_EVERY_S, DriftStep, EstimateListener, ReportListener
 from streams.services.loop.step import LoopContext
@@ -118,7 +119,12 @@ class ShardedDriftStep(DriftStep):
                 tp.offset = resume
         if merging:
             self.merger = PartialsMerger(
-                self.settings, self.prefix, self._key, self.partitions, self.partials_intake
+                self.settings,
+                self.prefix,
+                self._key,
+                self.partitions,
+                self.partials_intake,
+                self.checkpoints_intake,
             )
             for bundle in self.bundles:
                 self.merger.register(bundle)
