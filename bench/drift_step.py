@@ -139,7 +139,8 @@ def partition_rows(bundle: ModelBundle, columns: list[MonitorColumns], n: int, p
         started = time.perf_counter()
         for k, c in enumerate(columns):
             for partial in shards[k % partitions].observe(dataclasses.replace(c, partition=k % partitions)):
-                bound = checkpoint.binding("drift-partials", f"w{partial.window}/p{partial.partition}", "bench")
+                name = f"w{partial.window}/p{partial.partition}"
+                bound = checkpoint.binding("drift-partials", name, "bench")
                 data = checkpoint.sign(partial.to_bytes(), key, bound)
                 wire += len(data)
                 closed += merger.add(WindowPartial.from_bytes(checkpoint.verify(data, key, bound)))
