@@ -94,10 +94,11 @@ def _untrusted() -> list[tuple[bytes, bytes]]:
     partial = WindowPartial(
         "loans", "1", 0, PARTITIONS, 0, WINDOW // PARTITIONS, 1, 2, (), (), np.zeros((1, 9)), np.zeros(1)
     )
+    bound = checkpoint.binding("drift-partials", "loans:1/w0/p0", "another-app")
     return [
         (b"loans:1/w0/p0", b"not a partial"),
         (b"loans:1/w0/p0", partial.to_bytes()),  # well formed, not signed
-        (b"loans:1/w0/p0", checkpoint.sign(partial.to_bytes(), b"another deployment's key..")),
+        (b"loans:1/w0/p0", checkpoint.sign(partial.to_bytes(), b"another deployment's key..", bound)),
         (b"x", b"\xff" * 64),
     ]
 

@@ -131,6 +131,12 @@ def test_state_lives_on_named_volumes(compose: dict) -> None:
         assert source in named, f"{name}: {path} is not on a named volume"
 
 
+def test_the_worker_of_the_stack_takes_a_bearer_token_on_its_inference_endpoints(compose: dict) -> None:
+    """Issue 29: the /v2 endpoints were open by default; the stack sets a token (overridable in .env)."""
+    token = compose["services"]["worker"]["environment"].get("STREAMSCORE_INFER_TOKEN")
+    assert token, "the stack's worker serves /v2 without a token"
+
+
 def test_the_state_key_is_a_secret_from_outside_the_image(compose: dict) -> None:
     worker = compose["services"]["worker"]
     assert [s["source"] if isinstance(s, dict) else s for s in worker["secrets"]] == ["state_key"]
