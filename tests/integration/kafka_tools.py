@@ -474,13 +474,15 @@ class TopicWatcher(threading.Thread):
 
 
 class PacedProducer(threading.Thread):
-    """Produces (key, value) pairs at ``rate`` per second on a thread; ``sent`` counts those handed over."""
+    """Produces (key, value) pairs at ``rate`` per second on a thread; ``sent`` counts those handed over.
+
+    ``payloads`` may be a generator that decides while it runs when to stop."""
 
     def __init__(
         self,
         bootstrap: str,
         topic: str,
-        payloads: list[tuple[bytes, bytes]],
+        payloads: Iterable[tuple[bytes, bytes]],
         rate: float,
         client: dict | None = None,
     ) -> None:
