@@ -255,6 +255,28 @@ def read_topic(
     return records
 
 
+def read_monitor(
+    bootstrap: str,
+    topic: str,
+    rows: int,
+    where: Callable[[dict], bool] = lambda _: True,
+    timeout_s: float = 120.0,
+) -> list[dict]:
+    """Monitoring records, decoded, from the start until those ``where`` accepts hold ``rows`` events.
+
+    A monitoring record holds a batch of events: counting records would stop at the first.
+    """
+    held = 0
+
+    def enough(record: Record) -> bool:
+        nonlocal held
+        body = orjson.loads(record.value)
+        held += len(body["event_ids"]) if where(body) else 0
+        return held >= rows
+
+    return [orjson.loads(r.value) for r in read_topic(bootstrap, topic, 1, timeout_s, counted=enough)]
+
+
 def read_to_end(
     bootstrap: str,
     topic: str,
