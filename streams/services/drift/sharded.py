@@ -90,6 +90,9 @@ class ShardedDriftStep(DriftStep):
             "partials_held_bytes": merger.chunks.held_bytes if merger else 0,
             "open_window_events": sum(s.windows.open_events() for s in self.shards.values()),
             "unknown_version_events": sum(s.windows.unknown_version_events for s in self.shards.values()),
+            # shards (and the merge) holding reads or closed windows not yet in a checkpoint
+            "unsaved": sum(s.dirty or s.read_to != s.written_to for s in self.shards.values())
+            + bool(merger is not None and merger.dirty),
         }
 
     # -- the loop's hooks
