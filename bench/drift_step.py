@@ -139,9 +139,11 @@ def partition_rows(bundle: ModelBundle, columns: list[MonitorColumns], n: int, p
         started = time.perf_counter()
         for k, c in enumerate(columns):
             for partial in shards[k % partitions].observe(dataclasses.replace(c, partition=k % partitions)):
-                data = checkpoint.sign(partial.to_bytes(), key)
+                name = f"w{partial.window}/p{partial.partition}"
+                bound = checkpoint.binding("drift-partials", name, "bench")
+                data = checkpoint.sign(partial.to_bytes(), key, bound)
                 wire += len(data)
-                closed += merger.add(WindowPartial.from_bytes(checkpoint.verify(data, key)))
+                closed += merger.add(WindowPartial.from_bytes(checkpoint.verify(data, key, bound)))
         us = (time.perf_counter() - started) / n * 1e6
         label = f"window {window:,}, {partitions} partitions; {wire / n:.0f} partial bytes/event"
         print(f"| + per-partition windows, signed partials, merge, binary with estimator ({label}) "

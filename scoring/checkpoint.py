@@ -4,6 +4,16 @@ River estimators have no portable serialisation, so they are pickled; a pickle i
 code, so it is loaded only after its HMAC-SHA256 under the worker's state key
 checks out. Whoever can write the checkpoint topic but does not hold the key can
 make the worker start fresh, never run code in it.
+
+A signature binds what the record claims to be (issue 29): the HMAC covers a
+``binding`` of the topic, the record's key (application, role, partition, generation or
+window) and the deployment (the app id) before the payload, so a record signed for
+``APP/learn/p0`` does not verify as ``APP/learn/p1``, on another topic or in another
+deployment. Format ``s2:<hex>`` NL payload; the format before it (``<hex>`` NL payload,
+the payload alone signed) is refused by name: a worker upgraded over such checkpoints
+starts fresh. What a signature cannot prove: that a holder of the key told the truth,
+or that a record is the latest one written under its key (an older record of the same
+key, replayed, still verifies).
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ import orjson
 from scoring.errors import CheckpointRejected
 
 _SEP = b"\n"
+_FORMAT = b"s2:"
+_OLD_FORMAT_LENGTH = 64  # hex digits of the signature before the binding
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -43,19 +55,21 @@ def load_or_create_key(path: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def encode(state: dict, objects: object, key: bytes) -> bytes:
-    """``signature hex`` NL ``JSON state`` NL ``pickle``; the signature covers both."""
+def binding(topic: str, record_key: str, deployment: str) -> bytes:
+    """What a signature binds a payload to: the topic, the record's key and the deployment (app id)."""
+    return orjson.dumps(["streamscore-state", topic, record_key, deployment])
+
+
+def encode(state: dict, objects: object, key: bytes, bound: bytes) -> bytes:
+    """``s2:signature hex`` NL ``JSON state`` NL ``pickle``; the signature covers ``bound`` and both."""
     body = orjson.dumps(state) + _SEP + pickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)
-    return hmac.new(key, body, hashlib.sha256).hexdigest().encode() + _SEP + body
+    return sign(body, key, bound)
 
 
-def decode(payload: bytes, key: bytes) -> tuple[dict, object]:
-    signature, _, body = payload.partition(_SEP)
-    expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(signature, expected):
-        raise CheckpointRejected("checkpoint signature does not match this worker's state key; not loaded")
-    state, _, pickled = body.partition(_SEP)
-    return orjson.loads(state), _MovedAware(io.BytesIO(pickled)).load()  # the signature was verified above
+def decode(payload: bytes, key: bytes, bound: bytes) -> tuple[dict, object]:
+    """The state and objects of an ``encode``d payload; ``CheckpointRejected`` unless signed for ``bound``."""
+    state, _, pickled = verify(payload, key, bound).partition(_SEP)
+    return orjson.loads(state), _MovedAware(io.BytesIO(pickled)).load()  # the signature was verified
 
 
 # classes of ours that checkpoints pickle, by the module they were in before a move
@@ -70,15 +84,30 @@ class _MovedAware(pickle.Unpickler):
         return super().find_class(_MOVED_MODULES.get(module, module), name)
 
 
-def sign(data: bytes, key: bytes) -> bytes:
-    """``signature hex`` NL ``data``: bytes only a holder of the state key can make."""
-    return hmac.new(key, data, hashlib.sha256).hexdigest().encode() + _SEP + data
+def sign(data: bytes, key: bytes, bound: bytes) -> bytes:
+    """``s2:signature hex`` NL ``data``: bytes only a holder of the state key can make, for ``bound`` only."""
+    return _FORMAT + _mac(key, bound, data) + _SEP + data
 
 
-def verify(payload: bytes, key: bytes) -> bytes:
-    """The data of a ``sign``ed payload; ``CheckpointRejected`` if the signature does not match."""
-    signature, _, data = payload.partition(_SEP)
-    expected = hmac.new(key, data, hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(signature, expected):
-        raise CheckpointRejected("signature does not match the state key")
+def verify(payload: bytes | bytearray | memoryview, key: bytes, bound: bytes) -> bytes:
+    """The data of a ``sign``ed payload; ``CheckpointRejected`` unless it was signed for ``bound``."""
+    signature, _, data = bytes(payload).partition(_SEP)
+    if not signature.startswith(_FORMAT):
+        if len(signature) == _OLD_FORMAT_LENGTH and all(c in b"0123456789abcdef" for c in signature):
+            raise CheckpointRejected(
+                "signed in the format before issue 29, which did not bind the record's key: not loaded "
+                "(a worker upgraded over old state starts fresh)"
+            )
+        raise CheckpointRejected("not a signed state record (no signature line)")
+    if not hmac.compare_digest(signature[len(_FORMAT) :], _mac(key, bound, data)):
+        raise CheckpointRejected(
+            "signature does not match the state key for this topic, record key and deployment"
+        )
     return data
+
+
+def _mac(key: bytes, bound: bytes, data: bytes) -> bytes:
+    mac = hmac.new(key, len(bound).to_bytes(4, "big"), hashlib.sha256)
+    mac.update(bound)
+    mac.update(data)
+    return mac.hexdigest().encode()

@@ -24,6 +24,7 @@ from streams.services.score.agent import register_score_agent
 from streams.services.score.handler import ScoreHandler
 from streams.services.score.step import ScoreStep, run_score
 from streams.services.score.telemetry import ScoreCounters
+from streams.services.shared.state_intake import StateRefusal
 from streams.settings import DriftWindows, Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
 from streams.web.dashboard import register_dashboard
@@ -89,6 +90,12 @@ class _Assembly:
             Role.learn: [settings.topic_monitor, settings.topic_labels],
         }
         parts.refusals.start(sorted({t for role in settings.role_set for t in side_topics.get(role, [])}))
+        state_topics = set()  # what the roles read of state: refusals per reason (issue 29)
+        if settings.runs(Role.drift) and settings.drift_windows is DriftWindows.partitions:
+            state_topics |= {settings.topic_drift_partials, settings.topic_checkpoints}
+        if settings.runs(Role.learn):
+            state_topics.add(settings.topic_checkpoints)
+        parts.refusals.start(sorted(state_topics), StateRefusal)
 
     def supervise(self, name: str, work: Callable[[LoopStats], Callable], group: str | None) -> None:
         stats = LoopStats()

@@ -20,6 +20,7 @@ from streams.settings import Settings
 NOT_SETTINGS = {
     "STREAMSCORE_DEBUG": "1: errors at the command line show their traceback",
     "STREAMSCORE_TEST_BROKER": "kafka-container: the integration tests run on Apache Kafka in Docker",
+    "STREAMSCORE_TEST_TIME_SCALE": "a number: the tests multiply their deadlines by it (tests/conditions.py)",
     # read by docker compose when it builds the stack (docker-compose.yml), not by streamscore
     "STREAMSCORE_BIND": "compose: the host address the stack's ports are published on",
     "STREAMSCORE_IMAGE_TAG": "compose: the tag of the image built once for every service",

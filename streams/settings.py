@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     infer_max_bytes: int = Field(
         4_194_304, ge=1024, description="Largest /v2 infer request body; larger ones get 413 unread."
     )
+    infer_max_rows: int = Field(
+        100_000, ge=1, description="Most rows in one /v2 infer request; more get 413."
+    )
+    infer_max_in_flight: int = Field(
+        4, ge=1, description="/v2 infer requests answered at once; more get 503 with Retry-After."
+    )
     infer_predictions: bool = Field(
         False,
         description="Also write each /v2 answer to the predictions topic (header streamscore.origin: api).",
@@ -158,6 +164,11 @@ class Settings(BaseSettings):
     )
     drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
+    drift_version_wait_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a drift partial of a version this worker does not watch waits, then refused.",
+    )
     drift_psi_threshold: float = Field(0.2, gt=0, description="A feature or the score drifted at this PSI.")
     drift_p_value: float = Field(0.01, gt=0, lt=1, description="Family-wise level, Bonferroni-corrected.")
 
@@ -180,6 +191,11 @@ class Settings(BaseSettings):
     )
     state_key_file: Path | None = Field(
         None, description="File holding the hex state key, e.g. a compose or Kubernetes secret."
+    )
+    state_assembly_max_bytes: int = Field(
+        128 << 20,
+        ge=1 << 20,
+        description="Chunks of unfinished drift partials held at once; the oldest dropped.",
     )
 
     lag_interval_s: float = Field(5.0, gt=0, description="How often /metrics' consumer lag is sampled.")

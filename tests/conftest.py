@@ -1,4 +1,4 @@
-"""Fixtures shared by unit and integration tests: a tiny trained bundle."""
+"""Fixtures shared by unit and integration tests: a tiny trained bundle; the ``--cpu-hog`` option."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import MULTICLASS_TARGET, agrawal_frame, multiclass_frame
 from scoring.offline.training import train_bundle
+
+pytest_plugins = ["tests.cpu_hog"]  # --cpu-hog: one core held at 100% for the session (make test-busy)
 
 
 @pytest.fixture(scope="session")

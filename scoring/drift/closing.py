@@ -80,6 +80,7 @@ class WindowCloser:
     def __init__(self, bundle: ModelBundle, thresholds: DriftThresholds) -> None:
         self.name = bundle.name
         self.version = bundle.version
+        self.task = bundle.task
         self.spec: FeatureSpec = bundle.spec
         self.reference: Reference = bundle.reference
         self.numeric = {name: NumericBaseline.of(ref) for name, ref in self.reference.numeric.items()}

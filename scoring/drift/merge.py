@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scoring.drift.bounds import scores_problem
 from scoring.drift.closing import ClosedWindow, WindowCloser, WindowEvents, spans_of
 from scoring.drift.compare import DriftThresholds
 from scoring.drift.partial import PartialRejected, WindowPartial
@@ -55,6 +56,9 @@ def merge_window(
         problem = spec_problem(closer.spec.names, p.rows, closer.spec)
         if problem is not None:
             raise ValueError(f"partial {p.key}: not inputs of {closer.name}:{closer.version}: {problem}")
+        problem = scores_problem(p.scores, closer.task)
+        if problem is not None:
+            raise ValueError(f"partial {p.key}: {problem}")
     events = WindowEvents(
         index=first.window,
         closed_by="events",
@@ -90,6 +94,7 @@ class WindowMerger:
         self._merged: dict[tuple[str, str], set[int]] = {}  # merged windows at or above it
         self.duplicates = 0
         self.merge_failures = 0
+        self.refused: list[str] = []  # why each window whose partials could not be merged was refused
 
     def register(self, bundle: ModelBundle) -> list[ClosedWindow]:
         """Merge windows of this model version; returns those its waiting partials complete."""
@@ -139,10 +144,17 @@ class WindowMerger:
 
     def restore_merged(self, state: dict[str, list]) -> None:
         """Take ``merged_state`` back: partials of those windows are duplicates from now on."""
-        for name_version, (below, above) in state.items():
+        if not isinstance(state, dict) or len(state) > 10_000:
+            raise ValueError("merged windows: not an object of at most 10,000 versions")
+        for name_version, entry in state.items():
+            below, above = entry
+            if not (_count(below) and isinstance(above, list) and len(above) <= 100_000):
+                raise ValueError(f"merged windows of {name_version!r}: not [below, [windows above]]")
+            if not all(_count(w) and w > below for w in above):
+                raise ValueError(f"merged windows of {name_version!r}: not windows above {below}")
             name, _, version = name_version.rpartition(":")
-            self._merged_below[(name, version)] = int(below)
-            self._merged[(name, version)] = {int(w) for w in above}
+            self._merged_below[(name, version)] = below
+            self._merged[(name, version)] = set(above)
 
     def windows_without_estimate(self) -> int:
         """Merged windows with a report and no performance estimate (the bundle carries no estimator)."""
@@ -151,6 +163,14 @@ class WindowMerger:
     def pending_windows(self) -> list[WindowKey]:
         """Windows some partition has sent and another has not, in order."""
         return sorted(self._pending)
+
+    def registered(self, name: str, version: str) -> bool:
+        return (name, version) in self._closers
+
+    def discard_version(self, name: str, version: str) -> int:
+        """Drop the waiting partials of a version not registered; how many there were."""
+        keys = [key for key in self._pending if key[:2] == (name, version)]
+        return sum(len(self._pending.pop(key)) for key in keys)
 
     def _full(self, parts: dict[int, WindowPartial]) -> bool:
         return len(parts) == self.partitions
@@ -165,9 +185,12 @@ class WindowMerger:
             self._mark_merged(key)
             try:
                 closed.append(merge_window(list(parts.values()), self._closers[key[:2]]))
-            except ValueError:  # rows that are not the version's inputs: the window is lost, not the merger
+            except (
+                ValueError
+            ) as exc:  # rows or scores the version cannot have: the window is lost, not the merger
                 self.merge_failures += 1
-                log.exception("%s:%s window %d: partials not merged", *key)
+                self.refused.append(str(exc))
+                log.warning("%s:%s window %d: partials not merged: %s", *key, exc)
         return closed
 
     def _mark_merged(self, key: WindowKey) -> None:
@@ -179,3 +202,7 @@ class WindowMerger:
             merged.discard(below)
             below += 1
         self._merged_below[version] = below
+
+
+def _count(value: object) -> bool:
+    return type(value) is int and 0 <= value < 2**63

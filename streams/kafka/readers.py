@@ -58,6 +58,23 @@ def partitions(settings: Settings, topic: str) -> list[int]:
         consumer.close()
 
 
+def end_offsets(settings: Settings, topic: str, ids: list[int]) -> dict[int, int]:
+    """Each partition's end offset as the broker reports it (those it does not answer for are left out)."""
+    consumer = reader(settings, "end-offsets")
+    out = {}
+    try:
+        for p in ids:
+            try:
+                out[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), METADATA_TIMEOUT_S, False)[
+                    1
+                ]
+            except KafkaException:
+                continue
+    finally:
+        consumer.close()
+    return out
+
+
 def offsets_for_time(
     settings: Settings, topic: str, ids: list[int], time_ms: int
 ) -> dict[tuple[str, int], int] | None:

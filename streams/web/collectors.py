@@ -97,7 +97,7 @@ class ModelCollector(Collector):
 
 
 class RefusalCollector(Collector):
-    """Side-topic records refused per topic and reason, and times clamped, read at scrape time."""
+    """Side- and state-topic records refused per topic and reason, and times clamped, read at scrape time."""
 
     def __init__(self, refusals: Refusals) -> None:
         self.refusals = refusals
@@ -105,7 +105,8 @@ class RefusalCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily]:
         refused = CounterMetricFamily(
             "streamscore_records_refused",
-            "Records of labels and monitor not used, kept on their dead-letter topic",
+            "Records not used: of labels and monitor (kept on their dead-letter topic), "
+            "and of drift-partials and checkpoints (counted only)",
             labels=["topic", "reason"],
         )
         for (topic, reason), count in sorted(dict(self.refusals.refused).items()):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from streams.services.inference.errors import REASONS
@@ -28,6 +28,7 @@ class InferenceCounters:
     requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDPOINTS, 0))
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     rows: int = 0
+    in_flight: int = 0  # infer requests being answered now
     seconds: dict[str, Histogram] = field(
         default_factory=lambda: {e: Histogram(REQUEST_BUCKETS) for e in ENDPOINTS}
     )
@@ -43,7 +44,7 @@ class InferenceCollector(Collector):
     def __init__(self, counters: InferenceCounters, writer: ApiPredictions | None = None) -> None:
         self.counters, self.writer = counters, writer
 
-    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         c = self.counters
         requests = CounterMetricFamily(
             "streamscore_inference_requests", "Requests to the /v2 endpoints", labels=["endpoint"]
@@ -60,6 +61,9 @@ class InferenceCollector(Collector):
             errors.add_metric([reason], count)
         yield errors
         yield CounterMetricFamily("streamscore_inference_rows", "Rows scored over /v2", value=c.rows)
+        yield GaugeMetricFamily(
+            "streamscore_inference_in_flight", "/v2 infer requests being answered now", value=c.in_flight
+        )
         seconds = HistogramMetricFamily(
             "streamscore_inference_request_duration_seconds",
             "Time to answer a /v2 request, from its arrival to its response",

@@ -1,4 +1,8 @@
-"""Helpers for integration tests: run a worker process, produce, read a topic to a count."""
+"""Helpers for integration tests: run a worker process, produce, read a topic to a count or to its end.
+
+Every wait here is on a condition (``tests/conditions.py``): a read that times out fails
+naming how many records it got, a wait on a worker fails with what ``/stats`` said last.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from scoring.offline.synthetic import events_from_frame
 from streams.kafka.embedded.broker import free_port
+from streams.kafka.names import groups
+from streams.settings import ScorePath, Settings
+from tests.conditions import ConditionNotMet, budget, time_scale, wait_for
+
+T = TypeVar("T")
+END_MARKER = "streamscore.test.end"  # header of the records ``read_to_end`` writes to find a topic's end
 
 
 @dataclass(frozen=True)
@@ -75,21 +86,27 @@ class WorkerProcess:
         return json.loads(self.get_text(path))
 
     def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+        # a busy machine can hold an answer back for seconds: this is a client's patience, not a bound
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
             return response.read().decode()
 
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if self.get("/ready").get("ready"):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready within {timeout_s} s:\n{self.log_tail()}")
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        self.wait(
+            lambda: self.get("/ready"), lambda ready: ready.get("ready"), "the worker to be ready", timeout_s
+        )
+
+    def wait(
+        self, probe: Callable[[], T], until: Callable[[T], bool], what: str, timeout_s: float, interval_s=0.1
+    ) -> T:
+        """``conditions.wait_for`` on this worker: fails at once if it exits, with its log's tail."""
+        return wait_for(
+            probe, until, timeout_s=timeout_s, what=what, interval_s=interval_s, alive=self.alive,
+            context=self.log_tail,
+        )  # fmt: skip
+
+    def wait_stats(self, until: Callable[[dict], bool], what: str, timeout_s: float) -> dict:
+        """``/stats`` once ``until`` holds for it."""
+        return self.wait(lambda: self.get("/stats"), until, what, timeout_s)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -174,20 +191,36 @@ def produce_with_labels(
     assert producer.flush(60) == 0
 
 
+class ReadShort(ConditionNotMet):
+    """A read that ran out of time before the records it waited for arrived."""
+
+
+def _record(message) -> Record:
+    return Record(
+        message.key(),
+        message.value(),
+        dict(message.headers() or []),
+        message.partition(),
+        message.offset(),
+        message.timestamp()[1],
+    )
+
+
 def read_topic(
     bootstrap: str,
     topic: str,
     count: int,
     timeout_s: float = 120.0,
     idle_s: float = 0.0,
-    counted: Callable[[Record], bool] = lambda _: True,
+    counted: Callable[[Record], bool] | None = None,
     client: dict | None = None,
 ) -> list[Record]:
-    """Read from the start until ``count`` records arrived (then ``idle_s`` more) or time runs out.
+    """Read from the start until ``count`` records arrived (then ``idle_s`` more); returns all it read.
 
-    Only records that ``counted`` accepts count toward ``count``; all are returned.
+    Only records that ``counted`` accepts count toward ``count``. Past ``timeout_s`` (scaled by
+    ``STREAMSCORE_TEST_TIME_SCALE``) it fails with ``ReadShort`` naming how many it got.
     Counts what it reads: the embedded broker's end offsets can lag (Tansu 0.6.0 reports the
-    start of a partition's last record batch as its end).
+    start of a partition's last record batch as its end); ``read_to_end`` reads a whole topic.
     """
     consumer = Consumer(
         {
@@ -202,30 +235,136 @@ def read_topic(
     consumer.subscribe([topic])
     records: list[Record] = []
     seen = 0
-    deadline = time.monotonic() + timeout_s
+    limit_s = timeout_s * time_scale()
+    started = time.monotonic()
     idle_until = None
     try:
-        while time.monotonic() < deadline:
+        while True:
             if seen >= count:
-                idle_until = idle_until or time.monotonic() + idle_s
+                idle_until = time.monotonic() + idle_s if idle_until is None else idle_until
                 if time.monotonic() >= idle_until:
                     break
+            elif time.monotonic() - started >= limit_s:
+                kind = "records" if counted is None else "counted records"
+                raise ReadShort(
+                    f"read {seen:,} of {count:,} {kind} from {topic} in {limit_s:.0f} s "
+                    f"({len(records):,} records in all)"
+                )
             for message in consumer.consume(5000, 0.5):
                 if message.error():
                     continue
-                record = Record(
-                    message.key(),
-                    message.value(),
-                    dict(message.headers() or []),
-                    message.partition(),
-                    message.offset(),
-                    message.timestamp()[1],
-                )
+                record = _record(message)
                 records.append(record)
-                seen += bool(counted(record))
+                seen += counted is None or bool(counted(record))
     finally:
         consumer.close()
     return records
+
+
+def read_monitor(
+    bootstrap: str,
+    topic: str,
+    rows: int,
+    where: Callable[[dict], bool] = lambda _: True,
+    timeout_s: float = 120.0,
+) -> list[dict]:
+    """Monitoring records, decoded, from the start until those ``where`` accepts hold ``rows`` events.
+
+    A monitoring record holds a batch of events: counting records would stop at the first.
+    """
+    held = 0
+
+    def enough(record: Record) -> bool:
+        nonlocal held
+        body = orjson.loads(record.value)
+        held += len(body["event_ids"]) if where(body) else 0
+        return held >= rows
+
+    return [orjson.loads(r.value) for r in read_topic(bootstrap, topic, 1, timeout_s, counted=enough)]
+
+
+def read_to_end(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 120.0,
+    client: dict | None = None,
+    isolation: str = "read_uncommitted",
+) -> list[Record]:
+    """Every record of ``topic`` written before this call: no wait for silence, no count to guess.
+
+    Writes a marker record (header ``END_MARKER``) to each partition and reads from the start
+    until every marker came back; returns the records before them. Whatever a writer had
+    acknowledged before the call is in the result, so a test first waits for the writer to be
+    done (a worker's group committed every input, a command exited). Markers stay on the topic:
+    read it with this, or filter ``END_MARKER``, afterwards.
+    """
+    token = f"{topic}-{time.monotonic_ns()}".encode()
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"end-{token.decode()}", "enable.auto.commit": False,
+         "isolation.level": isolation, **(client or {})}
+    )  # fmt: skip
+    partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    assert partitions, f"topic {topic} has no partitions"
+    producer = Producer({"bootstrap.servers": bootstrap, **(client or {})})
+    for partition in partitions:
+        producer.produce(topic, b"", b"", partition=partition, headers={END_MARKER: token})
+    assert producer.flush(30) == 0, f"the end markers did not reach {topic}"
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    records: list[Record] = []
+    waiting = set(partitions)
+    limit_s = timeout_s * time_scale()
+    started = time.monotonic()
+    try:
+        while waiting:
+            if time.monotonic() - started >= limit_s:
+                raise ReadShort(
+                    f"read {len(records):,} records from {topic} in {limit_s:.0f} s without reaching the end "
+                    f"of partitions {sorted(waiting)}"
+                )
+            for message in consumer.consume(5000, 0.5):
+                if message.error() or message.partition() not in waiting:
+                    continue
+                record = _record(message)
+                if record.headers.get(END_MARKER) == token:
+                    waiting.discard(record.partition)
+                elif END_MARKER not in record.headers:
+                    records.append(record)
+    finally:
+        consumer.close()
+    return records
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The ``Settings`` a worker started with ``env`` reads (``STREAMSCORE_*`` names)."""
+    return Settings(
+        **{k.removeprefix("STREAMSCORE_").lower(): v for k, v in env.items() if k.startswith("STREAMSCORE_")}
+    )
+
+
+def score_group(env: dict[str, str]) -> str:
+    """The consumer group that scores ``features`` in a worker started with ``env`` (either score path)."""
+    settings = settings_of(env)
+    names = groups(settings)
+    return names.score if settings.score_path is ScorePath.batch else names.faust
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """The sum of ``group``'s committed offsets over ``topic``'s partitions: what it consumed for good."""
+    return sum(committed_offsets(bootstrap, group, topic).values())
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """``group``'s committed offset per partition of ``topic`` (0 where it committed nothing).
+
+    Reads the committed offsets only (OffsetFetch): it does not join the group.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        consumer.close()
+    return {tp.partition: max(tp.offset, 0) for tp in committed}
 
 
 def loan_stream(
@@ -283,18 +422,17 @@ def duplicates(ids: Counter) -> int:
     return sum(count - 1 for count in ids.values())
 
 
-def wait_scored(worker: WorkerProcess, at_least: int, timeout_s: float = 120.0) -> int:
-    """Poll ``/stats`` until the worker scored ``at_least`` events; returns what it had scored."""
-    deadline = time.monotonic() + timeout_s
-    scored = 0
-    while time.monotonic() < deadline:
-        scored = worker.get("/stats")["scored"]
-        if scored >= at_least:
-            return scored
-        if not worker.alive():
-            raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
-        time.sleep(0.01)
-    raise TimeoutError(f"worker scored {scored} < {at_least} within {timeout_s} s:\n{worker.log_tail()}")
+def wait_scored(worker: WorkerProcess, at_least: int, timeout_s: float | None = None) -> int:
+    """Poll ``/stats`` (every 10 ms: a kill that follows lands close) until the worker scored ``at_least``
+    events; returns what it had scored. The deadline is ``budget(at_least)`` unless given."""
+    stats = worker.wait(
+        lambda: worker.get("/stats"),
+        lambda s: s["scored"] >= at_least,
+        f"{at_least:,} events scored",
+        budget(at_least) if timeout_s is None else timeout_s,
+        interval_s=0.01,
+    )
+    return stats["scored"]
 
 
 class TopicWatcher(threading.Thread):
@@ -320,6 +458,7 @@ class TopicWatcher(threading.Thread):
         partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         assert partitions, f"topic {topic} has no partitions yet"
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        self.topic = topic
         self.counts: Counter[str] = Counter()
         self.first_seen: dict[str, float] = {}
         self._stopping = threading.Event()
@@ -337,15 +476,18 @@ class TopicWatcher(threading.Thread):
         finally:
             self.consumer.close()
 
-    def wait_for(self, event_ids: Iterable[str], timeout_s: float) -> bool:
-        """True once every one of ``event_ids`` was seen, False if ``timeout_s`` ran out first."""
+    def wait_for(
+        self, event_ids: Iterable[str], timeout_s: float, context: Callable[[], str] | None = None
+    ) -> None:
+        """Return once every one of ``event_ids`` was seen; past ``timeout_s`` fail naming how many were."""
         wanted = set(event_ids)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(wanted - self.first_seen.keys()) == 0:
-                return True
-            time.sleep(0.1)
-        return False
+        wait_for(
+            lambda: len(wanted - self.first_seen.keys()),
+            lambda missing: missing == 0,
+            timeout_s=timeout_s,
+            what=f"{len(wanted):,} event ids on {self.topic} (the value: how many are still missing)",
+            context=context,
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -360,13 +502,15 @@ class TopicWatcher(threading.Thread):
 
 
 class PacedProducer(threading.Thread):
-    """Produces (key, value) pairs at ``rate`` per second on a thread; ``sent`` counts those handed over."""
+    """Produces (key, value) pairs at ``rate`` per second on a thread; ``sent`` counts those handed over.
+
+    ``payloads`` may be a generator that decides while it runs when to stop."""
 
     def __init__(
         self,
         bootstrap: str,
         topic: str,
-        payloads: list[tuple[bytes, bytes]],
+        payloads: Iterable[tuple[bytes, bytes]],
         rate: float,
         client: dict | None = None,
     ) -> None:

@@ -6,6 +6,7 @@ Like ``side_fuzz``: each recipe renders to records and what the worker must make
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 from hypothesis import strategies as st
@@ -145,14 +146,23 @@ CHECKPOINT_PARAMS = {
 }
 
 
-def render_checkpoint(kind: str, params, base: dict[str, bytes], prefix: str, key: bytes) -> tuple[list, str]:
-    """(records under ``prefix``, expected outcome): "restored", "fresh" (nothing there) or "refused"."""
+def render_checkpoint(
+    kind: str, params, base: dict[str, bytes], prefix: str, key: bytes, bound: Callable[[str], bytes]
+) -> tuple[list, str]:
+    """(records under ``prefix``, expected outcome): "restored", "fresh" (nothing there) or "refused".
+
+    The base checkpoint's payloads are signed again for ``prefix`` (``bound`` gives what a record
+    key's signature binds, issue 29): a copy under another prefix would not verify.
+    """
     from scoring import checkpoint
 
-    records = {k.replace("base/learn", prefix, 1): v for k, v in base.items()}
+    records = {
+        k.replace("base/learn", prefix, 1): _resigned(k, v, prefix, key, bound) for k, v in base.items()
+    }
     head_key = f"{prefix}/head"
     generation = orjson.loads(records[head_key])["generation"]
     chunk = f"{prefix}/{generation}/0"
+    signed_for = bound(f"{prefix}/{generation}")
     segments = sorted(k for k in records if "/seg/" in k and k.count("/") == 4)  # P/learn/seg/S/i
     out: list[tuple[str, bytes | None]] = list(records.items())
     outcome = "refused"
@@ -187,17 +197,36 @@ def render_checkpoint(kind: str, params, base: dict[str, bytes], prefix: str, ke
     elif kind == "chunk_empty":
         out.append((chunk, b""))
     elif kind == "other_key":
-        out.append((chunk, checkpoint.encode(*checkpoint.decode(records[chunk], key), b"o" * 32)))
+        out.append(
+            (
+                chunk,
+                checkpoint.encode(*checkpoint.decode(records[chunk], key, signed_for), b"o" * 32, signed_for),
+            )
+        )
     elif kind == "segment_missing":
         out.append((segments[0], None))
     elif kind == "segment_corrupt":
         out.append((segments[0], _flip(records[segments[0]], *params)))
     else:
-        state, objects = checkpoint.decode(records[chunk], key)
+        state, objects = checkpoint.decode(records[chunk], key, signed_for)
         _damage_signed(kind, params, state, objects)
         objects = "x" if kind == "signed_objects_not_a_dict" else objects
-        out.append((chunk, checkpoint.encode(state, objects, key)))
+        out.append((chunk, checkpoint.encode(state, objects, key, signed_for)))
     return [(k.encode(), v) for k, v in out], outcome
+
+
+def _resigned(record_key: str, value: bytes, prefix: str, key: bytes, bound: Callable[[str], bytes]) -> bytes:
+    """A payload chunk of the base checkpoint (one chunk each: they are small) signed for ``prefix``."""
+    from scoring import checkpoint
+
+    parts = record_key.split("/")  # base/learn/G/0 or base/learn/seg/S/0 (base/learn/seg/S is a head)
+    head_chunk = len(parts) == 4 and parts[2] != "seg" and parts[3] == "0"
+    if not head_chunk and not (len(parts) == 5 and parts[2] == "seg" and parts[4] == "0"):
+        return value
+    where = "/".join(parts[2:-1])
+    return checkpoint.sign(
+        checkpoint.verify(value, key, bound(f"base/learn/{where}")), key, bound(f"{prefix}/{where}")
+    )
 
 
 def _flip(value: bytes, at: int, mask: int) -> bytes:

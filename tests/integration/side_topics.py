@@ -34,14 +34,10 @@ def side_env(topic_env: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, worker: WorkerProcess) -> float:
-    """Poll ``predicate`` until it holds; the seconds it took. Fails with the worker's log if it dies."""
+    """Poll ``predicate`` until it holds; the seconds it took. Fails with the worker's log if it dies
+    (``tests/conditions.py``: the deadline scales with ``STREAMSCORE_TEST_TIME_SCALE``)."""
     started = time.monotonic()
-    while not predicate():
-        if not worker.alive():
-            raise AssertionError(f"the worker died waiting for {what}:\n{worker.log_tail()}")
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}:\n{worker.log_tail()}")
-        time.sleep(0.1)
+    worker.wait(predicate, bool, what, timeout_s)
     return time.monotonic() - started
 
 

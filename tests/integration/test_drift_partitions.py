@@ -9,7 +9,6 @@ events of the windows open at the kill are neither lost nor counted twice.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import Counter
 
 import numpy as np
@@ -19,6 +18,7 @@ from schemas import headers as h
 from schemas.drift import DriftReport
 from scoring import checkpoint
 from scoring.drift import WindowPartial
+from tests.conditions import budget
 from tests.integration.kafka_tools import WorkerProcess, feature_events, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -30,18 +30,18 @@ def _reports(bootstrap: str, env: dict, count: int) -> list[DriftReport]:
     def report(record) -> bool:
         return record.headers.get(h.CE_TYPE) == h.DRIFT_REPORT_CE_TYPE.encode()
 
-    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_DRIFT"], count, 120, 3.0, counted=report)
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_DRIFT"], count, budget(), 3.0, counted=report)
     return [DriftReport.model_validate_json(r.value) for r in records if report(r)]
 
 
-def _drift(worker: WorkerProcess, events: int, timeout_s: float = 90) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        drift = worker.get("/stats")["drift"]
-        if drift["events"] >= events:
-            return drift
-        time.sleep(0.2)
-    raise AssertionError(f"the drift role read {drift['events']} of {events} events")
+def _drift(worker: WorkerProcess, events: int) -> dict:
+    """The drift role's figures once it has read ``events`` and every read is in a checkpoint."""
+    return worker.wait(
+        lambda: worker.get("/stats")["drift"],
+        lambda drift: drift["events"] >= events and drift["unsaved"] == 0,
+        f"{events:,} events read and checkpointed (the shards and the merge, every 5 s)",
+        budget(events),
+    )
 
 
 def test_windows_survive_a_sigkill_once_each(bootstrap, topic_env, agrawal_bundle_dir, tmp_path, workers):
@@ -59,7 +59,6 @@ def test_windows_survive_a_sigkill_once_each(bootstrap, topic_env, agrawal_bundl
     produce(bootstrap, env["STREAMSCORE_TOPIC_DRIFT_PARTIALS"], _untrusted())
     produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], events[:5_000])
     before = _drift(first, 5_000)
-    time.sleep(6)  # a checkpoint of the shards and of the merge (every 5 s)
     assert before["merging"] and before["partitions_owned"] == list(range(PARTITIONS))
     assert before["refused_partials"] == len(_untrusted()), "unsigned, forged or garbled: refused"
     assert before["open_window_events"] > 0, "windows open at the kill"
@@ -94,20 +93,20 @@ def _untrusted() -> list[tuple[bytes, bytes]]:
     partial = WindowPartial(
         "loans", "1", 0, PARTITIONS, 0, WINDOW // PARTITIONS, 1, 2, (), (), np.zeros((1, 9)), np.zeros(1)
     )
+    bound = checkpoint.binding("drift-partials", "loans:1/w0/p0", "another-app")
     return [
         (b"loans:1/w0/p0", b"not a partial"),
         (b"loans:1/w0/p0", partial.to_bytes()),  # well formed, not signed
-        (b"loans:1/w0/p0", checkpoint.sign(partial.to_bytes(), b"another deployment's key..")),
+        (b"loans:1/w0/p0", checkpoint.sign(partial.to_bytes(), b"another deployment's key..", bound)),
         (b"x", b"\xff" * 64),
     ]
 
 
-def _settled(worker: WorkerProcess, still_open: int, timeout_s: float = 90) -> dict:
+def _settled(worker: WorkerProcess, still_open: int) -> dict:
     """The worker's drift figures once its open windows hold ``still_open`` events: all read."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        drift = worker.get("/stats")["drift"]
-        if drift["open_window_events"] == still_open:
-            return drift
-        time.sleep(0.2)
-    raise AssertionError(f"expected {still_open} events in open windows: {drift}")
+    return worker.wait(
+        lambda: worker.get("/stats")["drift"],
+        lambda drift: drift["open_window_events"] == still_open,
+        f"{still_open:,} events in open windows",
+        budget(12_000),
+    )

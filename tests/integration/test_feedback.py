@@ -6,8 +6,6 @@ challenger learns in that order (what progressive validation compares against).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import orjson
 import pandas as pd
@@ -19,6 +17,7 @@ from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from scoring.offline.training import train_bundle
+from tests.conditions import budget
 from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -74,14 +73,21 @@ def _produce_with_labels(bootstrap, topic_env, frame: pd.DataFrame, labels, dela
     assert producer.flush(60) == 0
 
 
-def _snapshots(bootstrap, topic_env, done) -> list[MetricsSnapshot]:
-    """Metrics snapshots read from the start until ``done(snapshot)`` holds for one."""
-
-    def is_done(record: Record) -> bool:
-        return done(MetricsSnapshot.model_validate_json(record.value))
-
-    records = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_METRICS"], 1, timeout_s=240, counted=is_done)
-    return [MetricsSnapshot.model_validate_json(r.value) for r in records]
+def _snapshots(bootstrap, topic_env, done, labels: int) -> list[MetricsSnapshot]:
+    """Metrics snapshots from the start up to the first for which ``done(snapshot)`` holds (the last
+    one returned); fails naming what it read if none does within the time ``labels`` labels take."""
+    snapshots: list[MetricsSnapshot] = []
+    for record in read_topic(
+        bootstrap,
+        topic_env["STREAMSCORE_TOPIC_METRICS"],
+        1,
+        timeout_s=budget(labels),
+        counted=lambda r: done(MetricsSnapshot.model_validate_json(r.value)),
+    ):
+        snapshots.append(MetricsSnapshot.model_validate_json(record.value))
+        if done(snapshots[-1]):
+            return snapshots
+    raise AssertionError("unreachable: read_topic returned without the snapshot it counted")
 
 
 def _overall(snapshot: MetricsSnapshot, model: str):
@@ -100,7 +106,7 @@ def test_concept_change_lightgbm_falls_river_recovers_adwin_fires(
     _produce_with_labels(bootstrap, topic_env, before.drop(columns=["approved"]), labels, delay, "ag")
 
     champion = f"{loans_f0.name}:{loans_f0.version}"
-    snapshots = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched == n and s.kpis)
+    snapshots = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched == n and s.kpis, n)
     final = snapshots[-1]
     challenger = final.challenger
     pre = max((s for s in snapshots if s.kpis and 10_000 <= _overall(s, champion).count <= switch),
@@ -115,11 +121,21 @@ def test_concept_change_lightgbm_falls_river_recovers_adwin_fires(
     assert river_after > lgbm_after + 0.1
     assert {r.segment_feature for r in final.kpis} == {"all", "elevel"}
 
-    records = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_DRIFT"], 1, timeout_s=30, idle_s=1.0)
-    alerts = [ConceptDriftAlert.model_validate_json(r.value) for r in records]
-    adwin = [a.change for a in alerts if a.change.detector == "adwin" and a.change.stream == "error"]
-    after_switch = [int(c.event_id.split("-")[1]) for c in adwin if int(c.event_id.split("-")[1]) >= switch]
-    print(f"ADWIN on the error stream: changes at events {[int(c.event_id.split('-')[1]) for c in adwin]}")
+    def adwin_on_errors(record: Record) -> int | None:
+        """The index of the event where ADWIN saw the error stream change, if the record says so."""
+        change = ConceptDriftAlert.model_validate_json(record.value).change
+        return (
+            int(change.event_id.split("-")[1])
+            if (change.detector, change.stream) == ("adwin", "error")
+            else None
+        )
+
+    # every change up to the first one after the switch, in the order the learner found them
+    records = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_DRIFT"], 1, timeout_s=budget(),
+                         counted=lambda r: (adwin_on_errors(r) or 0) >= switch)  # fmt: skip
+    adwin = [i for i in map(adwin_on_errors, records) if i is not None]
+    after_switch = [i for i in adwin if i >= switch]
+    print(f"ADWIN on the error stream: changes at events {adwin}")
     assert after_switch and after_switch[0] < switch + 2_000
 
     scraped = worker.get_text("/metrics").splitlines()
@@ -143,7 +159,7 @@ def test_progressive_validation_on_phishing_equals_river(bootstrap, topic_env, t
     _worker(topic_env, bundle.path, tmp_path, workers, "worker", "score,learn")
     _produce_with_labels(bootstrap, topic_env, frame, labels, 0, "ph")
 
-    final = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched == len(data))[-1]
+    final = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched == len(data), len(data))[-1]
     ours = _overall(final, final.challenger).cumulative["accuracy"]
     model = (
         compose.Select(*frame.columns) | preprocessing.StandardScaler() | linear_model.LogisticRegression()
@@ -163,16 +179,14 @@ def test_learner_restart_continues_from_its_checkpoint(bootstrap, topic_env, loa
         bootstrap, topic_env, frame.drop(columns=["approved"]), frame["approved"], 1000, "rs"
     )
 
-    deadline, seen = time.monotonic() + 120, 0
-    while seen < 10_000 and time.monotonic() < deadline:
-        seen = learner.get("/stats")["learn"]["labels"]
-        time.sleep(0.01)
+    seen = learner.wait(lambda: learner.get("/stats")["learn"]["labels"], lambda labels: labels >= 10_000,
+                        "10,000 labels read", budget(n), interval_s=0.01)  # fmt: skip
     learner.process.kill()
     learner.process.wait(10)
     assert 10_000 <= seen < n, "the kill must land mid-stream"
 
     restarted = _worker(topic_env, loans_f0.path, tmp_path, workers, "learner2", "learn", **env)
-    snapshots = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched >= n)
+    snapshots = _snapshots(bootstrap, topic_env, lambda s: s.labels.matched >= n, n)
     champion = f"{loans_f0.name}:{loans_f0.version}"
     counts = [_overall(s, champion).count for s in snapshots if s.kpis]
     print(f"killed after {seen} labels; snapshot counts {counts[:3]} ... {counts[-3:]}")
@@ -195,7 +209,7 @@ def test_events_without_labels_leave_only_the_ttls_worth(bootstrap, topic_env, l
         [(e["entity_id"].encode(), orjson.dumps(e)) for e in events],
     )
     final = _snapshots(
-        bootstrap, topic_env, lambda s: s.labels.pending_events + s.labels.expired_events >= n
+        bootstrap, topic_env, lambda s: s.labels.pending_events + s.labels.expired_events >= n, n
     )[-1]
     print(f"100,000 events, no labels: {final.labels}")
     assert final.labels.pending_events <= ttl_s * 1000 + 1

@@ -23,7 +23,7 @@ from scoring.offline.training import train_bundle
 from streams.kafka.producer import event_payloads, produce_payloads
 from streams.services.shared.model_updates import publish_update
 from streams.settings import Settings
-from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
+from tests.integration.kafka_tools import WorkerProcess, produce, read_monitor, read_topic
 from tests.unit.test_lifecycle import _rewrite_manifest
 
 pytestmark = pytest.mark.integration
@@ -248,7 +248,7 @@ def test_shadow_publishes_only_the_champion_and_compare_promotes_a_better_challe
     predictions = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 5000, idle_s=1.0)
     assert len(predictions) == 5000
     assert {orjson.loads(r.value)["model_version"] for r in predictions} == {"1"}
-    monitor = [orjson.loads(r.value) for r in read_topic(bootstrap, env["STREAMSCORE_TOPIC_MONITOR"], 1)]
+    monitor = read_monitor(bootstrap, env["STREAMSCORE_TOPIC_MONITOR"], 5000)
     shadow_rows = sum(len(m["shadow_scores"]) for m in monitor if m.get("shadow_model_version") == "3")
     assert shadow_rows == sum(len(m["event_ids"]) for m in monitor) == 5000
 
@@ -337,16 +337,14 @@ def test_the_river_challenger_is_published_as_a_version_and_serves_in_shadow(
         bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events_from_frame(more, "after")))
     )
     read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], 8000)  # all scored: monitor is written too
-    shadowed = read_topic(
+    shadowed = read_monitor(
         bootstrap,
         env["STREAMSCORE_TOPIC_MONITOR"],
-        1,
-        idle_s=2.0,
-        counted=lambda r: b'"shadow_model_version":"2"' in (r.value or b""),
+        2000,
+        where=lambda b: b.get("shadow_model_version") == "2",
     )
     rows, scores = [], []
-    for record in shadowed:
-        body = orjson.loads(record.value)
+    for body in shadowed:
         if body.get("shadow_model_version") == "2":
             rows += body["rows"]
             scores += body["shadow_scores"]

@@ -7,14 +7,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import orjson
 import pytest
 
 from scoring.offline.synthetic import agrawal_frame, events_from_frame
+from tests.conditions import budget
 from tests.deploy_files import referenced_metrics
-from tests.integration.kafka_tools import WorkerProcess, loan_stream, produce
+from tests.integration.kafka_tools import WorkerProcess, committed_total, loan_stream, produce
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
 def _status_total_lag(topic_env: dict, group: str) -> int:
     cli = [sys.executable, "-m", "streams", "status", "--group-id", group, "--interval", "0.2"]
     done = subprocess.run(
-        cli, capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **topic_env}
+        cli, capture_output=True, text=True, timeout=budget(), check=False, env={**os.environ, **topic_env}
     )
     assert done.returncode == 0, done.stderr
     print(done.stdout)
@@ -52,9 +52,9 @@ def test_metrics_and_status_show_the_lag_and_its_fall_to_zero(
     features, group = topic_env["STREAMSCORE_TOPIC_FEATURES"], topic_env["STREAMSCORE_GROUP_ID"]
 
     produce(bootstrap, features, payloads[:1000])
-    deadline = time.monotonic() + 60
-    while worker.get("/stats")["scored"] < 1000 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # the first 1,000 scored and committed: what the group owes from here on is what comes next
+    worker.wait(lambda: committed_total(bootstrap, group, features), lambda c: c == 1000,
+                "the first 1,000 events committed", budget(1000))  # fmt: skip
 
     worker.process.send_signal(signal.SIGSTOP)  # a stalled worker: the next events wait
     try:
@@ -64,16 +64,19 @@ def test_metrics_and_status_show_the_lag_and_its_fall_to_zero(
         worker.process.send_signal(signal.SIGCONT)
     assert stalled == 30_000
 
-    deadline, scraped, lag = time.monotonic() + 60, "", None
-    while time.monotonic() < deadline:
+    scraped = ""
+
+    def lag_and_predictions() -> tuple[float | None, float]:
+        nonlocal scraped
         scraped = worker.get_text("/metrics")
+        lag = None
         if "streamscore_consumergroup_lag{" in scraped:
             lag = _metric(scraped, "streamscore_consumergroup_lag", consumergroup=group)
-            if lag == 0 and _metric(scraped, "streamscore_predictions_total") == len(payloads):
-                break
-        time.sleep(0.5)
+        return lag, _metric(scraped, "streamscore_predictions_total")
+
+    what = "(lag, predictions) on /metrics to reach (0, 31,000)"
+    lag, _ = worker.wait(lag_and_predictions, lambda seen: seen == (0, len(payloads)), what, budget(31_000))
     print(f"lag with the worker stopped: {stalled:,}; after it resumed: {lag}")
-    assert lag == 0
     assert _metric(scraped, "streamscore_events_consumed_total") == len(payloads)
     assert _metric(scraped, "streamscore_predictions_total") == len(payloads)
     assert _metric(scraped, "streamscore_consumergroup_lag_seconds", consumergroup=group) == 0
@@ -101,12 +104,15 @@ def test_every_metric_the_alert_rules_and_grafana_query_is_on_metrics(
     produce(bootstrap, topic_env["STREAMSCORE_TOPIC_LABELS"], labels)
 
     wanted = ("streamscore_drift_psi{", "streamscore_kpi_rolling{", "streamscore_consumergroup_lag{")
-    deadline, scraped = time.monotonic() + 90, ""
-    while time.monotonic() < deadline:
-        scraped = worker.get_text("/metrics")
-        if all(w in scraped for w in wanted) and _metric(scraped, "streamscore_drift_windows_total") == 4:
-            break
-        time.sleep(0.5)
+
+    def missing_and_windows() -> tuple[list[str], float | None]:
+        text = worker.get_text("/metrics")
+        windows = "streamscore_drift_windows_total"
+        return [w for w in wanted if w not in text], _metric(text, windows) if windows in text else None
+
+    worker.wait(missing_and_windows, lambda seen: seen == ([], 4),
+                "every series wanted on /metrics and 4 drift windows", budget(8000))  # fmt: skip
+    scraped = worker.get_text("/metrics")
     samples = {m.group(1) for m in re.finditer(r"^([A-Za-z_:][\w:]*)[{ ]", scraped, re.MULTILINE)}
     declared = dict(re.findall(r"^# TYPE (\S+) (\S+)$", scraped, re.MULTILINE))
     referenced = referenced_metrics()

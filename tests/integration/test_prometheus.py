@@ -28,6 +28,7 @@ from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import agrawal_frame, events_from_frame
 from scoring.offline.training import train_bundle
 from streams.kafka.embedded.broker import free_port
+from tests.conditions import budget, wait_for
 from tests.deploy_files import RULES, grafana_exprs, healthcheck_command, tool
 from tests.integration.kafka_tools import WorkerProcess
 
@@ -72,16 +73,12 @@ class PrometheusServer:
         return body["data"]
 
     def wait(self, what: str, holds, timeout_s: float) -> float:
-        """Polls until ``holds()`` is true; returns the seconds it took."""
+        """Polls until ``holds()`` is true (a port not listening yet is tried again); the seconds it took."""
         started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            try:
-                if holds():
-                    return time.monotonic() - started
-            except OSError:
-                pass  # not listening yet
-            time.sleep(0.25)
-        raise TimeoutError(f"{what} within {timeout_s} s:\n{self.log_path.read_text()[-3000:]}")
+        alive = lambda: self.process.poll() is None  # noqa: E731
+        log = lambda: self.log_path.read_text()[-3000:]  # noqa: E731
+        wait_for(holds, timeout_s=timeout_s, what=what, interval_s=0.25, alive=alive, context=log)
+        return time.monotonic() - started
 
     def firing(self) -> dict[str, dict]:
         return {a["labels"]["alertname"]: a for a in self.api("alerts")["alerts"] if a["state"] == "firing"}
@@ -162,7 +159,9 @@ def test_shipped_rules_fire_on_a_live_worker(bootstrap, topic_env, loans_f0, tmp
     try:
         concept = "streamscore_concept_drift_changes_total"
         zeros = lambda: [s["value"][1] for s in prometheus.api("query", query=concept)["result"]]  # noqa: E731
-        prometheus.wait("a scrape of the concept-drift counters at 0", lambda: zeros() == ["0", "0"], 60)
+        prometheus.wait(
+            "a scrape of the concept-drift counters at 0", lambda: zeros() == ["0", "0"], budget()
+        )
         assert prometheus.firing() == {}, "an alert before any event"
 
         since, started = time.time(), time.monotonic()
@@ -174,7 +173,7 @@ def test_shipped_rules_fire_on_a_live_worker(bootstrap, topic_env, loans_f0, tmp
                 fired.setdefault(name, time.monotonic() - started)
             return {"StreamscoreFeatureDrift", "StreamscoreConceptDrift"} <= fired.keys()
 
-        prometheus.wait("FeatureDrift and ConceptDrift firing", both_fired, 90)
+        prometheus.wait("FeatureDrift and ConceptDrift firing", both_fired, budget(8000))
         drift = prometheus.firing()["StreamscoreFeatureDrift"]
         assert drift["labels"]["feature"] == "salary", drift
         first, first_change, at_fire = _fired_on_the_first_change(prometheus, since)
@@ -193,7 +192,7 @@ def test_shipped_rules_fire_on_a_live_worker(bootstrap, topic_env, loans_f0, tmp
         stopped = time.monotonic()
         worker.terminate()
         assert _healthcheck(worker) != 0, "the image's HEALTHCHECK says the stopped worker is healthy"
-        prometheus.wait("WorkerDown firing", lambda: "StreamscoreWorkerDown" in prometheus.firing(), 60)
+        prometheus.wait("WorkerDown firing", lambda: "StreamscoreWorkerDown" in prometheus.firing(), budget())
         down = time.monotonic() - stopped
         print(f"StreamscoreWorkerDown fired {down:.1f} s after SIGTERM (test copy: for 3s)")
     finally:

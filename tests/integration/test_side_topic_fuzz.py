@@ -31,7 +31,7 @@ from schemas.monitor import decode_monitor
 from scoring.feedback.join_segments import JoinSegments
 from streams.kafka.readers import read_latest
 from streams.services.learn.shard import Shard, learner_for
-from streams.services.shared.checkpoints import CheckpointStore
+from streams.services.shared.checkpoints import CheckpointStore, bound
 from streams.settings import Settings
 from tests.integration import side_fuzz as fz
 from tests.integration import side_fuzz_state as fs
@@ -194,10 +194,15 @@ def _render(env: dict, template: dict, bundle, event_ids: list[str]) -> dict[str
     plans["updates"] = {"records": records, "expect": expect, "kinds": kinds}
 
     base = _base_checkpoint(env, bundle, template)
+    settings = _settings(env)
+
+    def signed_for(record_key: str) -> bytes:  # what a checkpoint record's signature binds (issue 29)
+        return bound(settings, settings.topic_checkpoints, record_key)
+
     records, expect, kinds, cases = [], Counter(), Counter(), {}
     for index, (kind, params) in enumerate(fz.draw(fs.CHECKPOINT_KINDS, fs.CHECKPOINT_PARAMS, N, seed=4)):
         prefix = f"fz{index}/learn"
-        case, outcome = fs.render_checkpoint(kind, params, base["records"], prefix, KEY)
+        case, outcome = fs.render_checkpoint(kind, params, base["records"], prefix, KEY, signed_for)
         records += case
         kinds[kind] += 1
         expect[outcome] += 1

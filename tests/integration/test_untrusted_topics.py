@@ -33,6 +33,7 @@ from schemas.checkpoint import StateAlert
 from schemas.lifecycle import ModelAlert, ModelRef
 from scoring.lifecycle import decisions as lifecycle
 from scoring.model.features import FeatureKind
+from tests.conditions import budget
 from tests.integration.conftest import topics_for
 from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
 from tests.integration.side_topics import (
@@ -317,8 +318,9 @@ def test_9_labels_with_megabyte_ids_are_refused_without_growing_the_worker(share
     ]
     produce(bootstrap, topic, huge, {"message.max.bytes": 2_000_000})
     wait_until(lambda: refused(worker, topic, "schema") - refused_before >= 20, 60, "20 refusals", worker)
-    time.sleep(2)  # let the consumer's buffers drain before reading RSS
-    grown = (process.memory_info().rss - rss_before) / 2**20
+    # the consumer's buffers of the megabyte records drain once they are handled: wait for it, not a time
+    grown = worker.wait(lambda: (process.memory_info().rss - rss_before) / 2**20, lambda mib: mib < 20,
+                        "the worker's RSS back within 20 MiB of before", budget())  # fmt: skip
     dead = [
         r for r in dead_letters(bootstrap, env["STREAMSCORE_TOPIC_LABELS_DLQ"], 20) if r.key in dict(huge)
     ]

@@ -13,6 +13,8 @@ from river import linear_model
 from scoring import checkpoint
 from scoring.errors import CheckpointRejected
 
+BOUND = checkpoint.binding("checkpoints", "app/learn/p0/1", "app")
+
 
 def test_a_checkpoint_round_trips_with_its_key(tmp_path) -> None:
     key = checkpoint.load_or_create_key(tmp_path / "state.key")
@@ -20,7 +22,7 @@ def test_a_checkpoint_round_trips_with_its_key(tmp_path) -> None:
     assert checkpoint.load_or_create_key(tmp_path / "state.key") == key
     model = linear_model.LogisticRegression()
     model.learn_one({"x": 1.0}, True)
-    state, objects = checkpoint.decode(checkpoint.encode({"n": 3}, {"model": model}, key), key)
+    state, objects = checkpoint.decode(checkpoint.encode({"n": 3}, {"model": model}, key, BOUND), key, BOUND)
     assert state == {"n": 3}
     assert objects["model"].predict_proba_one({"x": 1.0}) == model.predict_proba_one({"x": 1.0})
 
@@ -46,12 +48,39 @@ def test_workers_starting_together_on_one_data_dir_get_one_key(tmp_path) -> None
 
 
 def test_signed_bytes_are_refused_under_another_key() -> None:
-    signed = checkpoint.sign(b"partial", b"a" * 32)
-    assert checkpoint.verify(signed, b"a" * 32) == b"partial"
+    signed = checkpoint.sign(b"partial", b"a" * 32, BOUND)
+    assert checkpoint.verify(signed, b"a" * 32, BOUND) == b"partial"
     with pytest.raises(CheckpointRejected):
-        checkpoint.verify(signed, b"b" * 32)
+        checkpoint.verify(signed, b"b" * 32, BOUND)
     with pytest.raises(CheckpointRejected):
-        checkpoint.verify(signed.replace(b"partial", b"Partial"), b"a" * 32)
+        checkpoint.verify(signed.replace(b"partial", b"Partial"), b"a" * 32, BOUND)
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        ("checkpoints", "app/learn/p1/1", "app"),  # another partition (issue 29: restored as shard 1)
+        ("checkpoints", "app/learn/p0/2", "app"),  # another generation
+        ("drift-partials", "app/learn/p0/1", "app"),  # another topic
+        ("checkpoints", "app/learn/p0/1", "other-app"),  # another deployment with the same key
+    ],
+)
+def test_a_signature_binds_the_topic_the_record_key_and_the_deployment(elsewhere) -> None:
+    key = b"a" * 32
+    signed = checkpoint.encode({"partition": 0}, None, key, BOUND)
+    with pytest.raises(CheckpointRejected, match="record key"):
+        checkpoint.decode(signed, key, checkpoint.binding(*elsewhere))
+
+
+def test_a_record_signed_before_the_binding_is_refused_by_name() -> None:
+    """The format before issue 29 signed the payload alone: a copy under another key verified."""
+    import hashlib
+    import hmac
+
+    key, body = b"a" * 32, b'{"partition":0}\n' + pickle.dumps(None)
+    old = hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b"\n" + body
+    with pytest.raises(CheckpointRejected, match="before issue 29"):
+        checkpoint.decode(old, key, BOUND)
 
 
 class _Boom:
@@ -61,9 +90,9 @@ class _Boom:
 
 @pytest.mark.parametrize("forge", ["other key", "tampered state", "swapped pickle"])
 def test_a_forged_or_tampered_checkpoint_is_refused_unread(forge: str) -> None:
-    key, payload = b"k" * 32, checkpoint.encode({"n": 3}, {"model": None}, b"k" * 32)
+    key, payload = b"k" * 32, checkpoint.encode({"n": 3}, {"model": None}, b"k" * 32, BOUND)
     if forge == "other key":
-        payload = checkpoint.encode({"n": 3}, _Boom(), b"x" * 32)
+        payload = checkpoint.encode({"n": 3}, _Boom(), b"x" * 32, BOUND)
     elif forge == "tampered state":
         payload = payload.replace(b'{"n":3}', b'{"n":4}')
     else:
@@ -71,4 +100,4 @@ def test_a_forged_or_tampered_checkpoint_is_refused_unread(forge: str) -> None:
         state, _, _ = body.partition(b"\n")
         payload = signature + b"\n" + state + b"\n" + pickle.dumps(_Boom())
     with pytest.raises(checkpoint.CheckpointRejected):
-        checkpoint.decode(payload, key)
+        checkpoint.decode(payload, key, BOUND)

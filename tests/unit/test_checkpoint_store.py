@@ -51,7 +51,7 @@ def _store() -> CheckpointStore:
 def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(topic: Topic) -> None:
     store = _store()
     big = b"x" * (checkpoints.CHUNK_BYTES * 2 + 5)  # three chunks
-    segment = store.encode({"columns": 1}, b"rows")
+    segment = store.encode_segment(0, {"columns": 1}, b"rows")
     store.write(
         store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {"o": 1}), topic.emit, [(0, segment)], []
     )
@@ -79,7 +79,7 @@ def test_a_checkpoint_with_segments_reads_back_and_old_records_are_tombstoned(to
 )
 def test_a_damaged_checkpoint_means_a_fresh_start_with_the_problem_named(topic: Topic, damage: str) -> None:
     store = _store()
-    segment = store.encode({"columns": 1}, b"rows")
+    segment = store.encode_segment(0, {"columns": 1}, b"rows")
     head = store.encode({"n": 1, "segments": {"segments": {"0": {}}}}, {})
     store.write(head, topic.emit, [(0, segment)], [])
     if damage == "not json":

@@ -4,7 +4,8 @@ docker-compose.yml by Debian's docker-compose (``config`` validates and interpol
 ``up`` reads it), the Dockerfile by hadolint, the alert rules by promtool (``check rules``,
 ``test rules`` over deploy/prometheus/tests/, ``check config``) and a fresh worker's
 /metrics by ``promtool check metrics``. ``make deploy-tools`` installs the Debian tools; a
-missing tool fails the test. That the rules fire on a live worker is
+missing tool fails the test; ``make unit`` leaves out the tests that need Debian's tools (marked
+``tools``). That the rules fire on a live worker is
 tests/integration/test_prometheus.py; that every metric they name is on /metrics,
 tests/integration/test_operators.py.
 """
@@ -54,6 +55,9 @@ THRESHOLDS = {
 }
 
 
+DEBIAN_TOOLS = pytest.mark.tools  # docker-compose or promtool, from `make deploy-tools`
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return compose_config()
@@ -81,6 +85,7 @@ def _listeners(value: str) -> dict[str, str]:
 # ---------------------------------------------------------------- docker-compose.yml
 
 
+@DEBIAN_TOOLS
 def test_every_published_port_is_on_loopback_unless_the_operator_opts_out(compose: dict) -> None:
     published = _published(compose)
     assert {name for name, ports in published.items() if ports} == {
@@ -94,6 +99,7 @@ def test_every_published_port_is_on_loopback_unless_the_operator_opts_out(compos
     assert {addr for ports in opted_out.values() for addr, _, _ in ports} == {"0.0.0.0"}
 
 
+@DEBIAN_TOOLS
 def test_kafka_serves_the_services_in_network_and_the_host_on_loopback(compose: dict) -> None:
     kafka = compose["services"]["kafka"]["environment"]
     listeners, advertised = (
@@ -113,6 +119,7 @@ def test_kafka_serves_the_services_in_network_and_the_host_on_loopback(compose: 
     assert DEFAULTS["kafka_bootstrap"] == advertised["HOST"]
 
 
+@DEBIAN_TOOLS
 def test_state_lives_on_named_volumes(compose: dict) -> None:
     services, named = compose["services"], set(compose["volumes"])
     data_dir = next(
@@ -131,6 +138,14 @@ def test_state_lives_on_named_volumes(compose: dict) -> None:
         assert source in named, f"{name}: {path} is not on a named volume"
 
 
+@DEBIAN_TOOLS
+def test_the_worker_of_the_stack_takes_a_bearer_token_on_its_inference_endpoints(compose: dict) -> None:
+    """Issue 29: the /v2 endpoints were open by default; the stack sets a token (overridable in .env)."""
+    token = compose["services"]["worker"]["environment"].get("STREAMSCORE_INFER_TOKEN")
+    assert token, "the stack's worker serves /v2 without a token"
+
+
+@DEBIAN_TOOLS
 def test_the_state_key_is_a_secret_from_outside_the_image(compose: dict) -> None:
     worker = compose["services"]["worker"]
     assert [s["source"] if isinstance(s, dict) else s for s in worker["secrets"]] == ["state_key"]
@@ -144,6 +159,7 @@ def test_the_state_key_is_a_secret_from_outside_the_image(compose: dict) -> None
     assert not any(instr in ("COPY", "ADD") and "deploy" in args for instr, args in dockerfile_instructions())
 
 
+@DEBIAN_TOOLS
 def test_long_running_services_restart_and_one_shots_do_not(compose: dict) -> None:
     services = compose["services"]
     assert set(services) == LONG_RUNNING | ONE_SHOT
@@ -153,6 +169,7 @@ def test_long_running_services_restart_and_one_shots_do_not(compose: dict) -> No
     assert {name: services[name].get("restart") for name in ONE_SHOT} == dict.fromkeys(ONE_SHOT, "no")
 
 
+@DEBIAN_TOOLS
 def test_services_start_when_what_they_need_is_healthy(compose: dict) -> None:
     services = compose["services"]
     assert services["worker"]["depends_on"] == {
@@ -168,6 +185,7 @@ def test_services_start_when_what_they_need_is_healthy(compose: dict) -> None:
         assert services[name]["healthcheck"]["test"] == ["NONE"], name
 
 
+@DEBIAN_TOOLS
 def test_one_image_is_built_once_and_reused(compose: dict) -> None:
     services = compose["services"]
     ours = {name for name, s in services.items() if s["image"].startswith("streamscore:")}
@@ -179,6 +197,7 @@ def test_one_image_is_built_once_and_reused(compose: dict) -> None:
     assert all(services[name].get("pull_policy") == "never" for name in ours)
 
 
+@DEBIAN_TOOLS
 def test_prometheus_runs_its_default_command_on_the_mounted_config(compose: dict, tmp_path) -> None:
     prometheus = compose["services"]["prometheus"]
     assert "command" not in prometheus and "entrypoint" not in prometheus  # the image's flags stay
@@ -196,6 +215,7 @@ def test_prometheus_runs_its_default_command_on_the_mounted_config(compose: dict
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@DEBIAN_TOOLS
 def test_grafana_mounts_its_provisioning_and_the_dashboard_it_names(compose: dict) -> None:
     grafana = compose["services"]["grafana"]
     mounts = _volumes(grafana)
@@ -257,6 +277,7 @@ def test_image_is_pinned_non_root_and_installs_the_lock_before_the_source() -> N
 # ---------------------------------------------------------------- alert rules
 
 
+@DEBIAN_TOOLS
 def test_alert_rules_pass_promtool_check() -> None:
     done = run(tool("promtool"), "check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -264,6 +285,7 @@ def test_alert_rules_pass_promtool_check() -> None:
     assert found == len(rules()) == 11
 
 
+@DEBIAN_TOOLS
 def test_alert_rules_pass_their_promtool_unit_tests() -> None:
     done = run(tool("promtool"), "test", "rules", *map(str, RULE_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -304,6 +326,7 @@ def test_rule_thresholds_are_the_settings_defaults(alert: str, setting: str) -> 
         assert f'metric="{DEFAULTS["alert_kpi_metric"]}"' in expr
 
 
+@DEBIAN_TOOLS
 def test_a_fresh_workers_metrics_pass_promtool_check_metrics(agrawal_bundle: ModelBundle, tmp_path) -> None:
     text = generate_latest(
         worker_registry(ScoreCounters(), ScoreHandler(Settings(), agrawal_bundle)).registry

@@ -107,7 +107,10 @@ def test_the_drift_step_sends_each_windows_estimate_and_alerts_when_it_falls(bun
     assert [a.window for a in alerts] == [2]  # once for the episode, not again in window 3
     assert [(r.trigger, r.model) for r in requests if r.trigger == "estimated"] == [("estimated", "est:1")]
     headers = dict(next(hs for _, _, b, hs in out if b"performance_estimate" in b))
-    assert headers[h.CE_TYPE] == h.ESTIMATE_CE_TYPE.encode() and headers[h.CE_ID] == b"est:1:0:estimate"
+    assert (
+        headers[h.CE_TYPE] == h.ESTIMATE_CE_TYPE.encode()
+        and headers[h.CE_ID] == f"est:1:{step.epoch}:0:estimate".encode()
+    )
     assert heard == [(0, False), (1, False), (2, True), (3, False)]
     assert (step.counters.estimates, step.counters.estimate_alerts) == (4, 1)
     assert "est:1 window 3" in estimate_line(estimates[3]) and "accuracy" in estimate_line(estimates[3])

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from river import compose, datasets, evaluate, linear_model, metrics, preprocessing
 
+from scoring.checkpoint import binding
 from scoring.drift import MonitorColumns
 from scoring.feedback.label_join import LabelJoin, ScoredEvent
 from scoring.feedback.loop import Learner
@@ -17,6 +18,8 @@ from scoring.metrics.kpis import BinaryKpis, KpiBoard, RegressionKpis, histogram
 from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import agrawal_frame
 from scoring.offline.training import train_bundle
+
+BOUND = binding("checkpoints", "app/learn/p0/1", "app")
 
 
 def columns(
@@ -194,13 +197,13 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
         plan = tracker.plan(before.join)
         new_bytes = 0
         for sid in plan.new:
-            written[sid] = checkpoint.encode(*plan.payload(sid), key)
+            written[sid] = checkpoint.encode(*plan.payload(sid), key, BOUND)
             new_bytes += len(written[sid])
         open_columns, open_rows = plan.open_payload()
         head = {**before.state(), "segments": plan.head(), "open": open_columns}
         join_part = len(orjson.dumps(plan.head())) + len(orjson.dumps(open_columns)) + len(open_rows)
         tracker.done(plan)
-        payload = checkpoint.encode(head, {**before.river_objects(), "open_rows": open_rows}, key)
+        payload = checkpoint.encode(head, {**before.river_objects(), "open_rows": open_rows}, key, BOUND)
         return payload, new_bytes, join_part
 
     first, first_segments, first_join = take_checkpoint()
@@ -208,9 +211,9 @@ def test_events_waiting_for_labels_survive_checkpoints_in_segments(
         before.label(f"e{i}", labels[i], i)
     second, second_segments, second_join = take_checkpoint()
 
-    state, objects = checkpoint.decode(second, key)
+    state, objects = checkpoint.decode(second, key, BOUND)
     state = orjson.loads(orjson.dumps(state))
-    segments = {sid: checkpoint.decode(payload, key) for sid, payload in written.items()}
+    segments = {sid: checkpoint.decode(payload, key, BOUND) for sid, payload in written.items()}
 
     events, _ = restore_events(state["segments"], segments, (state["open"], objects["open_rows"]))
     after = Learner(agrawal_bundle.spec, agrawal_bundle.reference, "binary", segment_features=("elevel",))

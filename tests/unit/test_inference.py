@@ -281,4 +281,12 @@ def test_every_inference_series_is_exported_from_the_start() -> None:
     requests = {s.labels["endpoint"]: s.value for s in families["streamscore_inference_requests"].samples}
     assert requests == dict.fromkeys(ENDPOINTS, 0)
     reasons = {s.labels["reason"] for s in families["streamscore_inference_errors"].samples}
-    assert reasons == {"bad_request", "unauthorized", "not_found", "too_large", "model_failed", "not_ready"}
+    assert reasons == {
+        "bad_request",
+        "unauthorized",
+        "not_found",
+        "too_large",
+        "model_failed",
+        "not_ready",
+        "busy",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     client = issue(ca, folder, "scorer", server=False, key_password=KEY_PASSWORD)
     other = issue(ca, folder, "other", server=False)
     plain = issue(ca, folder, "plain", server=False)
+    server = issue(ca, folder, "server", server=True)
     not_a_key = folder / "not-a-key.pem"
     not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
     return {
@@ -47,6 +49,8 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "other_key": other.key,
         "plain_cert": plain.cert,
         "plain_key": plain.key,
+        "server_cert": server.cert,
+        "server_key": server.key,
         "not_a_key": not_a_key,
     }
 
@@ -205,6 +209,29 @@ def test_an_empty_file_variable_means_no_file(monkeypatch) -> None:
     assert (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) == (None,) * 3
 
 
+def _client_certificate_seen_by_a_server(client: ssl.SSLContext, tls_files: dict[str, Path]) -> dict:
+    """Handshake in memory with a server that requires a client certificate signed by the test CA;
+    the certificate the server received."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tls_files["server_cert"], tls_files["server_key"])
+    server.load_verify_locations(tls_files["ca"])
+    server.verify_mode = ssl.CERT_REQUIRED
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_end = client.wrap_bio(to_client, to_server, server_hostname="localhost")
+    server_end = server.wrap_bio(to_server, to_client, server_side=True)
+    done = set()
+    for _ in range(10):  # a TLS 1.3 handshake takes two round trips
+        for end in (client_end, server_end):
+            try:
+                end.do_handshake()
+                done.add(end)
+            except ssl.SSLWantReadError:
+                pass
+        if len(done) == 2:
+            return server_end.getpeercert()
+    raise AssertionError("the in-memory handshake did not finish")
+
+
 def test_an_unencrypted_key_opens_without_a_password(tls_files) -> None:
     settings = Settings(
         kafka_security_protocol="SSL",
@@ -212,11 +239,23 @@ def test_an_unencrypted_key_opens_without_a_password(tls_files) -> None:
         kafka_ssl_certfile=tls_files["plain_cert"],
         kafka_ssl_keyfile=tls_files["plain_key"],
     )
-    assert ssl_context(settings) is not None
+    context = ssl_context(settings)
+    assert context is not None
+    seen = _client_certificate_seen_by_a_server(context, tls_files)
+    assert dict(item for rdn in seen["subject"] for item in rdn) == {"commonName": "plain"}
 
 
 def test_check_tls_does_nothing_on_plaintext() -> None:
-    check_tls(Settings(kafka_bootstrap="127.0.0.1:1"), timeout_s=0.1)  # nothing listens there: not reached
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        check_tls(Settings(kafka_bootstrap=f"127.0.0.1:{port}"), timeout_s=0.5)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected: plaintext is not checked
+        tls = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_security_protocol="SSL")
+        with pytest.raises(StreamscoreError):  # the same call under TLS connects (and hears nothing)
+            check_tls(tls, timeout_s=0.5)
+        listener.accept()[0].close()
 
 
 def test_check_tls_says_no_broker_answered_and_reads_librdkafka_bootstrap_forms(tls_files) -> None:

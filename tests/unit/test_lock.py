@@ -3,7 +3,7 @@
 ``requirements-dev.txt`` (runtime and dev dependencies resolved together) is what
 ``make install`` and CI install; ``requirements.txt`` (its runtime part) is what the image
 installs. Both are made by ``make lock`` (uv); the last test runs it again on copies and
-needs the package index.
+needs the package index (marked ``tools``: ``make unit`` leaves it out).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -66,6 +67,7 @@ def test_this_environment_runs_the_locked_versions() -> None:
     assert differ == {}, f"(locked, installed) differ: run `make install`: {differ}"
 
 
+@pytest.mark.tools  # the package index
 def test_the_locks_are_what_make_lock_makes_from_pyproject(tmp_path: Path) -> None:
     """Recompiles copies (uv keeps what they pin where pyproject admits it): a change is a stale lock."""
     for lock in LOCKS:

@@ -6,15 +6,25 @@ import threading
 import time
 
 from streams.services.loop.supervisor import Fatal, State, SupervisedService
+from tests.conditions import wait_for
 
 
-def _wait(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+def _wait(probe, until, what: str) -> None:
+    """Poll a condition (a busy machine may take seconds to schedule the role's thread)."""
+    wait_for(probe, until, timeout_s=30, what=what, interval_s=0.01)
+
+
+class _Backoffs(threading.Event):
+    """The supervisor's stop event, recording each timed wait it is asked for: the backoffs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            self.asked.append(timeout)
+        return super().wait(timeout)
 
 
 def test_a_failing_role_is_restarted_with_backoff_and_its_health_says_so() -> None:
@@ -27,13 +37,17 @@ def test_a_failing_role_is_restarted_with_backoff_and_its_health_says_so() -> No
         stopping.wait()
 
     service = SupervisedService("learn", flaky, join_timeout_s=1, backoff_first_s=0.05, backoff_max_s=0.2)
+    service.stopping = backoffs = _Backoffs()
     thread = threading.Thread(target=service.supervise)
     thread.start()
     try:
-        assert _wait(lambda: service.health.state is State.running and len(runs) == 3)
+        _wait(lambda: (service.health.state, len(runs)), lambda seen: seen == (State.running, 3),
+              "(state, runs) to be (running, 3)")  # fmt: skip
         assert service.health.restarts == 2
         assert service.health.last_error == "OverflowError: run 2 failed"
-        assert runs[2] - runs[1] >= runs[1] - runs[0] >= 0.05, "the wait doubles"
+        assert backoffs.asked == [0.05, 0.1], "the wait doubles"
+        # and each was waited out (a slow scheduler only makes a wait longer)
+        assert runs[1] - runs[0] >= 0.05 and runs[2] - runs[1] >= 0.1
     finally:
         service.stopping.set()
         thread.join(2)
@@ -58,9 +72,9 @@ def test_one_role_failing_does_not_stop_another() -> None:
     for t in threads:
         t.start()
     try:
-        assert _wait(lambda: roles[1].health.restarts >= 5)
+        _wait(lambda: roles[1].health.restarts, lambda n: n >= 5, "five restarts of the broken role")
         seen = len(steady_turns)
-        assert _wait(lambda: len(steady_turns) > seen + 5), "the score role keeps going"
+        _wait(lambda: len(steady_turns), lambda n: n > seen + 5, "the score role to keep going")
         assert roles[0].health.state is State.running and roles[0].health.restarts == 0
     finally:
         for r in roles:

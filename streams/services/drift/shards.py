@@ -14,6 +14,13 @@ again, and the merge drops the second copy.
 
 The score detectors (ADWIN, Page-Hinkley) of a resumed partition start over from its open
 window: their changes after a rebalance can differ from an uninterrupted run's.
+
+A checkpoint is signed for its key (``APP/drift/pN``) and, once verified, still checked
+before it is used (``restore``): it must be partition N's, read no further than the
+partition's end as the broker reports it (twice that, plus room: Tansu's report lags), and
+hold window indexes and positions that fit together. A fresh shard (no usable checkpoint)
+starts where the drift group last committed, which is the offset read to at the last
+checkpoint: it never counts again an event a reported window covered.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.monitor import MonitorColumns
+from scoring.drift.bounds import OFFSET_SLACK
 from scoring.drift.partial import WindowPartial
 from scoring.drift.partitions import PartitionWindows
 from scoring.model.bundle import ModelBundle
@@ -96,20 +104,46 @@ class DriftShard:
                 versions[f"{name}:{version}"] = {"window": index, "start": list(start) if start else None}
         return {"partition": self.partition, "read_to": self.read_to, "versions": versions}
 
-    def restore(self, state: dict) -> None:
-        """Take a checkpoint (before any bundle is registered): read again from ``resume_offset``."""
-        self.read_to = state["read_to"]
-        self.resumed_to = int(self.read_to or 0)
-        for version, entry in state["versions"].items():
-            self.resumed_index[version] = int(entry["window"])
-            if entry["start"] is not None:
-                self.resumed_starts[version] = self.starts[version] = (
-                    int(entry["start"][0]),
-                    int(entry["start"][1]),
-                )
+    def restore(self, state: dict, end: int | None = None) -> None:
+        """Take a checkpoint (before any bundle is registered): read again from ``resume_offset``.
+
+        ``end``: the partition's end offset as the broker reports it, if known. Raises
+        ``ValueError`` (nothing taken) for a checkpoint of another partition or one that
+        cannot be right.
+        """
+        if state.get("partition") != self.partition:
+            raise ValueError(f"a checkpoint of partition {state.get('partition')!r}, not {self.partition}")
+        read_to, versions = state["read_to"], state["versions"]
+        if read_to is not None and not _offset(read_to):
+            raise ValueError(f"read_to {read_to!r} is not an offset")
+        if read_to is not None and end is not None and read_to > 2 * end + OFFSET_SLACK:
+            raise ValueError(f"read to offset {read_to} of a partition whose end is {end}")
+        if not isinstance(versions, dict) or len(versions) > 10_000:
+            raise ValueError("versions: not an object of at most 10,000")
+        indexes, starts = {}, {}
+        for version, entry in versions.items():
+            window, start = entry["window"], entry["start"]
+            if not _offset(window):
+                raise ValueError(f"{version}: window {window!r} is not a window index")
+            indexes[version] = window
+            if start is None:
+                continue
+            if not (isinstance(start, list) and len(start) == 2 and all(map(_offset, start))):
+                raise ValueError(f"{version}: start {start!r} is not [offset, row]")
+            if read_to is None or start[0] >= read_to:
+                raise ValueError(f"{version}: an open window starting at {start[0]}, not before {read_to}")
+            starts[version] = (start[0], start[1])
+        self.read_to = read_to
+        self.resumed_to = int(read_to or 0)
+        self.resumed_index = indexes
+        self.resumed_starts, self.starts = dict(starts), dict(starts)
 
     def checkpoint(self, emit: Emit) -> int:
         """The shard's state under its key; returns the bytes written (acknowledged at the next flush)."""
         head = self.store.encode(self.state(), None)
         self.dirty, self.written_to = False, self.read_to
         return self.store.write(head, emit, [], [])
+
+
+def _offset(value: object) -> bool:
+    return type(value) is int and 0 <= value < 2**63

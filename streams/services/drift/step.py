@@ -11,13 +11,16 @@ estimate its KPIs, a ``PerformanceEstimate`` of the same events as a message of 
 ``EstimatedKpiAlert`` and a ``RetrainRequest`` (trigger ``estimated``).
 
 Windows live in memory: a restart starts fresh windows (the events of an open
-window at a crash are not reported); reports and alerts are derived data.
+window at a crash are not reported); reports and alerts are derived data. Their
+CloudEvents ids are ``name:version:epoch:window`` (``epoch``: when these windows started, in
+epoch milliseconds), so windows numbered from 0 again after a restart get ids of their own.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,6 +89,7 @@ class DriftStep(Step):
         self.on_estimate = on_estimate
         self.estimate_watch = EstimateWatch(settings.alert_kpi_metric, settings.alert_kpi_min)
         self.counters = DriftCounters()
+        self.epoch = int(time.time() * 1000)  # when these windows started: in the reports' ids
         self.shapes: dict[tuple[str, str], RecordShape] = {}
         self.intake = MonitorIntake(settings, refusals, lambda n, v: self.shapes.get((n, v)))
 
@@ -140,7 +144,7 @@ class DriftStep(Step):
     def _publish(self, report: DriftReport, emit: Emit) -> None:
         topic, counters = self.settings.topic_drift, self.counters
         model = ModelKey(report.model_name, report.model_version)
-        key, ce_id = str(model).encode(), f"{model}:{report.window}"
+        key, ce_id = str(model).encode(), f"{model}:{self.epoch}:{report.window}"
         emit(
             topic,
             key,
@@ -163,7 +167,7 @@ class DriftStep(Step):
         """A window's estimate, and an alert and a retrain request if its KPI crossed the threshold."""
         topic, at = self.settings.topic_drift, estimate.created_at
         model = ModelKey(estimate.model_name, estimate.model_version)
-        key, ce_id = str(model).encode(), f"{model}:{estimate.window}"
+        key, ce_id = str(model).encode(), f"{model}:{self.epoch}:{estimate.window}"
         emit(
             topic, key, estimate.model_dump_json().encode(), _ce(h.ESTIMATE_CE_TYPE, ce_id + ":estimate", at)
         )

@@ -6,9 +6,10 @@ The branch of ``scoring.errors.StreamscoreError`` the ``/v2`` endpoints raise::
     ├── BadRequest      400: the body, an input or a parameter is wrong; the message names it
     ├── Unauthorized    401: the bearer token is missing or wrong (STREAMSCORE_INFER_TOKEN)
     ├── NotFound        404: no such model or version serves here
-    ├── TooLarge        413: the body is over STREAMSCORE_INFER_MAX_BYTES
+    ├── TooLarge        413: the body is over STREAMSCORE_INFER_MAX_BYTES, or its rows over _MAX_ROWS
     ├── ModelFailed     500: the model could not score a valid row
-    └── NotReady        503: the worker is not ready (its /ready)
+    ├── NotReady        503: the worker is not ready (its /ready)
+    └── Busy            503: STREAMSCORE_INFER_MAX_IN_FLIGHT requests are being answered (Retry-After)
 """
 
 from __future__ import annotations
@@ -45,4 +46,9 @@ class NotReady(InferenceError):
     status, reason = 503, "not_ready"
 
 
-REASONS = tuple(e.reason for e in (BadRequest, Unauthorized, NotFound, TooLarge, ModelFailed, NotReady))
+class Busy(InferenceError):
+    status, reason = 503, "busy"
+    retry_after_s = 1
+
+
+REASONS = tuple(e.reason for e in (BadRequest, Unauthorized, NotFound, TooLarge, ModelFailed, NotReady, Busy))

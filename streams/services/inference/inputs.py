@@ -16,15 +16,21 @@ sees it. Entities: an ``entity_id`` BYTES input (one per row) or the request par
 its own entity (its event id), so a split sends it to a model by chance. Event ids: an
 ``event_id`` BYTES input, else ``{request id}-{row}``. A feature named like one of these
 reserved inputs takes the name, and the reserved input is not offered for that model.
+
+``Layout.rows`` checks a whole request (datatypes, layouts, batch sizes, every value) and
+gives its ``Rows``, whose events are made a range of rows at a time: a request of 50,000
+rows is scored in slices without holding 50,000 events at once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import orjson
 
 from scoring.model.features import FeatureKind, FeatureSpec
 from streams.services.inference.errors import BadRequest
-from streams.services.inference.tensors import InferRequest, Tensor, decode
+from streams.services.inference.tensors import Elements, InferRequest, Tensor, decode
 
 MATRIX_INPUT = "features"
 ENTITY_INPUT = "entity_id"
@@ -76,6 +82,11 @@ class Layout:
 
     def events(self, request: InferRequest, now_ms: int, request_id: str) -> list[bytes]:
         """One encoded feature event per row of ``request``."""
+        rows = self.rows(request)
+        return rows.events(0, rows.n, now_ms, request_id)
+
+    def rows(self, request: InferRequest) -> Rows:
+        """The request's rows, every input checked; ``BadRequest`` naming the first problem."""
         given = {t.name: t for t in request.inputs}
         for tensor in request.inputs:
             expected = self.datatypes.get(tensor.name)
@@ -90,23 +101,18 @@ class Layout:
             beside = [name for name in given if name in self.features]
             if beside:
                 raise BadRequest(f"input {beside[0]!r} beside {MATRIX_INPUT!r}: send one layout or the other")
-            rows = self._matrix_rows(given[MATRIX_INPUT])
+            n, make = self._matrix_rows(given[MATRIX_INPUT])
         else:
-            rows = self._feature_rows(given)
-        n = len(rows)
-        event_ids = self._ids(given.get(EVENT_INPUT), None, n) or [f"{request_id}-{i}" for i in range(n)]
-        entity_ids = self._ids(given.get(ENTITY_INPUT), request.parameters.get(ENTITY_INPUT), n) or event_ids
-        dumps = orjson.dumps
-        return [
-            dumps({"event_id": e, "entity_id": k, "event_time": now_ms, "features": row})
-            for e, k, row in zip(event_ids, entity_ids, rows, strict=True)
-        ]
+            n, make = self._feature_rows(given)
+        event_ids = self._ids(given.get(EVENT_INPUT), None, n)
+        entity_ids = self._ids(given.get(ENTITY_INPUT), request.parameters.get(ENTITY_INPUT), n)
+        return Rows(n, make, event_ids, entity_ids)
 
     def _what(self, name: str) -> str:
         feature = self.features.get(name)
         return f" (a {feature.kind.value} feature)" if feature is not None else ""
 
-    def _feature_rows(self, given: dict[str, Tensor]) -> list[dict]:
+    def _feature_rows(self, given: dict[str, Tensor]) -> tuple[int, Callable[[int, int], list[dict]]]:
         missing = [f.name for f in self.spec.features if f.required and f.name not in given]
         if missing:
             raise BadRequest(
@@ -122,27 +128,42 @@ class Layout:
                 raise BadRequest(
                     f"input {name!r} has a batch of {_batch(given[name])}, input {present[0]!r} of {batch}"
                 )
-            columns.append(decode(given[name]))
-        return [dict(zip(present, values, strict=True)) for values in zip(*columns, strict=True)]
+            columns.append(Elements(given[name]))
 
-    def _matrix_rows(self, tensor: Tensor) -> list[dict]:
+        def make(start: int, stop: int) -> list[dict]:
+            values = [c.take(start, stop) for c in columns]
+            return [dict(zip(present, row, strict=True)) for row in zip(*values, strict=True)]
+
+        return batch, make
+
+    def _matrix_rows(self, tensor: Tensor) -> tuple[int, Callable[[int, int], list[dict]]]:
         width = len(self.features)
         if len(tensor.shape) != 2 or tensor.shape[1] != width or tensor.shape[0] == 0:
             raise BadRequest(
                 f"input {MATRIX_INPUT!r} must have shape [batch, {width}] (batch >= 1), "
                 f"got {list(tensor.shape)}"
             )
-        values = decode(tensor)
+        elements = Elements(tensor)
         specs = self.spec.features
-        rows = []
-        for start in range(0, len(values), width):
-            row = {}
-            for column, (feature, value) in enumerate(zip(specs, values[start : start + width], strict=True)):
-                if value is not None and feature.kind is FeatureKind.categorical:
-                    value = _category(feature.categories, value, start // width, column, feature.name)
-                row[feature.name] = value
-            rows.append(row)
-        return rows
+        categorical = [j for j, f in enumerate(specs) if f.kind is FeatureKind.categorical]
+        for j in categorical:  # every code checked before any row is scored
+            for i, code in enumerate(_column(elements, j, width)):
+                if code is not None:
+                    _category(specs[j].categories, code, i, j, specs[j].name)
+
+        def make(start: int, stop: int) -> list[dict]:
+            values = elements.take(start * width, stop * width)
+            rows = []
+            for offset in range(0, len(values), width):
+                row = dict(zip(self.spec.names, values[offset : offset + width], strict=True))
+                for j in categorical:
+                    code = values[offset + j]
+                    if code is not None:
+                        row[specs[j].name] = specs[j].categories[int(code)]
+                rows.append(row)
+            return rows
+
+        return tensor.shape[0], make
 
     @staticmethod
     def _ids(tensor: Tensor | None, parameter: object, n: int) -> list[str] | None:
@@ -162,6 +183,39 @@ class Layout:
         if type(parameter) is list and len(parameter) == n and all(type(v) is str for v in parameter):
             return parameter
         raise BadRequest(f"parameter {ENTITY_INPUT!r} must be a string or a list of {n} strings, one per row")
+
+
+def _column(elements: Elements, j: int, width: int, rows: int = 4096):
+    """Column ``j`` of a matrix's elements, a slice of rows at a time."""
+    for start in range(0, len(elements), rows * width):
+        yield from elements.take(start, start + rows * width)[j::width]
+
+
+class Rows:
+    """A checked request's rows: ``n`` of them, made into encoded feature events a range at a time."""
+
+    def __init__(
+        self,
+        n: int,
+        make: Callable[[int, int], list[dict]],
+        event_ids: list[str] | None,
+        entity_ids: list[str] | None,
+    ) -> None:
+        self.n, self._make, self._event_ids, self._entity_ids = n, make, event_ids, entity_ids
+
+    def events(self, start: int, stop: int, now_ms: int, request_id: str) -> list[bytes]:
+        """Rows ``start`` to ``stop`` as the feature events a producer would write."""
+        event_ids = (
+            self._event_ids[start:stop]
+            if self._event_ids
+            else [f"{request_id}-{i}" for i in range(start, stop)]
+        )
+        entity_ids = self._entity_ids[start:stop] if self._entity_ids else event_ids
+        dumps = orjson.dumps
+        return [
+            dumps({"event_id": e, "entity_id": k, "event_time": now_ms, "features": row})
+            for e, k, row in zip(event_ids, entity_ids, self._make(start, stop), strict=True)
+        ]
 
 
 def _batch(tensor: Tensor) -> int:

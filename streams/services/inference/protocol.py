@@ -19,31 +19,37 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from schemas.keys import Task
 from scoring.model.bundle import ModelBundle
 from scoring.model.validation import ParsedEvent
-from streams.services.inference.errors import BadRequest, ModelFailed, NotFound, NotReady
+from streams.services.inference.errors import BadRequest, ModelFailed, NotFound, NotReady, TooLarge
 from streams.services.inference.inputs import MATRIX_INPUT, Layout
 from streams.services.inference.tensors import InferRequest, read_request
 from streams.services.score import Answered, RowRefused, ScoreHandler
 
+SLICE_ROWS = 2_000
+
 
 @dataclass(frozen=True)
 class Inference:
-    """An answered request: the protocol's response, and what the stream would have scored."""
+    """An answered request: the protocol's response, its rows, and (when kept) what the stream would
+    have scored, slice by slice."""
 
     response: dict
-    events: list[ParsedEvent]
-    answered: list[Answered]
+    rows: int
     received_ms: int
+    slices: list[tuple[list[ParsedEvent], list[Answered]]]
 
 
 class InferenceService:
     """Metadata, readiness and inference of the model this worker serves (champion and challenger)."""
 
-    def __init__(self, handler: ScoreHandler, ready: Callable[[], bool]) -> None:
+    def __init__(self, handler: ScoreHandler, ready: Callable[[], bool], max_rows: int = 100_000) -> None:
         self.handler = handler
         self._ready = ready
+        self.max_rows = max_rows
         self._layouts: dict[tuple[str, str], Layout] = {}
 
     def ready(self) -> bool:
@@ -106,8 +112,14 @@ class InferenceService:
         return bundle
 
     def infer(
-        self, name: str, version: str | None, body: bytes, header_length: int | None = None
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        header_length: int | None = None,
+        keep: bool = False,
     ) -> Inference:
+        """The answer to one request; ``keep``: with each slice's events and answers (to write them)."""
         bundle = self.admit(name, version)
         received_ms = int(time.time() * 1000)
         request = read_request(body, header_length)
@@ -116,16 +128,81 @@ class InferenceService:
         unknown = [o for o in request.outputs or () if o not in names]
         if unknown:
             raise BadRequest(f"unknown output {unknown[0]!r}: the outputs are {names}")
-        values = self.layout(bundle).events(request, received_ms, request.id or uuid.uuid4().hex[:16])
-        try:
-            events, answered = self.handler.score_events(values, version)
-        except RowRefused as exc:
-            where = f"input {MATRIX_INPUT!r} row" if _matrix(request) else "row"
-            raise BadRequest(f"{where} {exc.row}: {exc.reason}") from None
-        except KeyError:
-            raise NotFound(f"model {name!r} version {version!r} stopped serving during the request") from None
-        response = _response(bundle.name, request, len(events), answered, outputs)
-        return Inference(response, events, answered, received_ms)
+        rows = self.layout(bundle).rows(request)
+        if rows.n > self.max_rows:
+            raise TooLarge(f"{rows.n} rows in one request, over STREAMSCORE_INFER_MAX_ROWS ({self.max_rows})")
+        request_id = request.id or uuid.uuid4().hex[:16]
+        answer = _Answer(rows.n, len(bundle.class_names))
+        slices = []
+        for start in range(0, rows.n, SLICE_ROWS):
+            values = rows.events(start, min(rows.n, start + SLICE_ROWS), received_ms, request_id)
+            try:
+                events, answered = self.handler.score_events(values, version)
+            except RowRefused as exc:
+                where = f"input {MATRIX_INPUT!r} row" if _matrix(request) else "row"
+                raise BadRequest(f"{where} {start + exc.row}: {exc.reason}") from None
+            except KeyError:
+                raise NotFound(
+                    f"model {name!r} version {version!r} stopped serving during the request"
+                ) from None
+            answer.add(start, answered)
+            if keep:
+                slices.append((events, answered))
+        return Inference(answer.response(bundle.name, request, outputs), rows.n, received_ms, slices)
+
+
+class _Answer:
+    """The outputs of a request's rows, filled in slice by slice; ``classes``: a multiclass model's
+    class count (0 for a model of one score), the width of its probabilities."""
+
+    def __init__(self, n: int, classes: int = 0) -> None:
+        self.scores = np.zeros(n)
+        self.labels: list[bool | str | None] = [None] * n
+        self.probabilities = np.zeros((n, classes))
+        self.versions: list[str] = [""] * n
+        self.first_version: str | None = None
+
+    def add(self, start: int, answered: list[Answered]) -> None:
+        for part in answered:
+            result = part.result
+            if result.failed:
+                row, reason = next(iter(result.failed.items()))
+                raise ModelFailed(f"row {start + int(part.rows[row])}: {reason}")
+            rows = part.rows + start
+            self.scores[rows] = result.scores
+            version = part.model.bundle.version
+            self.first_version = self.first_version or version
+            if result.labels is not None:
+                text = result.probabilities is not None  # a multiclass model's label: its class name (BYTES)
+                for row, label in zip(rows.tolist(), result.labels.tolist(), strict=True):
+                    self.labels[row] = str(label) if text else label
+            if result.probabilities is not None:
+                self.probabilities[rows] = result.probabilities
+            for row in rows.tolist():
+                self.versions[row] = version
+
+    def response(self, name: str, request: InferRequest, outputs: list[tuple[str, str]]) -> dict:
+        n, width = self.probabilities.shape
+        data = {
+            "score": self.scores.tolist(),
+            "label": self.labels,
+            PROBABILITIES: self.probabilities.ravel().tolist(),  # row-major, [rows, classes]
+            "model_version": self.versions,
+        }
+        wanted = request.outputs or [n for n, _ in outputs]
+        body: dict = {
+            "model_name": name,
+            # one version answered every row, or (a split) the champion's; each row's is in model_version
+            "model_version": self.first_version,
+            "outputs": [
+                {"name": o, "datatype": d, "shape": _shape(o, n, width), "data": data[o]}
+                for o, d in outputs
+                if o in wanted
+            ],
+        }
+        if request.id is not None:
+            body["id"] = request.id
+        return body
 
 
 PROBABILITIES = "probabilities"
@@ -144,50 +221,3 @@ def _shape(output: str, rows: int, classes: int) -> list[int]:
 
 def _matrix(request: InferRequest) -> bool:
     return any(t.name == MATRIX_INPUT for t in request.inputs)
-
-
-def _response(
-    name: str, request: InferRequest, n: int, answered: list[Answered], outputs: list[tuple[str, str]]
-) -> dict:
-    scores: list[float] = [0.0] * n
-    labels: list[bool | str | None] = [None] * n
-    probabilities: list[list[float]] = [[]] * n
-    versions: list[str] = [""] * n
-    for part in answered:
-        result = part.result
-        if result.failed:
-            row, reason = next(iter(result.failed.items()))
-            raise ModelFailed(f"row {int(part.rows[row])}: {reason}")
-        rows = part.rows.tolist()
-        for row, score in zip(rows, result.scores.tolist(), strict=True):
-            scores[row] = score
-        if result.labels is not None:
-            multiclass = result.probabilities is not None
-            for row, label in zip(rows, result.labels.tolist(), strict=True):
-                labels[row] = str(label) if multiclass else label
-        if result.probabilities is not None:
-            for row, values in zip(rows, result.probabilities.tolist(), strict=True):
-                probabilities[row] = values
-        for row in rows:
-            versions[row] = part.model.bundle.version
-    data = {
-        "score": scores,
-        "label": labels,
-        PROBABILITIES: [p for values in probabilities for p in values],  # row-major, [rows, classes]
-        "model_version": versions,
-    }
-    width = len(probabilities[0]) if n else 0
-    wanted = request.outputs or [n for n, _ in outputs]
-    body: dict = {
-        "model_name": name,
-        # one version answered every row, or (a split) the champion's; each row's is in model_version
-        "model_version": answered[0].model.bundle.version,
-        "outputs": [
-            {"name": o, "datatype": d, "shape": _shape(o, n, width), "data": data[o]}
-            for o, d in outputs
-            if o in wanted
-        ],
-    }
-    if request.id is not None:
-        body["id"] = request.id
-    return body

@@ -4,9 +4,11 @@ No HTTP and no model here. ``read_request`` checks what the protocol itself requ
 a request (a JSON object whose ``inputs`` each have a name, a shape of non-negative
 integers, a datatype and data) and reads the binary-data extension (tritonclient's
 default: the JSON header's length in ``Inference-Header-Content-Length``, each input's
-bytes after it, ``parameters.binary_data_size`` long). ``decode`` turns one input's data
-into a flat row-major list once the caller has checked that its datatype is the one the
-model takes. Every refusal is a ``BadRequest`` naming the input and what is wrong.
+bytes after it, ``parameters.binary_data_size`` long, kept as views of the body: no copy).
+``Elements`` gives one input's data flat and row-major, a range at a time, once the caller
+has checked that its datatype is the one the model takes: binary FP64 is read in place, so
+a request costs its body plus the rows in work, not a Python object per value. Every
+refusal is a ``BadRequest`` naming the input and what is wrong.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Tensor:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    data: list | bytes
+    data: list | bytes | memoryview
 
     @property
     def size(self) -> int:
@@ -51,7 +53,8 @@ def read_request(body: bytes, header_length: int | None = None) -> InferRequest:
     """The request in ``body``: all JSON, or ``header_length`` bytes of JSON then binary tensor data."""
     if header_length is not None and not 0 < header_length <= len(body):
         raise BadRequest(f"Inference-Header-Content-Length {header_length} is not within the body")
-    head, binary = (body, b"") if header_length is None else (body[:header_length], body[header_length:])
+    view = memoryview(body)
+    head, binary = (view, view[:0]) if header_length is None else (view[:header_length], view[header_length:])
     try:
         request = orjson.loads(head)
     except orjson.JSONDecodeError as exc:
@@ -80,7 +83,7 @@ def read_request(body: bytes, header_length: int | None = None) -> InferRequest:
     return InferRequest(request_id, parameters, tensors, _outputs(request.get("outputs")))
 
 
-def _tensor(spec: object, position: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
+def _tensor(spec: object, position: int, binary: memoryview, offset: int) -> tuple[Tensor, int]:
     if type(spec) is not dict or type(spec.get("name")) is not str:
         raise BadRequest(f"input {position} must be an object with a string 'name'")
     name = spec["name"]
@@ -115,20 +118,45 @@ def decode(tensor: Tensor) -> list:
     A JSON ``null`` or, in binary FP64, a NaN stands for a missing value (what an event
     says by ``null``); infinities are refused, as an event cannot carry them either.
     """
-    if tensor.datatype not in DATATYPES:
-        raise BadRequest(f"input {tensor.name!r}: datatype {tensor.datatype} is not one of {DATATYPES}")
-    if isinstance(tensor.data, bytes):
-        values = _from_binary(tensor)
-    else:
-        values = _flat(tensor.data, tensor.name)
-        check = _json_number if tensor.datatype == "FP64" else _json_string
-        values = [check(tensor.name, v) for v in values]
-    if len(values) != tensor.size:
-        raise BadRequest(
-            f"input {tensor.name!r}: shape {list(tensor.shape)} holds {tensor.size} values, "
-            f"the data {len(values)}"
-        )
-    return values
+    elements = Elements(tensor)
+    return elements.take(0, len(elements))
+
+
+class Elements:
+    """A tensor's elements, checked whole, handed out a range at a time (``decode``'s values).
+
+    Binary FP64 stays in the request's bytes until a range is taken; JSON data and BYTES are
+    Python objects already (the parsed request), checked once.
+    """
+
+    def __init__(self, tensor: Tensor) -> None:
+        if tensor.datatype not in DATATYPES:
+            raise BadRequest(f"input {tensor.name!r}: datatype {tensor.datatype} is not one of {DATATYPES}")
+        self._array: np.ndarray | None = None
+        self._values: list = []
+        if isinstance(tensor.data, list):
+            values = _flat(tensor.data, tensor.name)
+            check = _json_number if tensor.datatype == "FP64" else _json_string
+            self._values = [check(tensor.name, v) for v in values]
+        elif tensor.datatype == "FP64":
+            self._array = _fp64(tensor)
+        else:
+            self._values = _bytes_elements(tensor)
+        count = len(self)
+        if count != tensor.size:
+            raise BadRequest(
+                f"input {tensor.name!r}: shape {list(tensor.shape)} holds {tensor.size} values, "
+                f"the data {count}"
+            )
+
+    def __len__(self) -> int:
+        return len(self._array) if self._array is not None else len(self._values)
+
+    def take(self, start: int, stop: int) -> list:
+        """Elements ``start`` to ``stop`` (flat positions) as Python values, NaN as None."""
+        if self._array is None:
+            return self._values[start:stop]
+        return [None if v != v else v for v in self._array[start:stop].tolist()]
 
 
 def _flat(data: list, name: str) -> list:
@@ -166,22 +194,24 @@ def _json_string(name: str, value: object) -> str | None:
     raise BadRequest(f"input {name!r}: BYTES data must be strings, got {orjson.dumps(value)[:40]!r}")
 
 
-def _from_binary(tensor: Tensor) -> list:
+def _fp64(tensor: Tensor) -> np.ndarray:
     data, name = tensor.data, tensor.name
-    assert isinstance(data, bytes)
-    if tensor.datatype == "FP64":
-        if len(data) % 8:
-            raise BadRequest(f"input {name!r}: {len(data)} bytes of FP64 data is not a multiple of 8")
-        array = np.frombuffer(data, dtype="<f8")
-        if np.isinf(array).any():
-            raise BadRequest(f"input {name!r}: infinite values are not valid inputs")
-        return [None if v != v else v for v in array.tolist()]
+    if len(data) % 8:
+        raise BadRequest(f"input {name!r}: {len(data)} bytes of FP64 data is not a multiple of 8")
+    array = np.frombuffer(data, dtype="<f8")  # a view of the request's bytes
+    if np.isinf(array).any():
+        raise BadRequest(f"input {name!r}: infinite values are not valid inputs")
+    return array
+
+
+def _bytes_elements(tensor: Tensor) -> list[str]:
+    data, name = tensor.data, tensor.name
     values, offset = [], 0
     while offset < len(data):
         if offset + 4 > len(data):
             raise BadRequest(f"input {name!r}: BYTES data cut inside an element's length")
         (length,) = _LENGTH.unpack_from(data, offset)
-        element = data[offset + 4 : offset + 4 + length]
+        element = bytes(data[offset + 4 : offset + 4 + length])
         if len(element) != length:
             raise BadRequest(f"input {name!r}: BYTES element {len(values)} is cut short")
         try:

@@ -13,7 +13,8 @@ twice or lost on a rebalance.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.drift import DetectorChange
@@ -23,6 +24,7 @@ from scoring.feedback.loop import Learner
 from scoring.model.bundle import ModelBundle
 from streams.kafka.records import Emit
 from streams.services.shared.checkpoints import CheckpointStore, Restored
+from streams.services.shared.state_intake import StateRefusal
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,12 +72,15 @@ class Shard:
             self.store.restore_problem = (
                 f"the checkpoint does not fit this learner ({type(exc).__name__}: {exc})"
             )
+            self.store.restore_refusal = StateRefusal.content
             log.error("shard %d: %s: starting fresh", self.partition, self.store.restore_problem)
             self.learner, self.positions, self.segments, self.extra = fresh, {}, JoinSegments(), {}
             return False
 
     def _restore(self, restored: Restored) -> None:
         state, objects = restored.state, restored.objects
+        if state.get("partition") != self.partition:
+            raise ValueError(f"a checkpoint of partition {state.get('partition')!r}, not {self.partition}")
         events = None
         if "segments" in state:
             open_part = (state["open"], objects["open_rows"])
@@ -97,7 +102,7 @@ class Shard:
         """
         plan = self.segments.plan(self.learner.join)
         # made one by one as they are written: a checkpoint after a busy interval has many new segments
-        segments = ((sid, self.store.encode(*plan.payload(sid))) for sid in plan.new)
+        segments = ((sid, self.store.encode_segment(sid, *plan.payload(sid))) for sid in plan.new)
         open_columns, open_rows = plan.open_payload()
         state = {
             **self.learner.state(),
@@ -121,6 +126,11 @@ class Shard:
             "champion": learner.champion,
             "challenger": learner.challenger_name,
         }
+
+
+def unmeasured(shards: Iterable[Shard]) -> dict[str, int]:
+    """Multiclass: labelled events per model version, joined and counted but not measured (yet)."""
+    return dict(sum((Counter(shard.learner.unmeasured) for shard in shards), Counter()))
 
 
 def holder_of(event_id: str, shard: Shard, shards: dict[int, Shard]) -> Shard:

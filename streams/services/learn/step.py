@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import Message, TopicPartition
@@ -40,7 +39,13 @@ from streams.kafka.names import groups
 from streams.kafka.readers import read_latest
 from streams.services.learn.challenger import ChallengerDuties
 from streams.services.learn.estimates import EstimateChecks
-from streams.services.learn.merge import PartialsFollower, encode_partial, merged_snapshot, sum_tallies
+from streams.services.learn.merge import (
+    PartialsFollower,
+    encode_partial,
+    merged_snapshot,
+    partial_key,
+    sum_tallies,
+)
 from streams.services.learn.shard import CHALLENGER_SHARD, Shard, early_label_taker, holder_of, learner_for
 from streams.services.loop.policies import Never
 from streams.services.loop.runner import kafka_clients, runner
@@ -75,7 +80,7 @@ class LearnStep(Step):
         self.parked: dict[int, Shard] = {}  # revoked shards, kept in case their partitions come back
         self.estimates = EstimateChecks()  # each drift window's estimate against its labels
         self.challenger = ChallengerDuties(settings)
-        self.followers = PartialsFollower(settings, self.prefix)
+        self.followers = PartialsFollower(settings, self.prefix, refusals)
         self.counters = {
             "monitor_messages": 0,
             "labels": 0,
@@ -109,6 +114,7 @@ class LearnStep(Step):
                 self.estimates.restore(shard.extra.get("estimates"))
                 self.drift_positions = dict(shard.extra.get("drift_positions", {}))
         elif store.restore_problem is not None:
+            self.followers.intake.refuse(store.restore_refusal, store.restore_problem, f" {store.prefix}")
             self.pending_alerts.append(
                 StateAlert(
                     role="learn",
@@ -120,10 +126,6 @@ class LearnStep(Step):
             )
         self.estimates.follow(shard.learner)
         return shard
-
-    def unmeasured(self) -> dict[str, int]:
-        """Multiclass: labelled events per model version, joined and counted but not measured (yet)."""
-        return dict(sum((Counter(shard.learner.unmeasured) for shard in self.shards.values()), Counter()))
 
     def join_counts(self) -> dict[str, int]:
         """The label join's counts over this instance's shards."""
@@ -310,10 +312,9 @@ class LearnStep(Step):
                 shard.extra = {"estimates": self.estimates.state(), "drift_positions": self.drift_positions}
             plan, written = shard.checkpoint(context.emit)
             self.counters["checkpoint_bytes"] += written
-            key = f"{self.prefix}/kpi/p{shard.partition}".encode()
-            context.emit(
-                self.settings.topic_checkpoints, key, encode_partial(shard.partial(), shard.store.key), None
-            )
+            key = partial_key(self.prefix, shard.partition)
+            value = encode_partial(self.settings, shard.partial(), key, shard.store.key)
+            context.emit(self.settings.topic_checkpoints, key.encode(), value, None)
             plans.append((shard, plan))
         if not context.flush(30):
             log.error("snapshot or checkpoint not acknowledged; next snapshot tries again")

@@ -11,6 +11,9 @@ Keys under the learner's prefix ``P``:
 
 Restoring never raises: a missing, incomplete, undecodable or forged checkpoint means a
 fresh start, said in the log and in ``restore_problem`` (the learn service raises an alert).
+Every payload is signed for where it is written (``scoring.checkpoint.binding``): the head
+for ``P/G`` (its generation), a segment for ``P/seg/S``, so a copy under another prefix,
+partition or generation does not verify.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from scoring import checkpoint
 from scoring.errors import CheckpointRejected
 from streams.kafka.readers import read_latest
 from streams.kafka.records import Emit
+from streams.services.shared.state_intake import StateRefusal
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,11 @@ class Restored:
     objects: dict
     head: CheckpointHead
     segments: dict[int, tuple[dict, bytes]] = field(default_factory=dict)  # id -> (columns, rows)
+
+
+def bound(settings: Settings, topic: str, record_key: str) -> bytes:
+    """What a state record of this deployment under ``record_key`` on ``topic`` is signed for."""
+    return checkpoint.binding(topic, record_key, settings.app_id)
 
 
 def state_key(settings: Settings) -> bytes:
@@ -68,9 +77,20 @@ class CheckpointStore:
         self._segment_chunks: dict[int, int] = {}
         self._stale: list[str] = []  # keys found at restore that no head names: tombstoned at the next write
         self.restore_problem: str | None = None
+        self.restore_refusal = StateRefusal.shape  # what kind of problem ``restore_problem`` is
 
     def encode(self, state: dict, objects: object) -> bytes:
-        return checkpoint.encode(state, objects, self.key)
+        """A head payload, signed for the generation the next ``write`` gives it."""
+        return checkpoint.encode(
+            state, objects, self.key, self._bound(f"{self.prefix}/{self.generation + 1}")
+        )
+
+    def encode_segment(self, sid: int, state: dict, objects: object) -> bytes:
+        """Segment ``sid``'s payload, signed for its key."""
+        return checkpoint.encode(state, objects, self.key, self._bound(f"{self.prefix}/seg/{sid}"))
+
+    def _bound(self, record_key: str) -> bytes:
+        return bound(self.settings, self.settings.topic_checkpoints, record_key)
 
     def write(self, head: bytes, out: Emit, segments: Iterable[tuple[int, bytes]], dropped: list[int]) -> int:
         """New segments, then the head's chunks and the head, then tombstones; returns the bytes written.
@@ -133,14 +153,19 @@ class CheckpointStore:
             return None
         try:
             head, payload = self._read(latest, self.prefix, f"{self.prefix}/head")
-            state, objects = checkpoint.decode(payload, self.key)
+            state, objects = checkpoint.decode(
+                payload, self.key, self._bound(f"{self.prefix}/{head.generation}")
+            )
             segments = {}
             for sid in (int(s) for s in state.get("segments", {}).get("segments", {})):
                 _, seg_payload = self._read(latest, f"{self.prefix}/seg/{sid}", f"{self.prefix}/seg/{sid}")
-                segments[sid] = checkpoint.decode(seg_payload, self.key)
+                segments[sid] = checkpoint.decode(
+                    seg_payload, self.key, self._bound(f"{self.prefix}/seg/{sid}")
+                )
                 self._segment_chunks[sid] = -(-len(seg_payload) // CHUNK_BYTES) or 1
-        except CheckpointRejected:
-            return self._fresh("the checkpoint's signature does not match the state key", latest)
+        except CheckpointRejected as exc:
+            self.restore_refusal = StateRefusal.signature
+            return self._fresh(f"the checkpoint is refused: {exc}", latest)
         except _Unreadable as exc:
             return self._fresh(str(exc), latest)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the learner starts fresh

@@ -67,7 +67,8 @@ class Refusals:
                 self._seen.popitem(last=False)
             return True
 
-    def refuse(self, topic: str, reason: Refusal) -> None:
+    def refuse(self, topic: str, reason: StrEnum) -> None:
+        """One record of ``topic`` not used for ``reason`` (a ``Refusal``, or a ``StateRefusal``)."""
         with self._lock:
             key = (topic, reason.value)
             self.refused[key] = self.refused.get(key, 0) + 1
@@ -76,12 +77,13 @@ class Refusals:
         with self._lock:
             self.clamped[topic] = self.clamped.get(topic, 0) + n
 
-    def start(self, topics: list[str]) -> None:
+    def start(self, topics: list[str], reasons: type[StrEnum] = Refusal) -> None:
         """Every (topic, reason) series at 0, so an alert on their increase sees the first one."""
         with self._lock:
             for topic in topics:
-                self.clamped.setdefault(topic, 0)
-                for reason in Refusal:
+                if reasons is Refusal:
+                    self.clamped.setdefault(topic, 0)
+                for reason in reasons:
                     self.refused.setdefault((topic, reason.value), 0)
 
 
