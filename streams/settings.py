@@ -8,6 +8,7 @@ reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -151,8 +152,21 @@ class Settings(BaseSettings):
     )
     drift_window_events: int = Field(10_000, ge=1, description="A drift window closes after this many events")
     drift_window_seconds: float = Field(300.0, gt=0, description="... or this span of event time.")
-    drift_psi_threshold: float = Field(0.2, gt=0)
-    drift_p_value: float = Field(0.01, gt=0, lt=1, description="Family-wise level, Bonferroni-corrected.")
+    # alert thresholds chosen from bench/alerts.py's table; docs/alerts.md says what each means
+    drift_p_value: float = Field(0.001, gt=0, lt=1, description="Family-wise level of a window's tests.")
+    drift_correction: Literal["holm", "bonferroni"] = Field("holm", description="... corrected this way.")
+    drift_psi_floor: float = Field(0.02, ge=0, description="PSI a significant test needs to flag a feature.")
+    drift_psi_threshold: float = Field(0.2, gt=0, description="A flagged PSI this high makes it critical.")
+    concept_detectors: str = Field(
+        "cusum", pattern=r"^(cusum|adwin|page_hinkley)(,(cusum|adwin|page_hinkley))*$",
+        description="Detectors on each model's error stream, a comma list of: cusum, adwin, page_hinkley.",
+    )  # fmt: skip
+    concept_threshold: float = Field(15.0, gt=0, description="CUSUM threshold, a log-likelihood ratio.")
+    concept_shift_rate: float = Field(0.10, gt=0, lt=1, description="Binary: the error-rate rise to detect.")
+    concept_shift_sd: float = Field(0.25, gt=0, description="Regression: the MAE rise to detect, in sd.")
+    concept_warmup: int = Field(2000, ge=2, description="Labels a CUSUM learns its baseline from.")
+    concept_merge_seconds: float = Field(300.0, gt=0, description="Shard detections this close are one.")
+    alert_cooldown_seconds: float = Field(3600.0, ge=0, description="Least time between two firings.")
 
     kpi_window: int = Field(1000, ge=1, description="Labelled events in the rolling KPIs.")
     segment_features: str = Field("", description="Comma list of features to break KPIs down by.")

@@ -137,6 +137,7 @@ SCORING_ROOMS = [
     ("scoring.estimation",),
     ("scoring.drift",),
     ("scoring.feedback",),
+    ("scoring.alerts",),
     ("scoring.lifecycle",),
     ("scoring.offline",),
     ("scoring.report",),

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from scoring import checkpoint
-from scoring.drift import DriftThresholds
 from scoring.drift.closing import ClosedWindow
 from scoring.drift.merge import WindowMerger
 from scoring.drift.partial import PartialRejected, WindowPartial
@@ -30,6 +29,7 @@ from scoring.errors import CheckpointRejected
 from scoring.model.bundle import ModelBundle
 from streams.kafka.config import reader_config
 from streams.kafka.records import Emit
+from streams.services.drift.step import drift_thresholds
 from streams.services.shared.checkpoints import CheckpointStore
 from streams.settings import Settings
 
@@ -64,8 +64,7 @@ class PartialsMerger:
     def __init__(self, settings: Settings, prefix: str, key: bytes, partitions: int) -> None:
         self.settings = settings
         self.key = key
-        thresholds = DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value)
-        self.merger = WindowMerger(partitions, settings.drift_window_events, thresholds)
+        self.merger = WindowMerger(partitions, settings.drift_window_events, drift_thresholds(settings))
         self.store = CheckpointStore(settings, f"{prefix}/merge", key)
         self._consumer: Consumer | None = None
         self._read_to: dict[int, int] = {}  # partials topic partition -> next offset
