@@ -238,6 +238,8 @@ class LearnStep(Step):
             model = next((m for m in holder.learner.detectors if m.endswith(":" + change.model_version)), "")
             holder.changes.append((model, change))
             holder.dirty = True
+            log.info("shard %d: %s on the error stream of %s at %s", holder.partition, change.detector, model,
+                     change.event_id)  # fmt: skip
 
     # -- snapshots and checkpoints
 
