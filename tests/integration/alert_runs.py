@@ -348,7 +348,7 @@ def live_count(events: int) -> str:
     finally:
         broker.stop()
     return (
-        f"{events:,} stationary labelled events (error rate 10%), preloaded in {result.preload_s:.0f} s, "
+        f"{events:,} stationary labelled events (error rate 10%), produced in {result.preload_s:.0f} s, "
         f"read in {result.run_s:.0f} s: {len(result.reports)} windows; concept-drift alerts "
         f"{len(result.concept_alerts)}, drift alerts {len(result.drift_alerts)}, estimated-KPI alerts "
         f"{len(result.estimate_alerts)}, retrain requests {len(result.retrain)}"
