@@ -128,12 +128,3 @@ def corrected_levels(p_values: list[float | None], alpha: float, correction: str
             stop = level
         levels[i] = level if stop is None else stop
     return levels
-
-
-def bonferroni_alpha(alpha: float, tests: int) -> float:
-    """The per-test level that keeps the family-wise error rate at ``alpha``.
-
-    >>> bonferroni_alpha(0.01, 20)
-    0.0005
-    """
-    return alpha / max(1, tests)

@@ -58,8 +58,9 @@ class Scenario:
             "STREAMSCORE_PARTITIONS": str(PARTITIONS),
             "STREAMSCORE_DRIFT_WINDOWS": "partitions",
             "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(WINDOW),
-            "STREAMSCORE_METRICS_INTERVAL_S": "1",
-            "STREAMSCORE_METRICS_EVERY_LABELS": "10000",  # a snapshot and checkpoint a second, not per 1,000
+            # a snapshot and checkpoint every 5 s, not every 1,000 labels: 15 s less per run
+            "STREAMSCORE_METRICS_INTERVAL_S": "5",
+            "STREAMSCORE_METRICS_EVERY_LABELS": "50000",
             "STREAMSCORE_LAG_INTERVAL_S": "1",
             # labels are preloaded: most wait for their event in the join, none may be pushed out
             "STREAMSCORE_LABEL_JOIN_MAX": str(2 * self.events),
