@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (what the image installs). `make lock` recompiles both from pyproject.toml.
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-.PHONY: install lock state-key deploy-tools stunnel demo test test-busy lint docs browser unit integration bench bench-latency bench-drift bench-memory clean
+.PHONY: install lock state-key deploy-tools stunnel demo test test-busy lint docs browser unit integration bench bench-latency bench-drift bench-memory bench-alerts clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -94,6 +94,10 @@ bench-drift: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/memory.py
+
+# every alert's false-alarm rate and detection delay, in process (docs/alerts.md)
+bench-alerts: $(STAMP)
+	$(BIN)/python bench/alerts.py
 
 clean:
 	rm -rf $(VENV) demo-output site .streamscore .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.messages import SCHEMA_VERSION
+from schemas.alerts import ALERT_SCHEMA_VERSION, AlertStatus, Severity
 
 Stat = float | None
 
@@ -36,6 +36,7 @@ class FeatureDrift(BaseModel):
     mean_shift_sd: Stat = Field(None, description="(window mean - reference mean) / reference sd")
     drifted: bool
     reasons: list[str] = Field(default_factory=list)
+    p_value_threshold: Stat = Field(None, description="the level its p-value was held to, corrected")
 
 
 class PredictionDrift(BaseModel):
@@ -50,14 +51,20 @@ class PredictionDrift(BaseModel):
     reference_mean: Stat
     drifted: bool
     reasons: list[str] = Field(default_factory=list)
+    p_value_threshold: Stat = Field(None, description="the level its p-value was held to, corrected")
 
 
 class DetectorChange(BaseModel):
-    """Where a streaming detector (river's ADWIN or PageHinkley) saw the stream change."""
+    """Where a streaming detector (the error CUSUM, river's ADWIN or PageHinkley) saw the stream change.
+
+    The CUSUM also says why (``statistic`` over ``threshold``) and how far the mean moved:
+    ``mean_before`` over the ``baseline`` values before, ``mean_after`` over the
+    ``since_change`` values since the estimated change point; river's detectors leave them null.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    detector: Literal["adwin", "page_hinkley"]
+    detector: Literal["cusum", "adwin", "page_hinkley"]
     stream: Literal["score", "error"]
     model_version: str
     source_topic: str
@@ -66,15 +73,23 @@ class DetectorChange(BaseModel):
     event_id: str
     event_time: int = Field(description="epoch milliseconds")
     position: int = Field(description="values the detector had seen, this one included")
+    statistic: Stat = None
+    threshold: Stat = None
+    baseline: int | None = Field(None, description="values the baseline was estimated on")
+    mean_before: Stat = None
+    since_change: int | None = Field(None, description="values since the estimated change point")
+    mean_after: Stat = None
 
 
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    psi: float
-    p_value: float = Field(description="family-wise level, before the Bonferroni correction")
-    p_value_per_test: float
+    psi: float = Field(description="a drifted test at or above this PSI makes the alert critical")
+    p_value: float = Field(description="family-wise level over the window's tests, before the correction")
+    p_value_per_test: float = Field(description="the smallest corrected level (Bonferroni's, Holm's first)")
     tests: int
+    correction: Literal["holm", "bonferroni"] = "bonferroni"
+    psi_floor: float = Field(0.0, description="the PSI a significant test needs to count as drifted")
 
 
 class PartitionSpan(BaseModel):
@@ -107,7 +122,7 @@ class DriftReport(BaseModel):
     drifted_features: list[str]
     drifted: bool
     created_at: int = Field(description="epoch milliseconds")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = ALERT_SCHEMA_VERSION
 
 
 class FeatureShift(BaseModel):
@@ -122,10 +137,16 @@ class FeatureShift(BaseModel):
     mean_shift_sd: Stat
     missing_rate_change: float
     reasons: list[str]
+    p_value_threshold: Stat = Field(None, description="the level its p-value was held to, corrected")
 
 
 class DriftAlert(BaseModel):
-    """Sent beside the report only when a window crossed a threshold."""
+    """Sent beside the report when drift starts (``firing``) and when a window is clean again (``resolved``).
+
+    A window that drifts like the last one (no feature more) sends nothing: the alert is
+    firing already. The evidence: each drifted feature's statistics and the level they were
+    held to (``features``), the window's size and ``thresholds``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -140,4 +161,9 @@ class DriftAlert(BaseModel):
     changes: list[DetectorChange] = Field(default_factory=list)
     message: str
     created_at: int = Field(description="epoch milliseconds")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    status: AlertStatus = "firing"
+    severity: Severity = "warning"
+    events: int | None = Field(None, description="events in the window")
+    thresholds: Thresholds | None = None
+    since_window: int | None = Field(None, description="the window this drift episode started in")
+    schema_version: Literal[2] = ALERT_SCHEMA_VERSION

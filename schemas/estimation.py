@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.alerts import ALERT_SCHEMA_VERSION, AlertStatus, Severity
 from schemas.drift import PartitionSpan
 from schemas.messages import SCHEMA_VERSION
 
@@ -164,4 +165,9 @@ class EstimatedKpiAlert(BaseModel):
     )
     message: str
     created_at: int = Field(description="epoch milliseconds")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    status: AlertStatus = Field(
+        "firing", description="resolved: a window's estimate is back past the threshold"
+    )
+    severity: Severity = Field("warning", description="critical: the whole band is past the threshold")
+    since_window: int | None = Field(None, description="the window this episode started in")
+    schema_version: Literal[2] = ALERT_SCHEMA_VERSION

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.alerts import ALERT_SCHEMA_VERSION, AlertStatus, Severity
 from schemas.drift import DetectorChange
 from schemas.estimation import EstimateCheck
-from schemas.messages import SCHEMA_VERSION
 
 Stat = float | None
 
@@ -58,14 +58,14 @@ class MetricsSnapshot(BaseModel):
     labels: JoinCounts
     kpis: list[KpiRow]
     changes: list[DetectorChange] = Field(
-        default_factory=list, description="error-stream changes since the last"
+        default_factory=list, description="error-stream changes since the last, every shard's"
     )
     estimate_checks: list[EstimateCheck] = Field(
         default_factory=list,
         description="drift windows settled since the last snapshot: estimated against realized, one each",
     )
     created_at: int = Field(description="epoch milliseconds")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = ALERT_SCHEMA_VERSION
 
     def overall(self, model: str) -> KpiRow | None:
         """The KPI row of ``model`` over all events (segment "all"), if it has one."""
@@ -73,7 +73,15 @@ class MetricsSnapshot(BaseModel):
 
 
 class ConceptDriftAlert(BaseModel):
-    """A detector saw the error stream of a serving model change."""
+    """The error stream of a serving model rose (``firing``), or came back down (``resolved``).
+
+    One alert per change however many learn shards saw it: the reporter merges the shards'
+    detections of the same change (``detections``, one per shard, ``shards`` their partitions)
+    within ``merge_interval_ms`` of event time. ``change`` is the first of them (the field of
+    version 1). The evidence: the detector's ``statistic`` over its ``threshold``, and the
+    error before and after (``error_before``, ``error_after``; a resolved alert's
+    ``error_after`` is the rolling error that cleared it).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,4 +90,14 @@ class ConceptDriftAlert(BaseModel):
     change: DetectorChange
     message: str
     created_at: int = Field(description="epoch milliseconds")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    status: AlertStatus = "firing"
+    severity: Severity = "warning"
+    detections: list[DetectorChange] = Field(default_factory=list, description="each shard's detection")
+    shards: list[int] = Field(default_factory=list, description="partitions whose detector saw the change")
+    partitions: int | None = Field(None, description="learn shards the deployment has")
+    merge_interval_ms: int | None = Field(None, description="detections this close in event time are one")
+    statistic: Stat = Field(None, description="the largest detector statistic among the detections")
+    threshold: Stat = None
+    error_before: Stat = Field(None, description="mean error before the change (the shards' baselines)")
+    error_after: Stat = Field(None, description="mean error since the change")
+    schema_version: Literal[2] = ALERT_SCHEMA_VERSION

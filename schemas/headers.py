@@ -20,6 +20,7 @@ DRIFT_REPORT_CE_TYPE = "io.streamscore.drift.report.v1"
 DRIFT_ALERT_CE_TYPE = "io.streamscore.drift.alert.v1"
 ESTIMATE_CE_TYPE = "io.streamscore.performance.estimate.v1"
 ESTIMATE_ALERT_CE_TYPE = "io.streamscore.performance.alert.v1"
+CONCEPT_ALERT_CE_TYPE = "io.streamscore.concept-drift.alert.v1"
 
 DLQ_PREFIX = "streamscore.errors."
 DLQ_CLASS = DLQ_PREFIX + "exception.class.name"

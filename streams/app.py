@@ -117,14 +117,14 @@ class _Assembly:
 
     def add_drift(self, serving: Serving) -> None:
         # imported here: scipy and river cost a score-only worker ~60 MB and half a second
-        from scoring.drift import DriftMonitor, DriftThresholds
+        from scoring.drift import DriftMonitor
         from streams.services.drift.agent import register_drift_agent
         from streams.services.drift.sharded import ShardedDriftStep
-        from streams.services.drift.step import DriftStep, run_drift
+        from streams.services.drift.step import DriftStep, drift_thresholds, run_drift
 
         settings, parts = self.settings, self.parts
         parts.drift = DriftMonitor(
-            DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value),
+            drift_thresholds(settings),
             window_events=settings.drift_window_events,
             window_s=settings.drift_window_seconds,
         )
@@ -148,7 +148,10 @@ class _Assembly:
         from streams.services.learn.step import LearnStep, run_learn
 
         settings, parts = self.settings, self.parts
-        parts.learn = LearnStep(settings, bundle, parts.refusals, on_snapshot=self.metrics.kpis.record)
+        kpis = self.metrics.kpis
+        parts.learn = LearnStep(
+            settings, bundle, parts.refusals, on_snapshot=kpis.record, on_alert=kpis.on_concept_alert
+        )
         self.supervise("learn", lambda stats: run_learn(settings, parts.learn, stats), self.names.learn)
 
     def add_pages(self) -> None:

@@ -8,14 +8,18 @@ reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from streams.connection import SECURITY_PROTOCOLS, KafkaConnection
 from streams.modes import DriftWindows, ProcessingGuarantee, Role, ScorePath, UnknownFeatures
 
 __all__ = [
+    "SECURITY_PROTOCOLS",
     "DriftWindows",
+    "KafkaConnection",
     "ProcessingGuarantee",
     "Role",
     "ScorePath",
@@ -23,9 +27,6 @@ __all__ = [
     "UnknownFeatures",
     "read_key_file",
 ]
-
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 def read_key_file(path: Path) -> bytes:
@@ -42,20 +43,8 @@ def read_key_file(path: Path) -> bytes:
     return key
 
 
-class Settings(BaseSettings):
+class Settings(KafkaConnection):
     model_config = SettingsConfigDict(env_prefix="STREAMSCORE_", frozen=True, extra="ignore")
-
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka brokers, host:port[,host:port...].")
-    kafka_security_protocol: str = Field(
-        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; passed to every client."
-    )
-    kafka_sasl_mechanism: str | None = Field(None, description="SASL mechanism, e.g. PLAIN or SCRAM-SHA-512.")
-    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
-    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
-    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
-    kafka_ssl_keyfile: Path | None = Field(None, description="Private key of the client certificate.")
-    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of the private key.")
 
     app_id: str = Field("streamscore", description="Faust app id; a worker of some roles only adds them.")
     group_id: str = Field("streamscore-scorer", description="Consumer group of the score path (not app_id).")
@@ -169,8 +158,21 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a drift partial of a version this worker does not watch waits, then refused.",
     )
-    drift_psi_threshold: float = Field(0.2, gt=0, description="A feature or the score drifted at this PSI.")
-    drift_p_value: float = Field(0.01, gt=0, lt=1, description="Family-wise level, Bonferroni-corrected.")
+    # alert thresholds chosen from bench/alerts.py's table; docs/alerts.md says what each means
+    drift_p_value: float = Field(0.001, gt=0, lt=1, description="Family-wise level of a window's tests.")
+    drift_correction: Literal["holm", "bonferroni"] = Field("holm", description="... corrected this way.")
+    drift_psi_floor: float = Field(0.02, ge=0, description="PSI a significant test needs to flag a feature.")
+    drift_psi_threshold: float = Field(0.2, gt=0, description="A flagged PSI this high makes it critical.")
+    concept_detectors: str = Field(
+        "cusum", pattern=r"^(cusum|adwin|page_hinkley)(,(cusum|adwin|page_hinkley))*$",
+        description="Detectors on each model's error stream, a comma list of: cusum, adwin, page_hinkley.",
+    )  # fmt: skip
+    concept_threshold: float = Field(15.0, gt=0, description="CUSUM threshold, a log-likelihood ratio.")
+    concept_shift_rate: float = Field(0.10, gt=0, lt=1, description="Binary: the error-rate rise to detect.")
+    concept_shift_sd: float = Field(0.25, gt=0, description="Regression: the MAE rise to detect, in sd.")
+    concept_warmup: int = Field(2000, ge=2, description="Labels a CUSUM learns its baseline from.")
+    concept_merge_seconds: float = Field(300.0, gt=0, description="Shard detections this close are one.")
+    alert_cooldown_seconds: float = Field(3600.0, ge=0, description="Least time between two firings.")
 
     kpi_window: int = Field(1000, ge=1, description="Labelled events in the rolling KPIs.")
     segment_features: str = Field("", description="Comma list of features to break KPIs down by.")
@@ -264,20 +266,6 @@ class Settings(BaseSettings):
             return bytes.fromhex(self.state_key.get_secret_value())
         return read_key_file(self.state_key_file) if self.state_key_file is not None else None
 
-    @field_validator("kafka_security_protocol")
-    @classmethod
-    def _known_protocol(cls, value: str) -> str:
-        protocol = value.strip().upper()
-        if protocol not in SECURITY_PROTOCOLS:
-            raise ValueError(f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        return protocol
-
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        """``STREAMSCORE_KAFKA_SSL_CERTFILE=`` means no file (it would otherwise be the directory ".")."""
-        return None if value == "" else value
-
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: str) -> str:
@@ -316,10 +304,6 @@ class Settings(BaseSettings):
         if not self.exactly_once:
             return None
         return f"{self.group_id}.{self.instance_id}"
-
-    @property
-    def uses_ssl(self) -> bool:
-        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
     @property
     def registry_root(self) -> str:

@@ -3,9 +3,11 @@
 One concept per module:
 
 - ``compare``: one closed window against the reference, feature by feature and for the
-  score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift.stats``).
-- ``detectors``: ``StreamDetectors``, river's ADWIN and PageHinkley over a stream of
-  values (scores here; errors in ``scoring.feedback.loop`` once labels arrive).
+  score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift.stats``),
+  and ``decide``, the rule that flags a window's tests together (Holm, a PSI floor).
+- ``cusum``: ``ErrorCusum``, the CUSUM that watches a model's error stream for a rise.
+- ``detectors``: ``StreamDetectors``, the detectors of a stream of values: river's ADWIN
+  and PageHinkley on scores here, the CUSUM on errors in ``scoring.feedback.loop``.
 - ``closing``: ``WindowCloser``, a closed window's events into its ``DriftReport`` and
   estimate: the one code path for a monitor's windows and for merged ones.
 - ``windows``: ``DriftMonitor``, tumbling windows per model version closed by count or
@@ -16,7 +18,8 @@ One concept per module:
   (``partial``: its events, and its bytes for a topic).
 - ``merge``: ``WindowMerger`` and ``merge_window``, the partials of every partition of a
   window closed as one window, the report one monitor gives for the same events.
-- ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises.
+- ``alerts``: ``alert_for``, the ``DriftAlert`` a report raises (what of it is sent, and
+  when: ``scoring.alerts``).
 
 What they read is ``MonitorColumns``: the scored events of one monitoring message in
 columns, from the ``monitor`` topic's codec (``schemas.monitor``), re-exported here.

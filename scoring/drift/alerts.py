@@ -1,4 +1,11 @@
-"""The alert a closed window raises: the drifted features, how far each moved, and the score's drift."""
+"""The alert a closed window raises: the drifted features, how far each moved, and the score's drift.
+
+``alert_for`` gives the firing alert of one report with its evidence: each drifted test's
+statistic, p-value and the corrected level it was held to, PSI, the window's size and
+thresholds. Severity: ``critical`` when a drifted test's PSI reaches ``thresholds.psi``
+(a shift large by the industry's rule of thumb), else ``warning``. Whether it is sent
+(once per episode, cool-down, resolved) is ``scoring.alerts.drift``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from schemas.drift import DriftAlert, DriftReport, FeatureShift
 
 
 def alert_for(report: DriftReport) -> DriftAlert | None:
-    """The alert a report raises, or None when no threshold was crossed."""
+    """The alert a report raises, or None when no test was flagged."""
     if not report.drifted:
         return None
     shifts = [
@@ -18,6 +25,7 @@ def alert_for(report: DriftReport) -> DriftAlert | None:
             mean_shift_sd=f.mean_shift_sd,
             missing_rate_change=f.missing_rate_change,
             reasons=f.reasons,
+            p_value_threshold=f.p_value_threshold,
         )
         for f in report.features
         if f.drifted
@@ -25,6 +33,8 @@ def alert_for(report: DriftReport) -> DriftAlert | None:
     parts = [f"{s.feature} ({'; '.join(s.reasons)})" for s in shifts]
     if report.prediction.drifted:
         parts.append(f"prediction ({'; '.join(report.prediction.reasons)})")
+    psis = [s.psi for s in shifts] + ([report.prediction.psi] if report.prediction.drifted else [])
+    critical = any(p is not None and p >= report.thresholds.psi for p in psis)
     return DriftAlert(
         model_name=report.model_name,
         model_version=report.model_version,
@@ -34,7 +44,11 @@ def alert_for(report: DriftReport) -> DriftAlert | None:
         features=shifts,
         prediction_drifted=report.prediction.drifted,
         changes=report.changes,
-        message=f"{report.model_name} {report.model_version} window {report.window}: drift in "
-        + ", ".join(parts),
+        message=f"{report.model_name} {report.model_version} window {report.window} "
+        f"({report.events:,} events): drift in " + ", ".join(parts),
         created_at=report.created_at,
+        severity="critical" if critical else "warning",
+        events=report.events,
+        thresholds=report.thresholds,
+        since_window=report.window,
     )

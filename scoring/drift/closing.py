@@ -24,9 +24,9 @@ from scoring.drift.compare import (
     compare_categorical,
     compare_numeric,
     compare_scores,
+    decide,
     test_count,
 )
-from scoring.drift.stats import bonferroni_alpha
 from scoring.estimation import PerformanceEstimator
 from scoring.model.bundle import ModelBundle
 from scoring.model.features import FeatureKind, FeatureSpec
@@ -86,7 +86,8 @@ class WindowCloser:
         self.numeric = {name: NumericBaseline.of(ref) for name, ref in self.reference.numeric.items()}
         self.score_baseline = NumericBaseline.of(self.reference.score) if self.reference.score else None
         self.thresholds = thresholds
-        self.alpha = bonferroni_alpha(thresholds.p_value, test_count(self.spec))
+        tests = test_count(self.spec)
+        self.alpha = thresholds.p_value / tests  # Bonferroni's level, Holm's for the smallest p-value
         self.estimator = PerformanceEstimator.from_bundle(bundle)
         self.estimate_failures = 0
         # windows closed with no estimate: the bundle has no estimator (``ModelBundle.estimation_note``;
@@ -124,9 +125,7 @@ class WindowCloser:
         features = []
         for j, feature in enumerate(self.spec.features):
             if feature.kind is FeatureKind.numeric:
-                features.append(
-                    compare_numeric(feature.name, self.numeric[feature.name], rows[:, j], self.alpha, t.psi)
-                )
+                features.append(compare_numeric(feature.name, self.numeric[feature.name], rows[:, j]))
             else:
                 features.append(
                     compare_categorical(
@@ -134,11 +133,9 @@ class WindowCloser:
                         self.reference.categorical[feature.name],
                         feature.categories,
                         rows[:, j],
-                        self.alpha,
-                        t.psi,
                     )
                 )
-        prediction = compare_scores(self.score_baseline, window.scores, self.alpha, t.psi)
+        features, prediction = decide(features, compare_scores(self.score_baseline, window.scores), t)
         drifted_features = [f.feature for f in features if f.drifted]
         return DriftReport(
             model_name=self.name,
@@ -153,7 +150,12 @@ class WindowCloser:
             prediction=prediction,
             changes=window.changes,
             thresholds=Thresholds(
-                psi=t.psi, p_value=t.p_value, p_value_per_test=self.alpha, tests=test_count(self.spec)
+                psi=t.psi,
+                p_value=t.p_value,
+                p_value_per_test=self.alpha,
+                tests=test_count(self.spec),
+                correction=t.correction,
+                psi_floor=t.psi_floor,
             ),
             drifted_features=drifted_features,
             drifted=bool(drifted_features) or prediction.drifted,

@@ -6,8 +6,13 @@ features: PSI on category shares and a chi-square test of homogeneity, with one
 column for categories training never saw. Every feature: its missing rate against
 training's. The score: PSI and KS against the holdout scores (prediction drift).
 
-A feature is drifted when its PSI reaches ``DriftThresholds.psi`` or its p-value
-falls below the per-test level (the family-wise level divided by ``test_count``).
+The ``compare_*`` functions give the statistics; ``decide`` flags the window's tests
+together (``DriftThresholds``): a test is drifted when its p-value passes a family-wise
+level corrected for the number of tests in the window (Holm's step-down, or Bonferroni)
+and its PSI reaches an effect-size floor. A significant test alone does not flag (a
+large window makes a negligible shift significant), nor does a large PSI alone (a small
+window's PSI is mostly noise: a 50-event window of one normal feature has a median PSI
+of 0.18). ``bench/alerts.py`` measures both rules; docs/alerts.md has the table.
 The statistics themselves are in ``scoring.drift.stats``.
 """
 
@@ -19,15 +24,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.drift import FeatureDrift, PredictionDrift
-from scoring.drift.stats import chi_square_test, ks_test, psi
+from scoring.drift.stats import CORRECTIONS, chi_square_test, corrected_levels, ks_test, psi
 from scoring.model.features import FeatureSpec
 from scoring.model.reference import CategoricalReference, NumericReference, bin_counts
 
 
 @dataclass(frozen=True)
 class DriftThresholds:
+    """How a window's tests are flagged (settings ``STREAMSCORE_DRIFT_*``; docs/alerts.md).
+
+    ``p_value``: the family-wise level over the window's tests (each feature and the score),
+    corrected by ``correction``; ``psi_floor``: the PSI a significant test needs to count;
+    ``psi``: the PSI at which a flagged test makes the alert critical rather than a warning.
+    """
+
     psi: float = 0.2
-    p_value: float = 0.01  # family-wise, Bonferroni-corrected across the tests of a window
+    p_value: float = 0.001
+    psi_floor: float = 0.02
+    correction: str = "holm"
+
+    def __post_init__(self) -> None:
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {self.correction!r}")
 
 
 def _num(value: float) -> float | None:
@@ -59,16 +77,13 @@ class NumericBaseline:
         )
 
 
-def compare_numeric(
-    name: str, ref: NumericBaseline, values: np.ndarray, alpha: float, psi_max: float
-) -> FeatureDrift:
+def compare_numeric(name: str, ref: NumericBaseline, values: np.ndarray) -> FeatureDrift:
     present = values[~np.isnan(values)]
     window_psi = psi(ref.counts, bin_counts(present, ref.edges))
     ks = ks_test(ref.sample, present)
     mean = float(present.mean()) if present.size else math.nan
     shift = (mean - ref.mean) / ref.sd if ref.sd > 0 else math.nan
     missing = 1 - present.size / values.size if values.size else 0.0
-    reasons = _reasons(window_psi, ks.p_value, alpha, psi_max, "ks")
     return FeatureDrift(
         feature=name,
         kind="numeric",
@@ -82,8 +97,7 @@ def compare_numeric(
         mean=_num(mean),
         reference_mean=_num(ref.mean),
         mean_shift_sd=_num(shift),
-        drifted=bool(reasons),
-        reasons=reasons,
+        drifted=False,
     )
 
 
@@ -92,8 +106,6 @@ def compare_categorical(
     ref: CategoricalReference,
     categories: list[str],
     codes: np.ndarray,
-    alpha: float,
-    psi_max: float,
 ) -> FeatureDrift:
     present = codes[~np.isnan(codes)].astype(int)
     # one column per known category plus one for categories unseen in training
@@ -103,7 +115,6 @@ def compare_categorical(
     chi2 = chi_square_test(ref_counts, window_counts)
     missing = 1 - present.size / codes.size if codes.size else 0.0
     ref_missing = ref.missing / ref.total if ref.total else 0.0
-    reasons = _reasons(window_psi, chi2.p_value, alpha, psi_max, "chi2")
     return FeatureDrift(
         feature=name,
         kind="categorical",
@@ -114,14 +125,11 @@ def compare_categorical(
         missing_rate=missing,
         reference_missing_rate=ref_missing,
         missing_rate_change=missing - ref_missing,
-        drifted=bool(reasons),
-        reasons=reasons,
+        drifted=False,
     )
 
 
-def compare_scores(
-    ref: NumericBaseline | None, scores: np.ndarray, alpha: float, psi_max: float
-) -> PredictionDrift:
+def compare_scores(ref: NumericBaseline | None, scores: np.ndarray) -> PredictionDrift:
     if ref is None:
         return PredictionDrift(
             psi=None,
@@ -133,32 +141,73 @@ def compare_scores(
         )
     window_psi = psi(ref.counts, bin_counts(scores, ref.edges))
     ks = ks_test(ref.sample, scores)
-    reasons = _reasons(window_psi, ks.p_value, alpha, psi_max, "ks")
     return PredictionDrift(
         psi=_num(window_psi),
         ks_statistic=_num(ks.statistic),
         ks_p_value=_num(ks.p_value),
         mean=_num(float(scores.mean())) if scores.size else None,
         reference_mean=_num(ref.mean),
-        drifted=bool(reasons),
-        reasons=reasons,
+        drifted=False,
     )
 
 
-def _reasons(window_psi: float, p_value: float, alpha: float, psi_max: float, test: str) -> list[str]:
-    """Why a feature counts as drifted (empty: it does not).
+def decide(
+    features: list[FeatureDrift], prediction: PredictionDrift, thresholds: DriftThresholds
+) -> tuple[list[FeatureDrift], PredictionDrift]:
+    """The window's tests flagged together: each test's corrected level, then the PSI floor.
 
-    >>> _reasons(0.31, 0.2, 0.001, 0.2, "ks")
-    ['psi 0.310 >= 0.2']
-    >>> _reasons(0.05, 1e-5, 0.001, 0.2, "chi2")
-    ['chi2 p-value 1e-05 < 0.001']
+    >>> from schemas.drift import PredictionDrift
+    >>> def numeric(name, psi, p):
+    ...     return FeatureDrift(feature=name, kind="numeric", count=5000, psi=psi, ks_p_value=p,
+    ...                         drifted=False, missing_rate=0, reference_missing_rate=0,
+    ...                         missing_rate_change=0)
+    >>> score = PredictionDrift(psi=0.001, ks_statistic=0.01, ks_p_value=0.9, mean=0.4, reference_mean=0.4,
+    ...                         drifted=False)
+    >>> window = [numeric("a", 0.06, 1e-9), numeric("b", 0.004, 1e-5), numeric("c", 0.31, 0.02)]
+    >>> features, _ = decide(window, score, DriftThresholds())
+    >>> [(f.feature, f.drifted, f.reasons) for f in features]  # doctest: +NORMALIZE_WHITESPACE
+    [('a', True, ['ks p-value 1e-09 < 0.00025 (holm, 4 tests)', 'psi 0.060 >= floor 0.02']),
+     ('b', False, []), ('c', False, [])]
     """
+    p_values = [_p_value(f) for f in features] + [prediction.ks_p_value]
+    levels = corrected_levels(p_values, thresholds.p_value, thresholds.correction)
+    tests = len(p_values)
+    flagged = [
+        f.model_copy(update=_flag(f.psi, _p_value(f), level, thresholds, _test(f), tests))
+        for f, level in zip(features, levels[:-1], strict=True)
+    ]
+    score = prediction.model_copy(
+        update=_flag(prediction.psi, prediction.ks_p_value, levels[-1], thresholds, "ks", tests)
+    )
+    return flagged, score
+
+
+def _p_value(feature: FeatureDrift) -> float | None:
+    return feature.ks_p_value if feature.kind == "numeric" else feature.chi2_p_value
+
+
+def _test(feature: FeatureDrift) -> str:
+    return "ks" if feature.kind == "numeric" else "chi2"
+
+
+def _flag(
+    window_psi: float | None,
+    p_value: float | None,
+    level: float,
+    thresholds: DriftThresholds,
+    test: str,
+    tests: int,
+) -> dict:
+    """``drifted``, ``reasons`` and ``p_value_threshold`` of one test (reasons empty: not drifted)."""
+    significant = p_value is not None and p_value < level
+    effect = window_psi is not None and window_psi >= thresholds.psi_floor
     reasons = []
-    if math.isfinite(window_psi) and window_psi >= psi_max:
-        reasons.append(f"psi {window_psi:.3f} >= {psi_max}")
-    if math.isfinite(p_value) and p_value < alpha:
-        reasons.append(f"{test} p-value {p_value:.3g} < {alpha:.3g}")
-    return reasons
+    if significant and effect:
+        reasons = [
+            f"{test} p-value {p_value:.3g} < {level:.3g} ({thresholds.correction}, {tests} tests)",
+            f"psi {window_psi:.3f} >= floor {thresholds.psi_floor:g}",
+        ]
+    return {"drifted": bool(reasons), "reasons": reasons, "p_value_threshold": level}
 
 
 def test_count(spec: FeatureSpec) -> int:

@@ -97,10 +97,34 @@ def chi_square_test(reference_counts: np.ndarray, window_counts: np.ndarray) -> 
     return TestResult(float(result.statistic), float(result.pvalue))
 
 
-def bonferroni_alpha(alpha: float, tests: int) -> float:
-    """The per-test level that keeps the family-wise error rate at ``alpha``.
+CORRECTIONS = ("holm", "bonferroni")
 
-    >>> bonferroni_alpha(0.01, 20)
-    0.0005
+
+def corrected_levels(p_values: list[float | None], alpha: float, correction: str = "holm") -> list[float]:
+    """Each test's level: a test is significant when its p-value is below it, with the family-wise
+    error rate of all ``len(p_values)`` tests at ``alpha``.
+
+    Bonferroni: ``alpha / m`` each. Holm's step-down (as powerful as Bonferroni for the first,
+    more for the next, the same family-wise guarantee): the i-th smallest p-value is compared
+    with ``alpha / (m - i)`` until one is not below its level; that one and every larger one
+    get the level where it stopped. A test without a p-value (None, NaN) gets ``alpha / m``.
+
+    >>> corrected_levels([0.0001, 0.04, 0.0002, None], 0.01)
+    [0.0025, 0.005, 0.0033333333333333335, 0.0025]
+    >>> corrected_levels([0.0001, 0.04, 0.0002, None], 0.01, "bonferroni")
+    [0.0025, 0.0025, 0.0025, 0.0025]
     """
-    return alpha / max(1, tests)
+    m = len(p_values)
+    levels = [alpha / max(1, m)] * m
+    if correction == "bonferroni":
+        return levels
+    if correction != "holm":
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
+    valid = sorted((p, i) for i, p in enumerate(p_values) if p is not None and p == p)
+    stop: float | None = None
+    for rank, (p, i) in enumerate(valid):
+        level = alpha / (m - rank)
+        if stop is None and not p < level:
+            stop = level
+        levels[i] = level if stop is None else stop
+    return levels

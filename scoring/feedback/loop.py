@@ -7,8 +7,9 @@ that arrive before their event wait under the same rules. What expires is counte
 
 ``Learner`` turns each matched (event, label) into: KPIs of the model that served it
 (overall and per segment), one progressive-validation step of the online challenger
-(predict, then learn), and one value on the error stream of the serving model for
-ADWIN and PageHinkley (concept drift, where features may not drift at all).
+(predict, then learn), and one value on the error stream of the serving model for its
+detectors (``DetectorConfig``: the error CUSUM by default; concept drift, where features
+may not drift at all).
 
 A multiclass model's labels (class names) are joined and counted like any, but none of these
 has a multiclass form yet: a labelled event of a multiclass model is counted in ``unmeasured``
@@ -29,6 +30,7 @@ from schemas.drift import DetectorChange
 from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
 from schemas.keys import ModelKey, Task
 from scoring.drift import MonitorColumns, StreamDetectors
+from scoring.drift.detectors import DetectorConfig
 from scoring.feedback.challenger import challenger_from_setting, challenger_predict
 from scoring.feedback.compare import PairedTally
 from scoring.feedback.event_columns import EventBatch, ScoredEvent
@@ -60,6 +62,7 @@ class Learner:
         ttl_ms: int = 600_000,
         max_entries: int = 200_000,
         train_challenger: bool = True,
+        detectors: DetectorConfig | None = None,
     ) -> None:
         unknown = set(segment_features) - set(spec.names)
         if unknown:
@@ -78,6 +81,9 @@ class Learner:
         self.unmeasured: dict[str, int] = {}  # multiclass: labelled events per model, joined but not measured
         self.challenger_name = "river:" + (
             "default" if challenger == "default" else challenger.rpartition(".")[2]
+        )
+        self.detector_config = detectors or DetectorConfig(
+            kind="binary" if task == "binary" else "continuous"
         )
         self.detectors: dict[str, StreamDetectors] = {}
         self.tallies: dict[str, PairedTally] = {}  # "champion|shadow challenger" -> paired outcomes
@@ -200,7 +206,7 @@ class Learner:
         detectors = self.detectors.get(event.model)
         if detectors is None:
             detectors = self.detectors[event.model] = StreamDetectors(
-                "error", ModelKey.parse(event.model).version
+                "error", ModelKey.parse(event.model).version, self.detector_config
             )
         return detectors.update_one(
             error, event.source_topic, event.partition, event.offset, event.event_id, event.event_time
@@ -270,7 +276,13 @@ class Learner:
         if river_objects is not None:
             if self.challenger is not None:
                 self.challenger = river_objects["challenger"]
-            self.detectors = river_objects["detectors"]
+            # detectors of another kind or configuration (an older checkpoint) start afresh
+            detectors = river_objects.get("detectors") or {}
+            self.detectors = {
+                model: d
+                for model, d in detectors.items()
+                if isinstance(d, StreamDetectors) and d.fits(self.detector_config)
+            }
 
 
 def kpi_rows(board: KpiBoard, task: str, gap_threshold: float = 0.1) -> list[dict]:

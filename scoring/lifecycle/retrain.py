@@ -1,10 +1,12 @@
 """When to ask for a new model, and what to call it.
 
-A drift alert asks at once. A KPI asks when the champion's rolling primary KPI
-(accuracy for binary, MAE for regression) crosses its threshold with at least a
-window of labels behind it, and not again until it has recovered: one request per
-episode, not one per snapshot. An estimated KPI (``EstimateWatch``) does the same per
-drift window, before any label: it alerts and asks, once per episode per model version.
+A firing drift alert asks at once (one per episode: ``scoring.alerts.drift``). A KPI asks
+when the champion's rolling primary KPI (accuracy for binary, MAE for regression) crosses
+its threshold with at least a window of labels behind it, and not again until it has
+recovered: one request per episode, not one per snapshot. An estimated KPI
+(``EstimateWatch``) does the same per drift window, before any label: it alerts and asks
+once per episode per model version, subject to a cool-down (``AlertGate``), and says
+when the estimate is back (a resolved alert, which asks for nothing).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from schemas.estimation import UNIT_METRICS, EstimatedKpiAlert, PerformanceEstim
 from schemas.feedback import MetricsSnapshot
 from schemas.keys import ModelKey, Task
 from schemas.lifecycle import RetrainRequest
+from scoring.alerts.gate import AlertGate
 
 
 def from_drift(alert: DriftAlert) -> RetrainRequest:
@@ -61,44 +64,65 @@ class EstimateWatch:
     """The estimated counterpart of ``KpiWatch``: each window's estimated KPI against the alert threshold.
 
     ``metric`` (the alert's, accuracy by default) below ``threshold``, or above it for an
-    error metric (mae, rmse), in a window of at least ``min_events`` events raises an
-    alert; not again for that model version until a window's estimate has recovered.
-    A model whose estimates lack the metric is not watched.
+    error metric (mae, rmse), in a window of at least ``min_events`` events fires an alert;
+    nothing more for that model version until a window's estimate has recovered, which
+    resolves it. Severity: ``critical`` when the estimate's whole band is past the threshold,
+    else ``warning``. A model whose estimates lack the metric is not watched.
 
     >>> from schemas.estimation import MetricEstimate
     >>> def window(i, accuracy):
     ...     m = MetricEstimate(metric="accuracy", estimate=accuracy, std=0.01, lower=accuracy - 0.03,
     ...                        upper=accuracy + 0.03, method="cbpe", uncertainty="analytic")
     ...     return PerformanceEstimate(model_name="m", model_version="1", task="binary", window=i,
-    ...                                events=5000, band_z=3, metrics=[m], created_at=0)
+    ...                                events=5000, band_z=3, metrics=[m], created_at=0, end_event_time=i)
     >>> watch = EstimateWatch("accuracy", 0.7)
-    >>> [watch.check(window(i, a)) is not None for i, a in enumerate([0.8, 0.65, 0.6, 0.75, 0.66])]
-    [False, True, False, False, True]
+    >>> alerts = [watch.check(window(i, a)) for i, a in enumerate([0.8, 0.65, 0.6, 0.75, 0.68])]
+    >>> [(a.status, a.severity, a.since_window) if a else None for a in alerts]
+    [None, ('firing', 'critical', 1), None, ('resolved', 'critical', 1), ('firing', 'warning', 4)]
     """
 
-    def __init__(self, metric: str, threshold: float, min_events: int = 100) -> None:
+    def __init__(self, metric: str, threshold: float, min_events: int = 100, cooldown_ms: int = 0) -> None:
         self.metric = metric
         self.threshold = threshold
         self.min_events = min_events
         self.higher_is_better = metric in UNIT_METRICS
-        self.firing: set[str] = set()  # "name:version" whose last estimate was past the threshold
+        self.gate = AlertGate(cooldown_ms)
+        self.firing: dict[str, EstimatedKpiAlert] = {}  # "name:version" -> the alert of its open episode
 
     def check(self, estimate: PerformanceEstimate) -> EstimatedKpiAlert | None:
+        """The alert this window's estimate sends (firing, or resolved), or None."""
         m = estimate.metric(self.metric)
         if m is None or m.estimate is None or estimate.events < self.min_events:
             return None
         model = str(ModelKey(estimate.model_name, estimate.model_version))
-        value = m.estimate
-        bad = value < self.threshold if self.higher_is_better else value > self.threshold
-        fire = bad and model not in self.firing
-        if bad:
-            self.firing.add(model)
-        else:
-            self.firing.discard(model)
-        if not fire:
+        bad = self._past(m.estimate)
+        episode = self.firing.get(model)
+        if not bad:
+            if episode is None:
+                return None
+            del self.firing[model]
+            if not self.gate.resolve("estimated", model):
+                return None
+            return self._alert(estimate, m, "resolved", episode.severity, episode.since_window)
+        if episode is not None:
             return None
-        side = "below" if self.higher_is_better else "above"
+        whole_band = (
+            m.lower is not None
+            and m.upper is not None
+            and self._past(m.upper if self.higher_is_better else m.lower)
+        )
+        alert = self._alert(estimate, m, "firing", "critical" if whole_band else "warning", estimate.window)
+        self.firing[model] = alert
+        return alert if self.gate.fire("estimated", model, estimate.end_event_time or 0) else None
+
+    def _past(self, value: float) -> bool:
+        return value < self.threshold if self.higher_is_better else value > self.threshold
+
+    def _alert(self, estimate: PerformanceEstimate, m, status: str, severity: str, since: int | None):
+        model = str(ModelKey(estimate.model_name, estimate.model_version))
+        side = ("below" if self.higher_is_better else "above") if status == "firing" else "back past"
         band = f"[{m.lower:.4f}, {m.upper:.4f}]" if m.lower is not None and m.upper is not None else "n/a"
+        resolved = f"; resolved (since window {since})" if status == "resolved" else ""
         return EstimatedKpiAlert(
             model_name=estimate.model_name,
             model_version=estimate.model_version,
@@ -107,13 +131,16 @@ class EstimateWatch:
             end_event_time=estimate.end_event_time,
             events=estimate.events,
             metric=m.metric,
-            estimate=value,
+            estimate=m.estimate,
             lower=m.lower,
             upper=m.upper,
             threshold=self.threshold,
-            message=f"{model} window {estimate.window}: estimated {m.metric} {value:.4f} {side} "
-            f"{self.threshold} (band {band}, {estimate.events:,} events, before labels)",
+            message=f"{model} window {estimate.window}: estimated {m.metric} {m.estimate:.4f} {side} "
+            f"{self.threshold} (band {band}, {estimate.events:,} events, before labels){resolved}",
             created_at=int(time.time() * 1000),
+            status=status,
+            severity=severity,
+            since_window=since,
         )
 
 

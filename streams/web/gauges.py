@@ -14,12 +14,14 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from schemas.alerts import AlertStatus
 from schemas.drift import DetectorChange, DriftReport
-from schemas.feedback import JoinCounts, MetricsSnapshot
+from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
 MODEL_LABELS = ("model_name", "model_version")
 DETECTORS: tuple[str, ...] = get_args(DetectorChange.model_fields["detector"].annotation)
+STATUSES: tuple[str, ...] = get_args(AlertStatus)
 
 
 class DriftGauges:
@@ -51,11 +53,14 @@ class DriftGauges:
         self.prediction_ks_p_value = model_gauge(
             "streamscore_prediction_drift_ks_p_value", "KS p-value of the score"
         )
+        self.prediction_drifted = model_gauge(
+            "streamscore_prediction_drift_drifted", "1 when the score crossed a threshold"
+        )
         self.windows = Counter(
             "streamscore_drift_windows", "Closed drift windows", MODEL_LABELS, registry=registry
         )
         self.alerts = Counter(
-            "streamscore_drift_alerts", "Drift alerts sent", MODEL_LABELS, registry=registry
+            "streamscore_drift_alerts", "Firing drift alerts sent", MODEL_LABELS, registry=registry
         )
         self.changes = Counter(
             "streamscore_drift_detector_changes",
@@ -102,6 +107,7 @@ class DriftGauges:
         ):
             if value is not None:
                 gauge.labels(*model).set(value)
+        self.prediction_drifted.labels(*model).set(float(p.drifted))
         self.windows.labels(*model).inc()
         for change in report.changes:
             self.changes.labels(*model, change.detector, change.stream).inc()
@@ -129,8 +135,14 @@ class KpiGauges:
         self.join = Gauge("streamscore_label_join", "Label join counts", ("state",), registry=registry)
         self.concept_changes = Counter(
             "streamscore_concept_drift_changes",
-            "Changes seen on the error stream of a serving model (each also a ConceptDriftAlert)",
+            "Changes seen on the error stream of a serving model, every learn shard's once",
             ("model_version", "detector"),
+            registry=registry,
+        )
+        self.concept_alerts = Counter(
+            "streamscore_concept_drift_alerts",
+            "Concept-drift alerts sent: one per change across shards (firing), and when it clears (resolved)",
+            ("model_version", "status", "severity"),
             registry=registry,
         )
         self.listeners: list[Callable[[MetricsSnapshot], None]] = []  # e.g. the dashboard
@@ -139,6 +151,9 @@ class KpiGauges:
         """The learn role's series of a model that serves, at 0 (an existing series keeps its value)."""
         for detector in DETECTORS:
             self.concept_changes.labels(model_version, detector)
+        for status in STATUSES:
+            for severity in ("warning", "critical"):
+                self.concept_alerts.labels(model_version, status, severity)
         for state in JoinCounts.model_fields:
             self.join.labels(state)
 
@@ -156,3 +171,6 @@ class KpiGauges:
             self.concept_changes.labels(change.model_version, change.detector).inc()
         for listener in self.listeners:
             listener(snapshot)
+
+    def on_concept_alert(self, alert: ConceptDriftAlert) -> None:
+        self.concept_alerts.labels(alert.change.model_version, alert.status, alert.severity).inc()

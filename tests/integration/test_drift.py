@@ -95,17 +95,20 @@ def test_a_shift_on_two_features_alerts_naming_exactly_them(
     first_after = next(r for r in reports if r.spans[0].first_offset >= 25_000)
     assert len(before) == 6 and first_after.window == 7
     assert not any(r.drifted for r in before)
-    assert {a.window for a in alerts} >= {7}
-    assert min(a.window for a in alerts) >= 6, "an alert before the shift"
-    alert = next(a for a in alerts if a.window == 7)
+    assert all(sorted(r.drifted_features) == SHIFTED for r in reports if r.window >= 7)
+    # one alert for the episode: in window 6 (three quarters shifted) or 7 (all), not one per drifted window
+    (alert,) = alerts
+    assert alert.window in (6, 7) and alert.status == "firing", "an alert before the shift"
     assert sorted(f.feature for f in alert.features) == SHIFTED
+    assert alert.events == 4000 and all(f.p_value < f.p_value_threshold for f in alert.features)
     shifts = {f.feature: f.mean_shift_sd for f in alert.features}
-    print(f"shift: alerts in windows {sorted(a.window for a in alerts)}; window 7: {alert.message}")
-    assert all(0.8 < s < 1.2 for s in shifts.values()), shifts
+    print(f"shift: one alert, window {alert.window}: {alert.message}")
+    low = 0.4 if alert.window == 6 else 0.8  # window 6 holds 1,000 unshifted events of 4,000
+    assert all(low < s < 1.2 for s in shifts.values()), shifts
 
     metrics = worker.get_text("/metrics")
-    psi = re.search(r'streamscore_drift_psi\{[^}]*feature="f03"[^}]*\} (\S+)', metrics)
-    assert psi is not None and float(psi.group(1)) >= 0.2
+    drifted = re.search(r'streamscore_drift_drifted\{[^}]*feature="f03"[^}]*\} (\S+)', metrics)
+    assert drifted is not None and float(drifted.group(1)) == 1
     assert re.search(r"streamscore_drift_alerts_total\{[^}]*\} (\d+)", metrics)
     requests = read_topic(bootstrap, topic_env["STREAMSCORE_TOPIC_RETRAIN"], len(alerts), timeout_s=30)
     assert {orjson.loads(r.value)["trigger"] for r in requests} == {"drift"}

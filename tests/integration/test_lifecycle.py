@@ -107,10 +107,22 @@ def test_deploy_and_rollback_while_streaming_lose_nothing_and_swap_between_batch
     assert worker.get("/stats")["model_version"] == "1"
 
     frame = agrawal_frame(100_000, seed=21, classification_function=2).drop(columns=["approved"])
-    events = list(events_from_frame(frame, prefix="swap"))
+    rows = list(events_from_frame(frame, prefix="swap"))
     settings = Settings(**{k[len("STREAMSCORE_") :].lower(): v for k, v in env.items()})
+    # the stream runs until both swaps have landed and 10,000 more events are scored, however
+    # slow the machine: event i carries row i % 100,000 of the frame
+    stop, events = threading.Event(), []
+
+    def stream():
+        for i in range(10 * len(rows)):
+            if stop.is_set():
+                return
+            row = rows[i % len(rows)]
+            events.append({**row, "event_id": f"swap-{i}", "entity_id": f"cust-{i % 1000}"})
+            yield events[-1]
+
     producer = threading.Thread(
-        target=produce_payloads, args=(settings, event_payloads(events)), kwargs={"rate": 7000}
+        target=produce_payloads, args=(settings, event_payloads(stream())), kwargs={"rate": 7000}
     )
     producer.start()
     _wait(lambda: worker.get("/stats")["scored"] >= 15_000, what="15,000 scored")
@@ -120,8 +132,15 @@ def test_deploy_and_rollback_while_streaming_lose_nothing_and_swap_between_batch
     assert _cli(env, "model", "rollback").returncode == 0
     _wait(lambda: worker.get("/stats")["model_version"] == "1", what="v1 serving again")
     at_rollback = worker.get("/stats")["scored"]
+    _wait(
+        lambda: worker.get("/stats")["scored"] >= at_rollback + 10_000,
+        what="10,000 scored after the rollback",
+    )
+    stop.set()
     producer.join()
-    print(f"v2 serving from about event {at_deploy:,}; v1 again from about {at_rollback:,}")
+    print(
+        f"{len(events):,} events; v2 serving from about event {at_deploy:,}; v1 from {at_rollback:,}"
+    )
     assert at_rollback < len(events), "both swaps must land mid-stream"
 
     records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], len(events), idle_s=2.0)
@@ -132,7 +151,7 @@ def test_deploy_and_rollback_while_streaming_lose_nothing_and_swap_between_batch
     # every prediction names the version that made it: its score is that version's own
     matrix = agrawal_bundle.spec.encode_frame(frame)
     expected = {"1": agrawal_bundle.predict(matrix), "2": ModelBundle.load(v2_dir).predict(matrix)}
-    index = np.asarray([int(b["event_id"].rsplit("-", 1)[1]) for b in bodies])
+    index = np.asarray([int(b["event_id"].rsplit("-", 1)[1]) % len(rows) for b in bodies])
     scores = np.asarray([b["score"] for b in bodies])
     named = np.asarray([b["model_version"] for b in bodies])
     for version in ("1", "2"):

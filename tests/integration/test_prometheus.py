@@ -133,9 +133,9 @@ def _healthcheck(worker: WorkerProcess) -> int:
 
 
 def _fired_on_the_first_change(prometheus: PrometheusServer, since: float) -> tuple[float, float, float]:
-    """From Prometheus' own history: (changes first scraped, changes first scraped above 0, changes when
-    StreamscoreConceptDrift first fired). Equal second and third: the first change alone fired it."""
-    series = "sum(streamscore_concept_drift_changes_total)"
+    """From Prometheus' own history: (critical concept-drift alerts first scraped, first scraped above 0,
+    when StreamscoreConceptDrift first fired). Equal second and third: the first alert alone fired it."""
+    series = 'sum(streamscore_concept_drift_alerts_total{status="firing", severity="critical"})'
     end = time.time() + 2  # a step at or after the last evaluation (samples are looked back, not forward)
     window = {"start": f"{since:.3f}", "end": f"{end:.3f}", "step": "1s"}
     [changes] = prometheus.api("query_range", query=series, **window)["result"]
@@ -157,10 +157,10 @@ def test_shipped_rules_fire_on_a_live_worker(bootstrap, topic_env, loans_f0, tmp
     assert _healthcheck(worker) == 0, "the image's HEALTHCHECK says the ready worker is unhealthy"
     prometheus = PrometheusServer(f"127.0.0.1:{worker.port}", tmp_path / "prometheus")
     try:
-        concept = "streamscore_concept_drift_changes_total"
+        concept = "streamscore_concept_drift_alerts_total"
         zeros = lambda: [s["value"][1] for s in prometheus.api("query", query=concept)["result"]]  # noqa: E731
         prometheus.wait(
-            "a scrape of the concept-drift counters at 0", lambda: zeros() == ["0", "0"], budget()
+            "a scrape of the concept-drift alert counters at 0", lambda: zeros() == ["0"] * 4, budget()
         )
         assert prometheus.firing() == {}, "an alert before any event"
 
@@ -180,7 +180,7 @@ def test_shipped_rules_fire_on_a_live_worker(bootstrap, topic_env, loans_f0, tmp
         print(
             "fired after the events started: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(fired.items()))
         )
-        print(f"concept-drift changes scraped: {first:g} at first, {first_change:g} at the first change, "
+        print(f"critical concept-drift alerts scraped: {first:g} at first, {first_change:g} at the first, "
               f"{at_fire:g} when ConceptDrift fired; {drift['annotations']['summary']}")  # fmt: skip
         assert (first, at_fire) == (0, first_change)
 

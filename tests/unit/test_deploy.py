@@ -48,8 +48,6 @@ THRESHOLDS = {
     "StreamscoreConsumerLagHigh": "alert_lag_records",
     "StreamscoreConsumerLagOld": "alert_lag_seconds",
     "StreamscoreDeadLetterRatioHigh": "alert_dead_letter_ratio",
-    "StreamscoreFeatureDrift": "drift_psi_threshold",
-    "StreamscorePredictionDrift": "drift_psi_threshold",
     "StreamscoreKpiLow": "alert_kpi_min",
     "StreamscoreEstimatedKpiLow": "alert_kpi_min",
 }

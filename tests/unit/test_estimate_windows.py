@@ -124,8 +124,9 @@ def test_the_estimate_watch_alerts_once_per_episode_and_asks_for_retraining() ->
     fired = [watch.check(estimate(i, "accuracy", v)) for i, v in enumerate([0.8, 0.69, 0.6, None, 0.71, 0.5])]
     small = watch.check(estimate(9, "accuracy", 0.1, events=50))  # too few events to say
 
-    assert [a is not None for a in fired] == [False, True, False, False, False, True]
+    assert [a and a.status for a in fired] == [None, "firing", None, None, "resolved", "firing"]
     assert small is None
+    assert (fired[4].since_window, fired[4].estimate) == (1, 0.71) and "resolved" in fired[4].message
     alert = fired[1]
     request = from_estimate(alert)
     print(alert.message)

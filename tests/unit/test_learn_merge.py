@@ -86,3 +86,49 @@ def test_a_partition_outside_a_two_partition_topic_is_refused_from_the_key_alone
         partition_number(text, 2)
     assert refused.value.reason == "key"
     assert [partition_number(t, 2) for t in ("0", "1")] == [0, 1]
+
+
+def _detection(partition: int, event_time: int) -> dict:
+    return {
+        "detector": "cusum",
+        "stream": "error",
+        "model_version": "1",
+        "source_topic": "features",
+        "partition": partition,
+        "offset": event_time // 4,
+        "event_id": f"e{event_time}",
+        "event_time": event_time,
+        "position": event_time // 4,
+        "statistic": 15.2,
+        "threshold": 15.0,
+        "baseline": 60_000,
+        "mean_before": 0.1,
+        "since_change": 400,
+        "mean_after": 0.2,
+    }
+
+
+def test_every_shards_detections_come_once_and_merge_into_one_alert_on_the_drift_topic():
+    from schemas.feedback import ConceptDriftAlert
+    from streams.services.learn.alerts import ConceptReports
+    from streams.settings import Settings
+
+    sent, counted = [], []
+    reports = ConceptReports(Settings(partitions=2, concept_merge_seconds=60), "binary", counted.append)
+    parts = {p: {**_partial(p, [(1.0, 0.9)]), "changes": [["m:1", _detection(p, 1_000 + p)]]} for p in (0, 1)}
+    parts[1]["changes"] += [["m:1", {"detector": "made up"}], "garbage", [1, _detection(1, 5)]]
+    new = reports.collect(parts)
+    assert [(c.partition, c.event_time) for c in new] == [(0, 1_000), (1, 1_001)]
+    assert reports.refused == 3
+    assert reports.collect(parts) == [], "a partial resends its shard's recent detections: seen already"
+
+    snapshot = merged_snapshot(parts, new, 0.1)
+    reports.publish(
+        snapshot, 1_001, lambda topic, key, value, headers: sent.append((topic, key, value, headers))
+    )
+    ((topic, key, value, headers),) = sent
+    alert = ConceptDriftAlert.model_validate_json(value)
+    assert (topic, key, alert.shards, alert.status) == ("drift", b"m:1", [0, 1], "firing")
+    assert dict(headers)["ce_type"] == b"io.streamscore.concept-drift.alert.v1"
+    assert counted == [alert] and reports.sent == {"firing": 1, "resolved": 0}
+    assert [c.partition for c in snapshot.changes] == [0, 1], "each shard's detection, for /metrics"

@@ -279,8 +279,25 @@ SAMPLES["metrics_snapshot"] = MetricsSnapshot(
     estimate_checks=[SAMPLES["estimate_check"]],
     created_at=1_700_000_000_000,
 )
+_DETECTION = _CHANGE.model_copy(
+    update={"detector": "cusum", "stream": "error", "statistic": 15.3, "threshold": 15.0, "baseline": 60_000,
+            "mean_before": 0.1, "since_change": 400, "mean_after": 0.2}
+)  # fmt: skip
 SAMPLES["concept_drift_alert"] = ConceptDriftAlert(
-    model="loans:1", change=_CHANGE, message="ADWIN on the error stream", created_at=1_700_000_000_000
+    model="loans:1",
+    change=_DETECTION,
+    message="the error rate rose",
+    created_at=1_700_000_000_000,
+    status="firing",
+    severity="critical",
+    detections=[_DETECTION, _DETECTION.model_copy(update={"partition": 1})],
+    shards=[0, 1],
+    partitions=2,
+    merge_interval_ms=300_000,
+    statistic=15.3,
+    threshold=15.0,
+    error_before=0.1,
+    error_after=0.2,
 )
 SAMPLES["checkpoint_head"] = CheckpointHead(generation=3, chunks=2)
 SAMPLES["state_alert"] = StateAlert(
@@ -296,6 +313,26 @@ SAMPLES["challenger_export"] = ChallengerExport(
     labels=6000,
     created_at=1_700_000_000_000,
 )
+
+
+# the fields the alert messages had at schema_version 1: version 2 keeps every one, with its meaning
+ALERT_FIELDS_V1 = {
+    "drift_alert": {"type", "model_name", "model_version", "window", "start_event_time", "end_event_time",
+                    "features", "prediction_drifted", "changes", "message", "created_at", "schema_version"},
+    "concept_drift_alert": {"type", "model", "change", "message", "created_at", "schema_version"},
+    "estimated_kpi_alert": {"type", "model_name", "model_version", "window", "start_event_time",
+                            "end_event_time", "events", "metric", "estimate", "lower", "upper", "threshold",
+                            "message", "created_at", "schema_version"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_FIELDS_V1))
+def test_alert_messages_at_version_2_keep_every_field_of_version_1(name: str) -> None:
+    model = ALL_MESSAGES[name]
+    assert ALERT_FIELDS_V1[name] <= set(model.model_fields)
+    assert model.model_fields["schema_version"].default == 2
+    sample = json.loads(SAMPLES[name].model_dump_json())
+    assert sample["status"] in ("firing", "resolved") and sample["severity"] in ("warning", "critical")
 
 
 def test_export_writes_one_valid_json_schema_per_message(tmp_path: Path) -> None:

@@ -40,11 +40,15 @@ def test_a_fresh_worker_exports_every_known_counter_at_zero(agrawal_bundle: Mode
         assert _sample(metrics, "streamscore_dead_letters_total", stage=stage) == 0
     assert _sample(metrics, "streamscore_drift_alerts_total", **model) == 0
     assert _sample(metrics, "streamscore_drift_windows_total", **model) == 0
-    for detector in ("adwin", "page_hinkley"):
+    for detector in ("cusum", "adwin", "page_hinkley"):
         assert _sample(metrics, "streamscore_concept_drift_changes_total",
                        model_version=agrawal_bundle.version, detector=detector) == 0  # fmt: skip
         assert _sample(metrics, "streamscore_drift_detector_changes_total",
                        **model, detector=detector, stream="score") == 0  # fmt: skip
+    for status in ("firing", "resolved"):  # what StreamscoreConceptDrift's increase() needs
+        for severity in ("warning", "critical"):
+            labels = {"model_version": agrawal_bundle.version, "status": status, "severity": severity}
+            assert _sample(metrics, "streamscore_concept_drift_alerts_total", **labels) == 0
     for state in JoinCounts.model_fields:
         assert _sample(metrics, "streamscore_label_join", state=state) == 0
     assert _sample(metrics, "streamscore_challenger_share", model_name="", model_version="", mode="none") == 0
@@ -53,7 +57,8 @@ def test_a_fresh_worker_exports_every_known_counter_at_zero(agrawal_bundle: Mode
 def test_statistics_without_a_value_yet_are_not_invented(agrawal_bundle: ModelBundle) -> None:
     text = generate_latest(_fresh(agrawal_bundle)[0].registry).decode()
     # a PSI or a KPI of 0 would be a claim (a KPI at 0 would even fire StreamscoreKpiLow)
-    for family in ("streamscore_drift_psi", "streamscore_kpi_rolling", "streamscore_prediction_drift_psi"):
+    for family in ("streamscore_drift_psi", "streamscore_kpi_rolling", "streamscore_prediction_drift_psi",
+                   "streamscore_drift_drifted", "streamscore_prediction_drift_drifted"):  # fmt: skip
         assert f"{family}{{" not in text, family
 
 
@@ -62,7 +67,7 @@ def test_a_score_only_worker_exports_no_drift_or_learner_series(agrawal_bundle: 
     text = generate_latest(metrics.registry).decode()
     assert _sample(metrics, "streamscore_dead_letters_total", stage="validate") == 0
     for family in ("streamscore_drift_alerts_total{", "streamscore_concept_drift_changes_total{",
-                   "streamscore_label_join{"):  # fmt: skip
+                   "streamscore_concept_drift_alerts_total{", "streamscore_label_join{"):  # fmt: skip
         assert family not in text, family
 
 

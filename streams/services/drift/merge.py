@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from scoring.drift import DriftThresholds
 from scoring.drift.bounds import report_problem
 from scoring.drift.closing import ClosedWindow
 from scoring.drift.merge import WindowKey, WindowMerger
@@ -41,6 +40,7 @@ from scoring.model.bundle import ModelBundle
 from streams.kafka.config import reader_config
 from streams.kafka.records import Emit
 from streams.services.drift.partials import check_key, read_partial
+from streams.services.drift.step import drift_thresholds
 from streams.services.shared.checkpoints import CheckpointStore
 from streams.services.shared.state_intake import (
     ChunkAssembler,
@@ -77,8 +77,7 @@ class PartialsMerger:
     ) -> None:
         self.settings = settings
         self.key = key
-        thresholds = DriftThresholds(psi=settings.drift_psi_threshold, p_value=settings.drift_p_value)
-        self.merger = WindowMerger(partitions, settings.drift_window_events, thresholds)
+        self.merger = WindowMerger(partitions, settings.drift_window_events, drift_thresholds(settings))
         self.store = CheckpointStore(settings, f"{prefix}/merge", key)
         self.intake = intake  # the step's, of drift-partials: its counts outlive a merger
         self.checkpoints = checkpoints  # the step's, of checkpoints

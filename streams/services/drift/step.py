@@ -7,8 +7,11 @@ read is counted and logged, never raised.
 
 Each closed window gives its ``DriftReport`` and, when the model version's bundle can
 estimate its KPIs, a ``PerformanceEstimate`` of the same events as a message of its own
-(docs/estimation.md says why); a window's estimated KPI past the alert threshold adds an
-``EstimatedKpiAlert`` and a ``RetrainRequest`` (trigger ``estimated``).
+(docs/estimation.md says why). Alerts go out per episode (``scoring.alerts``): a
+``DriftAlert`` when a version's windows start drifting and when they stop, an
+``EstimatedKpiAlert`` when its estimated KPI crosses the alert threshold and when it is
+back; a firing one also asks for retraining (``RetrainRequest``, trigger ``drift`` or
+``estimated``). A cool-down per alert kind and model version holds back a flapping one.
 
 Windows live in memory: a restart starts fresh windows (the events of an open
 window at a crash are not reported); reports and alerts are derived data. Their
@@ -30,7 +33,8 @@ from schemas import headers as h
 from schemas.drift import DriftReport
 from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.keys import ModelKey
-from scoring.drift import DriftMonitor, alert_for
+from scoring.alerts import DriftAlerting
+from scoring.drift import DriftMonitor, DriftThresholds
 from scoring.lifecycle.retrain import EstimateWatch, from_drift, from_estimate
 from scoring.model.bundle import ModelBundle
 from scoring.model.monitor_rows import RecordShape
@@ -50,13 +54,24 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 5.0
 
 
+def drift_thresholds(settings: Settings) -> DriftThresholds:
+    """How the windows' tests are flagged, as the settings say (``STREAMSCORE_DRIFT_*``)."""
+    return DriftThresholds(
+        psi=settings.drift_psi_threshold,
+        p_value=settings.drift_p_value,
+        psi_floor=settings.drift_psi_floor,
+        correction=settings.drift_correction,
+    )
+
+
 @dataclass
 class DriftCounters:
     messages: int = 0
     events: int = 0
     unreadable: int = 0
     reports: int = 0
-    alerts: int = 0
+    alerts: int = 0  # firing drift alerts sent
+    resolved: int = 0  # resolved drift alerts sent
     estimates: int = 0
     estimate_alerts: int = 0
 
@@ -87,7 +102,11 @@ class DriftStep(Step):
         self.monitor = monitor
         self.on_report = on_report  # e.g. the /metrics gauges
         self.on_estimate = on_estimate
-        self.estimate_watch = EstimateWatch(settings.alert_kpi_metric, settings.alert_kpi_min)
+        cooldown_ms = int(settings.alert_cooldown_seconds * 1000)
+        self.estimate_watch = EstimateWatch(
+            settings.alert_kpi_metric, settings.alert_kpi_min, cooldown_ms=cooldown_ms
+        )
+        self.drift_alerts = DriftAlerting(cooldown_ms)
         self.counters = DriftCounters()
         self.epoch = int(time.time() * 1000)  # when these windows started: in the reports' ids
         self.shapes: dict[tuple[str, str], RecordShape] = {}
@@ -152,16 +171,20 @@ class DriftStep(Step):
             _ce(h.DRIFT_REPORT_CE_TYPE, ce_id, report.created_at),
         )
         counters.reports += 1
-        alert = alert_for(report)
+        alert = self.drift_alerts.on_report(report)
+        firing = alert is not None and alert.status == "firing"
         if self.on_report is not None:
-            self.on_report(report, alert is not None)
+            self.on_report(report, firing)
         if alert is None:
             return
-        headers = _ce(h.DRIFT_ALERT_CE_TYPE, ce_id + ":alert", report.created_at)
+        headers = _ce(h.DRIFT_ALERT_CE_TYPE, f"{ce_id}:alert:{alert.status}", report.created_at)
         emit(topic, key, alert.model_dump_json().encode(), headers)
-        emit(self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
-        counters.alerts += 1
-        log.warning("drift alert: %s", alert.message)
+        if firing:
+            emit(self.settings.topic_retrain, b"drift", from_drift(alert).model_dump_json().encode(), None)
+            counters.alerts += 1
+        else:
+            counters.resolved += 1
+        log.warning("drift alert %s: %s", alert.status, alert.message)
 
     def _estimate(self, estimate: PerformanceEstimate, emit: Emit) -> None:
         """A window's estimate, and an alert and a retrain request if its KPI crossed the threshold."""
@@ -173,19 +196,25 @@ class DriftStep(Step):
         )
         self.counters.estimates += 1
         alert = self.estimate_watch.check(estimate)
-        if self.on_estimate is not None:
-            self.on_estimate(estimate, alert)
+        if self.on_estimate is not None:  # the gauges and the dashboard count firing alerts
+            self.on_estimate(estimate, alert if alert is not None and alert.status == "firing" else None)
         if alert is None:
             return
         emit(
             topic,
             key,
             alert.model_dump_json().encode(),
-            _ce(h.ESTIMATE_ALERT_CE_TYPE, ce_id + ":estimate-alert", at),
+            _ce(h.ESTIMATE_ALERT_CE_TYPE, f"{ce_id}:estimate-alert:{alert.status}", at),
         )
-        emit(self.settings.topic_retrain, b"estimated", from_estimate(alert).model_dump_json().encode(), None)
-        self.counters.estimate_alerts += 1
-        log.warning("estimated KPI alert: %s", alert.message)
+        if alert.status == "firing":
+            emit(
+                self.settings.topic_retrain,
+                b"estimated",
+                from_estimate(alert).model_dump_json().encode(),
+                None,
+            )
+            self.counters.estimate_alerts += 1
+        log.warning("estimated KPI alert %s: %s", alert.status, alert.message)
 
 
 def run_drift(

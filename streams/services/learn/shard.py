@@ -13,11 +13,12 @@ twice or lost on a rebalance.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.drift import DetectorChange
+from scoring.drift.detectors import DetectorConfig
 from scoring.feedback.join_segments import JoinSegments, SegmentPlan, restore_events
 from scoring.feedback.label_join import PendingLabel
 from scoring.feedback.loop import Learner
@@ -30,6 +31,19 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 CHALLENGER_SHARD = 0  # the River challenger learns from partition 0's labels: a sample by entity hash
+RECENT_CHANGES = 64  # a shard's latest detections, resent in each partial until newer ones push them out
+
+
+def detector_config(settings: Settings, task: str) -> DetectorConfig:
+    """The detectors on the error streams, as the settings say (``STREAMSCORE_CONCEPT_*``)."""
+    binary = task == "binary"
+    return DetectorConfig(
+        names=tuple(settings.concept_detectors.split(",")),
+        kind="binary" if binary else "continuous",
+        shift=settings.concept_shift_rate if binary else settings.concept_shift_sd,
+        threshold=settings.concept_threshold,
+        warmup=settings.concept_warmup,
+    )
 
 
 def learner_for(settings: Settings, bundle: ModelBundle, partition: int = CHALLENGER_SHARD) -> Learner:
@@ -46,6 +60,7 @@ def learner_for(settings: Settings, bundle: ModelBundle, partition: int = CHALLE
         # the join's bound is the deployment's: each partition's shard keeps its share
         max_entries=max(1, settings.label_join_max // settings.partitions),
         train_challenger=partition == CHALLENGER_SHARD,
+        detectors=detector_config(settings, bundle.task.value),
     )
 
 
@@ -58,7 +73,8 @@ class Shard:
     positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset to read
     extra: dict = field(default_factory=dict)  # more state for the checkpoint (shard 0: the estimate checks)
     dirty: bool = False
-    changes: list[DetectorChange] = field(default_factory=list)
+    # (model, detection), newest last: every partial carries them, the reporter skips the ones it saw
+    changes: deque[tuple[str, DetectorChange]] = field(default_factory=lambda: deque(maxlen=RECENT_CHANGES))
 
     def resume(self, restored: Restored | None, fresh: Learner) -> bool:
         """Take a restored checkpoint (True), or start from ``fresh`` (False; ``store.restore_problem``
@@ -116,7 +132,8 @@ class Shard:
         return plan, self.store.write(head, emit, segments, plan.dropped)
 
     def partial(self) -> dict:
-        """What the merged KPIs need of this shard: its board, join counts and paired tallies (JSON)."""
+        """What the reporter needs of this shard: its board, join counts, paired tallies and recent
+        detections (JSON)."""
         learner = self.learner
         return {
             "partition": self.partition,
@@ -125,6 +142,7 @@ class Shard:
             "tallies": {k: vars(t) for k, t in learner.tallies.items()},
             "champion": learner.champion,
             "challenger": learner.challenger_name,
+            "changes": [[model, change.model_dump(mode="json")] for model, change in self.changes],
         }
 
 

@@ -28,15 +28,15 @@ from collections.abc import Callable
 
 from confluent_kafka import Message, TopicPartition
 
-from schemas import headers as h
 from schemas.checkpoint import StateAlert
-from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
+from schemas.feedback import JoinCounts, MetricsSnapshot
 from scoring.lifecycle.retrain import KpiWatch
 from scoring.model.bundle import ModelBundle
 from scoring.model.monitor_rows import RecordShape
 from streams.kafka.config import SIDE_PREFETCH_KBYTES, group_consumer_config, producer_config
 from streams.kafka.names import groups
 from streams.kafka.readers import read_latest
+from streams.services.learn.alerts import AlertListener, ConceptReports
 from streams.services.learn.challenger import ChallengerDuties
 from streams.services.learn.estimates import EstimateChecks
 from streams.services.learn.merge import (
@@ -69,6 +69,7 @@ class LearnStep(Step):
         bundle: ModelBundle,
         refusals: Refusals,
         on_snapshot: Callable[[MetricsSnapshot], None] | None = None,
+        on_alert: AlertListener | None = None,
     ) -> None:
         self.settings = settings
         self.bundle = bundle
@@ -80,6 +81,7 @@ class LearnStep(Step):
         self.parked: dict[int, Shard] = {}  # revoked shards, kept in case their partitions come back
         self.estimates = EstimateChecks()  # each drift window's estimate against its labels
         self.challenger = ChallengerDuties(settings)
+        self.concept = ConceptReports(settings, bundle.task.value, on_alert)  # the reporter's alerts
         self.followers = PartialsFollower(settings, self.prefix, refusals)
         self.counters = {
             "monitor_messages": 0,
@@ -113,6 +115,7 @@ class LearnStep(Step):
             if partition == CHALLENGER_SHARD:
                 self.estimates.restore(shard.extra.get("estimates"))
                 self.drift_positions = dict(shard.extra.get("drift_positions", {}))
+                self.concept.alerting.restore(shard.extra.get("concept"))
         elif store.restore_problem is not None:
             self.followers.intake.refuse(store.restore_refusal, store.restore_problem, f" {store.prefix}")
             self.pending_alerts.append(
@@ -240,24 +243,12 @@ class LearnStep(Step):
             self.counters["bad_messages"] += 1
             intake.refuse(message, Refusal.failed, repr(exc), emit, type(exc).__name__)
             return
-        for change in changes:
-            self._alert(holder, change, context)
-
-    def _alert(self, shard: Shard, change, context: LoopContext) -> None:
-        shard.changes.append(change)
-        model = next((m for m in shard.learner.detectors if m.endswith(":" + change.model_version)), "")
-        alert = ConceptDriftAlert(
-            model=model,
-            change=change,
-            message=(
-                f"{change.detector} on the error stream of {model}: change at event {change.event_id} "
-                f"({change.source_topic} [{change.partition}] @{change.offset})"
-            ),
-            created_at=int(time.time() * 1000),
-        )
-        headers = [(h.CE_TYPE, b"io.streamscore.concept-drift.alert.v1")]
-        context.emit(self.settings.topic_drift, model.encode(), alert.model_dump_json().encode(), headers)
-        log.warning("concept drift: %s", alert.message)
+        for change in changes:  # the reporter merges every shard's into one alert per change
+            model = next((m for m in holder.learner.detectors if m.endswith(":" + change.model_version)), "")
+            holder.changes.append((model, change))
+            holder.dirty = True
+            log.info("shard %d: %s on the error stream of %s at %s", holder.partition, change.detector, model,
+                     change.event_id)  # fmt: skip
 
     # -- snapshots and checkpoints
 
@@ -287,11 +278,11 @@ class LearnStep(Step):
         """The merged KPIs of every partition on ``metrics``; what follows from them (requests, promotion)."""
         s, emit = self.settings, context.emit
         partials = {**self.followers.partials(), **{p: shard.partial() for p, shard in self.shards.items()}}
-        changes = [c for shard in self.shards.values() for c in shard.changes]
-        snapshot = merged_snapshot(partials, changes, s.segment_gap)
+        snapshot = merged_snapshot(partials, self.concept.collect(partials), s.segment_gap)
         newest = max(shard.learner.join.newest_time for shard in self.shards.values())
         snapshot = self.estimates.settle(snapshot, newest, s.label_ttl_seconds * 1000)
         emit(s.topic_metrics, snapshot.champion.encode(), snapshot.model_dump_json().encode(), None)
+        self.concept.publish(snapshot, newest, emit)
         request = self.kpi_watch.check(snapshot) if self.kpi_watch is not None else None
         if request is not None:
             emit(s.topic_retrain, b"kpi", request.model_dump_json().encode(), None)
@@ -309,7 +300,11 @@ class LearnStep(Step):
             if not (shard.dirty or force):
                 continue
             if shard.partition == CHALLENGER_SHARD:
-                shard.extra = {"estimates": self.estimates.state(), "drift_positions": self.drift_positions}
+                shard.extra = {
+                    "estimates": self.estimates.state(),
+                    "drift_positions": self.drift_positions,
+                    "concept": self.concept.alerting.state(),
+                }
             plan, written = shard.checkpoint(context.emit)
             self.counters["checkpoint_bytes"] += written
             key = partial_key(self.prefix, shard.partition)
@@ -322,7 +317,6 @@ class LearnStep(Step):
         for shard, plan in plans:
             shard.segments.done(plan)
             shard.dirty = False
-            shard.changes = []
         return True
 
 
