@@ -8,7 +8,7 @@ be equal, every cumulative KPI equal to 1e-9 and the AUC to 1e-6, and every labe
 once: none counted twice, none lost. The drift windows are cut per partition and merged
 (``STREAMSCORE_DRIFT_WINDOWS=partitions``): every window one worker reports, the three
 report too, with the same events and the same drifted features (the stream's ``loan``
-doubles from the middle of window 10 on).
+doubles from the middle of window 5 on).
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from tests.integration.kafka_tools import WorkerProcess, produce_with_labels, re
 
 pytestmark = pytest.mark.integration
 
-N, DELAY = 200_000, 2_000
+N, DELAY = 100_000, 2_000
 BASE_MS = 1_700_000_000_000
 PARTITIONS, WINDOW = 4, 10_000  # the test workers' STREAMSCORE_PARTITIONS; 2,500 events per partition window
-SHIFT_FROM = int(N * 0.525)  # the middle of each partition's window 10
+SHIFTED_WINDOW = 5
+SHIFT_FROM = SHIFTED_WINDOW * WINDOW + WINDOW // 2  # the middle of each partition's window 5
 
 
 @pytest.fixture(scope="module")
@@ -188,5 +189,6 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
         f"drift: {windows} windows, drifted features per window {drifted}; {identical} of them identical to "
         f"the last digit (the others hold events scored twice after the SIGKILL)"
     )
-    assert "loan" in drifted[10] and all("loan" in drifted[w] for w in range(11, windows))
-    assert all("loan" not in drifted[w] for w in range(10)), "the shift starts in window 10"
+    assert "loan" in drifted[SHIFTED_WINDOW]
+    assert all("loan" in drifted[w] for w in range(SHIFTED_WINDOW + 1, windows))
+    assert all("loan" not in drifted[w] for w in range(SHIFTED_WINDOW)), "the shift starts in window 5"
