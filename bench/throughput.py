@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +57,15 @@ def run_contender(
     """Run one contender over the whole input topic and return its figures."""
     kind, _, checkout = name.partition("@")  # streamscore_all@before: the worker of --checkout before=PATH
     repo = args.checkout[checkout] if checkout else REPO_DIR
+    if checkout:  # its own bundle: the same model, trained and written by that checkout's code
+        bundle = workdir / f"bundle-{checkout}"
+        if not bundle.exists():
+            script = (
+                "import sys; from pathlib import Path; sys.path[:0] = ['bench', '.']; "
+                "from common import train_model; "
+                f"train_model(Path({str(bundle)!r}), trees={args.trees})"
+            )
+            subprocess.run([sys.executable, "-c", script], cwd=repo, check=True)
     out_topic = unique(f"out-{kind}-{checkout}")
     create_topics(broker.bootstrap, [out_topic], args.partitions)
     reader = OutputReader(broker.bootstrap, out_topic, target=n)
