@@ -14,6 +14,7 @@ with 1 when the every-role worker's rate is more than P % below score-only's in 
     .venv/bin/python bench/throughput.py [--events 200000] [--partitions 4]
         [--contenders quix,raw,naive_faust,streamscore_batch,streamscore_agent,streamscore_all]
         [--batch-size N] [--trees 100] [--workers 1] [--json OUT] [--fail-if-roles-cost 10]
+        [--checkout NAME=PATH ...] [--profile SECONDS --profile-dir DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +49,7 @@ from threads import ThreadSampler
 
 from streams.kafka.embedded.broker import Broker, start_broker
 
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 START_TIMEOUT_S = 180.0  # from launch to the first output message
 IDLE_TIMEOUT_S = 30.0  # longest gap in output before a contender counts as stalled
 
@@ -79,7 +82,15 @@ def run_contender(
     sampler = TreeSampler([p.pid for p in contender.processes])
     threads = ThreadSampler([p.pid for p in contender.processes])
     broker_sampler = TreeSampler([broker.process.pid])
+    profiler = None
+    if args.profile and kind.startswith("streamscore"):
+        out = args.profile_dir / f"{name.replace('@', '-')}.raw"
+        worker = contender.processes[0].pid
+        profiler = threading.Thread(target=profile, args=(reader, worker, args.profile, out))
+        profiler.start()
     ok = reader.wait_for(IDLE_TIMEOUT_S, START_TIMEOUT_S, alive=lambda: contender.failed() is None)
+    if profiler is not None:
+        profiler.join()
     usage, broker_usage, thread_cpu = sampler.stop(), broker_sampler.stop(), threads.stop()
     result = reader.stop()
     exit_code = contender.failed()
@@ -107,6 +118,16 @@ def run_contender(
         why = f"exited with {exit_code}" if exit_code is not None else "stalled or too slow to start"
         print(f"{name}: FAILED ({why}; read {result.count:,} of {n:,})\n{contender.log_tail()}", flush=True)
     return row
+
+
+def profile(reader: OutputReader, pid: int, seconds: float, out: Path) -> None:
+    """py-spy on ``pid`` (every thread) for ``seconds`` from its first output on; raw stacks to ``out``."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while reader.count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    command = [PY_SPY, "record", "--pid", str(pid), "--threads", "--format", "raw", "--rate", "100"]
+    subprocess.run([*command, "--duration", str(int(seconds)), "-o", str(out)], capture_output=True)
+    print(f"  profile: {out} (bench/profile_top.py {out})", flush=True)
 
 
 def print_table(rows: list[dict], n: int) -> None:
@@ -198,6 +219,12 @@ def main() -> int:
         help="another checkout's worker: contender streamscore_all@NAME runs it from PATH (repeatable)",
     )  # fmt: skip
     parser.add_argument(
+        "--profile", type=float, default=0, metavar="SECONDS",
+        help="py-spy each streamscore worker for SECONDS from its first output, raw stacks into "
+        "--profile-dir (it slows the worker: take rates from runs without it)",
+    )  # fmt: skip
+    parser.add_argument("--profile-dir", type=Path, default=Path("."))
+    parser.add_argument(
         "--fail-if-roles-cost", type=float, default=None, metavar="PERCENT",
         help="exit 1 when the every-role worker's rate is more than PERCENT below score-only's",
     )  # fmt: skip
@@ -208,6 +235,9 @@ def main() -> int:
     unknown += [c for c in names if c.partition("@")[2] not in ("", *args.checkout)]
     if unknown:
         parser.error(f"unknown contenders {unknown}; known: {', '.join(CONTENDERS)}")
+    if args.profile and not Path(PY_SPY).exists():
+        parser.error(f"--profile needs py-spy ({PY_SPY}): .venv/bin/pip install py-spy")
+    args.profile_dir.mkdir(parents=True, exist_ok=True)
     if args.fail_if_roles_cost is not None and not {"streamscore_all", "streamscore_batch"} <= set(names):
         parser.error("--fail-if-roles-cost compares streamscore_all with streamscore_batch: run both")
 
