@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -55,14 +55,23 @@ class ThreadSampler:
     """Samples thread CPU times of process trees every ``interval_s``; ``stop()`` returns seconds per group.
 
     Each thread counts from its first sample to its last (a thread that exits between
-    samples loses at most one interval of CPU).
+    samples loses at most one interval of CPU). ``steady`` (a count of events done) marks
+    the first sample at which it is above 0 (the first output read): ``stop()`` also gives
+    the CPU from that sample on, and the events done in between, so start-up is left out.
     """
 
-    def __init__(self, pids: Sequence[int], interval_s: float = 0.5) -> None:
+    def __init__(
+        self, pids: Sequence[int], interval_s: float = 0.2, steady: Callable[[], int] | None = None
+    ) -> None:
         self._roots = list(pids)
         self._interval = interval_s
         self._first: dict[tuple[int, int], float] = {}
         self._last: dict[tuple[int, int], tuple[str, float]] = {}
+        self._steady = steady
+        self._mark: dict[tuple[int, int], float] | None = None
+        self._mark_count = 0
+        self.steady_s: dict[str, float] = {}
+        self.steady_events = 0
         self._stop = threading.Event()
         self._sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -79,10 +88,14 @@ class ThreadSampler:
         return pids
 
     def _sample(self) -> None:
+        count = self._steady() if self._steady is not None and self._mark is None else 0
         for pid in self._pids():
             for tid, (group, cpu) in _threads(pid).items():
                 self._first.setdefault((pid, tid), cpu)
                 self._last[(pid, tid)] = (group, cpu)
+        if count > 0:
+            self._mark = {key: cpu for key, (_, cpu) in self._last.items()}
+            self._mark_count = count
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -92,8 +105,15 @@ class ThreadSampler:
         """A last sample, then CPU seconds per group since sampling began."""
         self._stop.set()
         self._thread.join()
+        count = self._steady() if self._steady is not None else 0
         self._sample()
         out: dict[str, float] = {}
         for key, (group, cpu) in self._last.items():
             out[group] = out.get(group, 0.0) + cpu - self._first[key]
+        if self._mark is not None:
+            self.steady_events = count - self._mark_count
+            for key, (group, cpu) in self._last.items():
+                self.steady_s[group] = (
+                    self.steady_s.get(group, 0.0) + cpu - self._mark.get(key, self._first[key])
+                )
         return out
