@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import orjson
 import pytest
@@ -111,3 +113,34 @@ def test_what_the_other_role_does_not_take_is_dropped_past_the_byte_bound():
         learn.decode(FakeRecord(settings.topic_monitor, 0, offset, value_=value), emit)
     assert (decodes.decoded, decodes.shared) == (17, 3)
     assert len(decodes._held) == 0, "what the learn role decoded behind the drift role is not kept"
+
+
+def test_a_role_coming_to_a_record_the_other_is_decoding_waits_for_its_result(monkeypatch):
+    from streams.services.shared import monitor_decodes
+
+    settings, refusals, decodes = Settings(), Refusals(), MonitorDecodes()
+    drift, learn = _two_roles(settings, refusals, decodes)
+    _, emit = _collect()
+    record = FakeRecord(settings.topic_monitor, 0, 7, value_=orjson.dumps(RECORD))
+    inside, release = threading.Event(), threading.Event()
+    decode = monitor_decodes.decode_monitor
+
+    def slow_decode(*args):  # the drift role is still decoding when the learn role comes
+        inside.set()
+        release.wait(5)
+        return decode(*args)
+
+    monkeypatch.setattr(monitor_decodes, "decode_monitor", slow_decode)
+    got = {}
+    first = threading.Thread(target=lambda: got.update(drift=drift.decode(record, emit)))
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=lambda: got.update(learn=learn.decode(record, emit)))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive(), "the learn role waits for the drift role's decoding"
+    release.set()
+    first.join(5)
+    second.join(5)
+
+    assert got["drift"] is got["learn"] and (decodes.decoded, decodes.shared) == (1, 1)
