@@ -83,6 +83,7 @@ class ShardedDriftStep(DriftStep):
         merger = self.merger
         return {
             **self.sharding,
+            **self.intake.decode_stats(),
             "refused_partials": self.partials_intake.refused,
             "refused_partials_by_reason": dict(self.partials_intake.counts),
             "refused_checkpoints": self.checkpoints_intake.refused,

@@ -136,6 +136,7 @@ class DriftStep(Step):
             "open_window_events": self.monitor.open_events(),
             "unknown_version_events": self.monitor.unknown_version_events,
             "windows_without_estimate": self.monitor.windows_without_estimate(),
+            **self.intake.decode_stats(),
         }
 
     def process(self, records: list[Message], context: LoopContext) -> None:

@@ -131,6 +131,12 @@ class MonitorIntake(Intake):
         self.shape_for = shape_for
         self.decodes = decodes
 
+    def decode_stats(self) -> dict[str, int]:
+        """Records decoded in this process and records taken from the other role's decoding."""
+        if self.decodes is None:
+            return {}
+        return {"monitor_decoded": self.decodes.decoded, "monitor_decodes_shared": self.decodes.shared}
+
     def decode(self, record: KafkaRecord, emit: Emit) -> MonitorColumns | None:
         try:
             if self.decodes is None:
