@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (what the image installs). `make lock` recompiles both from pyproject.toml.
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
 
-.PHONY: install lock state-key deploy-tools stunnel demo test test-busy lint docs browser unit integration bench bench-latency bench-drift bench-memory bench-alerts clean
+.PHONY: install lock state-key deploy-tools stunnel demo test test-busy lint docs browser unit integration bench bench-roles bench-latency bench-drift bench-memory bench-alerts clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+# every role against score only, Quix and raw in one run; exits 1 if every role costs more than 10%
+bench-roles: $(STAMP)
+	$(BIN)/python bench/throughput.py --contenders quix,raw,streamscore_batch,streamscore_all --fail-if-roles-cost 10
 
 bench-latency: $(STAMP)
 	$(BIN)/python bench/latency.py

@@ -41,6 +41,7 @@ CONTENDERS: dict[str, str | None] = {
     "naive_faust": "naive_faust.py",
     "streamscore_batch": None,
     "streamscore_agent": None,
+    "streamscore_all": None,  # the worker as users start it: every role (the default STREAMSCORE_ROLES)
 }
 
 
@@ -223,7 +224,8 @@ def _worker_env(
     partitions: int,
     batch: int | None,
 ) -> dict[str, str]:
-    """The settings of a streamscore contender: topics of its own, the score role only."""
+    """The settings of a streamscore contender: topics of its own; the score role only, but for
+    ``streamscore_all``, which runs every role as a worker started with the defaults does."""
     run_id = uuid.uuid4().hex[:8]
     env = {
         "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
@@ -231,11 +233,11 @@ def _worker_env(
         "STREAMSCORE_TOPIC_PREDICTIONS": out_topic,
         "STREAMSCORE_GROUP_ID": group,
         "STREAMSCORE_APP_ID": f"bench-app-{run_id}",
-        "STREAMSCORE_SCORE_PATH": name.removeprefix("streamscore_"),
+        "STREAMSCORE_SCORE_PATH": "batch" if name == "streamscore_all" else name.removeprefix("streamscore_"),
         "STREAMSCORE_PARTITIONS": str(partitions),
-        # the scoring job only, as the other contenders do it; bench/drift.py measures the drift agent
-        "STREAMSCORE_ROLES": "score",
     }
+    if name != "streamscore_all":  # the scoring job only, as the other contenders do it
+        env["STREAMSCORE_ROLES"] = "score"
     for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates", "checkpoints"):
         env[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
     if batch:
@@ -254,8 +256,13 @@ def launch(
     batch_size: int | None = None,
     workers: int = 1,
     settings_env: dict[str, str] | None = None,
+    repo: Path = REPO_DIR,
 ) -> Launched:
-    """Start contender ``name`` reading ``in_topic`` from earliest and writing ``out_topic``."""
+    """Start contender ``name`` reading ``in_topic`` from earliest and writing ``out_topic``.
+
+    ``repo``: the checkout a streamscore worker runs from (``python -m streams`` in it), so
+    one run can hold the worker of another commit beside this one's.
+    """
     if name not in CONTENDERS:
         raise ValueError(f"unknown contender {name!r}; known: {', '.join(CONTENDERS)}")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -284,9 +291,7 @@ def launch(
     for i, (cmd, cenv) in enumerate(commands):
         log = workdir / f"{name}-{i}.log"
         with open(log, "wb") as out:
-            processes.append(
-                subprocess.Popen(cmd, env=cenv, cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT)
-            )
+            processes.append(subprocess.Popen(cmd, env=cenv, cwd=repo, stdout=out, stderr=subprocess.STDOUT))
         logs.append(log)
     return Launched(name, processes, logs, web_ports)
 

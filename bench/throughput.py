@@ -5,17 +5,27 @@ contender in turn reads it from the start (own consumer group) into its own fres
 output topic. events/s runs from the first output message read to the Nth, so group
 join and startup are left out; wall time includes them.
 
+``streamscore_all`` is the worker as users start it (every role: score, drift, learn,
+control); ``streamscore_batch`` the score role alone. CPU per event is per process
+tree, and per thread group (``bench/threads.py``: each role's thread, librdkafka's,
+the main thread) so that what each role costs shows. ``--fail-if-roles-cost P`` exits
+with 1 when the every-role worker's rate is more than P % below score-only's in the run.
+
     .venv/bin/python bench/throughput.py [--events 200000] [--partitions 4]
-        [--contenders quix,raw,naive_faust,streamscore_batch,streamscore_agent]
-        [--batch-size N] [--trees 100] [--workers 1] [--json OUT]
+        [--contenders quix,raw,naive_faust,streamscore_batch,streamscore_agent,streamscore_all]
+        [--batch-size N] [--trees 100] [--workers 1] [--json OUT] [--fail-if-roles-cost 10]
+        [--checkout NAME=PATH ...] [--profile SECONDS --profile-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +34,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from common import (
     CONTENDERS,
+    REPO_DIR,
     OutputReader,
     TreeSampler,
     create_topics,
@@ -34,9 +45,11 @@ from common import (
     train_model,
     unique,
 )
+from threads import ThreadSampler
 
 from streams.kafka.embedded.broker import Broker, start_broker
 
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 START_TIMEOUT_S = 180.0  # from launch to the first output message
 IDLE_TIMEOUT_S = 30.0  # longest gap in output before a contender counts as stalled
 
@@ -45,19 +58,40 @@ def run_contender(
     name: str, broker: Broker, in_topic: str, n: int, bundle: Path, workdir: Path, args: argparse.Namespace
 ) -> dict:
     """Run one contender over the whole input topic and return its figures."""
-    out_topic = unique(f"out-{name}")
+    kind, _, checkout = name.partition("@")  # streamscore_all@before: the worker of --checkout before=PATH
+    repo = args.checkout[checkout] if checkout else REPO_DIR
+    if checkout:  # its own bundle: the same model, trained and written by that checkout's code
+        bundle = workdir / f"bundle-{checkout}"
+        if not bundle.exists():
+            script = (
+                "import sys; from pathlib import Path; sys.path[:0] = ['bench', '.']; "
+                "from common import train_model; "
+                f"train_model(Path({str(bundle)!r}), trees={args.trees})"
+            )
+            subprocess.run([sys.executable, "-c", script], cwd=repo, check=True)
+    out_topic = unique(f"out-{kind}-{checkout}")
     create_topics(broker.bootstrap, [out_topic], args.partitions)
     reader = OutputReader(broker.bootstrap, out_topic, target=n)
-    workers = args.workers if name.startswith("streamscore") else 1
+    workers = args.workers if kind.startswith("streamscore") else 1
     started = time.time()
+    load_before = os.getloadavg()[0]
     contender = launch(
-        name, broker.bootstrap, in_topic, out_topic, bundle, workdir / name, args.partitions,
-        args.batch_size, workers,
+        kind, broker.bootstrap, in_topic, out_topic, bundle, workdir / name, args.partitions,
+        args.batch_size, workers, repo=repo,
     )  # fmt: skip
     sampler = TreeSampler([p.pid for p in contender.processes])
+    threads = ThreadSampler([p.pid for p in contender.processes], steady=reader.count)
     broker_sampler = TreeSampler([broker.process.pid])
+    profiler = None
+    if args.profile and kind.startswith("streamscore"):
+        out = args.profile_dir / f"{name.replace('@', '-')}.raw"
+        worker = contender.processes[0].pid
+        profiler = threading.Thread(target=profile, args=(reader, worker, args.profile, out))
+        profiler.start()
     ok = reader.wait_for(IDLE_TIMEOUT_S, START_TIMEOUT_S, alive=lambda: contender.failed() is None)
-    usage, broker_usage = sampler.stop(), broker_sampler.stop()
+    if profiler is not None:
+        profiler.join()
+    usage, broker_usage, thread_cpu = sampler.stop(), broker_sampler.stop(), threads.stop()
     result = reader.stop()
     exit_code = contender.failed()
     contender.stop()
@@ -72,6 +106,17 @@ def run_contender(
         "cpu_us_per_event": round(usage.cpu_s / max(result.count, 1) * 1e6, 1),
         "peak_rss_mb": round(usage.peak_rss_mb, 1),
         "broker_cpu_s": round(broker_usage.cpu_s, 2),
+        "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before and after, machine-wide
+        # CPU µs per event read, per thread group (a role, librdkafka, main, other), from launch
+        "thread_us_per_event": {
+            group: round(cpu / max(result.count, 1) * 1e6, 1) for group, cpu in sorted(thread_cpu.items())
+        },
+        # ... and from the first output read on (start-up left out): the steady state
+        "steady_us_per_event": round(sum(threads.steady_s.values()) / max(threads.steady_events, 1) * 1e6, 1),
+        "steady_thread_us_per_event": {
+            group: round(cpu / max(threads.steady_events, 1) * 1e6, 1)
+            for group, cpu in sorted(threads.steady_s.items())
+        },
     }
     if ok:
         row["distinct_event_ids"] = distinct_event_ids(result.values[:n])
@@ -81,29 +126,95 @@ def run_contender(
     return row
 
 
+def profile(reader: OutputReader, pid: int, seconds: float, out: Path) -> None:
+    """py-spy on ``pid`` (every thread) for ``seconds`` from its first output on; raw stacks to ``out``."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while reader.count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    command = [PY_SPY, "record", "--pid", str(pid), "--threads", "--format", "raw", "--rate", "100"]
+    subprocess.run([*command, "--duration", str(int(seconds)), "-o", str(out)], capture_output=True)
+    print(f"  profile: {out} (bench/profile_top.py {out})", flush=True)
+
+
 def print_table(rows: list[dict], n: int) -> None:
     print(f"\n{n:,} events, one JSON event per message\n")
-    print("| contender | events/s | wall s | CPU s | CPU µs/event | peak RSS MB | broker CPU s | read |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    heads = "contender | events/s | wall s | CPU s | CPU µs/event | peak RSS MB | broker CPU s | read | load"
+    print(f"| {heads} |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         label = r["contender"] + (f" x{r['workers']}" if r["workers"] > 1 else "")
         if not r["ok"]:
             cells = f"{r['cpu_s']} | | {r['peak_rss_mb']} | {r['broker_cpu_s']} | {r['read']:,}"
-            print(f"| {label} | FAILED | | {cells} |")
+            print(f"| {label} | FAILED | | {cells} | {r['load_1m']} |")
             continue
         print(
             f"| {label} | {r['events_per_s']:,.0f} | {r['wall_s']} | {r['cpu_s']} | {r['cpu_us_per_event']} "
-            f"| {r['peak_rss_mb']} | {r['broker_cpu_s']} | {r['read']:,} |"
+            f"| {r['peak_rss_mb']} | {r['broker_cpu_s']} | {r['read']:,} "
+            f"| {r['load_1m'][0]}-{r['load_1m'][1]} |"
         )
-    rates = {r["contender"]: r["events_per_s"] for r in rows if r["ok"]}
-    for path in ("streamscore_batch", "streamscore_agent"):
-        if path not in rates:
-            continue
-        for base, goal in (("quix", 2.0), ("raw", 0.6)):
-            if base in rates:
-                ratio = rates[path] / rates[base]
-                verdict = "meets" if ratio >= goal else "misses"
-                print(f"{path}/{base}: {ratio:.2f}x ({verdict} the >= {goal}x goal)")
+    groups = sorted({g for r in rows for g in r["thread_us_per_event"]})
+    for what, key in (
+        ("from launch", "thread_us_per_event"),
+        ("from the first output on", "steady_thread_us_per_event"),
+    ):
+        print(f"\nCPU µs per event by thread group, {what}\n\n| contender | all | {' | '.join(groups)} |")
+        print("| --- | ---: |" + " ---: |" * len(groups))
+        for r in rows:
+            total = r["cpu_us_per_event"] if key == "thread_us_per_event" else r["steady_us_per_event"]
+            cells = " | ".join(str(r[key].get(g, "")) for g in groups)
+            print(f"| {r['contender']} | {total} | {cells} |")
+    print()
+    for line in ratios(rows):
+        print(line)
+
+
+# the goals of issue 31: (contender, against, at least) on rates, and CPU per event at most 1.5x raw's
+RATE_GOALS = (
+    ("streamscore_all", "quix", 2.75),
+    ("streamscore_all", "raw", 0.9),
+    ("streamscore_batch", "raw", 0.85),
+)
+CPU_GOALS = (("streamscore_all", "raw", 1.5),)
+
+
+def ratios(rows: list[dict]) -> list[str]:
+    """Each goal's ratio in this run, and whether the run shows it."""
+    ok = {r["contender"]: r for r in rows if r["ok"]}
+    lines = []
+    for path, base, goal in RATE_GOALS:
+        if path in ok and base in ok:
+            ratio = ok[path]["events_per_s"] / ok[base]["events_per_s"]
+            verdict = "meets" if ratio >= goal else "misses"
+            lines.append(f"{path}/{base}: {ratio:.2f}x events/s ({verdict} >= {goal}x)")
+    for path, base, most in CPU_GOALS:
+        for what, key in (("from launch", "cpu_us_per_event"), ("steady", "steady_us_per_event")):
+            if path in ok and base in ok and ok[base][key]:
+                ratio = ok[path][key] / ok[base][key]
+                verdict = "meets" if ratio <= most else "misses"
+                lines.append(f"{path}/{base}: {ratio:.2f}x CPU/event {what} ({verdict} <= {most}x)")
+    return lines
+
+
+def roles_cost(rows: list[dict], percent: float) -> str | None:
+    """Why the every-role worker's rate is more than ``percent`` below score-only's; None when it is not."""
+    ok = {r["contender"]: r for r in rows}
+    every, alone = ok.get("streamscore_all"), ok.get("streamscore_batch")
+    if every is None or alone is None:
+        return "--fail-if-roles-cost needs both streamscore_all and streamscore_batch in --contenders"
+    if not every["ok"] or not alone["ok"]:
+        return "a streamscore contender failed: no rates to compare"
+    cost = 100 * (1 - every["events_per_s"] / alone["events_per_s"])
+    if cost > percent:
+        rates = f"{every['events_per_s']:,.0f} vs {alone['events_per_s']:,.0f} events/s"
+        return f"the every-role worker scores {cost:.1f}% below score-only ({rates}; at most {percent}%)"
+    return None
+
+
+def _checkout(parser: argparse.ArgumentParser, spec: str) -> tuple[str, Path]:
+    name, _, path = spec.partition("=")
+    if not name or not (Path(path) / "streams" / "__main__.py").is_file():
+        parser.error(f"--checkout {spec!r}: NAME=PATH of a streamscore checkout (PATH/streams/__main__.py)")
+    return name, Path(path).resolve()
 
 
 def main() -> int:
@@ -115,11 +226,32 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1, help="streamscore worker processes in one group")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--checkout", action="append", default=[], metavar="NAME=PATH",
+        help="another checkout's worker: contender streamscore_all@NAME runs it from PATH (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", type=float, default=0, metavar="SECONDS",
+        help="py-spy each streamscore worker for SECONDS from its first output, raw stacks into "
+        "--profile-dir (it slows the worker: take rates from runs without it)",
+    )  # fmt: skip
+    parser.add_argument("--profile-dir", type=Path, default=Path("."))
+    parser.add_argument(
+        "--fail-if-roles-cost", type=float, default=None, metavar="PERCENT",
+        help="exit 1 when the every-role worker's rate is more than PERCENT below score-only's",
+    )  # fmt: skip
     args = parser.parse_args()
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    unknown = [c for c in names if c not in CONTENDERS]
+    args.checkout = dict(_checkout(parser, spec) for spec in args.checkout)
+    unknown = [c for c in names if c.partition("@")[0] not in CONTENDERS]
+    unknown += [c for c in names if c.partition("@")[2] not in ("", *args.checkout)]
     if unknown:
         parser.error(f"unknown contenders {unknown}; known: {', '.join(CONTENDERS)}")
+    if args.profile and not Path(PY_SPY).exists():
+        parser.error(f"--profile needs py-spy ({PY_SPY}): .venv/bin/pip install py-spy")
+    args.profile_dir.mkdir(parents=True, exist_ok=True)
+    if args.fail_if_roles_cost is not None and not {"streamscore_all", "streamscore_batch"} <= set(names):
+        parser.error("--fail-if-roles-cost compares streamscore_all with streamscore_batch: run both")
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, start_broker() as broker:
         workdir = Path(tmp)
@@ -143,6 +275,12 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {k: getattr(args, k) for k in ("events", "partitions", "batch_size", "trees", "workers")}
         args.json.write_text(json.dumps({"config": meta, "results": rows}, indent=2))
+    if args.fail_if_roles_cost is not None:
+        why = roles_cost(rows, args.fail_if_roles_cost)
+        if why is not None:
+            print(f"FAIL: {why}", file=sys.stderr)
+            return 1
+        print(f"the every-role worker is within {args.fail_if_roles_cost}% of score-only")
     return 0
 
 

@@ -24,6 +24,7 @@ from streams.services.score.agent import register_score_agent
 from streams.services.score.handler import ScoreHandler
 from streams.services.score.step import ScoreStep, run_score
 from streams.services.score.telemetry import ScoreCounters
+from streams.services.shared.monitor_decodes import MonitorDecodes
 from streams.services.shared.state_intake import StateRefusal
 from streams.settings import DriftWindows, Role, ScorePath, Settings
 from streams.web.control_views import register_control_views
@@ -43,6 +44,8 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler.serve(serving)
     parts = WorkerParts(_faust_app(settings), handler, ScoreCounters())
     worker = _Assembly(settings, parts)
+    if settings.runs(Role.drift) and settings.runs(Role.learn):  # both read monitor: decode each record once
+        parts.monitor_decodes = MonitorDecodes()
     # every role follows model-updates: the score role swaps, the drift role watches the new references
     parts.control = ControlStep(
         settings,
@@ -135,6 +138,7 @@ class _Assembly:
             parts.refusals,
             on_report=self.metrics.drift.on_report,
             on_estimate=self.metrics.estimates.on_estimate,
+            decodes=parts.monitor_decodes,
         )
         parts.drift_step, parts.drift_counters = step, step.counters
         _watch(parts, serving)
@@ -150,7 +154,12 @@ class _Assembly:
         settings, parts = self.settings, self.parts
         kpis = self.metrics.kpis
         parts.learn = LearnStep(
-            settings, bundle, parts.refusals, on_snapshot=kpis.record, on_alert=kpis.on_concept_alert
+            settings,
+            bundle,
+            parts.refusals,
+            on_snapshot=kpis.record,
+            on_alert=kpis.on_concept_alert,
+            decodes=parts.monitor_decodes,
         )
         self.supervise("learn", lambda stats: run_learn(settings, parts.learn, stats), self.names.learn)
 

@@ -49,16 +49,21 @@ class EventChunk:
     def set(self, start: int, batch: EventBatch, take: list[int], codes: np.ndarray) -> None:
         """Write events ``take`` of ``batch`` from position ``start`` on (a waiting event's newer copy
         replaces it in place)."""
+        if not take:
+            return
         end = start + len(take)
         ids = batch.event_ids
-        self.ids[start:end] = [ids[i] for i in take]
-        self.seqs[start:end] = batch.seqs[take]
-        self.times[start:end] = batch.event_times[take]
-        self.offsets[start:end] = batch.offsets[take]
-        self.scores[start:end] = batch.scores[take]
-        self.origins[start:end] = codes[batch.kinds[take]]
-        self.rows[start:end] = batch.rows[take]
-        shadow = batch.shadow_scores[take]
+        # a run of events (what a batch without early labels stores) is sliced, not gathered
+        run = take[-1] - take[0] == len(take) - 1 and take == list(range(take[0], take[-1] + 1))
+        pick: slice | np.ndarray = slice(take[0], take[-1] + 1) if run else np.asarray(take, np.intp)
+        self.ids[start:end] = ids[pick] if run else [ids[i] for i in take]
+        self.seqs[start:end] = batch.seqs[pick]
+        self.times[start:end] = batch.event_times[pick]
+        self.offsets[start:end] = batch.offsets[pick]
+        self.scores[start:end] = batch.scores[pick]
+        self.origins[start:end] = codes[batch.kinds[pick]]
+        self.rows[start:end] = batch.rows[pick]
+        shadow = batch.shadow_scores[pick]
         if self.shadow is None and not np.isnan(shadow).all():
             self.shadow = np.full(len(self.alive), np.nan)
         if self.shadow is not None:

@@ -56,18 +56,33 @@ def probabilities_problem(
 def spec_problem(
     feature_names: list[str] | tuple[str, ...], rows: np.ndarray, spec: FeatureSpec
 ) -> str | None:
-    """Why ``rows`` cannot be inputs of a model with ``spec``; None when they can."""
+    """Why ``rows`` cannot be inputs of a model with ``spec``; None when they can.
+
+    Checked over the whole matrix at once (a record holds a batch of events); the problem
+    named is the first feature in the spec's order that has one, and its first bad row.
+    """
+    features = spec.features
     if list(feature_names) != spec.names:
         return f"feature names {list(feature_names)[:5]} are not the model's {spec.names[:5]}"
-    if rows.ndim != 2 or rows.shape[1] != len(spec.names):
-        return f"rows of width {rows.shape[-1] if rows.ndim else 0} for {len(spec.names)} features"
-    for j, feature in enumerate(spec.features):
-        column = rows[:, j]
-        present = column[~np.isnan(column)]
-        if feature.kind is FeatureKind.categorical:
-            bad = (present < 0) | (present > feature.unseen_code) | (present != np.floor(present))
-            if bad.any():
-                return f"feature {feature.name!r} holds {float(present[bad][0])!r}, not a category code"
-        elif np.isinf(present).any():
-            return f"feature {feature.name!r} holds an infinite value"
-    return None
+    if rows.ndim != 2 or rows.shape[1] != len(features):
+        return f"rows of width {rows.shape[-1] if rows.ndim else 0} for {len(features)} features"
+    bad = np.isinf(rows).any(axis=0)  # an infinite code is out of range too
+    categorical = [j for j, f in enumerate(features) if f.kind is FeatureKind.categorical]
+    if categorical:
+        unseen = [features[j].unseen_code for j in categorical]
+        bad[categorical] |= _not_codes(rows[:, categorical], unseen).any(axis=0)
+    if not bad.any():
+        return None
+    j = int(np.argmax(bad))
+    feature = features[j]
+    if feature.kind is FeatureKind.categorical:
+        column = rows[:, j : j + 1]
+        value = column[np.argmax(_not_codes(column, [feature.unseen_code])[:, 0]), 0]
+        return f"feature {feature.name!r} holds {float(value)!r}, not a category code"
+    return f"feature {feature.name!r} holds an infinite value"
+
+
+def _not_codes(block: np.ndarray, unseen: list[int]) -> np.ndarray:
+    """Cells of ``block`` (events x categorical features) that are present and not a code ``0 .. unseen``."""
+    wrong = (block < 0) | (block > np.asarray(unseen, dtype=float)) | (block != np.floor(block))
+    return wrong & ~np.isnan(block)

@@ -13,6 +13,7 @@ from streams.services.loop.supervisor import SupervisedService
 from streams.services.score.handler import ScoreHandler
 from streams.services.score.telemetry import ScoreCounters
 from streams.services.shared.intake import Refusals
+from streams.services.shared.monitor_decodes import MonitorDecodes
 
 if TYPE_CHECKING:
     from scoring.drift import DriftMonitor
@@ -35,6 +36,7 @@ class WorkerParts:
     drift_counters: DriftCounters | None = None
     drift_step: DriftStep | None = None
     refusals: Refusals = field(default_factory=Refusals)  # side-topic records refused, per topic and reason
+    monitor_decodes: MonitorDecodes | None = None  # monitoring records decoded once for drift and learn
     learn: LearnStep | None = None
     control: ControlStep | None = None
     faust_agents: bool = False  # a score or drift agent runs on Faust's own consumer

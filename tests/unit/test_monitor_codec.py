@@ -167,3 +167,31 @@ def test_rows_that_are_not_the_models_inputs_are_named(agrawal_bundle: ModelBund
     assert "not the model's" in spec_problem(spec.names[:1], rows[:, :1], spec)
     rows[1, categorical] = np.nan  # missing is fine
     assert spec_problem(spec.names, rows, spec) is None
+
+
+def _problem_column_by_column(rows: np.ndarray, spec) -> str | None:
+    """spec_problem's checks as they were written first: one feature at a time."""
+    for j, feature in enumerate(spec.features):
+        column = rows[:, j]
+        present = column[~np.isnan(column)]
+        if feature.kind.value == "categorical":
+            bad = (present < 0) | (present > feature.unseen_code) | (present != np.floor(present))
+            if bad.any():
+                return f"feature {feature.name!r} holds {float(present[bad][0])!r}, not a category code"
+        elif np.isinf(present).any():
+            return f"feature {feature.name!r} holds an infinite value"
+    return None
+
+
+_CELLS = st.sampled_from([0.0, 1.0, 2.0, 3.0, 0.5, -1.0, 99.0, np.nan, np.inf, -np.inf, 1e300])
+
+
+@given(st.lists(st.lists(_CELLS, min_size=9, max_size=9), min_size=0, max_size=6), st.data())
+def test_checks_over_the_matrix_name_what_checks_per_feature_name(agrawal_bundle, cells, data) -> None:
+    spec = agrawal_bundle.spec
+    width = len(spec.names)
+    rows = np.array([(row * width)[:width] for row in cells], dtype=float).reshape(len(cells), width)
+    if rows.size:  # shuffle the cells across features, so any feature may hold any of them
+        rows = rows.ravel()[data.draw(st.permutations(range(rows.size)))].reshape(rows.shape)
+
+    assert spec_problem(spec.names, rows, spec) == _problem_column_by_column(rows, spec)

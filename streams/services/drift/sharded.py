@@ -37,6 +37,7 @@ from streams.services.drift.step import COMMIT_EVERY_S, DriftStep, EstimateListe
 from streams.services.loop.step import LoopContext
 from streams.services.shared.checkpoints import RESTORE_IDLE_S, CheckpointStore, state_key
 from streams.services.shared.intake import Refusal, Refusals
+from streams.services.shared.monitor_decodes import MonitorDecodes
 from streams.services.shared.state_intake import StateIntake, StateRefusal
 from streams.settings import Settings
 
@@ -57,8 +58,9 @@ class ShardedDriftStep(DriftStep):
         refusals: Refusals,
         on_report: ReportListener | None = None,
         on_estimate: EstimateListener | None = None,
+        decodes: MonitorDecodes | None = None,
     ) -> None:
-        super().__init__(settings, monitor, refusals, on_report, on_estimate)
+        super().__init__(settings, monitor, refusals, on_report, on_estimate, decodes)
         self.prefix = f"{settings.faust_app_id}/drift"
         self.partitions = settings.partitions  # the monitor topic's own count, once the loop starts
         self.shards: dict[int, DriftShard] = {}
@@ -81,6 +83,7 @@ class ShardedDriftStep(DriftStep):
         merger = self.merger
         return {
             **self.sharding,
+            **self.intake.decode_stats(),
             "refused_partials": self.partials_intake.refused,
             "refused_partials_by_reason": dict(self.partials_intake.counts),
             "refused_checkpoints": self.checkpoints_intake.refused,

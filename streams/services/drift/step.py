@@ -47,6 +47,7 @@ from streams.services.loop.service_loop import ClientFactory
 from streams.services.loop.stats import LoopStats
 from streams.services.loop.step import LoopContext, Step, Subscribe
 from streams.services.shared.intake import MonitorIntake, Refusal, Refusals
+from streams.services.shared.monitor_decodes import MonitorDecodes
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class DriftStep(Step):
         refusals: Refusals,
         on_report: ReportListener | None = None,
         on_estimate: EstimateListener | None = None,
+        decodes: MonitorDecodes | None = None,
     ) -> None:
         self.settings = settings
         self.monitor = monitor
@@ -110,7 +112,7 @@ class DriftStep(Step):
         self.counters = DriftCounters()
         self.epoch = int(time.time() * 1000)  # when these windows started: in the reports' ids
         self.shapes: dict[tuple[str, str], RecordShape] = {}
-        self.intake = MonitorIntake(settings, refusals, lambda n, v: self.shapes.get((n, v)))
+        self.intake = MonitorIntake(settings, refusals, lambda n, v: self.shapes.get((n, v)), decodes)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         owned = sorted(tp.partition for tp in partitions if tp.topic == self.settings.topic_monitor)
@@ -134,6 +136,7 @@ class DriftStep(Step):
             "open_window_events": self.monitor.open_events(),
             "unknown_version_events": self.monitor.unknown_version_events,
             "windows_without_estimate": self.monitor.windows_without_estimate(),
+            **self.intake.decode_stats(),
         }
 
     def process(self, records: list[Message], context: LoopContext) -> None:

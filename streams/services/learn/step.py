@@ -55,6 +55,7 @@ from streams.services.loop.step import LoopContext, Step, Subscribe
 from streams.services.shared.checkpoints import RESTORE_IDLE_S, CheckpointStore, state_key
 from streams.services.shared.intake import LabelIntake, MonitorIntake, Refusal, Refusals
 from streams.services.shared.model_updates import WORKER_ID
+from streams.services.shared.monitor_decodes import MonitorDecodes
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class LearnStep(Step):
         refusals: Refusals,
         on_snapshot: Callable[[MetricsSnapshot], None] | None = None,
         on_alert: AlertListener | None = None,
+        decodes: MonitorDecodes | None = None,
     ) -> None:
         self.settings = settings
         self.bundle = bundle
@@ -93,7 +95,7 @@ class LearnStep(Step):
         }
         self.labels = LabelIntake(settings, refusals, bundle.classes or ())
         shape = RecordShape(bundle.spec, bundle.class_names)
-        self.monitor = MonitorIntake(settings, refusals, lambda name, version: shape)
+        self.monitor = MonitorIntake(settings, refusals, lambda name, version: shape, decodes)
         self.drift_positions: dict[str, int] = {}
         self.pending_alerts: list[StateAlert] = []
         self._key: bytes | None = None

@@ -11,7 +11,8 @@ broker timestamp by more than ``max_clock_skew_s`` are clamped there and counted
 
 The drift and learn roles both read ``monitor``: in a worker running both, a record both
 refuse (or clamp) is dead-lettered and counted once, by whichever role comes to it first
-(``Refusals.first``). Separate drift and learn workers each count what they refuse.
+(``Refusals.first``), and decoded once (``monitor_decodes``). Separate drift and learn
+workers each count what they refuse.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from scoring.model.metadata import class_lookup, class_text
 from scoring.model.monitor_rows import RecordShape
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.shared.dead_letters import dead_letter
+from streams.services.shared.monitor_decodes import MonitorDecodes
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,15 +117,32 @@ class Intake:
 
 
 class MonitorIntake(Intake):
+    """``decodes``: shared with the other role reading ``monitor`` in this process, so each record
+    is decoded once (``monitor_decodes``); None to decode every record here."""
+
     def __init__(
-        self, settings: Settings, refusals: Refusals, shape_for: Callable[[str, str], RecordShape | None]
+        self,
+        settings: Settings,
+        refusals: Refusals,
+        shape_for: Callable[[str, str], RecordShape | None],
+        decodes: MonitorDecodes | None = None,
     ) -> None:
         super().__init__(settings, settings.topic_monitor, settings.topic_monitor_dlq, refusals)
         self.shape_for = shape_for
+        self.decodes = decodes
+
+    def decode_stats(self) -> dict[str, int]:
+        """Records decoded in this process and records taken from the other role's decoding."""
+        if self.decodes is None:
+            return {}
+        return {"monitor_decoded": self.decodes.decoded, "monitor_decodes_shared": self.decodes.shared}
 
     def decode(self, record: KafkaRecord, emit: Emit) -> MonitorColumns | None:
         try:
-            columns = decode_monitor(record.value(), _written_ms(record), self.skew_ms)
+            if self.decodes is None:
+                columns = decode_monitor(record.value(), _written_ms(record), self.skew_ms)
+            else:
+                columns = self.decodes.decode(record, _written_ms(record), self.skew_ms, self)
         except MonitorRejected as exc:
             self.refuse(record, Refusal.schema, str(exc), emit, "MonitorRejected")
             return None
