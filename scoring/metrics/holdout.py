@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _EPS = 1e-15
+AUC_BINS = 1000  # score histogram bins of the streaming AUCs (KPIs, estimates)
+
+
+def clean(values: dict[str, float]) -> dict[str, float | None]:
+    """KPIs as JSON: rounded to 10 places, None where undefined."""
+    return {
+        k: (None if v is None or not math.isfinite(v) else round(float(v), 10)) for k, v in values.items()
+    }
+
+
+def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC AUC from score histograms: pairs in one bin count as ties (half)."""
+    n_pos, n_neg = positives.sum(), negatives.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    below = np.cumsum(negatives) - negatives  # negatives in lower bins
+    return float((np.sum(positives * below) + 0.5 * np.sum(positives * negatives)) / (n_pos * n_neg))
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
