@@ -143,6 +143,43 @@ def test_the_learner_measures_a_multiclass_model_from_its_labels(
     ), "the probabilities waited in the checkpoint with their events"
 
 
+def test_the_error_stream_of_a_multiclass_model_fires_when_its_classes_go_wrong(
+    queues_bundle: ModelBundle,
+) -> None:
+    """The 0/1 error (served class not the label's) rises from ~25% to ~75% at event 1,500: the CUSUM
+    (the default) and ADWIN and Page-Hinkley (as configured) each see it after the switch, none before."""
+    frame = multiclass_frame(3000, seed=42)
+    truth = frame.pop(MULTICLASS_TARGET).tolist()
+    out: list[bytes] = []
+    ScoreHandler(SETTINGS, queues_bundle).handle(
+        [
+            FakeRecord("features", 0, i, value_=orjson.dumps(e))
+            for i, e in enumerate(events_from_frame(frame))
+        ],
+        lambda topic, key, value, headers, partition=None: topic == "monitor" and out.append(value),
+    )
+    classes = list(queues_bundle.classes)
+    settings = SETTINGS.model_copy(
+        update={"concept_warmup": 500, "concept_detectors": "cusum,adwin,page_hinkley"}
+    )
+    learner = learner_for(settings, queues_bundle)
+    changes = []
+    for c in map(decode_monitor, out):
+        learner.observe(c)
+        for event_id, time in zip(c.event_ids, c.event_times, strict=True):
+            i = int(str(event_id).rsplit("-", 1)[1])
+            label = truth[i] if i < 1500 else classes[(classes.index(truth[i]) + 1) % 3]  # the world moved
+            changes += learner.label(str(event_id), label, time)
+
+    first = {}
+    for change in changes:
+        first.setdefault(change.detector, int(change.event_id.rsplit("-", 1)[1]))
+    print(f"first change per detector (the switch at 1,500): {first}")
+    assert set(first) == {"cusum", "adwin", "page_hinkley"}
+    assert all(1500 <= at < 1800 for at in first.values()), first
+    assert all(change.stream == "error" for change in changes)
+
+
 # ------------------------------------------------------------------ explain, score-file, /v2
 
 
