@@ -199,9 +199,10 @@ class Learner:
                      event.model)  # fmt: skip
         row = np.frombuffer(event.row)
         width = len(self.spec.names)
-        probabilities = row[width:]
+        probabilities = row[width:].tolist()
         segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
-        predicted = int(probabilities.argmax())  # the served class: the most probable, the first of equals
+        # the served class: the most probable, the first of equals
+        predicted = max(range(len(probabilities)), key=probabilities.__getitem__)
         self.board.update(event.model, y, probabilities, segments, predicted)
         return self._error(event, float(predicted != y))
 

@@ -86,15 +86,15 @@ class MulticlassKpis:
     def update(self, label: int, probabilities: Sequence[float], predicted: int | None = None) -> None:
         """``label``: the true class's index; ``predicted``: the served class, else the most probable."""
         k = len(self.classes)
-        p = np.asarray(probabilities, dtype=float)
-        predicted = int(p.argmax()) if predicted is None else predicted
+        p = [float(v) for v in probabilities]  # plain floats: K is small, numpy costs more per call
+        predicted = max(range(k), key=p.__getitem__) if predicted is None else predicted  # first of equals
         self.n += 1
         self.confusion[label * k + predicted] += 1
-        self.log_loss_sum += -math.log(min(max(float(p[label]), EPS), 1 - EPS))
-        bins = np.minimum(AUC_BINS - 1, np.maximum(0, (p * AUC_BINS).astype(int)))
-        for c, b in enumerate(bins.tolist()):
-            (self.pos_hist if c == label else self.neg_hist)[c * AUC_BINS + b] += 1
-        self.recent.append((float(label), *p.tolist()))
+        self.log_loss_sum += -math.log(min(max(p[label], EPS), 1 - EPS))
+        for c, v in enumerate(p):
+            b = c * AUC_BINS + min(AUC_BINS - 1, max(0, int(v * AUC_BINS)))
+            (self.pos_hist if c == label else self.neg_hist)[b] += 1
+        self.recent.append((float(label), *p))
         if len(self.recent) > self.window:
             self.recent.popleft()
 
