@@ -49,7 +49,8 @@ class MetricsSnapshot(BaseModel):
 
     type: Literal["metrics_snapshot"] = "metrics_snapshot"
     task: Literal["binary", "regression", "multiclass"] = Field(
-        description="multiclass: labels joined and counted, no KPIs yet (kpis empty)"
+        description="the KPIs' names follow it: multiclass rows carry accuracy, f1_macro, f1_weighted, "
+        "auc_macro_ovr, log_loss and precision:CLASS, recall:CLASS per class"
     )
     window: int
     primary_metric: str

@@ -117,7 +117,7 @@ class ConceptAlerting:
     def _rolling_error(self, value: float | None) -> float | None:
         if value is None or value != value:
             return None
-        return 1 - value if self.task == "binary" else value  # accuracy, or MAE (the error detected)
+        return 1 - value if self.task != "regression" else value  # accuracy (binary, multiclass), or MAE
 
     def _firing_alert(self, change: _Change) -> ConceptDriftAlert:
         detections = [change.detections[p] for p in sorted(change.detections)]
@@ -150,10 +150,10 @@ class ConceptAlerting:
         )
 
     def _what(self) -> str:
-        return "error rate" if self.task == "binary" else "mean absolute error"
+        return "error rate" if self.task != "regression" else "mean absolute error"
 
     def _level(self, value: float) -> str:
-        return f"{value:.1%}" if self.task == "binary" else f"{value:.4g}"
+        return f"{value:.1%}" if self.task != "regression" else f"{value:.4g}"
 
     # -- checkpoint
 

@@ -8,6 +8,10 @@ a ``ScoredEvent`` is made only for an event that leaves the join with its label.
 
 The strings that repeat (model, source topic, shadow model, with the partition) are one
 ``Origin`` per batch, stored once per join as a small code (``Origins``).
+
+A multiclass model's event keeps every class's probability for its KPIs: its row is its
+features followed by the K probabilities (so the join, its chunks and its checkpoints carry
+them as they carry the features, and a row of the wrong width is refused as before).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class ScoredEvent:
 
     model: str  # "name:version"
     score: float
-    row: bytes  # the encoded model inputs as float64 bytes
+    row: bytes  # the encoded model inputs as float64 bytes (multiclass: then the K probabilities)
     source_topic: str
     partition: int
     offset: int
@@ -80,9 +84,14 @@ class EventBatch:
 
     @classmethod
     def of_monitor(cls, columns: MonitorColumns, model: str, seqs: np.ndarray) -> EventBatch:
-        """A monitoring message's events; those a shadow challenger scored have it as their origin."""
+        """A monitoring message's events; those a shadow challenger scored have it as their origin.
+        A multiclass model's rows get its class probabilities after the features."""
         base: Origin = (model, columns.source_topic, columns.partition, None)
         n = len(columns)
+        rows = np.asarray(columns.rows, dtype=np.float64).reshape(n, -1)
+        if columns.probabilities is not None:
+            probabilities = np.asarray(columns.probabilities, dtype=np.float64).reshape(n, -1)
+            rows = np.hstack([rows, probabilities])
         shadow = columns.shadow_scores
         if shadow is None:
             origins, kinds, shadow = [base], np.zeros(n, np.int8), np.full(n, np.nan)
@@ -97,7 +106,7 @@ class EventBatch:
             np.asarray(columns.offsets, dtype=np.int64),
             np.asarray(columns.scores, dtype=np.float64),
             shadow,
-            np.ascontiguousarray(columns.rows, dtype=np.float64).reshape(n, -1),
+            np.ascontiguousarray(rows),
             origins,
             kinds,
         )

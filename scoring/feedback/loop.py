@@ -11,9 +11,12 @@ that arrive before their event wait under the same rules. What expires is counte
 detectors (``DetectorConfig``: the error CUSUM by default; concept drift, where features
 may not drift at all).
 
-A multiclass model's labels (class names) are joined and counted like any, but none of these
-has a multiclass form yet: a labelled event of a multiclass model is counted in ``unmeasured``
-(per model version, logged once each) and measures nothing; there is no River challenger.
+A multiclass model's label names a class (``"fraud"``, or ``2`` for an integer class); the
+bundle's class list maps it to the class's index (a name that is none of them is counted in
+``unknown_classes`` and measures nothing). Its KPIs are ``MulticlassKpis`` from the event's
+class probabilities (kept after its features in the join), and its error stream is 0/1: the
+served class was not the label's. The River challenger has no multiclass form yet: none is
+built (said once per model version in the log).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -38,13 +41,14 @@ from scoring.feedback.join_segments import WaitingPart
 from scoring.feedback.label_join import LabelJoin, PendingLabel
 from scoring.metrics.kpis import ALL, KpiBoard
 from scoring.model.features import FeatureKind, FeatureSpec
+from scoring.model.metadata import class_lookup, class_text
 from scoring.model.reference import Reference
 
 UNSEEN = "__unseen__"
 MISSING = "__missing__"
 
 log = logging.getLogger(__name__)
-_TOLD: set[str] = set()  # multiclass model versions whose skipped measures were logged (once per process)
+_TOLD: set[str] = set()  # multiclass model versions whose missing challenger was logged (once per process)
 
 
 class Learner:
@@ -63,7 +67,9 @@ class Learner:
         max_entries: int = 200_000,
         train_challenger: bool = True,
         detectors: DetectorConfig | None = None,
+        classes: Sequence[str | int] = (),
     ) -> None:
+        """``classes``: a multiclass model's classes in the model's order (its bundle's)."""
         unknown = set(segment_features) - set(spec.names)
         if unknown:
             raise ValueError(f"segment features {sorted(unknown)} are not model features")
@@ -71,19 +77,21 @@ class Learner:
         self.task = task
         self.threshold = threshold
         self.join = LabelJoin(ttl_ms, max_entries)
-        self.board = KpiBoard(task, window, threshold)
+        self.classes = [class_text(c) for c in classes]
+        self._class_of = class_lookup(classes)
+        self.board = KpiBoard(task, window, threshold, self.classes)
         self.challenger_setting = challenger
         # one shard of a sharded learner trains the challenger; the others leave it out (and a multiclass
         # learner has none: the River challenger has no multiclass form yet)
         multiclass = task == Task.multiclass
         trains = train_challenger and not multiclass
         self.challenger = challenger_from_setting(challenger, task, spec) if trains else None
-        self.unmeasured: dict[str, int] = {}  # multiclass: labelled events per model, joined but not measured
+        self.unknown_classes = 0  # multiclass: labels naming none of the model's classes, not measured
         self.challenger_name = "river:" + (
             "default" if challenger == "default" else challenger.rpartition(".")[2]
         )
         self.detector_config = detectors or DetectorConfig(
-            kind="binary" if task == "binary" else "continuous"
+            kind="binary" if Task(task).classifies else "continuous"
         )
         self.detectors: dict[str, StreamDetectors] = {}
         self.tallies: dict[str, PairedTally] = {}  # "champion|shadow challenger" -> paired outcomes
@@ -126,6 +134,11 @@ class Learner:
                 )
         return out
 
+    @property
+    def row_width(self) -> int:
+        """Values per waiting event's row: the features, then a multiclass model's class probabilities."""
+        return len(self.spec.names) + len(self.classes)
+
     def challenger_input(self, row: np.ndarray) -> dict:
         """An encoded row as the challenger takes it: numbers and category names, missing left out."""
         return {name: decode(row[j]) for j, name, decode in self._decoders if row[j] == row[j]}
@@ -153,7 +166,7 @@ class Learner:
 
     def _learn(self, event: ScoredEvent, label: float | str) -> list[DetectorChange]:
         if self.task == Task.multiclass:
-            return self._unmeasured(event)
+            return self._learn_class(event, label)
         assert not isinstance(label, str)  # the label intake takes only numbers for these tasks
         row = np.frombuffer(event.row)
         segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
@@ -169,20 +182,29 @@ class Learner:
             self.challenger.learn_one(x, y)
         if self.on_labelled is not None:
             self.on_labelled(event, label)
-        return self._error(event, label)
+        if self.task == "binary":
+            return self._error(event, float((event.score >= self.threshold) != (label >= 0.5)))
+        return self._error(event, abs(event.score - label))
 
-    def _unmeasured(self, event: ScoredEvent) -> list[DetectorChange]:
-        """A labelled event of a multiclass model: counted, not measured (no multiclass KPIs yet)."""
-        seen = self.unmeasured.get(event.model, 0)
+    def _learn_class(self, event: ScoredEvent, label: float | str) -> list[DetectorChange]:
+        """A multiclass model's labelled event: its KPIs and its 0/1 error (no challenger, no shadow)."""
+        y = self._class_of.get(class_text(label))
+        if y is None:  # the label intake refuses these first; a label from a checkpoint may still be one
+            self.unknown_classes += 1
+            log.warning("label %r of %s names none of its classes: not measured", label, event.event_id)
+            return []
         if event.model not in _TOLD:  # once per model version, however many shards learn
             _TOLD.add(event.model)
-            log.warning(
-                "%s is a multiclass model: its labelled events are joined and counted, but KPIs, the River "
-                "challenger and the error-stream detectors have no multiclass form yet",
-                event.model,
-            )
-        self.unmeasured[event.model] = seen + 1
-        return []
+            log.info("%s is a multiclass model: no River challenger for it (none has a multiclass form yet)",
+                     event.model)  # fmt: skip
+        row = np.frombuffer(event.row)
+        width = len(self.spec.names)
+        probabilities = row[width:].tolist()
+        segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
+        # the served class: the most probable, the first of equals
+        predicted = max(range(len(probabilities)), key=probabilities.__getitem__)
+        self.board.update(event.model, y, probabilities, segments, predicted)
+        return self._error(event, float(predicted != y))
 
     def _tally(self, event: ScoredEvent, label: float) -> None:
         key = f"{event.model}|{event.shadow_model}"
@@ -198,11 +220,8 @@ class Learner:
             a, b = abs(event.score - label), abs(float(event.shadow_score) - label)
             tally.add(a < b, b < a)
 
-    def _error(self, event: ScoredEvent, label: float) -> list[DetectorChange]:
-        if self.task == "binary":
-            error = float((event.score >= self.threshold) != (label >= 0.5))
-        else:
-            error = abs(event.score - label)
+    def _error(self, event: ScoredEvent, error: float) -> list[DetectorChange]:
+        """One value on the serving model's error stream: 0/1 for a classifier, |error| for a regressor."""
         detectors = self.detectors.get(event.model)
         if detectors is None:
             detectors = self.detectors[event.model] = StreamDetectors(
@@ -267,7 +286,7 @@ class Learner:
             inline = j.get("events")
             events = [WaitingPart(inline, rows)] if isinstance(inline, dict) and rows is not None else []
         for part in events:
-            join.load(EventBatch.of_payload(part.columns, part.rows, len(self.spec.names)), part.alive)
+            join.load(EventBatch.of_payload(part.columns, part.rows, self.row_width), part.alive)
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]
         seqs, _ = join.waiting()
@@ -294,7 +313,7 @@ def kpi_rows(board: KpiBoard, task: str, gap_threshold: float = 0.1) -> list[dic
         value, base = r["rolling"].get(metric), overall.get(r["model"])
         gap = value - base if value is not None and base is not None else None
         r["gap_to_overall"] = None if gap is None or math.isnan(gap) else round(gap, 10)
-        limit = gap_threshold if task == "binary" else gap_threshold * abs(base or 0)
+        limit = gap_threshold if Task(task).classifies else gap_threshold * abs(base or 0)
         r["flagged"] = gap is not None and r["segment_feature"] != ALL and abs(gap) > limit
     return rows
 

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy.stats import rankdata
 
 _EPS = 1e-15
+AUC_BINS = 1000  # score histogram bins of the streaming AUCs (KPIs, estimates)
+
+
+def clean(values: dict[str, float]) -> dict[str, float | None]:
+    """KPIs as JSON: rounded to 10 places, None where undefined."""
+    return {
+        k: (None if v is None or not math.isfinite(v) else round(float(v), 10)) for k, v in values.items()
+    }
+
+
+def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC AUC from score histograms: pairs in one bin count as ties (half)."""
+    n_pos, n_neg = positives.sum(), negatives.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    below = np.cumsum(negatives) - negatives  # negatives in lower bins
+    return float((np.sum(positives * below) + 0.5 * np.sum(positives * negatives)) / (n_pos * n_neg))
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -13,15 +33,7 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     positives, negatives = int(y.sum()), int((~y).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = np.asarray(scores)[order]
-    ranks = np.empty(len(sorted_scores), dtype=float)
-    # average ranks over runs of equal scores
-    _, starts, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(starts, counts, strict=True):
-        ranks[start : start + count] = start + (count + 1) / 2.0
-    rank_of = np.empty_like(ranks)
-    rank_of[order] = ranks
+    rank_of = rankdata(np.asarray(scores, dtype=float), method="average")
     return float((rank_of[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 

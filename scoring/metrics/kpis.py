@@ -11,30 +11,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from scoring.metrics.holdout import binary_metrics, regression_metrics
+from scoring.metrics.holdout import AUC_BINS, binary_metrics, histogram_auc, regression_metrics
+from scoring.metrics.holdout import clean as _clean
+from scoring.metrics.multiclass import MulticlassKpis
 
-AUC_BINS = 1000
 _EPS = 1e-15
 ALL = "all"  # the segment of every event
-
-
-def _clean(values: dict[str, float]) -> dict[str, float | None]:
-    return {
-        k: (None if v is None or not math.isfinite(v) else round(float(v), 10)) for k, v in values.items()
-    }
-
-
-def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """ROC AUC from score histograms: pairs in one bin count as ties (half)."""
-    n_pos, n_neg = positives.sum(), negatives.sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    below = np.cumsum(negatives) - negatives  # negatives in lower bins
-    return float((np.sum(positives * below) + 0.5 * np.sum(positives * negatives)) / (n_pos * n_neg))
 
 
 class _JsonState:
@@ -172,30 +159,40 @@ class RegressionKpis(_JsonState):
         return _clean(regression_metrics(y, p))
 
 
-Kpis = BinaryKpis | RegressionKpis
+Kpis = BinaryKpis | RegressionKpis | MulticlassKpis
 
 
 class KpiBoard:
-    """KPIs per (model, segment feature, segment value); segment ("all", "all") is everything."""
+    """KPIs per (model, segment feature, segment value); segment ("all", "all") is everything.
 
-    def __init__(self, task: str, window: int, threshold: float = 0.5) -> None:
+    The task picks the KPIs, here and nowhere else: ``BinaryKpis``, ``RegressionKpis``, or
+    ``MulticlassKpis`` (``classes``: the class names in the model's order; a label is a class
+    index and a prediction the row of every class's probability).
+    """
+
+    def __init__(self, task: str, window: int, threshold: float = 0.5, classes: Sequence[str] = ()) -> None:
+        if (task == "multiclass") != bool(classes):
+            raise ValueError(f"a {task} board with classes {list(classes)}")
         self.task = task
         self.window = window
         self.threshold = threshold
+        self.classes = [str(c) for c in classes]
         self.kpis: dict[tuple[str, str, str], Kpis] = {}
 
     def _new(self) -> Kpis:
         if self.task == "binary":
             return BinaryKpis(window=self.window, threshold=self.threshold)
+        if self.task == "multiclass":
+            return MulticlassKpis(window=self.window, classes=list(self.classes))
         return RegressionKpis(window=self.window)
 
     def update(
         self,
         model: str,
-        label: float,
-        prediction: float,
+        label: float | int,
+        prediction: float | Sequence[float],
         segments: dict[str, str],
-        predicted: bool | None = None,
+        predicted: bool | int | None = None,
     ) -> None:
         for key in ((model, ALL, ALL), *((model, f, v) for f, v in segments.items())):
             kpis = self.kpis.get(key)
@@ -228,7 +225,7 @@ class KpiBoard:
         stream (bit for bit when the parts are merged in the same order each time).
         """
         first = boards[0]
-        out = cls(first.task, first.window, first.threshold)
+        out = cls(first.task, first.window, first.threshold, first.classes)
         for board in boards:
             for key, kpis in board.kpis.items():
                 mine = out.kpis.get(key)
@@ -238,16 +235,21 @@ class KpiBoard:
         return out
 
     def state(self) -> dict:
+        classes = {"classes": self.classes} if self.classes else {}  # binary, regression: as before
         return {
             "task": self.task,
             "window": self.window,
             "threshold": self.threshold,
+            **classes,
             "kpis": [[list(key), kpis.state()] for key, kpis in self.kpis.items()],
         }
 
     @classmethod
     def from_state(cls, state: dict) -> KpiBoard:
-        board = cls(state["task"], state["window"], state["threshold"])
-        kind = BinaryKpis if board.task == "binary" else RegressionKpis
+        board = cls(state["task"], state["window"], state["threshold"], state.get("classes", ()))
+        kind = {"binary": BinaryKpis, "multiclass": MulticlassKpis}.get(board.task, RegressionKpis)
         board.kpis = {tuple(key): kind.from_state(s) for key, s in state["kpis"]}
+        for kpis in board.kpis.values():
+            if isinstance(kpis, MulticlassKpis) and kpis.classes != board.classes:
+                raise ValueError(f"KPIs of classes {kpis.classes} on a board of {board.classes}")
         return board

@@ -12,7 +12,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, generate_latest
 
 from scoring.errors import InvalidEvent, UnknownClass
-from streams.services.learn.shard import unmeasured
+from streams.services.learn.shard import unknown_classes
 from streams.services.parts import WorkerParts
 
 # Prometheus text format 0.0.4; aiohttp adds the charset itself and refuses one here
@@ -45,8 +45,8 @@ def stats_body(parts: WorkerParts) -> dict:
             **parts.learn.join_counts(),
             "estimate_checks": parts.learn.estimates.counters,
         }
-        if parts.learn.bundle.classes is not None:  # multiclass: labelled events not measured yet
-            body["learn"]["unmeasured"] = unmeasured(parts.learn.shards.values())
+        if parts.learn.bundle.classes is not None:  # multiclass: labels naming no class, not measured
+            body["learn"]["unknown_classes"] = unknown_classes(parts.learn.shards.values())
     body["loops"] = {
         name: {
             "batches": s.batches,

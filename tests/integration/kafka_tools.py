@@ -177,7 +177,7 @@ def produce_with_labels(
     def label(i: int) -> None:
         body = {
             "event_id": events[i]["event_id"],
-            "label": float(labels[i]),
+            "label": labels[i] if isinstance(labels[i], str) else float(labels[i]),  # class name or number
             "label_time": base_ms + i + delay,
         }
         send(label_topic, events[i][labels_by], orjson.dumps(body))

@@ -303,14 +303,22 @@ def test_tail_shows_a_multiclass_prediction_label_and_record(emitted) -> None:
     assert record.endswith("events of 3 classes")
 
 
-def test_tail_says_a_multiclass_snapshot_has_no_kpis_yet() -> None:
+def test_tail_shows_a_multiclass_snapshots_accuracy_macro_f1_and_log_loss() -> None:
+    labels = dict.fromkeys(("pending_events", "pending_labels", "expired_events", "unmatched_labels"), 0)
+    row = {
+        "model": "queues:1", "segment_feature": "all", "segment_value": "all", "count": 5,
+        "rolling": {"accuracy": 0.8}, "cumulative": {"accuracy": 0.8, "f1_macro": 0.7, "log_loss": 0.41},
+        "gap_to_overall": None, "flagged": False,
+    }  # fmt: skip
     snapshot = {
         "task": "multiclass", "window": 1000, "primary_metric": "accuracy", "champion": "queues:1",
-        "challenger": "river:default", "kpis": [], "created_at": 1,
-        "labels": {"matched": 5, "pending_events": 1, "pending_labels": 0, "expired_events": 0,
-                   "unmatched_labels": 0},
+        "challenger": "river:default", "kpis": [], "created_at": 1, "labels": {**labels, "matched": 5},
     }  # fmt: skip
 
-    line = metrics_line(RecordView(0, 1, 1, b"queues:1", orjson.dumps(snapshot))).text
+    empty = metrics_line(RecordView(0, 1, 1, b"queues:1", orjson.dumps(snapshot))).text
+    line = metrics_line(RecordView(0, 1, 1, b"queues:1", orjson.dumps({**snapshot, "kpis": [row]}))).text
 
-    assert line.startswith("labels matched 5,") and line.endswith("| a multiclass model: no KPIs yet")
+    assert empty.startswith("labels matched 5,")
+    assert empty.endswith("| a multiclass model: no labelled events yet")
+    champion = "| queues:1 (champion) accuracy 0.8 over 5, last 1000: 0.8"
+    assert line.endswith(f"{champion}, f1_macro 0.7, log_loss 0.41")

@@ -1,9 +1,9 @@
 """Multiclass models in the roles and the commands (issue 28, phase A).
 
-Drift and learn take a multiclass model's records without crashing or dead-lettering them; what has no
-multiclass form yet (the performance estimate, the KPIs, the challenger, the error-stream detectors) is
-skipped with one log line per model version and counted. ``explain``, ``score-file``, the Open
-Inference Protocol and the commands serve every class's probability.
+Drift and learn take a multiclass model's records without crashing or dead-lettering them; the learner
+measures its KPIs and its 0/1 error stream (phase B); what has no multiclass form yet (the performance
+estimate, the challenger) is skipped with one log line per model version and counted. ``explain``,
+``score-file``, the Open Inference Protocol and the commands serve every class's probability.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from schemas.feedback import MetricsSnapshot
 from schemas.monitor import MonitorColumns, decode_monitor
 from scoring.drift import DriftMonitor
 from scoring.errors import UnknownClass
 from scoring.feedback import loop
+from scoring.feedback.join_segments import WaitingPart
 from scoring.model.bundle import ModelBundle
 from scoring.offline.batch_file import score_frame
 from scoring.offline.synthetic import MULTICLASS_TARGET, events_from_frame, multiclass_frame
@@ -87,33 +89,95 @@ def test_drift_reports_a_multiclass_models_windows_and_counts_those_without_an_e
 # ------------------------------------------------------------------ learn
 
 
-def test_the_learner_joins_a_multiclass_models_labels_and_counts_them_unmeasured(
+def test_the_learner_measures_a_multiclass_model_from_its_labels(
     queues_bundle: ModelBundle, records: list[bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
     learner, other_shard = learner_for(SETTINGS, queues_bundle), learner_for(SETTINGS, queues_bundle, 1)
     columns = [decode_monitor(v) for v in records]
     loop._TOLD.discard("queues:1")
     ids = [e for c in columns for e in c.event_ids]
-    with caplog.at_level(logging.WARNING):
-        learner.label(ids[0], "fraud", columns[0].event_times[0])  # a label before its event
+    probabilities = np.concatenate([c.probabilities for c in columns])
+    truth = list(multiclass_frame(900, seed=41)[MULTICLASS_TARGET])
+    with caplog.at_level(logging.INFO):
+        learner.label(ids[0], truth[0], columns[0].event_times[0])  # a label before its event
         for c in columns:
             assert learner.observe(c) == []
-        for event_id in ids[1:200]:
-            assert learner.label(event_id, "support", columns[-1].event_times[-1]) == []
+        for event_id, y in zip(ids[1:600], truth[1:600], strict=True):
+            learner.label(event_id, y, columns[-1].event_times[-1])
+        learner.label(ids[600], "refunds", columns[-1].event_times[-1])  # no such class: not measured
         other_shard.observe(columns[0])
-        other_shard.label(ids[0], "fraud", columns[0].event_times[0])
+        other_shard.label(ids[0], truth[0], columns[0].event_times[0])
 
-    assert learner.challenger is None
-    assert learner.unmeasured == {"queues:1": 200}
-    assert learner.join.counts()["matched"] == 200 and learner.join.counts()["pending_events"] == 700
+    assert learner.challenger is None and learner.unknown_classes == 1
+    assert learner.join.counts()["matched"] == 601 and learner.join.counts()["pending_events"] == 299
     snapshot = MetricsSnapshot.model_validate_json(learner.snapshot([]).model_dump_json())
-    assert snapshot.task == "multiclass" and snapshot.kpis == [] and snapshot.primary_metric == "accuracy"
-    assert other_shard.unmeasured == {"queues:1": 1}
-    assert len([r for r in caplog.records if "multiclass" in r.getMessage()]) == 1, "once per version"
+    assert snapshot.task == "multiclass" and snapshot.primary_metric == "accuracy"
+    row = snapshot.overall("queues:1")
+    y = np.array([queues_bundle.class_index(t) for t in truth[:600]])
+    expected = {
+        "accuracy": accuracy_score(y, probabilities[:600].argmax(axis=1)),
+        "f1_macro": f1_score(y, probabilities[:600].argmax(axis=1), average="macro"),
+        "log_loss": log_loss(y, probabilities[:600], labels=[0, 1, 2]),
+    }
+    assert row is not None and row.count == 600
+    for name, value in expected.items():
+        assert row.cumulative[name] == pytest.approx(value, abs=1e-9), name
+        assert row.rolling[name] == pytest.approx(value, abs=1e-9), name
+    assert list(learner.detectors) == ["queues:1"], "the 0/1 error stream of the serving model"
+    assert other_shard.board.overall("queues:1").n == 1
+    told = [r for r in caplog.records if "no River challenger" in r.getMessage()]
+    assert len(told) == 1, "once per version"
+
     learner.label("waits", "billing", columns[-1].event_times[-1])
     again = learner_for(SETTINGS, queues_bundle)
-    again.restore(json.loads(json.dumps(learner.state())), None)
+    _, slots = learner.join.waiting()
+    waiting = learner.join.take(slots).payload()
+    again.restore(json.loads(json.dumps(learner.state())), None, [WaitingPart(*waiting)])
     assert again.join.labels["waits"].label == "billing"
+    for event_id, y_text in zip(ids[601:], truth[601:], strict=True):  # the rest, after the restore
+        again.label(event_id, y_text, columns[-1].event_times[-1])
+    rest = np.array([queues_bundle.class_index(t) for t in truth[:600] + truth[601:]])
+    everything = np.concatenate([probabilities[:600], probabilities[601:]])
+    assert again.board.overall("queues:1").cumulative()["log_loss"] == pytest.approx(
+        log_loss(rest, everything, labels=[0, 1, 2]), abs=1e-9
+    ), "the probabilities waited in the checkpoint with their events"
+
+
+def test_the_error_stream_of_a_multiclass_model_fires_when_its_classes_go_wrong(
+    queues_bundle: ModelBundle,
+) -> None:
+    """The 0/1 error (served class not the label's) rises from ~25% to ~75% at event 1,500: the CUSUM
+    (the default) and ADWIN and Page-Hinkley (as configured) each see it after the switch, none before."""
+    frame = multiclass_frame(3000, seed=42)
+    truth = frame.pop(MULTICLASS_TARGET).tolist()
+    out: list[bytes] = []
+    ScoreHandler(SETTINGS, queues_bundle).handle(
+        [
+            FakeRecord("features", 0, i, value_=orjson.dumps(e))
+            for i, e in enumerate(events_from_frame(frame))
+        ],
+        lambda topic, key, value, headers, partition=None: topic == "monitor" and out.append(value),
+    )
+    classes = list(queues_bundle.classes)
+    settings = SETTINGS.model_copy(
+        update={"concept_warmup": 500, "concept_detectors": "cusum,adwin,page_hinkley"}
+    )
+    learner = learner_for(settings, queues_bundle)
+    changes = []
+    for c in map(decode_monitor, out):
+        learner.observe(c)
+        for event_id, time in zip(c.event_ids, c.event_times, strict=True):
+            i = int(str(event_id).rsplit("-", 1)[1])
+            label = truth[i] if i < 1500 else classes[(classes.index(truth[i]) + 1) % 3]  # the world moved
+            changes += learner.label(str(event_id), label, time)
+
+    first = {}
+    for change in changes:
+        first.setdefault(change.detector, int(change.event_id.rsplit("-", 1)[1]))
+    print(f"first change per detector (the switch at 1,500): {first}")
+    assert set(first) == {"cusum", "adwin", "page_hinkley"}
+    assert all(1500 <= at < 1800 for at in first.values()), first
+    assert all(change.stream == "error" for change in changes)
 
 
 # ------------------------------------------------------------------ explain, score-file, /v2

@@ -80,6 +80,9 @@ def _estimate(e: PerformanceEstimate) -> Line:
     return _model_line(e.model_name, e.model_version, f"window {e.window}  estimated {shown}")
 
 
+MULTICLASS_SHOWN = ("f1_macro", "log_loss")  # beside accuracy, over every label
+
+
 def metrics_line(record: RecordView) -> Line:
     """The join's counts, then each model's primary KPI: over the last window and over all labels."""
     s = MetricsSnapshot.model_validate_json(body(record))
@@ -97,9 +100,11 @@ def metrics_line(record: RecordView) -> Line:
         )
         rolling, overall = _n(row.rolling.get(kpi)), _n(row.cumulative.get(kpi))
         text += f" | {row.model}{role} {kpi} {overall} over {row.count}, last {s.window}: {rolling}"
+        if s.task == "multiclass":  # the two that say what accuracy hides: rare classes, confidence
+            text += "".join(f", {m} {_n(row.cumulative.get(m))}" for m in MULTICLASS_SHOWN)
         models.append(row.model)
     if s.task == "multiclass" and not s.kpis:
-        text += " | a multiclass model: no KPIs yet"
+        text += " | a multiclass model: no labelled events yet"
     if s.estimate_checks:
         disagree = sum(c.disagree for c in s.estimate_checks)
         text += f" | {len(s.estimate_checks)} estimate checks, {disagree} outside the band"

@@ -92,7 +92,7 @@ def partial_problem(partial: dict, partition: int) -> str | None:
         return f"not a KPI board or tallies ({type(exc).__name__})"
     for kpis in board.kpis.values():
         for name, value in vars(kpis).items():
-            if name in ("recent", "window", "threshold"):
+            if name in ("recent", "window", "threshold", "classes"):
                 continue
             for v in value if isinstance(value, list) else [value]:
                 if type(v) is bool or not isinstance(v, int | float) or not math.isfinite(v):
@@ -102,6 +102,8 @@ def partial_problem(partial: dict, partition: int) -> str | None:
         counts = vars(kpis)
         if "tp" in counts and counts["tp"] + counts["fp"] + counts["tn"] + counts["fn"] != counts["n"]:
             return "KPI counts: tp + fp + tn + fn is not n"
+        if "confusion" in counts and sum(counts["confusion"]) != counts["n"]:
+            return "KPI counts: the confusion matrix does not add up to n"
     for name, tally in tallies.items():
         counts = [tally.get(k) for k in ("pairs", "only_champion_right", "only_challenger_right")]
         if not all(_count(c) for c in counts) or counts[1] + counts[2] > counts[0]:

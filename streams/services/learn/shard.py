@@ -13,7 +13,7 @@ twice or lost on a rebalance.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -36,7 +36,7 @@ RECENT_CHANGES = 64  # a shard's latest detections, resent in each partial until
 
 def detector_config(settings: Settings, task: str) -> DetectorConfig:
     """The detectors on the error streams, as the settings say (``STREAMSCORE_CONCEPT_*``)."""
-    binary = task == "binary"
+    binary = task != "regression"  # a classifier's error stream is 0/1: the served class was wrong
     return DetectorConfig(
         names=tuple(settings.concept_detectors.split(",")),
         kind="binary" if binary else "continuous",
@@ -61,6 +61,7 @@ def learner_for(settings: Settings, bundle: ModelBundle, partition: int = CHALLE
         max_entries=max(1, settings.label_join_max // settings.partitions),
         train_challenger=partition == CHALLENGER_SHARD,
         detectors=detector_config(settings, bundle.task.value),
+        classes=bundle.classes or (),
     )
 
 
@@ -146,9 +147,9 @@ class Shard:
         }
 
 
-def unmeasured(shards: Iterable[Shard]) -> dict[str, int]:
-    """Multiclass: labelled events per model version, joined and counted but not measured (yet)."""
-    return dict(sum((Counter(shard.learner.unmeasured) for shard in shards), Counter()))
+def unknown_classes(shards: Iterable[Shard]) -> int:
+    """Multiclass: labels that named none of the model's classes (not measured)."""
+    return sum(shard.learner.unknown_classes for shard in shards)
 
 
 def holder_of(event_id: str, shard: Shard, shards: dict[int, Shard]) -> Shard:
