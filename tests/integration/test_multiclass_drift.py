@@ -81,6 +81,9 @@ def test_a_shift_is_named_and_the_estimated_accuracy_falls_before_any_label(
     )
     assert stats["drift"]["unreadable"] == 0 and stats["drift"]["windows_without_estimate"] == 0
     assert "learn" not in stats, "no learn role: the estimates owe nothing to labels"
+    exposition = worker.get_text("/metrics")
+    assert 'streamscore_drift_chi2_p_value{feature="(predicted class)"' in exposition
+    assert 'streamscore_drift_ks_p_value{feature="(probability fraud)"' in exposition
 
     # the window the shift starts in names it, and its predicted classes moved
     first = reports[WINDOWS // 2]
