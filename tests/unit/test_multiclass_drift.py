@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from schemas.drift import PREDICTED_CLASS, DriftReport, probability_test
+from schemas.drift import PREDICTED_CLASS, DriftReport, PartitionSpan, probability_test
 from schemas.monitor import MonitorColumns
 from scoring.drift import DriftMonitor, PartialRejected, PartitionWindows, WindowCloser, merge_window
 from scoring.drift.alerts import alert_for
@@ -27,6 +27,7 @@ from scoring.drift.compare import test_count as count_tests
 from scoring.drift.partial import WindowPartial
 from scoring.drift.stats import chi_square_fit, ks_test, psi
 from scoring.estimation import PerformanceEstimator
+from scoring.estimation.ledger import EstimateLedger
 from scoring.estimation.multiclass import multiclass_estimates
 from scoring.metrics.holdout import multiclass_metrics
 from scoring.model.bundle import ModelBundle
@@ -318,3 +319,16 @@ def _report_fields() -> dict:
         "drifted": False,
         "created_at": 0,
     }
+
+
+def test_the_learn_paths_ledger_keeps_no_multiclass_estimate_it_cannot_check_yet(bundle: ModelBundle) -> None:
+    estimator = PerformanceEstimator.from_bundle(bundle)
+    assert estimator is not None
+    [(rows, p, _)] = windows_of(bundle, 1, seed=28)
+    span = PartitionSpan(topic="features", partition=0, first_offset=0, last_offset=WINDOW - 1)
+    estimate = estimator.estimate(p.max(axis=1), rows, p, window=0).model_copy(update={"spans": [span]})
+    ledger = EstimateLedger()
+
+    ledger.add(estimate)
+
+    assert ledger.windows == [] and ledger.settle(2**62, 0) == []
