@@ -19,6 +19,8 @@ import pytest
 
 from schemas.drift import PREDICTED_CLASS, DriftAlert, DriftReport
 from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
+from scoring.drift.classes import ClassBaseline, compare_classes
+from scoring.estimation import PerformanceEstimator
 from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import MULTICLASS_TARGET, events_from_frame, multiclass_frame
 from scoring.offline.training import train_bundle
@@ -130,3 +132,64 @@ def test_a_shift_is_named_and_the_estimated_accuracy_falls_before_any_label(
     assert np.mean(shifted_estimates) < np.mean(steady_estimates) - 0.03
     firing = [a for a in kpi_alerts if a.status == "firing"]
     assert firing and firing[0].metric == "accuracy" and firing[0].window >= WINDOWS // 2
+
+
+def test_merged_windows_carry_the_class_statistics_and_estimate_of_their_events(
+    bootstrap, topic_env, tmp_path, workers, model: ModelBundle
+) -> None:
+    """Per-partition windows merged (``STREAMSCORE_DRIFT_WINDOWS=partitions``): each report's class
+    statistics and estimate are those of its events, recomputed here from the features topic."""
+    partitions, windows = 4, 4
+    tickets = multiclass_frame(windows * WINDOW + 400, seed=63)[INPUTS]
+    env = {
+        **topic_env,
+        "STREAMSCORE_ROLES": "score,drift",
+        "STREAMSCORE_PARTITIONS": str(partitions),
+        "STREAMSCORE_DRIFT_WINDOWS": "partitions",
+        "STREAMSCORE_DRIFT_WINDOW_EVENTS": str(WINDOW),
+        "STREAMSCORE_REGISTRY": str(tmp_path / "registry"),
+    }
+    worker = WorkerProcess(env, model.path, tmp_path / "worker.log")
+    workers.append(worker)
+    worker.wait_ready(timeout_s=120)
+
+    produce(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], list(event_payloads(events_from_frame(tickets))))
+    stats = worker.wait_stats(lambda s: s["drift"]["estimates"] >= 2, "2 merged windows estimated", 300)
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_DRIFT"], 4, idle_s=1.0)
+    messages = [orjson.loads(r.value) for r in records]
+    reports = [DriftReport.model_validate(m) for m in messages if m["type"] == "drift_report"]
+    estimates = {
+        m["window"]: PerformanceEstimate.model_validate(m)
+        for m in messages
+        if m["type"] == "performance_estimate"
+    }
+    features = read_topic(bootstrap, env["STREAMSCORE_TOPIC_FEATURES"], len(tickets))
+    by_offset = {(r.partition, r.offset): orjson.loads(r.value)["features"] for r in features}
+    baseline = ClassBaseline.of(model.reference, model.class_names)
+    estimator = PerformanceEstimator.from_bundle(model)
+    assert stats["drift"]["unreadable"] == 0 and baseline is not None and estimator is not None
+    assert len(reports) >= 2
+
+    for report in reports:
+        # a merged window: each partition's events in offset order, the partitions one after the other
+        events = [
+            by_offset[(s.partition, offset)]
+            for s in sorted(report.spans, key=lambda s: s.partition)
+            for offset in range(s.first_offset, s.last_offset + 1)
+        ]
+        assert len(events) == report.events == WINDOW
+        rows = model.spec.encode_frame(pd.DataFrame(events)[INPUTS])
+        p = model.predict(rows)
+        expected = compare_classes(baseline, p)
+        got = report.classes
+        assert report.schema_version == 3 and got is not None
+        assert got.predicted.counts == expected.predicted.counts
+        assert got.predicted.chi2_statistic == pytest.approx(expected.predicted.chi2_statistic, rel=1e-9)
+        for mine, theirs in zip(got.probabilities, expected.probabilities, strict=True):
+            assert (mine.psi, mine.ks_statistic) == pytest.approx((theirs.psi, theirs.ks_statistic), rel=1e-9)
+        offline = estimator.estimate(p.max(axis=1), rows, p)
+        merged = estimates[report.window]
+        assert [m.metric for m in merged.metrics] == ["accuracy", "f1_macro", "auc_macro_ovr"]
+        assert [m.estimate for m in merged.metrics] == pytest.approx(
+            [m.estimate for m in offline.metrics], rel=1e-9
+        )
