@@ -35,6 +35,8 @@ from scoring.model.calibration import fit_class_calibration
 from scoring.model.reference import bin_counts
 from scoring.offline.synthetic import MULTICLASS_TARGET, multiclass_frame
 from scoring.offline.training import train_bundle
+from streams.cli.tail.lines import RecordView
+from streams.cli.tail.reports import drift_line
 
 WINDOW = 2_000
 SHIFT = {"messages": 3}  # every ticket with 3 messages: fewer tell fraud from support
@@ -129,6 +131,8 @@ def test_a_shift_flags_the_predicted_classes_and_probabilities_in_the_windows_fa
     assert report_problem(last) is None
     back = DriftReport.model_validate_json(last.model_dump_json())
     assert back == last
+    line = drift_line(RecordView(0, 2, 1, b"queues:1", last.model_dump_json().encode())).text
+    assert "predicted classes drifted" in line and "billing" in line, line
 
 
 def test_a_binary_models_report_is_written_as_before(bundle: ModelBundle) -> None:
