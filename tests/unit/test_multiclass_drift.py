@@ -13,10 +13,13 @@ import struct
 import zlib
 
 import numpy as np
+import orjson
 import pytest
+from jsonschema import Draft202012Validator
 from scipy import stats
 
 from schemas.drift import PREDICTED_CLASS, DriftReport, PartitionSpan, probability_test
+from schemas.export import export_json_schemas
 from schemas.monitor import MonitorColumns
 from scoring.drift import DriftMonitor, PartialRejected, PartitionWindows, WindowCloser, merge_window
 from scoring.drift.alerts import alert_for
@@ -336,3 +339,30 @@ def test_the_learn_paths_ledger_keeps_no_multiclass_estimate_it_cannot_check_yet
     ledger.add(estimate)
 
     assert ledger.windows == [] and ledger.settle(2**62, 0) == []
+
+
+def test_the_exported_schema_takes_both_report_versions(tmp_path) -> None:
+    export_json_schemas(tmp_path)
+    schema = Draft202012Validator(orjson.loads((tmp_path / "drift_report.schema.json").read_bytes()))
+    classes = {
+        "predicted": {
+            "counts": {"a": 6, "b": 4},
+            "reference_counts": {"a": 50, "b": 50},
+            "psi": 0.04,
+            "chi2_statistic": 0.4,
+            "chi2_p_value": 0.53,
+            "drifted": False,
+        },
+        "probabilities": [
+            {"name": n, "psi": 0.1, "ks_statistic": 0.2, "ks_p_value": 0.3, "mean": 0.5,
+             "reference_mean": 0.5, "drifted": False}
+            for n in ("a", "b")
+        ],
+    }  # fmt: skip
+    multiclass = DriftReport.model_validate({**_report_fields(), "schema_version": 3, "classes": classes})
+    binary = DriftReport.model_validate(_report_fields())
+
+    for report in (multiclass, binary):
+        body = orjson.loads(report.model_dump_json())
+        assert schema.is_valid(body), list(schema.iter_errors(body))[:1]
+    assert "classes" not in orjson.loads(binary.model_dump_json())
