@@ -2,17 +2,22 @@
 
 Both carry ``type`` so a consumer of the topic can tell them apart before parsing.
 Statistics that a window cannot support (no values, a constant column) are null.
+
+A multiclass model's report (``schema_version`` 3) adds ``classes``: the predicted-class
+distribution and each class's probability against the holdout's; the reports of other models
+have no ``classes`` and stay ``schema_version`` 2.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from schemas.alerts import ALERT_SCHEMA_VERSION, AlertStatus, Severity
 
 Stat = float | None
+MULTICLASS_REPORT_VERSION = 3
 
 
 class FeatureDrift(BaseModel):
@@ -52,6 +57,60 @@ class PredictionDrift(BaseModel):
     drifted: bool
     reasons: list[str] = Field(default_factory=list)
     p_value_threshold: Stat = Field(None, description="the level its p-value was held to, corrected")
+
+
+class PredictedClassDrift(BaseModel):
+    """A multiclass model's predicted classes in the window against the holdout's: a chi-square
+    goodness-of-fit test of the window's counts with the holdout's shares as expected, and PSI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counts: dict[str, int] = Field(description="events predicted each class, in the model's order")
+    reference_counts: dict[str, int] = Field(description="the holdout's predicted-class counts")
+    psi: Stat
+    chi2_statistic: Stat
+    chi2_p_value: Stat
+    drifted: bool
+    reasons: list[str] = Field(default_factory=list)
+    p_value_threshold: Stat = Field(None, description="the level its p-value was held to, corrected")
+
+
+class ClassProbabilityDrift(BaseModel):
+    """One class's probability in the window against its holdout distribution (PSI, KS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="the class, as in the model's classes")
+    psi: Stat
+    ks_statistic: Stat
+    ks_p_value: Stat
+    mean: Stat
+    reference_mean: Stat
+    drifted: bool
+    reasons: list[str] = Field(default_factory=list)
+    p_value_threshold: Stat = Field(None, description="the level its p-value was held to, corrected")
+
+
+class ClassDrift(BaseModel):
+    """A multiclass model's outputs in one window: the predicted classes and each class's probability."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    predicted: PredictedClassDrift
+    probabilities: list[ClassProbabilityDrift]
+
+    def drifted_tests(self) -> list[str]:
+        """The names of its drifted tests: ``(predicted class)``, ``(probability NAME)``."""
+        tests = [PREDICTED_CLASS] if self.predicted.drifted else []
+        return tests + [probability_test(p.name) for p in self.probabilities if p.drifted]
+
+
+PREDICTED_CLASS = "(predicted class)"
+
+
+def probability_test(name: str) -> str:
+    """How a class's probability test is named in alerts."""
+    return f"(probability {name})"
 
 
 class DetectorChange(BaseModel):
@@ -122,7 +181,24 @@ class DriftReport(BaseModel):
     drifted_features: list[str]
     drifted: bool
     created_at: int = Field(description="epoch milliseconds")
-    schema_version: Literal[2] = ALERT_SCHEMA_VERSION
+    classes: ClassDrift | None = Field(
+        None, description="multiclass only (schema_version 3): predicted classes and class probabilities"
+    )
+    schema_version: Literal[2, 3] = ALERT_SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _versioned(self) -> DriftReport:
+        if (self.classes is not None) != (self.schema_version == MULTICLASS_REPORT_VERSION):
+            raise ValueError(f"classes come in schema_version {MULTICLASS_REPORT_VERSION} reports only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_classes(self, handler):  # pydantic's wrap serializer: handler gives the plain dump
+        """A report of a model of one score per event is written as before (no ``classes`` key)."""
+        data = handler(self)
+        if self.classes is None and isinstance(data, dict):
+            data.pop("classes", None)
+        return data
 
 
 class FeatureShift(BaseModel):

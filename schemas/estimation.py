@@ -23,8 +23,10 @@ from schemas.alerts import ALERT_SCHEMA_VERSION, AlertStatus, Severity
 from schemas.drift import PartitionSpan
 from schemas.messages import SCHEMA_VERSION
 
-Metric = Literal["accuracy", "precision", "recall", "f1", "auc", "mae", "rmse"]
-UNIT_METRICS = frozenset({"accuracy", "precision", "recall", "f1", "auc"})  # within [0, 1]
+Metric = Literal["accuracy", "precision", "recall", "f1", "auc", "f1_macro", "auc_macro_ovr", "mae", "rmse"]
+UNIT_METRICS = frozenset(
+    {"accuracy", "precision", "recall", "f1", "auc", "f1_macro", "auc_macro_ovr"}
+)  # within [0, 1]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -87,7 +89,7 @@ class PerformanceEstimate(BaseModel):
     type: Literal["performance_estimate"] = "performance_estimate"
     model_name: str
     model_version: str
-    task: Literal["binary", "regression"]
+    task: Literal["binary", "regression", "multiclass"]
     window: int | None = Field(None, description="the drift window's number, as in its DriftReport")
     start_event_time: int | None = Field(None, description="epoch milliseconds")
     end_event_time: int | None = None

@@ -5,6 +5,8 @@ One concept per module:
 - ``compare``: one closed window against the reference, feature by feature and for the
   score (PSI, KS, chi-square, missing rate; the statistics are in ``scoring.drift.stats``),
   and ``decide``, the rule that flags a window's tests together (Holm, a PSI floor).
+- ``classes``: a multiclass model's outputs against its holdout's: the predicted classes
+  (chi-square fit, PSI) and each class's probability (PSI, KS), tests of the same family.
 - ``cusum``: ``ErrorCusum``, the CUSUM that watches a model's error stream for a rise.
 - ``detectors``: ``StreamDetectors``, the detectors of a stream of values: river's ADWIN
   and PageHinkley on scores here, the CUSUM on errors in ``scoring.feedback.loop``.

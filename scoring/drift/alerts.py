@@ -2,14 +2,17 @@
 
 ``alert_for`` gives the firing alert of one report with its evidence: each drifted test's
 statistic, p-value and the corrected level it was held to, PSI, the window's size and
-thresholds. Severity: ``critical`` when a drifted test's PSI reaches ``thresholds.psi``
+thresholds. A multiclass model's drifted outputs join ``features`` under the names
+``(predicted class)`` and ``(probability NAME)`` (no feature is named so: names in parentheses
+are the model's outputs, as ``(prediction)`` in the episodes of ``scoring.alerts.drift``).
+Severity: ``critical`` when a drifted test's PSI reaches ``thresholds.psi``
 (a shift large by the industry's rule of thumb), else ``warning``. Whether it is sent
 (once per episode, cool-down, resolved) is ``scoring.alerts.drift``.
 """
 
 from __future__ import annotations
 
-from schemas.drift import DriftAlert, DriftReport, FeatureShift
+from schemas.drift import PREDICTED_CLASS, DriftAlert, DriftReport, FeatureShift, probability_test
 
 
 def alert_for(report: DriftReport) -> DriftAlert | None:
@@ -29,7 +32,7 @@ def alert_for(report: DriftReport) -> DriftAlert | None:
         )
         for f in report.features
         if f.drifted
-    ]
+    ] + _output_shifts(report)
     parts = [f"{s.feature} ({'; '.join(s.reasons)})" for s in shifts]
     if report.prediction.drifted:
         parts.append(f"prediction ({'; '.join(report.prediction.reasons)})")
@@ -52,3 +55,39 @@ def alert_for(report: DriftReport) -> DriftAlert | None:
         thresholds=report.thresholds,
         since_window=report.window,
     )
+
+
+def _output_shifts(report: DriftReport) -> list[FeatureShift]:
+    """A multiclass model's drifted outputs: its predicted classes, each class's probability."""
+    if report.classes is None:
+        return []
+    out = []
+    predicted = report.classes.predicted
+    if predicted.drifted:
+        out.append(
+            FeatureShift(
+                feature=PREDICTED_CLASS,
+                psi=predicted.psi,
+                p_value=predicted.chi2_p_value,
+                statistic=predicted.chi2_statistic,
+                mean_shift_sd=None,
+                missing_rate_change=0.0,
+                reasons=predicted.reasons,
+                p_value_threshold=predicted.p_value_threshold,
+            )
+        )
+    for c in report.classes.probabilities:
+        if c.drifted:
+            out.append(
+                FeatureShift(
+                    feature=probability_test(c.name),
+                    psi=c.psi,
+                    p_value=c.ks_p_value,
+                    statistic=c.ks_statistic,
+                    mean_shift_sd=None,
+                    missing_rate_change=0.0,
+                    reasons=c.reasons,
+                    p_value_threshold=c.p_value_threshold,
+                )
+            )
+    return out

@@ -19,8 +19,11 @@ merged into a report, an alert or a retrain request:
 - detector changes: inside the partial's spans, at positions it could have counted;
 - scores: those of a binary model are probabilities, as are a multiclass model's (the predicted
   class's probability);
+- class probabilities (a multiclass model's partial): as many per event as the model has
+  classes (``MAX_CLASSES`` at most, in the partial's header), each within [0, 1];
 - a merged report: every statistic finite, PSI and rates non-negative, p-values and rates
-  at most 1, counts within the window.
+  at most 1, counts within the window; a multiclass report's predicted-class counts sum to
+  its events, its class probabilities' means within [0, 1].
 
 A start time of 0 is not refused: an event may carry any time from 1970 on.
 """
@@ -98,12 +101,36 @@ def report_problem(report: DriftReport) -> str | None:
         if problem:
             return problem
     p = report.prediction
-    return _stats_problem(
+    problem = _stats_problem(
         "the scores",
         nonnegative=(p.psi, p.ks_statistic),
         probabilities=(p.ks_p_value,),
         finite=(p.mean, p.reference_mean),
     )
+    return problem or (None if report.classes is None else _classes_problem(report))
+
+
+def _classes_problem(report: DriftReport) -> str | None:
+    """Why a multiclass report's predicted classes and class probabilities cannot be right."""
+    assert report.classes is not None
+    predicted = report.classes.predicted
+    counts = list(predicted.counts.values())
+    if any(c < 0 for c in counts) or sum(counts) != report.events:
+        return f"predicted-class counts summing to {sum(counts)} in a window of {report.events} events"
+    problem = _stats_problem(
+        "the predicted classes",
+        nonnegative=(predicted.psi, predicted.chi2_statistic),
+        probabilities=(predicted.chi2_p_value,),
+        finite=(),
+    )
+    for c in report.classes.probabilities:
+        problem = problem or _stats_problem(
+            f"class {c.name!r}'s probability",
+            nonnegative=(c.psi, c.ks_statistic),
+            probabilities=(c.ks_p_value, c.mean, c.reference_mean),
+            finite=(),
+        )
+    return problem
 
 
 def _stats_problem(

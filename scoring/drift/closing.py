@@ -16,15 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from schemas.drift import DetectorChange, DriftReport, PartitionSpan, Thresholds
+from schemas.drift import MULTICLASS_REPORT_VERSION, DetectorChange, DriftReport, PartitionSpan, Thresholds
 from schemas.estimation import PerformanceEstimate
+from scoring.drift.classes import ClassBaseline, compare_classes
 from scoring.drift.compare import (
     DriftThresholds,
     NumericBaseline,
     compare_categorical,
     compare_numeric,
     compare_scores,
-    decide,
+    decide_window,
     test_count,
 )
 from scoring.estimation import PerformanceEstimator
@@ -55,6 +56,7 @@ class WindowEvents:
     end_time: int  # latest
     spans: list[PartitionSpan]
     changes: list[DetectorChange]
+    probabilities: np.ndarray | None = None  # multiclass: events x classes
 
 
 def spans_of(ranges: Iterable[tuple[str, int, int, int]]) -> list[PartitionSpan]:
@@ -81,26 +83,31 @@ class WindowCloser:
         self.name = bundle.name
         self.version = bundle.version
         self.task = bundle.task
+        self.class_names = bundle.class_names  # multiclass: the classes its windows' probabilities are of
         self.spec: FeatureSpec = bundle.spec
         self.reference: Reference = bundle.reference
         self.numeric = {name: NumericBaseline.of(ref) for name, ref in self.reference.numeric.items()}
         self.score_baseline = NumericBaseline.of(self.reference.score) if self.reference.score else None
+        self.classes = ClassBaseline.of(self.reference, bundle.class_names)  # multiclass: its outputs
         self.thresholds = thresholds
-        tests = test_count(self.spec)
-        self.alpha = thresholds.p_value / tests  # Bonferroni's level, Holm's for the smallest p-value
+        self.tests = test_count(self.spec, len(self.classes.names) if self.classes else 0)
+        self.alpha = thresholds.p_value / self.tests  # Bonferroni's level, Holm's for the smallest p-value
         self.estimator = PerformanceEstimator.from_bundle(bundle)
         self.estimate_failures = 0
-        # windows closed with no estimate: the bundle has no estimator (``ModelBundle.estimation_note``;
-        # a multiclass model's, until estimation has a multiclass form)
+        # windows closed with no estimate: the bundle has no estimator (``ModelBundle.estimation_note``)
         self.unestimated = 0
 
     def close(self, window: WindowEvents, created_at: int | None = None) -> ClosedWindow:
         """The window's report and estimate; ``created_at`` (epoch ms) defaults to now."""
         report = self.report(window, int(time.time() * 1000) if created_at is None else created_at)
-        return ClosedWindow(report, self.estimate(report, window.rows, window.scores))
+        return ClosedWindow(report, self.estimate(report, window.rows, window.scores, window.probabilities))
 
     def estimate(
-        self, report: DriftReport, rows: np.ndarray, scores: np.ndarray
+        self,
+        report: DriftReport,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        probabilities: np.ndarray | None = None,
     ) -> PerformanceEstimate | None:
         """The window's estimated KPIs; a failure costs the estimate, never the report."""
         if self.estimator is None:
@@ -110,6 +117,7 @@ class WindowCloser:
             estimate = self.estimator.estimate(
                 scores,
                 rows,
+                probabilities,
                 window=report.window,
                 start_event_time=report.start_event_time,
                 end_event_time=report.end_event_time,
@@ -135,8 +143,15 @@ class WindowCloser:
                         rows[:, j],
                     )
                 )
-        features, prediction = decide(features, compare_scores(self.score_baseline, window.scores), t)
+        classes = None
+        if self.classes is not None:
+            if window.probabilities is None:
+                raise ValueError(f"a window of {self.name}:{self.version} without its class probabilities")
+            classes = compare_classes(self.classes, window.probabilities)
+        prediction = compare_scores(self.score_baseline, window.scores)
+        features, prediction, classes = decide_window(features, prediction, classes, t)
         drifted_features = [f.feature for f in features if f.drifted]
+        outputs_drifted = classes is not None and bool(classes.drifted_tests())
         return DriftReport(
             model_name=self.name,
             model_version=self.version,
@@ -153,11 +168,13 @@ class WindowCloser:
                 psi=t.psi,
                 p_value=t.p_value,
                 p_value_per_test=self.alpha,
-                tests=test_count(self.spec),
+                tests=self.tests,
                 correction=t.correction,
                 psi_floor=t.psi_floor,
             ),
             drifted_features=drifted_features,
-            drifted=bool(drifted_features) or prediction.drifted,
+            drifted=bool(drifted_features) or prediction.drifted or outputs_drifted,
             created_at=created_at,
+            classes=classes,
+            schema_version=MULTICLASS_REPORT_VERSION if classes is not None else 2,
         )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from schemas.drift import FeatureDrift, PredictionDrift
+from schemas.drift import ClassDrift, FeatureDrift, PredictionDrift
 from scoring.drift.stats import CORRECTIONS, chi_square_test, corrected_levels, ks_test, psi
 from scoring.model.features import FeatureSpec
 from scoring.model.reference import CategoricalReference, NumericReference, bin_counts
@@ -156,6 +156,8 @@ def decide(
 ) -> tuple[list[FeatureDrift], PredictionDrift]:
     """The window's tests flagged together: each test's corrected level, then the PSI floor.
 
+    A multiclass model's window has more tests (``decide_window``).
+
     >>> from schemas.drift import PredictionDrift
     >>> def numeric(name, psi, p):
     ...     return FeatureDrift(feature=name, kind="numeric", count=5000, psi=psi, ks_p_value=p,
@@ -169,17 +171,41 @@ def decide(
     [('a', True, ['ks p-value 1e-09 < 0.00025 (holm, 4 tests)', 'psi 0.060 >= floor 0.02']),
      ('b', False, []), ('c', False, [])]
     """
+    flagged, score, _ = decide_window(features, prediction, None, thresholds)
+    return flagged, score
+
+
+def decide_window(
+    features: list[FeatureDrift],
+    prediction: PredictionDrift,
+    classes: ClassDrift | None,
+    thresholds: DriftThresholds,
+) -> tuple[list[FeatureDrift], PredictionDrift, ClassDrift | None]:
+    """``decide`` over every test of a window: the features, the score and, for a multiclass model,
+    its predicted classes (chi-square) and each class's probability (KS), one family."""
     p_values = [_p_value(f) for f in features] + [prediction.ks_p_value]
+    if classes is not None:
+        p_values += [classes.predicted.chi2_p_value] + [c.ks_p_value for c in classes.probabilities]
     levels = corrected_levels(p_values, thresholds.p_value, thresholds.correction)
-    tests = len(p_values)
+    tests, n = len(p_values), len(features)
     flagged = [
         f.model_copy(update=_flag(f.psi, _p_value(f), level, thresholds, _test(f), tests))
-        for f, level in zip(features, levels[:-1], strict=True)
+        for f, level in zip(features, levels[:n], strict=True)
     ]
     score = prediction.model_copy(
-        update=_flag(prediction.psi, prediction.ks_p_value, levels[-1], thresholds, "ks", tests)
+        update=_flag(prediction.psi, prediction.ks_p_value, levels[n], thresholds, "ks", tests)
     )
-    return flagged, score
+    if classes is None:
+        return flagged, score, None
+    predicted = classes.predicted
+    predicted = predicted.model_copy(
+        update=_flag(predicted.psi, predicted.chi2_p_value, levels[n + 1], thresholds, "chi2", tests)
+    )
+    per_class = [
+        c.model_copy(update=_flag(c.psi, c.ks_p_value, level, thresholds, "ks", tests))
+        for c, level in zip(classes.probabilities, levels[n + 2 :], strict=True)
+    ]
+    return flagged, score, ClassDrift(predicted=predicted, probabilities=per_class)
 
 
 def _p_value(feature: FeatureDrift) -> float | None:
@@ -210,6 +236,7 @@ def _flag(
     return {"drifted": bool(reasons), "reasons": reasons, "p_value_threshold": level}
 
 
-def test_count(spec: FeatureSpec) -> int:
-    """Tests in one window's family: one per feature plus the score."""
-    return len(spec.features) + 1
+def test_count(spec: FeatureSpec, classes: int = 0) -> int:
+    """Tests in one window's family: one per feature plus the score, and for a multiclass model of
+    ``classes`` classes the predicted classes and each class's probability."""
+    return len(spec.features) + 1 + (1 + classes if classes else 0)

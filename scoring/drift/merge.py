@@ -23,7 +23,7 @@ from scoring.drift.compare import DriftThresholds
 from scoring.drift.partial import PartialRejected, WindowPartial
 from scoring.drift.partitions import partition_quota
 from scoring.model.bundle import ModelBundle
-from scoring.model.monitor_rows import spec_problem
+from scoring.model.monitor_rows import probabilities_problem, spec_problem
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def merge_window(
         if problem is not None:
             raise ValueError(f"partial {p.key}: not inputs of {closer.name}:{closer.version}: {problem}")
         problem = scores_problem(p.scores, closer.task)
+        if problem is None:
+            problem = probabilities_problem(closer.class_names, p.probabilities, closer.class_names)
         if problem is not None:
             raise ValueError(f"partial {p.key}: {problem}")
     events = WindowEvents(
@@ -70,6 +72,9 @@ def merge_window(
             (s.topic, s.partition, s.first_offset, s.last_offset) for p in ordered for s in p.spans
         ),
         changes=[c for p in ordered for c in p.changes],
+        probabilities=None
+        if first.probabilities is None
+        else np.concatenate([p.probabilities for p in ordered]),
     )
     return closer.close(events, created_at)
 

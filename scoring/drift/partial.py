@@ -9,12 +9,15 @@ counts and a KS sketch costs memory and bytes, but no error bound to state.
 
 Size: ``8 * (features + 1)`` bytes per event (float64 rows and scores), plus a JSON header
 of a few hundred bytes (more with detector changes): 168 bytes per event for a 20-feature
-model, 420 kB for a 2,500-event partition window.
+model, 420 kB for a 2,500-event partition window. A multiclass model's partial also holds
+every event's class probabilities (``8 * classes`` bytes more per event; the header says
+``classes``, which the partials of other models leave out: their bytes are as before).
 
 Wire format (``to_bytes``; ``from_bytes`` reads it back exactly, NaN bits included)::
 
     b"SSWP"  format (u8 = 1)  header length (u32 LE)  crc32 of header length and all after (u32 LE)
     header (JSON)  rows (events x features float64 LE, row-major)  scores (events float64 LE)
+    [multiclass: probabilities (events x classes float64 LE, row-major)]
 
 Partials come from a Kafka topic, so untrusted: ``from_bytes`` raises ``PartialRejected``
 (a ``ValueError``) saying what is wrong, and nothing else, on any input.
@@ -33,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from schemas.drift import DetectorChange, PartitionSpan
 from schemas.messages import EPOCH_MS_MAX, INT64_MAX, MAX_IDENTIFIER_LENGTH
+from scoring.model.metadata import MAX_CLASSES
 
 MAGIC = b"SSWP"
 FORMAT = 1
@@ -65,6 +69,7 @@ class _Header(BaseModel):
     quota: int = Field(ge=1, le=INT64_MAX, description="events per partition window")
     events: int = Field(ge=1, le=INT64_MAX)
     features: int = Field(ge=1, le=MAX_FEATURES)
+    classes: int = Field(0, ge=0, le=MAX_CLASSES, description="multiclass: probabilities per event")
     start_time: EpochMs
     end_time: EpochMs
     spans: list[PartitionSpan] = Field(min_length=1)
@@ -74,6 +79,8 @@ class _Header(BaseModel):
     def _consistent(self) -> _Header:
         if self.partition >= self.partitions:
             raise ValueError(f"partition {self.partition} of {self.partitions} partitions")
+        if self.classes == 1:
+            raise ValueError("a multiclass model has at least 2 classes")
         if self.events > self.quota:
             raise ValueError(f"{self.events} events in a window of {self.quota} per partition")
         if self.start_time > self.end_time:
@@ -105,6 +112,7 @@ class WindowPartial:
     changes: tuple[DetectorChange, ...]
     rows: np.ndarray  # events x features float64, NaN = missing
     scores: np.ndarray  # events float64
+    probabilities: np.ndarray | None = None  # multiclass: events x classes float64
 
     @property
     def events(self) -> int:
@@ -117,6 +125,7 @@ class WindowPartial:
 
     def to_bytes(self) -> bytes:
         rows = np.ascontiguousarray(self.rows, dtype=_F8)
+        classes = {} if self.probabilities is None else {"classes": self.probabilities.shape[1]}
         header = orjson.dumps(
             {
                 "model_name": self.model_name,
@@ -127,6 +136,7 @@ class WindowPartial:
                 "quota": self.quota,
                 "events": self.events,
                 "features": rows.shape[1] if rows.ndim == 2 else 0,
+                **classes,
                 "start_time": self.start_time,
                 "end_time": self.end_time,
                 "spans": [s.model_dump() for s in self.spans],
@@ -134,6 +144,8 @@ class WindowPartial:
             }
         )
         rest = header + rows.tobytes() + np.ascontiguousarray(self.scores, dtype=_F8).tobytes()
+        if self.probabilities is not None:
+            rest += np.ascontiguousarray(self.probabilities, dtype=_F8).tobytes()
         return _PREFIX.pack(MAGIC, FORMAT, len(header), _crc(len(header), rest)) + rest
 
     @classmethod
@@ -157,10 +169,11 @@ class WindowPartial:
         if header_length > min(len(rest), MAX_HEADER_BYTES):
             raise PartialRejected(f"window partial header of {header_length} bytes in {len(rest)}")
         header = _header(bytes(rest[:header_length]))
-        cells, n = header.events * header.features, header.events
-        if len(rest) != header_length + 8 * (cells + n):
+        cells, n, k = header.events * header.features, header.events, header.classes
+        if len(rest) != header_length + 8 * (cells + n + n * k):
             raise PartialRejected(
                 f"window partial of {len(data)} bytes does not hold {n} events x {header.features} features"
+                + (f" and {k} class probabilities" if k else "")
             )
         rows = np.frombuffer(rest, _F8, cells, header_length).astype(np.float64).reshape(n, header.features)
         scores = np.frombuffer(rest, _F8, n, header_length + 8 * cells).astype(np.float64)
@@ -168,6 +181,12 @@ class WindowPartial:
             raise PartialRejected("window partial: scores must be finite")
         if np.isinf(rows).any():
             raise PartialRejected("window partial: row values must be finite or NaN (missing)")
+        probabilities = None
+        if k:
+            at = header_length + 8 * (cells + n)
+            probabilities = np.frombuffer(rest, _F8, n * k, at).astype(np.float64).reshape(n, k)
+            if not ((probabilities >= 0) & (probabilities <= 1)).all():  # NaN fails both
+                raise PartialRejected("window partial: class probabilities must be within [0, 1]")
         return cls(
             model_name=header.model_name,
             model_version=header.model_version,
@@ -181,6 +200,7 @@ class WindowPartial:
             changes=tuple(header.changes),
             rows=rows,
             scores=scores,
+            probabilities=probabilities,
         )
 
 

@@ -171,6 +171,9 @@ class PartitionWindows:
             changes=tuple(window.changes),
             rows=np.concatenate([c.rows for c in chunks]).astype(np.float64, copy=False),
             scores=np.concatenate([np.asarray(c.scores, dtype=np.float64) for c in chunks]),
+            probabilities=None
+            if any(c.probabilities is None for c in chunks)
+            else np.concatenate([np.asarray(c.probabilities, dtype=np.float64) for c in chunks]),
         )
         window.index += 1
         window.chunks, window.events, window.changes = [], 0, []

@@ -1,6 +1,6 @@
 """Two-sample drift statistics: population stability index, Kolmogorov-Smirnov, chi-square.
 
-The tests themselves are scipy's (``ks_2samp``, ``chi2_contingency``); this module
+The tests themselves are scipy's (``ks_2samp``, ``chi2_contingency``, ``chisquare``); this module
 fixes how a live window is compared with the training reference: which bins,
 which samples, and how empty bins are smoothed.
 """
@@ -94,6 +94,29 @@ def chi_square_test(reference_counts: np.ndarray, window_counts: np.ndarray) -> 
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return TestResult(float("nan"), float("nan"))
     result = stats.chi2_contingency(table, correction=False)
+    return TestResult(float(result.statistic), float(result.pvalue))
+
+
+def chi_square_fit(
+    reference_counts: np.ndarray, window_counts: np.ndarray, floor: float = PSI_FLOOR
+) -> TestResult:
+    """Chi-square goodness-of-fit of the window's counts to the reference's shares (scipy's ``chisquare``).
+
+    The expected count of each category is its reference share times the window's size, the
+    shares clipped below at ``floor`` (as PSI's) and scaled back to sum to 1, so a category the
+    reference never had makes a large statistic rather than an infinite one.
+
+    >>> round(chi_square_fit(np.array([50, 50]), np.array([60, 40])).statistic, 6)
+    4.0
+    """
+    expected = np.asarray(reference_counts, dtype=float)
+    observed = np.asarray(window_counts, dtype=float)
+    if expected.shape != observed.shape:
+        raise ValueError(f"categories differ: reference {expected.shape}, window {observed.shape}")
+    if expected.size < 2 or expected.sum() <= 0 or observed.sum() <= 0:
+        return TestResult(float("nan"), float("nan"))
+    shares = np.clip(expected / expected.sum(), floor, None)
+    result = stats.chisquare(observed, shares / shares.sum() * observed.sum())
     return TestResult(float(result.statistic), float(result.pvalue))
 
 

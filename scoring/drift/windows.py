@@ -143,6 +143,7 @@ class VersionMonitor:
             end_time=window.end_time or 0,
             spans=window.spans(),
             changes=window.changes,
+            probabilities=_probabilities(window.chunks),
         )
         return self.closer.close(events)
 
@@ -196,3 +197,10 @@ class DriftMonitor:
     def windows_without_estimate(self) -> int:
         """Windows closed with a report and no performance estimate (the bundle carries no estimator)."""
         return sum(m.closer.unestimated for m in self._versions.values())
+
+
+def _probabilities(chunks: list[MonitorColumns]) -> np.ndarray | None:
+    """A multiclass window's class probabilities (events x classes); None for another model's."""
+    if any(c.probabilities is None for c in chunks):
+        return None
+    return np.concatenate([np.asarray(c.probabilities, dtype=np.float64) for c in chunks])

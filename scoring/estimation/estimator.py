@@ -5,11 +5,13 @@ to estimate with (``bundle.estimation_note`` says why; logging it once is the
 caller's job). ``estimate(scores, rows)`` takes one closed window as the drift
 monitor holds it (the model's raw scores; for a binary model a probability, the
 class decision ``score >= threshold``; the encoded feature rows in the spec's
-order) and returns a ``PerformanceEstimate``. ``new_partial``, ``add`` and
-``from_partial`` do the same from mergeable per-partition parts.
+order; for a multiclass model its class probabilities, events x classes) and returns a
+``PerformanceEstimate``. ``new_partial``, ``add`` and ``from_partial`` do the same from
+mergeable per-partition parts (binary and regression; a multiclass window is estimated whole,
+its merged drift window holding every event's probabilities).
 
 Binary: the AUC here is exact (groups of equal scores); from parts it is binned.
-Regression: the sums are exact either way.
+Regression: the sums are exact either way. Multiclass: ``scoring.estimation.multiclass``.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ import numpy as np
 
 from schemas.estimation import UNIT_METRICS, ExpectedConfusion, MetricEstimate, PerformanceEstimate
 from scoring.estimation.binary import ConfusionSums, Estimated, confusion_metrics, confusion_sums
+from scoring.estimation.multiclass import multiclass_estimates
 from scoring.estimation.partial import BinaryPartial, RegressionPartial
 from scoring.estimation.soft_auc import soft_auc
 from scoring.model.bundle import ModelBundle, Task
-from scoring.model.calibration import Calibration
+from scoring.model.calibration import Calibration, ClassCalibration
 from scoring.model.loss_models import LossModels
 
 BAND_Z = 3.0  # lower/upper = estimate -/+ 3 std: about 99.7% of windows under a normal approximation
 METRICS = {
     Task.binary: ("accuracy", "precision", "recall", "f1", "auc"),
     Task.regression: ("mae", "rmse"),
+    Task.multiclass: ("accuracy", "f1_macro", "auc_macro_ovr"),
 }  # what an estimate of each task holds, in its order
 
 Partial = BinaryPartial | RegressionPartial
@@ -47,43 +51,62 @@ class PerformanceEstimator:
         calibration: Calibration | None = None,
         loss_models: LossModels | None = None,
         band_z: float = BAND_Z,
+        class_calibration: ClassCalibration | None = None,
     ) -> None:
-        if (calibration is None) == (loss_models is None):
-            raise ValueError("an estimator needs either a calibration (binary) or loss models (regression)")
+        if sum(x is not None for x in (calibration, loss_models, class_calibration)) != 1:
+            raise ValueError(
+                "an estimator needs one of a calibration (binary), loss models (regression) or a "
+                "class calibration (multiclass)"
+            )
         self.model_name = model_name
         self.model_version = model_version
         self.threshold = threshold
         self.calibration = calibration
         self.loss_models = loss_models
+        self.class_calibration = class_calibration
         self.band_z = band_z
 
     @property
     def task(self) -> Task:
+        if self.class_calibration is not None:
+            return Task.multiclass
         return Task.binary if self.calibration is not None else Task.regression
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle, band_z: float = BAND_Z) -> PerformanceEstimator | None:
-        """The bundle's estimator, or None when it has no calibrator (binary) or loss models (regression)."""
+        """The bundle's estimator, or None when it has no calibrator (binary, one per class for
+        multiclass) or loss models (regression)."""
         if bundle.estimation_note is not None:
             return None
-        binary = bundle.task is Task.binary
+        task = bundle.task
         return cls(
             bundle.name,
             bundle.version,
             bundle.metadata.threshold,
-            calibration=bundle.calibration if binary else None,
-            loss_models=None if binary else bundle.loss_models,
+            calibration=bundle.calibration if task is Task.binary else None,
+            loss_models=bundle.loss_models if task is Task.regression else None,
             band_z=band_z,
+            class_calibration=bundle.class_calibration if task is Task.multiclass else None,
         )
 
     def estimate(
-        self, scores: np.ndarray, rows: np.ndarray | None = None, **window: int | None
+        self,
+        scores: np.ndarray,
+        rows: np.ndarray | None = None,
+        probabilities: np.ndarray | None = None,
+        **window: int | None,
     ) -> PerformanceEstimate:
         """Estimated KPIs of one window; ``window``: ``window``, ``start_event_time``, ``end_event_time``.
 
-        ``rows`` (events x features) are needed for a regression model only.
+        ``rows`` (events x features) are needed for a regression model only, ``probabilities``
+        (events x classes) for a multiclass one.
         """
         scores = np.asarray(scores, dtype=np.float64).ravel()
+        if self.class_calibration is not None:
+            if probabilities is None or len(probabilities) != len(scores):
+                raise ValueError(f"a multiclass estimate needs probabilities per score ({len(scores)})")
+            calibrated = self.class_calibration.calibrate(probabilities)
+            return self._message(multiclass_estimates(probabilities, calibrated), len(scores), None, window)
         if self.calibration is None:
             partial = self.new_partial()
             self.add(partial, scores, rows)
@@ -94,6 +117,8 @@ class PerformanceEstimator:
         return self._message(estimates, len(scores), confusion, window)
 
     def new_partial(self) -> Partial:
+        if self.class_calibration is not None:
+            raise ValueError("a multiclass window is estimated whole (``estimate``), not from parts")
         return BinaryPartial() if self.calibration is not None else RegressionPartial()
 
     def add(self, partial: Partial, scores: np.ndarray, rows: np.ndarray | None = None) -> None:
@@ -122,6 +147,7 @@ class PerformanceEstimator:
         self, estimates: list[Estimated], events: int, confusion: ConfusionSums | None, window: dict
     ) -> PerformanceEstimate:
         binary = self.calibration is not None
+        cbpe = binary or self.class_calibration is not None
         return PerformanceEstimate(
             model_name=self.model_name,
             model_version=self.model_version,
@@ -130,7 +156,7 @@ class PerformanceEstimator:
             threshold=self.threshold if binary else None,
             band_z=self.band_z,
             confusion=None if confusion is None else _confusion(confusion),
-            metrics=[self._metric(e, binary, events) for e in estimates],
+            metrics=[self._metric(e, cbpe, events) for e in estimates],
             created_at=int(time.time() * 1000),
             **window,
         )
@@ -140,10 +166,12 @@ class PerformanceEstimator:
         """Events the estimator was fitted on: the calibrator's holdout, or the loss models' fit half."""
         if self.calibration is not None:
             return self.calibration.holdout_rows
+        if self.class_calibration is not None:
+            return self.class_calibration.holdout_rows
         assert self.loss_models is not None
         return self.loss_models.info.fit_rows
 
-    def _metric(self, e: Estimated, binary: bool, events: int) -> MetricEstimate:
+    def _metric(self, e: Estimated, cbpe: bool, events: int) -> MetricEstimate:
         value = lower = upper = estimator_std = None
         if e.value is not None and e.std is not None:
             top = 1.0 if e.metric in UNIT_METRICS else float("inf")
@@ -158,8 +186,8 @@ class PerformanceEstimator:
             estimator_std=estimator_std,
             lower=lower,
             upper=upper,
-            method="cbpe" if binary else "dle",
-            uncertainty="analytic" if binary else "holdout_chunks",
+            method="cbpe" if cbpe else "dle",
+            uncertainty="analytic" if cbpe else "holdout_chunks",
             approximation_error=e.approximation_error,
         )
 

@@ -98,8 +98,12 @@ class EstimateLedger:
         self.dropped = 0  # windows let go unsettled because more than max_windows were pending
 
     def add(self, estimate: PerformanceEstimate) -> None:
-        """A closed window's estimate: labels in its spans count towards it from now on."""
-        if not estimate.spans or estimate.events == 0:
+        """A closed window's estimate: labels in its spans count towards it from now on.
+
+        An estimate of a task with no check yet (multiclass: no realized KPIs in the learn path
+        before issue 28's phase B, no ``FLOORS`` entry) is not kept: it could only settle unlabelled.
+        """
+        if not estimate.spans or estimate.events == 0 or estimate.task not in FLOORS:
             return
         window = PendingWindow.of(estimate)
         self.windows.append(window)

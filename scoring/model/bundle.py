@@ -19,12 +19,13 @@ Optional, for performance estimation before labels arrive (``scoring.estimation`
 
     calibration.json    binary: the isotonic calibrator of the scores, fitted on the holdout,
                         with its reliability curves (``scoring.model.calibration``)
+    class_calibration.json  multiclass: one such calibrator per class, one-vs-rest
     loss_models.json    regression: direct loss estimation, two LightGBM models of the error
     loss_abs.txt        (``scoring.model.loss_models``)
     loss_sq.txt
 
-A bundle written before these existed loads with ``calibration`` and ``loss_models``
-None; ``estimation_note`` then says in one sentence why nothing is estimated.
+A bundle written before these existed loads with ``calibration``, ``class_calibration`` and
+``loss_models`` None; ``estimation_note`` then says in one sentence why nothing is estimated.
 
 Every load (and every save) checks the parts against what the model file says of itself
 (``scoring.model.model_file.check_agreement``): a bundle whose task, class count or category
@@ -45,7 +46,7 @@ from pydantic import ValidationError
 
 from schemas.keys import Task
 from scoring.errors import BundleError, ManifestMismatch, ModelMismatch
-from scoring.model.calibration import Calibration
+from scoring.model.calibration import Calibration, ClassCalibration
 from scoring.model.features import FeatureSpec
 from scoring.model.linear_model import LinearModel
 from scoring.model.loss_models import FILES as LOSS_FILES
@@ -69,8 +70,9 @@ METRICS_FILE = "metrics.json"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "manifest.json"
 CALIBRATION_FILE = "calibration.json"
+CLASS_CALIBRATION_FILE = "class_calibration.json"
 BUNDLE_FILES = (MODEL_FILE, SPEC_FILE, REFERENCE_FILE, METRICS_FILE, METADATA_FILE)
-OPTIONAL_FILES = (CALIBRATION_FILE, *LOSS_FILES)
+OPTIONAL_FILES = (CALIBRATION_FILE, CLASS_CALIBRATION_FILE, *LOSS_FILES)
 
 __all__ = [
     "BUNDLE_FILES", "BUNDLE_FORMAT", "MANIFEST_FILE", "MODEL_FILE", "SPEC_FILE", "Metadata", "ModelBundle",
@@ -90,17 +92,17 @@ class ModelBundle:
     metadata: Metadata
     calibration: Calibration | None = None  # binary: maps scores to probabilities (holdout fit)
     loss_models: LossModels | None = None  # regression: expected absolute and squared errors
+    class_calibration: ClassCalibration | None = None  # multiclass: one calibrator per class
 
     @property
     def estimation_note(self) -> str | None:
         """None when the bundle can estimate its performance without labels, else why it cannot."""
-        if self.task is Task.multiclass:
-            return (
-                f"{self.name}:{self.version} is a multiclass model: streamscore has no multiclass "
-                "performance estimation yet, so none for it"
-            )
-        needed = "calibrator" if self.task is Task.binary else "loss models"
-        if (self.calibration if self.task is Task.binary else self.loss_models) is not None:
+        needed, estimator = {
+            Task.binary: ("calibrator", self.calibration),
+            Task.multiclass: ("calibrator per class", self.class_calibration),
+            Task.regression: ("loss models", self.loss_models),
+        }[self.task]
+        if estimator is not None:
             return None
         origin = self.metadata.origin
         if origin is not None and not origin.labelled:
@@ -110,8 +112,8 @@ class ModelBundle:
             )
         return (
             f"{self.name}:{self.version} carries no {needed} (a bundle from before estimation, a linear "
-            "challenger, or a holdout too small to fit one): no performance estimates for it; "
-            "retrain to get them"
+            "challenger, or a holdout too small to fit one, for a multiclass model fewer than 5 events of "
+            "some class): no performance estimates for it; retrain to get them"
         )
 
     @property
@@ -172,6 +174,9 @@ class ModelBundle:
         if self.calibration is not None:
             contents[CALIBRATION_FILE] = self.calibration.model_dump_json(indent=2).encode()
             manifest["estimation"] = self.calibration.summary()
+        if self.class_calibration is not None:
+            contents[CLASS_CALIBRATION_FILE] = self.class_calibration.model_dump_json(indent=2).encode()
+            manifest["estimation"] = self.class_calibration.summary()
         if self.loss_models is not None:
             contents.update(self.loss_models.files())
             manifest["estimation"] = self.loss_models.info.summary()
@@ -208,8 +213,10 @@ class ModelBundle:
             raise BundleError(
                 f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"
             )
-        calibration, losses = _load_estimation(directory, contents, spec)
-        return cls(directory, booster, spec, reference, metrics, metadata, calibration, losses)
+        calibration, losses, per_class = _load_estimation(directory, contents, spec)
+        if per_class is not None and per_class.classes != [class_text(c) for c in metadata.classes or ()]:
+            raise BundleError(f"{directory}: {CLASS_CALIBRATION_FILE} is of other classes than the model")
+        return cls(directory, booster, spec, reference, metrics, metadata, calibration, losses, per_class)
 
     def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """What ``Booster.predict`` gives for encoded rows: (n,) probabilities for binary, (n,) values for
@@ -291,12 +298,14 @@ def read_verified(directory: Path) -> dict[str, bytes]:
 
 def _load_estimation(
     directory: Path, contents: dict[str, bytes], spec: FeatureSpec
-) -> tuple[Calibration | None, LossModels | None]:
-    """The optional calibrator and loss models; a bundle without them has None."""
-    calibration = losses = None
+) -> tuple[Calibration | None, LossModels | None, ClassCalibration | None]:
+    """The optional calibrator(s) and loss models; a bundle without them has None."""
+    calibration = losses = per_class = None
     try:
         if CALIBRATION_FILE in contents:
             calibration = Calibration.model_validate_json(contents[CALIBRATION_FILE])
+        if CLASS_CALIBRATION_FILE in contents:
+            per_class = ClassCalibration.model_validate_json(contents[CLASS_CALIBRATION_FILE])
         present = [f for f in LOSS_FILES if f in contents]
         if present and len(present) < len(LOSS_FILES):
             raise ValueError(f"the manifest lists {present} of the loss model files {LOSS_FILES}")
@@ -304,7 +313,7 @@ def _load_estimation(
             losses = LossModels.from_files(contents, spec)
     except (ValidationError, ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
         raise BundleError(f"{directory}: invalid estimator files: {exc}") from exc
-    return calibration, losses
+    return calibration, losses, per_class
 
 
 def _sha256(data: bytes) -> str:

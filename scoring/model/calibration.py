@@ -173,3 +173,66 @@ def _out_of_fold(scores: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarra
         x, y = fit_isotonic(scores[~target], labels[~target])
         out[target] = np.interp(scores[target], x, y)
     return out
+
+
+class ClassCalibration(BaseModel):
+    """A multiclass model's calibrators: one per class, one-vs-rest, each fitted on the holdout as a
+    binary model's (the class's probability against "the label is this class").
+
+    ``calibrate`` maps a row of K class probabilities to K calibrated ones, each class's through its
+    own calibrator, then scaled to sum to 1 (as NannyML's multiclass CBPE does): the chances of one
+    event's K labels, which the estimate of accuracy and of each class's counts needs to be coherent.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str = "isotonic_one_vs_rest"
+    classes: list[str] = Field(min_length=2, description="class names as text, in the model's order")
+    calibrations: list[Calibration] = Field(min_length=2, description="one per class, in the same order")
+
+    @model_validator(mode="after")
+    def _one_per_class(self) -> ClassCalibration:
+        if len(self.classes) != len(self.calibrations):
+            raise ValueError(f"{len(self.calibrations)} calibrators for {len(self.classes)} classes")
+        if len({c.holdout_rows for c in self.calibrations}) != 1:
+            raise ValueError("the calibrators were fitted on holdouts of different sizes")
+        return self
+
+    @property
+    def holdout_rows(self) -> int:
+        return self.calibrations[0].holdout_rows
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of the model's (both events x classes), rows summing to 1."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.calibrations):
+            raise ValueError(f"probabilities of shape {p.shape} for {len(self.calibrations)} classes")
+        out = np.column_stack([c.calibrate(p[:, k]) for k, c in enumerate(self.calibrations)])
+        total = out.sum(axis=1, keepdims=True)
+        # a row every calibrator sends to 0 (scores below every class's first step): the model's own
+        fallback = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+        return np.where(total > 0, out / np.where(total > 0, total, 1.0), fallback)
+
+    def summary(self) -> dict[str, float | int | str]:
+        """What the manifest records about these calibrators."""
+        return {
+            "kind": "class_calibration",
+            "method": self.method,
+            "classes": len(self.classes),
+            "holdout_rows": self.holdout_rows,
+            "ece_before": round(max(c.before.ece for c in self.calibrations), 6),
+            "ece_after": round(max(c.after.ece for c in self.calibrations), 6),
+        }
+
+
+def fit_class_calibration(
+    probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], seed: int = 0
+) -> ClassCalibration | None:
+    """A multiclass model's calibrators from its holdout probabilities (n x K) and class indices (n);
+    None when the holdout is too thin for some class (fewer than ``MIN_PER_CLASS`` of it, or of the rest)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    fitted = [fit_calibration(p[:, k], (y == k).astype(np.float64), seed) for k in range(len(classes))]
+    if any(c is None for c in fitted):
+        return None
+    return ClassCalibration(classes=list(classes), calibrations=fitted)

@@ -34,9 +34,9 @@ import pandas as pd
 from schemas.keys import Task
 from scoring.errors import ModelRefused
 from scoring.model.bundle import ModelBundle, Origin, new_metadata
-from scoring.model.calibration import fit_calibration
+from scoring.model.calibration import fit_calibration, fit_class_calibration
 from scoring.model.loss_models import fit_loss_models
-from scoring.model.metadata import classes_problem
+from scoring.model.metadata import class_text, classes_problem
 from scoring.model.model_file import read_model_file, task_of_objective
 from scoring.model.reference import build_reference
 from scoring.offline.import_spec import spec_from_model
@@ -124,6 +124,9 @@ def import_model(
             estimators = {"calibration": fit_calibration(scores, y, seed)}
         elif task_kind is Task.regression:
             estimators = {"loss_models": fit_loss_models(matrix, y, scores, spec, seed)}
+        else:
+            names = tuple(class_text(c) for c in classes or ())
+            estimators = {"class_calibration": fit_class_calibration(scores, y, names, seed)}
     origin = Origin(
         made_by="import",
         objective=described.objective,

@@ -117,7 +117,12 @@ def queue_names(n_classes: int) -> list[str]:
 
 
 def multiclass_frame(
-    n: int, n_classes: int = 3, seed: int = 7, label_noise: float = 0.05, temperature: float = 1.0
+    n: int,
+    n_classes: int = 3,
+    seed: int = 7,
+    label_noise: float = 0.05,
+    temperature: float = 1.0,
+    fixed: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """``n`` support tickets, each routed to one of ``n_classes`` queues (``queue_names``), in ``queue``.
 
@@ -127,7 +132,8 @@ def multiclass_frame(
     the tickets change); a ticket goes to the queue whose score plus Gumbel noise is highest (a draw
     from the softmax of the scores over ``temperature``), and ``label_noise`` of the tickets go to a
     queue at random. The classes overlap: LightGBM reaches a holdout accuracy near 0.8 with 3
-    queues, lower with more, never 1.0.
+    queues, lower with more, never 1.0. ``fixed`` holds numeric inputs at one value, e.g.
+    ``{"messages": 3}``: a covariate shift (the tickets change, the rule routing them does not).
     """
     if n_classes < 2:
         raise ValueError("a multiclass stream needs at least 2 classes")
@@ -139,6 +145,17 @@ def multiclass_frame(
     channel = rng.choice(len(CHANNELS), n, p=[0.4, 0.25, 0.25, 0.1])
     vip = rng.random(n) < 0.15
     x = rng.standard_normal((n, 2))
+    held = dict(fixed or {})
+    unknown = set(held) - {"amount", "account_days", "messages", "hour", "x0", "x1"}
+    if unknown:
+        raise ValueError(f"fixed: {sorted(unknown)} are not numeric inputs of the tickets")
+    amount = np.full(n, held["amount"]) if "amount" in held else amount
+    account_days = np.full(n, held["account_days"]) if "account_days" in held else account_days
+    messages = np.full(n, held["messages"]) if "messages" in held else messages
+    hour = np.full(n, held["hour"]) if "hour" in held else hour
+    for j, name in enumerate(("x0", "x1")):
+        if name in held:
+            x[:, j] = held[name]
     signals = np.column_stack(
         [
             (np.log(amount) - 4.0),

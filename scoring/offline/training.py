@@ -21,9 +21,10 @@ import pandas as pd
 from scoring.errors import TrainingError
 from scoring.metrics.holdout import binary_metrics, multiclass_metrics, regression_metrics
 from scoring.model.bundle import ModelBundle, Origin, Task, TrainingRun, new_metadata
-from scoring.model.calibration import fit_calibration
+from scoring.model.calibration import fit_calibration, fit_class_calibration
 from scoring.model.features import FeatureSpec
 from scoring.model.loss_models import fit_loss_models
+from scoring.model.metadata import class_text
 from scoring.model.model_file import read_model_file
 from scoring.model.reference import build_reference
 from scoring.offline.params import training_params
@@ -145,7 +146,7 @@ def train_bundle(
         reference=build_reference(spec, matrix[train_idx], scores, tuple(map(str, classes or ()))),
         metrics=metrics,
         metadata=new_metadata(name, version, task_kind, frame_sha256(frame), target, origin, run, classes),
-        **_estimators(task_kind, matrix[test_idx], y[test_idx], scores, spec, seed),
+        **_estimators(task_kind, matrix[test_idx], y[test_idx], scores, spec, seed, classes),
     )
     if out_dir is not None:
         bundle.save(Path(out_dir))
@@ -230,11 +231,18 @@ def _fit(
 
 
 def _estimators(
-    task: Task, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray, spec: FeatureSpec, seed: int
+    task: Task,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    spec: FeatureSpec,
+    seed: int,
+    classes: list | tuple | None = None,
 ) -> dict:
     """What the holdout fits for estimating performance without labels (``ModelBundle`` fields)."""
     if task is Task.binary:
         return {"calibration": fit_calibration(scores, labels, seed)}
     if task is Task.multiclass:
-        return {}  # no multiclass estimation yet: ``ModelBundle.estimation_note`` says so
+        names = tuple(class_text(c) for c in classes or ())
+        return {"class_calibration": fit_class_calibration(scores, labels, names, seed)}
     return {"loss_models": fit_loss_models(rows, labels, scores, spec, seed)}

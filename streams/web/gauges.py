@@ -15,7 +15,15 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.alerts import AlertStatus
-from schemas.drift import DetectorChange, DriftReport
+from schemas.drift import (
+    PREDICTED_CLASS,
+    ClassDrift,
+    ClassProbabilityDrift,
+    DetectorChange,
+    DriftReport,
+    PredictedClassDrift,
+    probability_test,
+)
 from schemas.feedback import ConceptDriftAlert, JoinCounts, MetricsSnapshot
 
 FEATURE_LABELS = ("model_name", "model_version", "feature")
@@ -25,7 +33,8 @@ STATUSES: tuple[str, ...] = get_args(AlertStatus)
 
 
 class DriftGauges:
-    """Every statistic of the last closed window, per model version and feature."""
+    """Every statistic of the last closed window, per model version and feature; a multiclass model's
+    outputs under ``feature`` ``(predicted class)`` and ``(probability NAME)``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         def feature_gauge(name: str, doc: str) -> Gauge:
@@ -99,6 +108,8 @@ class DriftGauges:
             ):
                 if value is not None:
                     gauge.labels(*labels).set(value)
+        if report.classes is not None:  # a multiclass model's outputs, named as in its drift alerts
+            self._record_classes(model, report.classes)
         p = report.prediction
         for gauge, value in (
             (self.prediction_psi, p.psi),
@@ -113,6 +124,23 @@ class DriftGauges:
             self.changes.labels(*model, change.detector, change.stream).inc()
         for listener in self.listeners:
             listener(report)
+
+    def _record_classes(self, model: tuple[str, str], classes: ClassDrift) -> None:
+        tests: list[tuple[str, PredictedClassDrift | ClassProbabilityDrift]] = [
+            (PREDICTED_CLASS, classes.predicted)
+        ]
+        tests += [(probability_test(c.name), c) for c in classes.probabilities]
+        for name, test in tests:
+            for gauge, value in (
+                (self.psi, test.psi),
+                (self.ks_statistic, getattr(test, "ks_statistic", None)),
+                (self.ks_p_value, getattr(test, "ks_p_value", None)),
+                (self.chi2_statistic, getattr(test, "chi2_statistic", None)),
+                (self.chi2_p_value, getattr(test, "chi2_p_value", None)),
+                (self.drifted, float(test.drifted)),
+            ):
+                if value is not None:
+                    gauge.labels(*model, name).set(value)
 
 
 class KpiGauges:

@@ -234,7 +234,7 @@ def test_a_trained_and_an_imported_multiclass_model_serve_booster_predict_on_eve
     assert snapshot.overall("queues:1").count == EVENTS  # the KPIs themselves: test_multiclass_kpis.py
     _wait(lambda: worker.get("/stats")["drift"]["reports"] >= EVENTS // 500, 60, "drift reports")
     drift = worker.get("/stats")["drift"]
-    assert drift["unreadable"] == 0 and drift["windows_without_estimate"] == drift["reports"]
+    assert drift["unreadable"] == 0 and drift["windows_without_estimate"] == 0  # estimated (phase C)
     for topic in ("STREAMSCORE_TOPIC_MONITOR", "STREAMSCORE_TOPIC_LABELS"):
         assert _refused(worker, env[topic]) == 0, f"records on {env[topic]} refused"
 

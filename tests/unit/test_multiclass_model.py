@@ -59,7 +59,11 @@ def test_a_trained_bundle_records_its_classes_sorted_and_predicts_as_its_booster
     reference = bundle.reference
     assert set(reference.probabilities) == {"billing", "fraud", "support"}
     assert reference.predicted is not None and sum(reference.predicted.frequencies.values()) == 600
-    assert bundle.estimation_note is not None and "multiclass" in bundle.estimation_note
+    assert bundle.estimation_note is None, "one calibrator per class, one-vs-rest on the holdout"
+    assert bundle.class_calibration is not None and bundle.class_calibration.classes == list(
+        bundle.class_names
+    )
+    assert bundle.class_calibration.holdout_rows == 600
 
 
 @pytest.mark.parametrize(

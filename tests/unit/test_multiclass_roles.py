@@ -1,9 +1,10 @@
-"""Multiclass models in the roles and the commands (issue 28, phase A).
+"""Multiclass models in the roles and the commands (issue 28, phases A, B and C).
 
-Drift and learn take a multiclass model's records without crashing or dead-lettering them; the learner
-measures its KPIs and its 0/1 error stream (phase B); what has no multiclass form yet (the performance
-estimate, the challenger) is skipped with one log line per model version and counted. ``explain``,
-``score-file``, the Open Inference Protocol and the commands serve every class's probability.
+Drift and learn take a multiclass model's records without crashing or dead-lettering them; drift
+reports its classes and estimates its KPIs per window (phase C); the learner measures its KPIs and its
+0/1 error stream (phase B); what has no multiclass form yet (the challenger) is skipped with one log
+line per model version. ``explain``, ``score-file``, the Open Inference Protocol and the commands
+serve every class's probability.
 """
 
 from __future__ import annotations
@@ -60,17 +61,16 @@ def records(queues_bundle: ModelBundle, frame: pd.DataFrame) -> list[bytes]:
 # ------------------------------------------------------------------ drift
 
 
-def test_drift_reports_a_multiclass_models_windows_and_counts_those_without_an_estimate(
-    queues_bundle: ModelBundle, records: list[bytes], caplog: pytest.LogCaptureFixture
+def test_drift_reports_a_multiclass_models_windows_with_its_classes_and_an_estimate_each(
+    queues_bundle: ModelBundle, records: list[bytes]
 ) -> None:
     step = DriftStep(Settings(drift_window_events=300), DriftMonitor(window_events=300), Refusals())
     out: list[tuple[str, bytes]] = []
-    with caplog.at_level(logging.WARNING):
-        step.register(queues_bundle)
-        for offset, value in enumerate(records):
-            step.handle(
-                FakeRecord(SETTINGS.topic_monitor, 0, offset, value_=value), lambda *a: out.append(a[:3:2])
-            )
+    step.register(queues_bundle)
+    for offset, value in enumerate(records):
+        step.handle(
+            FakeRecord(SETTINGS.topic_monitor, 0, offset, value_=value), lambda *a: out.append(a[:3:2])
+        )
 
     drift = [json.loads(v) for topic, v in out if topic == SETTINGS.topic_drift]
     reports = [r for r in drift if r["type"] == "drift_report"]
@@ -79,11 +79,15 @@ def test_drift_reports_a_multiclass_models_windows_and_counts_those_without_an_e
     assert reports[0]["prediction"]["psi"] is not None, (
         "the predicted class's probability, against the holdout"
     )
-    assert step.counters.unreadable == 0 and step.counters.events == 900 and step.counters.estimates == 0
+    assert reports[0]["schema_version"] == 3
+    assert list(reports[0]["classes"]["predicted"]["counts"]) == ["billing", "fraud", "support"]
+    assert sum(reports[0]["classes"]["predicted"]["counts"].values()) == 300
+    assert [c["name"] for c in reports[0]["classes"]["probabilities"]] == ["billing", "fraud", "support"]
+    assert step.counters.unreadable == 0 and step.counters.events == 900 and step.counters.estimates == 3
+    estimates = [e for e in drift if e["type"] == "performance_estimate"]
+    assert [m["metric"] for m in estimates[0]["metrics"]] == ["accuracy", "f1_macro", "auc_macro_ovr"]
     assert not [t for t, _ in out if t.endswith(".dlq")]
-    assert step.stats()["windows_without_estimate"] == 3
-    said = [r.getMessage() for r in caplog.records if "multiclass" in r.getMessage()]
-    assert len(said) == 1 and "queues:1 is a multiclass model" in said[0]
+    assert step.stats()["windows_without_estimate"] == 0
 
 
 # ------------------------------------------------------------------ learn

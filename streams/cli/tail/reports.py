@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 
 from schemas.checkpoint import StateAlert
-from schemas.drift import DriftAlert, DriftReport, FeatureDrift
+from schemas.drift import ClassDrift, DriftAlert, DriftReport, FeatureDrift
 from schemas.estimation import EstimatedKpiAlert, PerformanceEstimate
 from schemas.feedback import ConceptDriftAlert, MetricsSnapshot
 from schemas.lifecycle import ModelAlert, ModelUpdate, RetrainRequest
@@ -50,9 +50,24 @@ def _report(r: DriftReport) -> Line:
     if r.prediction.drifted:
         says += f"; scores drifted (psi {_n(r.prediction.psi)}, mean {_n(r.prediction.mean)} "
         says += f"vs {_n(r.prediction.reference_mean)})"
+    if r.classes is not None and r.classes.drifted_tests():
+        says += f"; {_classes(r.classes)}"
     if r.changes:
         says += f"; {len(r.changes)} detector changes"
     return _model_line(r.model_name, r.model_version, f"{head}  {says}")
+
+
+def _classes(c: ClassDrift) -> str:
+    """A multiclass model's drifted outputs: its predicted classes' counts, the classes' probabilities."""
+    parts = []
+    p = c.predicted
+    if p.drifted:
+        counts = ", ".join(f"{name} {n}" for name, n in p.counts.items())
+        parts.append(f"predicted classes drifted (psi {_n(p.psi)}, chi2 p {_n(p.chi2_p_value)}: {counts})")
+    moved = [f"{x.name} (mean {_n(x.mean)} vs {_n(x.reference_mean)})" for x in c.probabilities if x.drifted]
+    if moved:
+        parts.append(f"probabilities drifted: {', '.join(moved)}")
+    return "; ".join(parts)
 
 
 def _feature(f: FeatureDrift) -> str:
