@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,22 +102,42 @@ def drift_reports(bootstrap: str, env: dict[str, str], count: int, timeout_s: fl
 
 
 def more_windows(worker: WorkerProcess, bootstrap: str, env: dict[str, str], prefix: str, n: int = 1) -> dict:
-    """Send events until ``n`` more windows are merged and reported; the drift figures then."""
+    """Send events until ``n`` more windows are merged and reported; the drift figures then.
+
+    The events of ``n - 1`` windows go at once (a partition's open window is less than a window, so
+    no partition can close more than ``n`` of them); then 300 at a time, each batch once the drift
+    role has read the last (its figures stop moving), so no partition runs a window ahead.
+    """
+
+    def figures() -> tuple:
+        drift = worker.get("/stats")["drift"]
+        return drift["reports"], drift["open_window_events"], drift["waiting_windows"]
+
     before = worker.get("/stats")["drift"]["reports"]
+    features = env["STREAMSCORE_TOPIC_FEATURES"]
+    if n > 1:
+        produce(bootstrap, features, feature_events((n - 1) * WINDOW, seed=99, prefix=f"{prefix}-bulk"))
     for batch in range(40):
-        produce(
-            bootstrap,
-            env["STREAMSCORE_TOPIC_FEATURES"],
-            feature_events(300, seed=batch, prefix=f"{prefix}-{batch}"),
-        )
-        try:
-            wait_until(lambda: worker.get("/stats")["drift"]["reports"] >= before + n, 6, "a window", worker)
+        seen = figures()
+        produce(bootstrap, features, feature_events(300, seed=batch, prefix=f"{prefix}-{batch}"))
+        wait_until(lambda seen=seen: figures() != seen, 30, "the drift role reading the events", worker)
+        if settled(figures)[0] >= before + n:
             return worker.get("/stats")["drift"]
-        except AssertionError:
-            continue
     raise AssertionError(
         f"no {n} more windows reported: {worker.get('/stats')['drift']}\n{worker.log_tail()}"
     )
+
+
+def settled(figures: Callable[[], tuple], timeout_s: float = 30) -> tuple:
+    """``figures()`` once it holds still for a second (the role has read what was sent)."""
+    last, deadline = figures(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = figures()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the drift figures still moving after {timeout_s} s: {last}")
 
 
 @dataclass
