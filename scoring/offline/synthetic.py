@@ -12,6 +12,7 @@ one of K queues by a rule with noise, for multiclass models.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,11 +24,51 @@ AGRAWAL_CATEGORICAL = {"elevel": "edu", "car": "car", "zipcode": "zip"}
 TARGET = "approved"
 
 
+def agrawal_stream(
+    n: int, seed: int, classification_function: int, perturbation: float = 0.0
+) -> Iterator[tuple[dict, int]]:
+    """The first ``n`` (x, y) of ``river.datasets.synth.Agrawal`` with these arguments, the same values.
+
+    The same draws in the same order as river's (unbalanced) stream, without its ``eval`` of
+    each feature's name for every row, which made river's stream four fifths of a frame's time.
+    """
+    rng = random.Random(seed)
+    classify = synth.Agrawal(classification_function=classification_function)._classification_functions[
+        classification_function
+    ]
+
+    def perturb(value: float, low: float, high: float, span: float | None = None) -> float:
+        value += (high - low if span is None else span) * (2 * (rng.random() - 0.5)) * perturbation
+        return low if value < low else high if value > high else value
+
+    for _ in range(n):
+        salary = 20000 + 130000 * rng.random()
+        commission = 0 if (salary >= 75000) else (10000 + 75000 * rng.random())
+        age = rng.randint(20, 80)
+        elevel = rng.randint(0, 4)
+        car = rng.randint(1, 20)
+        zipcode = rng.randint(0, 8)
+        hvalue = (8 - zipcode) * 100000 * (0.5 + rng.random())
+        hyears = rng.randint(1, 30)
+        loan = rng.random() * 500000
+        y = classify(salary, commission, age, elevel, car, zipcode, hvalue, hyears, loan)
+        if perturbation > 0.0:
+            salary = perturb(salary, 20000, 150000)
+            if commission > 0:
+                commission = perturb(commission, 10000, 75000)
+            age = round(perturb(age, 20, 80))
+            hvalue = perturb(hvalue, (9 - zipcode) * 100000, 0, 135000)
+            hyears = round(perturb(hyears, 1, 30))
+            loan = perturb(loan, 0, 500000)
+        x = {"salary": salary, "commission": commission, "age": age, "elevel": elevel, "car": car}
+        x |= {"zipcode": zipcode, "hvalue": hvalue, "hyears": hyears, "loan": loan}
+        yield x, y
+
+
 def agrawal_frame(n: int, seed: int = 7, classification_function: int = 0) -> pd.DataFrame:
     """``n`` rows of river's Agrawal stream with the label in column ``approved``."""
-    stream = synth.Agrawal(classification_function=classification_function, seed=seed)
     rows = []
-    for x, y in stream.take(n):
+    for x, y in agrawal_stream(n, seed, classification_function):
         row = {
             k: (f"{AGRAWAL_CATEGORICAL[k]}{v}" if k in AGRAWAL_CATEGORICAL else float(v))
             for k, v in x.items()
@@ -48,9 +89,8 @@ def loan_frame(n: int, seed: int = 7, noise: float = 0.1, label_noise: float = 0
     0.89 and accuracy near 0.81, not 1.0. Amounts and ages are whole numbers, as a bank records them.
     """
     rng = np.random.default_rng(seed)
-    stream = synth.Agrawal(classification_function=1, seed=seed, perturbation=noise)
     rows = []
-    for x, y in stream.take(n):
+    for x, y in agrawal_stream(n, seed, 1, noise):
         row = {
             k: (f"{AGRAWAL_CATEGORICAL[k]}{v}" if k in AGRAWAL_CATEGORICAL else round(v))
             for k, v in x.items()

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from river.datasets import synth
 
 from scoring.model.features import FeatureKind
-from scoring.offline.synthetic import loan_frame
+from scoring.offline.synthetic import agrawal_stream, loan_frame
 from scoring.offline.training import read_table, train_bundle
 
 
@@ -41,3 +42,19 @@ def test_the_shipped_sample_is_the_loan_data_and_reads_back_the_same(tmp_path: P
     regenerated.to_csv(tmp_path / "again.csv", index=False)
     assert shipped.equals(read_table(tmp_path / "again.csv"))
     assert shipped["coapplicant"].dtype == np.bool_
+
+
+def test_the_agrawal_stream_draws_what_rivers_does() -> None:
+    """``agrawal_stream`` replaces river's stream for speed: every value must stay river's."""
+    for function in range(10):
+        for seed, perturbation in ((1, 0.0), (42, 0.1)):
+            river = list(
+                synth.Agrawal(classification_function=function, seed=seed, perturbation=perturbation).take(
+                    500
+                )
+            )
+            assert list(agrawal_stream(500, seed, function, perturbation)) == river, (
+                function,
+                seed,
+                perturbation,
+            )
