@@ -203,6 +203,16 @@ def test_checkpoint_payloads_are_what_the_dict_join_wrote() -> None:
     assert older.events["e1"].row == events[1].row and older.events["e1"].shadow_score is None
 
 
+@pytest.mark.parametrize("shadow", ["none", "every", "some"])
+def test_a_batch_payload_is_what_the_events_make(shadow: str) -> None:
+    """The columns written from the batch's arrays are those of its events one by one."""
+    from scoring.feedback.join_segments import encode_events
+
+    scores = {"none": [None] * 7, "every": [0.25 * i for i in range(7)], "some": [0.25, None] * 3 + [0.5]}
+    events = [event(f"e{i}", i, i, score=i / 7, shadow=s) for i, s in enumerate(scores[shadow])]
+    assert batch_of(events).payload() == encode_events(events)
+
+
 def test_a_waiting_event_costs_under_340_bytes_with_20_features() -> None:
     """The dict join held ~520 bytes per waiting event here (``bench/join_memory.py``)."""
     n, width = 20_000, 20
