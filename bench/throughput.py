@@ -10,11 +10,14 @@ control); ``streamscore_batch`` the score role alone. CPU per event is per proce
 tree, and per thread group (``bench/threads.py``: each role's thread, librdkafka's,
 the main thread) so that what each role costs shows. ``--fail-if-roles-cost P`` exits
 with 1 when the every-role worker's rate is more than P % below score-only's in the run.
+``--rounds N`` runs the contenders N times over the same events, in reverse order every other
+round, and judges the goals and ``--fail-if-roles-cost`` on each contender's medians: on a
+machine others load, one run's rates follow the load more than the code.
 
     .venv/bin/python bench/throughput.py [--events 200000] [--partitions 4]
         [--contenders quix,raw,naive_faust,streamscore_batch,streamscore_agent,streamscore_all]
         [--batch-size N] [--trees 100] [--workers 1] [--json OUT] [--fail-if-roles-cost 10]
-        [--checkout NAME=PATH ...] [--profile SECONDS --profile-dir DIR]
+        [--checkout NAME=PATH ...] [--profile SECONDS --profile-dir DIR] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -195,6 +199,40 @@ def ratios(rows: list[dict]) -> list[str]:
     return lines
 
 
+def medians(rows: list[dict]) -> list[dict]:
+    """One row per contender (first-seen order): the median of its rounds' figures; failed if any failed."""
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        by_name.setdefault(r["contender"], []).append(r)
+    out = []
+    for name, runs in by_name.items():
+        ok = all(r["ok"] for r in runs)
+        groups = sorted({g for r in runs for g in r["steady_thread_us_per_event"]})
+        launch_groups = sorted({g for r in runs for g in r["thread_us_per_event"]})
+
+        def mid(key: str, runs: list[dict] = runs) -> float:
+            return round(statistics.median(r[key] for r in runs), 1)
+
+        out.append({
+            "contender": name, "workers": runs[0]["workers"], "ok": ok, "read": min(r["read"] for r in runs),
+            "events_per_s": mid("events_per_s") if ok else None,
+            "wall_s": mid("wall_s") if ok else None,
+            "cpu_s": mid("cpu_s"), "cpu_us_per_event": mid("cpu_us_per_event"),
+            "peak_rss_mb": mid("peak_rss_mb"), "broker_cpu_s": mid("broker_cpu_s"),
+            "load_1m": [min(r["load_1m"][0] for r in runs), max(r["load_1m"][1] for r in runs)],
+            "steady_us_per_event": mid("steady_us_per_event"),
+            "thread_us_per_event": {
+                g: round(statistics.median(r["thread_us_per_event"].get(g, 0.0) for r in runs), 1)
+                for g in launch_groups
+            },
+            "steady_thread_us_per_event": {
+                g: round(statistics.median(r["steady_thread_us_per_event"].get(g, 0.0) for r in runs), 1)
+                for g in groups
+            },
+        })  # fmt: skip
+    return out
+
+
 def roles_cost(rows: list[dict], percent: float) -> str | None:
     """Why the every-role worker's rate is more than ``percent`` below score-only's; None when it is not."""
     ok = {r["contender"]: r for r in rows}
@@ -237,6 +275,10 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--profile-dir", type=Path, default=Path("."))
     parser.add_argument(
+        "--rounds", type=int, default=1, metavar="N",
+        help="run the contenders N times (reversed every other round); goals judged on medians",
+    )  # fmt: skip
+    parser.add_argument(
         "--fail-if-roles-cost", type=float, default=None, metavar="PERCENT",
         help="exit 1 when the every-role worker's rate is more than PERCENT below score-only's",
     )  # fmt: skip
@@ -265,18 +307,31 @@ def main() -> int:
         print(f"broker {broker.bootstrap}: preloaded {args.events:,} events in {seconds:.1f} s", flush=True)
         del payloads
         rows = []
-        for name in names:
-            print(f"running {name} ...", flush=True)
-            rows.append(run_contender(name, broker, in_topic, args.events, bundle, workdir, args))
-            if rows[-1]["ok"]:
-                print(f"  {rows[-1]['events_per_s']:,.0f} events/s", flush=True)
-    print_table(rows, args.events)
+        for round_ in range(args.rounds):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                which = f" (round {round_ + 1})" if args.rounds > 1 else ""
+                print(f"running {name} ...{which}", flush=True)
+                rows.append(run_contender(name, broker, in_topic, args.events, bundle, workdir, args))
+                rows[-1]["round"] = round_ + 1
+                if rows[-1]["ok"]:
+                    print(f"  {rows[-1]['events_per_s']:,.0f} events/s", flush=True)
+    judged = rows
+    if args.rounds > 1:
+        for r in rows:
+            r["contender"], r["name"] = f"{r['contender']} #{r['round']}", r["contender"]
+        print_table(rows, args.events)
+        for r in rows:
+            r["contender"] = r.pop("name")
+        judged = medians(rows)
+        print(f"\nMedians of {args.rounds} rounds:")
+    print_table(judged, args.events)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {k: getattr(args, k) for k in ("events", "partitions", "batch_size", "trees", "workers")}
-        args.json.write_text(json.dumps({"config": meta, "results": rows}, indent=2))
+        keys = ("events", "partitions", "batch_size", "trees", "workers", "rounds")
+        meta = {k: getattr(args, k) for k in keys}
+        args.json.write_text(json.dumps({"config": meta, "results": rows, "medians": judged}, indent=2))
     if args.fail_if_roles_cost is not None:
-        why = roles_cost(rows, args.fail_if_roles_cost)
+        why = roles_cost(judged, args.fail_if_roles_cost)
         if why is not None:
             print(f"FAIL: {why}", file=sys.stderr)
             return 1

@@ -24,9 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.drift import ClassDrift, FeatureDrift, PredictionDrift
-from scoring.drift.stats import CORRECTIONS, chi_square_test, corrected_levels, ks_test, psi
+from scoring.drift.stats import (
+    CORRECTIONS,
+    KsSample,
+    TestResult,
+    chi_square_test,
+    corrected_levels,
+    ks_test,
+    ks_test_sorted,
+    psi,
+)
 from scoring.model.features import FeatureSpec
-from scoring.model.reference import CategoricalReference, NumericReference, bin_counts
+from scoring.model.reference import CategoricalReference, NumericReference, bin_counts, bin_counts_sorted
 
 
 @dataclass(frozen=True)
@@ -63,24 +72,37 @@ class NumericBaseline:
     mean: float
     sd: float
     missing_rate: float
+    ks: KsSample | None = None  # the sample sorted once (None if it has NaN: the general path)
+    edges_increase: bool = False  # bins can be counted from sorted values
 
     @classmethod
     def of(cls, ref: NumericReference) -> NumericBaseline:
         sample = np.asarray(ref.sample, dtype=float)
+        edges = np.asarray(ref.edges, dtype=float)
         return cls(
-            edges=np.asarray(ref.edges, dtype=float),
+            edges=edges,
             counts=np.asarray(ref.counts, dtype=float),
             sample=sample,
             mean=float(sample.mean()) if sample.size else math.nan,
             sd=float(sample.std(ddof=1)) if sample.size > 1 else math.nan,
             missing_rate=ref.missing / ref.total if ref.total else 0.0,
+            ks=KsSample.of(sample),
+            edges_increase=bool(np.all(edges[1:] >= edges[:-1])),  # False with a NaN edge
         )
+
+    def psi_and_ks(self, values: np.ndarray) -> tuple[float, TestResult]:
+        """PSI on the bins and KS against the sample, ``values`` sorted once (the figures of
+        ``bin_counts`` and ``ks_test``; a NaN among them, or a reference that cannot be searched
+        sorted, takes those)."""
+        ordered = np.sort(values)
+        if self.ks is None or not self.edges_increase or (ordered.size and np.isnan(ordered[-1])):
+            return psi(self.counts, bin_counts(values, self.edges)), ks_test(self.sample, values)
+        return psi(self.counts, bin_counts_sorted(ordered, self.edges)), ks_test_sorted(self.ks, ordered)
 
 
 def compare_numeric(name: str, ref: NumericBaseline, values: np.ndarray) -> FeatureDrift:
     present = values[~np.isnan(values)]
-    window_psi = psi(ref.counts, bin_counts(present, ref.edges))
-    ks = ks_test(ref.sample, present)
+    window_psi, ks = ref.psi_and_ks(present)
     mean = float(present.mean()) if present.size else math.nan
     shift = (mean - ref.mean) / ref.sd if ref.sd > 0 else math.nan
     missing = 1 - present.size / values.size if values.size else 0.0
@@ -139,8 +161,7 @@ def compare_scores(ref: NumericBaseline | None, scores: np.ndarray) -> Predictio
             reference_mean=None,
             drifted=False,
         )
-    window_psi = psi(ref.counts, bin_counts(scores, ref.edges))
-    ks = ks_test(ref.sample, scores)
+    window_psi, ks = ref.psi_and_ks(scores)
     return PredictionDrift(
         psi=_num(window_psi),
         ks_statistic=_num(ks.statistic),

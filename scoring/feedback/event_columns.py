@@ -145,20 +145,29 @@ class EventBatch:
         )
 
     def payload(self) -> Payload:
-        """The batch as a checkpoint holds it: the columns of ``ScoredEvent`` but the row, and the rows."""
-        origins = [self.origins[k] for k in self.kinds.tolist()]
+        """The batch as a checkpoint holds it: the columns of ``ScoredEvent`` but the row, and the rows.
+
+        Each origin column is its origins' values picked by ``kinds`` in one numpy call, not a
+        Python loop per event (the learn role writes every waiting event once: issue 31)."""
+        model, topic, partition, shadow_model = (self._per_event(i) for i in range(4))
         return {
-            "model": [o[0] for o in origins],
+            "model": model,
             "score": self.scores.tolist(),
-            "source_topic": [o[1] for o in origins],
-            "partition": [o[2] for o in origins],
+            "source_topic": topic,
+            "partition": partition,
             "offset": self.offsets.tolist(),
             "event_id": list(self.event_ids),
             "event_time": self.event_times.tolist(),
-            "shadow_model": [o[3] for o in origins],
-            "shadow_score": [None if s != s else s for s in self.shadow_scores.tolist()],
+            "shadow_model": shadow_model,
+            "shadow_score": _numbers_or_none(self.shadow_scores),
             "seq": self.seqs.tolist(),
         }, np.ascontiguousarray(self.rows, dtype=np.float64).tobytes()
+
+    def _per_event(self, field: int) -> list:
+        """Field ``field`` of each event's origin (model, source topic, partition, shadow model)."""
+        values = np.empty(len(self.origins), dtype=object)
+        values[:] = [origin[field] for origin in self.origins]
+        return values[self.kinds].tolist()
 
     def event(self, i: int) -> ScoredEvent:
         model, topic, partition, shadow_model = self.origins[self.kinds[i]]
@@ -171,6 +180,16 @@ class EventBatch:
 
     def events(self) -> list[ScoredEvent]:
         return [self.event(i) for i in range(len(self))]
+
+
+def _numbers_or_none(values: np.ndarray) -> list[float | None]:
+    """The values as floats, NaN as None (JSON has no NaN)."""
+    missing = np.isnan(values)
+    if missing.all():
+        return [None] * len(values)
+    if not missing.any():
+        return values.tolist()
+    return [None if v != v else v for v in values.tolist()]
 
 
 def to_payload(events: Sequence[ScoredEvent]) -> Payload:

@@ -74,6 +74,9 @@ class LabelJoin:
         """``add_event`` of each event of the batch, in order: (index in the batch, label) of those
         whose label came first. Events are written and expired once per batch, with the counts and
         the expiry they would have one by one (what expires is a prefix of the arrivals either way)."""
+        if elsewhere is None and self._all_new(batch.event_ids):
+            self._store_all(batch)
+            return []
         early, stored = [], []
         labels, index = self.labels, self.index
         for i, (event_id, time) in enumerate(zip(batch.event_ids, batch.event_times.tolist(), strict=True)):
@@ -97,6 +100,22 @@ class LabelJoin:
             self._mark_stored()
         self._flush(batch, stored)
         return early
+
+    def _all_new(self, event_ids: list[str]) -> bool:
+        """No label waits here for any of ``event_ids``, none of them waits already, none comes twice."""
+        ids = set(event_ids)
+        if not 0 < len(ids) == len(event_ids):
+            return False
+        return self.labels.keys().isdisjoint(ids) and self.index.keys().isdisjoint(ids)
+
+    def _store_all(self, batch: EventBatch) -> None:
+        """``add_batch`` of events that all wait (``_all_new``): the same slots, writes, counts and
+        expiry as event by event, without a Python step per event (the loop was 1.4 µs an event)."""
+        n = len(batch)
+        self.newest_time = max(self.newest_time, max(batch.event_times.tolist()))
+        self.index.update(zip(batch.event_ids, range(self.next_slot, self.next_slot + n), strict=True))
+        self._mark_stored()  # the labels expire against the newest time once, as after the last event
+        self._flush(batch, list(range(n)))
 
     def add_label(self, event_id: str, label: float | str, label_time: int) -> ScoredEvent | None:
         """The event this label belongs to, or None (the label then waits for it)."""

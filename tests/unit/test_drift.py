@@ -7,12 +7,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from scoring.drift import DriftMonitor, DriftThresholds, MonitorColumns, alert_for
-from scoring.drift.stats import chi_square_test, ks_test, psi
+from scoring.drift.stats import KsSample, chi_square_test, ks_test, ks_test_sorted, psi
 from scoring.model.bundle import ModelBundle
 from scoring.model.features import FeatureKind
+from scoring.model.reference import bin_counts, bin_counts_sorted
 from scoring.offline.synthetic import numeric_frame
 from scoring.offline.training import train_bundle
 
@@ -72,6 +75,30 @@ def test_ks_agrees_with_scipy_on_raw_samples(n: int, m: int) -> None:
     expected = stats.ks_2samp(a, b) if n * m <= 1_000_000 else stats.ks_2samp(a, b, method="asymp")
     assert ks.statistic == pytest.approx(expected.statistic, abs=1e-9)
     assert ks.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 2500),
+    m=st.integers(1, 12_000),
+    grid=st.sampled_from([0, 1, 10]),  # 0: continuous values; 1, 10: rounded, so values repeat
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_ks_and_bins_on_sorted_samples_equal_the_general_path(n: int, m: int, grid: int, seed: int) -> None:
+    """The window's KS and bins from sorted values are the general path's, bit for bit, ties included."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(0.1, 1.2, size=m)
+    if grid:
+        a, b = np.round(a * grid) / grid, np.round(b * grid) / grid
+    reference = KsSample.of(a)
+    assert reference is not None
+    assert ks_test_sorted(reference, np.sort(b)) == ks_test(a, b)
+    edges = np.unique(np.quantile(a, np.linspace(0, 1, 11)[1:-1]))
+    assert bin_counts_sorted(np.sort(b), edges).tolist() == bin_counts(b, edges).tolist()
+
+
+def test_a_reference_sample_with_nan_takes_the_general_path() -> None:
+    assert KsSample.of(np.array([0.3, np.nan, 0.1])) is None
 
 
 def test_chi_square_agrees_with_scipy() -> None:

@@ -106,8 +106,10 @@ def _stream(rng: np.random.Generator, n: int, repeats: float = 0.05) -> list[tup
     return ops
 
 
+@pytest.mark.parametrize("other_shard", [True, False])
 @pytest.mark.parametrize("seed", range(6))
-def test_a_random_stream_gives_the_counts_and_events_of_the_dict_join(seed: int) -> None:
+def test_a_random_stream_gives_the_counts_and_events_of_the_dict_join(seed: int, other_shard: bool) -> None:
+    """With and without another shard's early labels (without, a batch of new events is stored whole)."""
     rng = np.random.default_rng(seed)
     ttl, cap = int(rng.integers(100, 2000)), int(rng.integers(5, 200))
     old, new = DictJoin(ttl, cap), LabelJoin(ttl, cap, chunk_events=int(rng.integers(2, 64)))
@@ -122,11 +124,13 @@ def test_a_random_stream_gives_the_counts_and_events_of_the_dict_join(seed: int)
                 events.append(event(eid, t, seq=seq, score=score, shadow=shadow, model=f"m:{seq // 500}"))
                 seq += 1
             old_early = []
+            old_taker = (lambda event_id: other_old.pop(event_id, None)) if other_shard else None
             for i, sent in enumerate(events):
-                label = old.add_event(sent, lambda event_id: other_old.pop(event_id, None))
+                label = old.add_event(sent, old_taker)
                 if label is not None:
                     old_early.append((i, label))
-            new_early = new.add_batch(batch_of(events), lambda event_id: other_new.pop(event_id, None))
+            taker = (lambda event_id: other_new.pop(event_id, None)) if other_shard else None
+            new_early = new.add_batch(batch_of(events), taker)
             assert new_early == old_early
         else:
             assert new.add_label(*op[1:]) == old.add_label(*op[1:])
@@ -201,6 +205,16 @@ def test_checkpoint_payloads_are_what_the_dict_join_wrote() -> None:
     older.load(EventBatch.of_payload(columns, rows, WIDTH))
     assert [e.event_id for e in older.events.values()] == ["e0", "e1", "e2"]
     assert older.events["e1"].row == events[1].row and older.events["e1"].shadow_score is None
+
+
+@pytest.mark.parametrize("shadow", ["none", "every", "some"])
+def test_a_batch_payload_is_what_the_events_make(shadow: str) -> None:
+    """The columns written from the batch's arrays are those of its events one by one."""
+    from scoring.feedback.join_segments import encode_events
+
+    scores = {"none": [None] * 7, "every": [0.25 * i for i in range(7)], "some": [0.25, None] * 3 + [0.5]}
+    events = [event(f"e{i}", i, i, score=i / 7, shadow=s) for i, s in enumerate(scores[shadow])]
+    assert batch_of(events).payload() == encode_events(events)
 
 
 def test_a_waiting_event_costs_under_340_bytes_with_20_features() -> None:

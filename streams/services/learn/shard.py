@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from schemas.drift import DetectorChange
@@ -159,9 +159,14 @@ def holder_of(event_id: str, shard: Shard, shards: dict[int, Shard]) -> Shard:
     return next((s for s in shards.values() if event_id in s.learner.join.events), shard)
 
 
-def early_label_taker(shard: Shard, shards: dict[int, Shard]) -> Callable[[str], PendingLabel | None] | None:
-    """Takes an early label waiting in another of this instance's shards (labels not co-partitioned)."""
-    others = [s for s in shards.values() if s is not shard]
+def early_label_taker(
+    shard: Shard, shards: dict[int, Shard], event_ids: Sequence[str]
+) -> Callable[[str], PendingLabel | None] | None:
+    """Takes an early label of one of ``event_ids`` waiting in another of this instance's shards
+    (labels are not co-partitioned); None when no other shard holds one (the join then stores a
+    batch of new events whole)."""
+    holding = [s for s in shards.values() if s is not shard]
+    others = [s for s in holding if not s.learner.join.labels.keys().isdisjoint(event_ids)]
     if not others:
         return None
 

@@ -238,7 +238,8 @@ class LearnStep(Step):
                 self.counters["labels"] += 1
             else:
                 holder = shard
-                changes = shard.learner.observe(decoded, early_label_taker(shard, self.shards))
+                taker = early_label_taker(shard, self.shards, decoded.event_ids)
+                changes = shard.learner.observe(decoded, taker)
                 self.counters["monitor_messages"] += 1
         except Exception as exc:
             log.exception("the learner failed on a record")
