@@ -285,11 +285,14 @@ class ScoreHandler:
             stats,
         )
         if self.settings.monitor_enabled:
-            shadow_scores = None
+            shadow_scores = shadow_probabilities = None
             if shadow is not None:  # the challenger's score per row; NaN where it failed
                 scored = shadow.scorer.score(matrix)
                 shadow_scores = np.full(len(matrix), np.nan)
                 shadow_scores[scored.scored] = scored.scores
+                if scored.probabilities is not None and result.probabilities is not None:  # multiclass
+                    shadow_probabilities = np.full((len(matrix), scored.probabilities.shape[1]), np.nan)
+                    shadow_probabilities[scored.scored] = scored.probabilities
             emit_monitor(
                 self._topic_monitor,
                 plan.monitor_rows,
@@ -303,6 +306,7 @@ class ScoreHandler:
                 shadow,
                 shadow_scores,
                 result.probabilities,
+                shadow_probabilities,
             )
 
     def dead_letter(
