@@ -124,7 +124,8 @@ class ScoreHandler:
             max_bytes=self.settings.max_message_bytes,
         )
         # keep each monitoring message well under the broker's 1 MB default limit
-        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1 + len(bundle.class_names)) + 150
+        classes = len(bundle.class_names) * (2 if challenger is not None else 1)  # a shadow's too
+        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1 + classes) + 150
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // per_row)
         return _Plan(
             serving=serving,
