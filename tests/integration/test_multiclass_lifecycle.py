@@ -7,7 +7,9 @@ z-test on accuracy, right meaning the served class is the label's) names v2 the 
 figures computed offline from the published predictions, and promotes it; every later prediction
 is v2's and equals v2's ``Booster.predict`` (1e-12). ``retrain --from-topics`` trains v3 on the
 labelled events of the topics with the live model's classes in its order, and the gate admits it
-as a shadow challenger.
+as a shadow challenger: 1,500 more labelled events, the learn role measures v3 on them from its
+probabilities on ``monitor``, and ``model compare`` with ``STREAMSCORE_AUTO_PROMOTE`` (McNemar on
+the paired events) promotes it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tests.integration.test_lifecycle import _cli, _wait
 
 pytestmark = pytest.mark.integration
 
-N, AFTER = 2000, 500
+N, AFTER, SHADOW = 2000, 500, 1500
 BASE_MS = 1_700_000_000_000
 CLASSES = ["billing", "fraud", "support"]
 TOLERANCE = 1e-12
@@ -38,9 +40,9 @@ TOLERANCE = 1e-12
 
 @pytest.fixture
 def versions(tmp_path) -> dict[str, Path]:
-    """v1: two boosting rounds on 600 rows (accuracy ~0.57 on fresh rows); v2: 60 on 6,000 (~0.77)."""
+    """v1: two boosting rounds on 600 rows (accuracy ~0.57 on fresh rows); v2: three on 400 (~0.69)."""
     out = {}
-    for version, rows, rounds, seed in (("1", 600, 2, 60), ("2", 6000, 60, 61)):
+    for version, rows, rounds, seed in (("1", 600, 2, 60), ("2", 400, 3, 60)):
         path = tmp_path / f"queues-{version}"
         train_bundle(
             multiclass_frame(rows, seed=seed), MULTICLASS_TARGET, path, task="multiclass", name="queues",
@@ -153,7 +155,7 @@ def test_a_multiclass_challenger_in_split_mode_is_compared_promoted_and_retraine
     assert worst <= TOLERANCE
 
     # retrain from the topics: a multiclass v3 with the live model's classes, admitted by the gate
-    done = _cli(env, "retrain", "--from-topics", str(N), "--trees", "20", "--shadow")
+    done = _cli(env, "retrain", "--from-topics", str(N), "--trees", "60", "--shadow")
     assert done.returncode == 0, done.stderr
     assert "registered queues version 3" in done.stdout and "3 scores in shadow" in done.stdout
     v3 = ModelBundle.load(Path(env["STREAMSCORE_REGISTRY"]) / "queues" / "3")
@@ -161,3 +163,40 @@ def test_a_multiclass_challenger_in_split_mode_is_compared_promoted_and_retraine
     assert v3.metrics["holdout_rows"] + v3.metrics["train_rows"] == N
     _wait(lambda: worker.get("/stats").get("challenger", {}).get("model_version") == "3", what="shadow v3")
     assert worker.alive() and worker.get("/stats")["model_version"] == "2"
+
+    # shadow: v2 serves, v3 scores every event too; the learn role measures v3 on the labels
+    frame = multiclass_frame(SHADOW, seed=64)
+    truth = frame.pop(MULTICLASS_TARGET).tolist()
+    produce_with_labels(bootstrap, env, frame, truth, 200, "shadow", BASE_MS + N)
+    shadowed = _published(bootstrap, env, SHADOW, "shadow")
+    assert {p.model_version for p in shadowed.values()} == {"2"}, "a shadow challenger is never published"
+    matrix = v3.spec.encode_frame(frame)
+    v3_probabilities = v3.booster.predict(matrix)
+    v3_served = [CLASSES[k] for k in v3_probabilities.argmax(axis=1)]
+    v3_figures = {"accuracy": float(np.mean(np.array(v3_served) == np.array(truth)))}
+    v3_figures["log_loss"] = float(log_loss(truth, v3_probabilities, labels=CLASSES))
+    v2_figures = _figures([shadowed[f"shadow-{i}"] for i in range(SHADOW)], truth)
+
+    def shadow_measured(record) -> bool:
+        row = MetricsSnapshot.model_validate_json(record.value).overall("queues:3")
+        return row is not None and row.count >= SHADOW
+
+    snapshot = MetricsSnapshot.model_validate_json(
+        read_topic(bootstrap, env["STREAMSCORE_TOPIC_METRICS"], 1, counted=shadow_measured)[-1].value
+    )
+    row = snapshot.overall("queues:3")
+    print(
+        f"shadow v3 measured by the learn role: {row.count:,} labels, {row.cumulative}; offline {v3_figures}"
+    )
+    assert row.count == SHADOW
+    for name, value in v3_figures.items():
+        assert row.cumulative[name] == pytest.approx(value, abs=1e-9), name
+
+    done = _cli({**env, "STREAMSCORE_AUTO_PROMOTE": "true"}, "model", "compare")
+    assert done.returncode == 0, done.stderr
+    assert "queues:2 (champion) vs queues:3 (challenger): paired, the same events" in done.stdout
+    assert f"labelled events: {SHADOW:,} / {SHADOW:,}" in done.stdout
+    assert f"  {'accuracy':<13} {v2_figures['accuracy']:10.4f} {v3_figures['accuracy']:10.4f}" in done.stdout
+    assert "McNemar on the served class right or wrong" in done.stdout
+    assert "winner at alpha 0.01: challenger" in done.stdout and "promoted 3" in done.stdout
+    _wait(lambda: worker.get("/stats")["model_version"] == "3", what="v3 promoted")
