@@ -7,13 +7,14 @@ z-test on accuracy, right meaning the served class is the label's) names v2 the 
 figures computed offline from the published predictions, and promotes it; every later prediction
 is v2's and equals v2's ``Booster.predict`` (1e-12). ``retrain --from-topics`` trains v3 on the
 labelled events of the topics with the live model's classes in its order, and the gate admits it
-as a shadow challenger: 1,500 more labelled events, the learn role measures v3 on them from its
-probabilities on ``monitor``, and ``model compare`` with ``STREAMSCORE_AUTO_PROMOTE`` (McNemar on
-the paired events) promotes it.
+as a shadow challenger: 1,000 more labelled events, the learn role measures v3 on them from its
+probabilities on ``monitor``, ``model compare`` (McNemar on the paired events) names it the winner;
+500 more, and the learn role (``STREAMSCORE_AUTO_PROMOTE``, at least 1,200 pairs) promotes it.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from tests.integration.test_lifecycle import _cli, _wait
 
 pytestmark = pytest.mark.integration
 
-N, AFTER, SHADOW = 2000, 500, 1500
+N, AFTER, SHADOW, MORE = 2000, 500, 1000, 500
 BASE_MS = 1_700_000_000_000
 CLASSES = ["billing", "fraud", "support"]
 TOLERANCE = 1e-12
@@ -68,6 +69,12 @@ def _published(bootstrap: str, env: dict, count: int, prefix: str) -> dict[str, 
     return by_id
 
 
+def _snapshot(bootstrap: str, env: dict, wanted) -> MetricsSnapshot:
+    """The first ``metrics`` snapshot ``wanted`` accepts (a read returns what came with it too)."""
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_METRICS"], 1, counted=wanted)
+    return MetricsSnapshot.model_validate_json(next(r for r in records if wanted(r)).value)
+
+
 def _figures(predictions: list[Prediction], truth: list[str]) -> dict[str, float]:
     """Accuracy, macro F1 and log loss of published predictions against their labels (scikit-learn)."""
     served = [p.label for p in predictions]
@@ -86,6 +93,8 @@ def test_a_multiclass_challenger_in_split_mode_is_compared_promoted_and_retraine
         **topic_env,
         "STREAMSCORE_REGISTRY": str(tmp_path / "registry"),
         "STREAMSCORE_METRICS_INTERVAL_S": "1",
+        "STREAMSCORE_AUTO_PROMOTE": "true",  # the learn role: a shadow challenger winning McNemar
+        "STREAMSCORE_PROMOTE_MIN_PAIRS": str(SHADOW + MORE // 2),
     }
     for path in versions.values():
         assert _cli(env, "model", "register", str(path)).returncode == 0
@@ -113,9 +122,7 @@ def test_a_multiclass_challenger_in_split_mode_is_compared_promoted_and_retraine
     def measured(record) -> bool:
         return MetricsSnapshot.model_validate_json(record.value).labels.matched >= N
 
-    snapshot = MetricsSnapshot.model_validate_json(
-        read_topic(bootstrap, env["STREAMSCORE_TOPIC_METRICS"], 1, counted=measured)[-1].value
-    )
+    snapshot = _snapshot(bootstrap, env, measured)
     for version, idx in by_version.items():
         row = snapshot.overall(f"queues:{version}")
         rows = sorted((r.model, r.segment_feature, r.count) for r in snapshot.kpis)
@@ -181,9 +188,7 @@ def test_a_multiclass_challenger_in_split_mode_is_compared_promoted_and_retraine
         row = MetricsSnapshot.model_validate_json(record.value).overall("queues:3")
         return row is not None and row.count >= SHADOW
 
-    snapshot = MetricsSnapshot.model_validate_json(
-        read_topic(bootstrap, env["STREAMSCORE_TOPIC_METRICS"], 1, counted=shadow_measured)[-1].value
-    )
+    snapshot = _snapshot(bootstrap, env, shadow_measured)
     row = snapshot.overall("queues:3")
     print(
         f"shadow v3 measured by the learn role: {row.count:,} labels, {row.cumulative}; offline {v3_figures}"
@@ -192,11 +197,29 @@ def test_a_multiclass_challenger_in_split_mode_is_compared_promoted_and_retraine
     for name, value in v3_figures.items():
         assert row.cumulative[name] == pytest.approx(value, abs=1e-9), name
 
-    done = _cli({**env, "STREAMSCORE_AUTO_PROMOTE": "true"}, "model", "compare")
+    done = _cli({**env, "STREAMSCORE_AUTO_PROMOTE": "false"}, "model", "compare")
     assert done.returncode == 0, done.stderr
     assert "queues:2 (champion) vs queues:3 (challenger): paired, the same events" in done.stdout
     assert f"labelled events: {SHADOW:,} / {SHADOW:,}" in done.stdout
     assert f"  {'accuracy':<13} {v2_figures['accuracy']:10.4f} {v3_figures['accuracy']:10.4f}" in done.stdout
     assert "McNemar on the served class right or wrong" in done.stdout
-    assert "winner at alpha 0.01: challenger" in done.stdout and "promoted 3" in done.stdout
-    _wait(lambda: worker.get("/stats")["model_version"] == "3", what="v3 promoted")
+    assert "winner at alpha 0.01: challenger" in done.stdout and "promoted" not in done.stdout
+
+    # more labelled events: the learn role's McNemar counts pass the minimum, it promotes v3
+    more = multiclass_frame(MORE, seed=65)
+    produce_with_labels(
+        bootstrap, env, more, more.pop(MULTICLASS_TARGET).tolist(), 100, "more", BASE_MS + 2 * N
+    )
+    _wait(
+        lambda: worker.get("/stats")["model_version"] == "3",
+        timeout_s=120,
+        what="v3 promoted by the learn role",
+    )
+    records = read_topic(
+        bootstrap, env["STREAMSCORE_TOPIC_MODEL_UPDATES"], 1, counted=lambda r: b"paired labelled" in r.value
+    )
+    promotion = next(orjson.loads(r.value) for r in records if b"paired labelled" in r.value)
+    print(f"promoted by the learn role: {promotion['reason']}")
+    won, lost, pairs = map(int, re.match(r"won (\d+) to (\d+) of (\d+) paired", promotion["reason"]).groups())
+    assert promotion["action"] == "promote" and promotion["champion"]["version"] == "3"
+    assert won > lost and SHADOW + MORE // 2 <= pairs <= SHADOW + MORE
