@@ -23,6 +23,7 @@ from schemas.estimation import MetricEstimate, PerformanceEstimate
 from schemas.lifecycle import ChallengerMode
 from schemas.messages import MonitorBatch
 from schemas.monitor import decode_monitor
+from scoring.errors import TrainingError
 from scoring.feedback.class_compare import compare_classes_paired, compare_classes_unpaired
 from scoring.feedback.join_segments import WaitingPart
 from scoring.feedback.loop import Learner
@@ -255,3 +256,15 @@ def test_alert_kpi_metric_f1_watches_a_multiclass_models_macro_f1() -> None:
     alerts = [watch.check(window(i, f1)) for i, f1 in enumerate([0.8, 0.6, 0.75])]
     assert [a.status if a else None for a in alerts] == [None, "firing", "resolved"]
     assert alerts[1].metric == "f1_macro" and "estimated f1_macro 0.6000" in alerts[1].message
+
+
+def test_a_retrain_keeps_the_live_models_classes_in_its_order_even_one_the_events_never_name() -> None:
+    frame = multiclass_frame(1500, seed=5)
+    frame = frame[frame[MULTICLASS_TARGET] != "fraud"]  # the labelled events name two of the three
+    live_order = ("support", "billing", "fraud")  # an imported model's order, not sorted
+    bundle = train_bundle(frame, MULTICLASS_TARGET, task="multiclass", num_trees=5, classes=live_order)
+    assert bundle.classes == live_order
+    assert bundle.booster.predict(bundle.spec.encode_frame(frame[:3])).shape == (3, 3)
+    assert bundle.metadata.origin.classes_from == "given, in that order"
+    with pytest.raises(TrainingError, match="it holds 'refunds', not one of the classes"):
+        train_bundle(frame.assign(queue="refunds"), MULTICLASS_TARGET, task="multiclass", classes=live_order)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from schemas.keys import ModelKey
+from scoring.errors import LifecycleError
 from scoring.feedback.class_compare import compare_classes_paired, compare_classes_unpaired
 from scoring.feedback.compare import Comparison
 from scoring.model.bundle import ModelBundle
@@ -93,6 +94,10 @@ def compare_classes_from_topics(
     for version in (champion.version, challenger_version):
         ids = list(served[version])
         if not ids:
-            raise ValueError(f"no labelled events scored by version {version} on {settings.topic_monitor}")
+            raise LifecycleError(
+                f"no labelled events of version {version} of {champion.name} on {settings.topic_labels} and "
+                f"{settings.topic_monitor} (records skipped: {skipped})\n"
+                "compare once labels of the events it served (split) or scored (shadow) have come"
+            )
         groups.append((np.asarray([labels[i] for i in ids]), np.asarray([served[version][i] for i in ids])))
     return compare_classes_unpaired(groups[0], groups[1], names, alpha)
