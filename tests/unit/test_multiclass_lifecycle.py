@@ -29,6 +29,7 @@ from scoring.feedback.join_segments import WaitingPart
 from scoring.feedback.loop import Learner
 from scoring.lifecycle.retrain import EstimateWatch
 from scoring.model.bundle import ModelBundle
+from scoring.model.monitor_rows import RecordShape
 from scoring.offline.synthetic import MULTICLASS_TARGET, events_from_frame, multiclass_frame
 from scoring.offline.training import train_bundle
 from streams.services.learn.shard import Shard, learner_for
@@ -268,3 +269,14 @@ def test_a_retrain_keeps_the_live_models_classes_in_its_order_even_one_the_event
     assert bundle.metadata.origin.classes_from == "given, in that order"
     with pytest.raises(TrainingError, match="it holds 'refunds', not one of the classes"):
         train_bundle(frame.assign(queue="refunds"), MULTICLASS_TARGET, task="multiclass", classes=live_order)
+
+
+def test_a_shadow_probability_outside_zero_one_is_refused_with_the_reason(queues_bundle: ModelBundle) -> None:
+    shape = RecordShape(queues_bundle.spec, queues_bundle.class_names)
+    rows = [[0.0] * len(queues_bundle.spec.names)] * 2
+    body = {**BASE_MONITOR_V2, **SHADOW, "feature_names": queues_bundle.spec.names, "rows": rows,
+            "classes": list(queues_bundle.class_names)}  # fmt: skip
+    good = decode_monitor(orjson.dumps({**body, "shadow_probabilities": [[0.3, 0.6, 0.1], None]}))
+    assert shape.problem(good) is None
+    bad = decode_monitor(orjson.dumps({**body, "shadow_probabilities": [[0.3, 1.6, 0.1], None]}))
+    assert shape.problem(bad) == "a shadow challenger's class probability outside [0, 1]"
