@@ -55,3 +55,15 @@ class Task(StrEnum):
     def higher_is_better(self) -> bool:
         """Accuracy rises as a model gets better; MAE falls."""
         return self.classifies
+
+    def metric_name(self, metric: str) -> str:
+        """A KPI's name among this task's KPIs (``STREAMSCORE_ALERT_KPI_METRIC``): a multiclass model's
+        ``f1`` is its macro F1 and its ``auc`` its one-vs-rest macro AUC; other names stay as given.
+
+        >>> [Task.multiclass.metric_name(m) for m in ("f1", "auc", "accuracy")], Task.binary.metric_name("f1")
+        (['f1_macro', 'auc_macro_ovr', 'accuracy'], 'f1')
+        """
+        return _MULTICLASS_NAMES.get(metric, metric) if self is Task.multiclass else metric
+
+
+_MULTICLASS_NAMES = {"f1": "f1_macro", "auc": "auc_macro_ovr"}

@@ -199,6 +199,11 @@ class MonitorBatch(BaseModel):
     probabilities: list[list[FiniteFloat]] | None = Field(
         None, description="multiclass (schema_version 2): per row, each class's probability, as classes"
     )
+    shadow_probabilities: list[list[FiniteFloat] | None] | None = Field(
+        None,
+        description="multiclass shadow mode: the challenger's probability of each class per row, as "
+        "classes (null where it failed); never published",
+    )
     schema_version: Literal[1, 2] = SCHEMA_VERSION
 
     @field_validator("schema_version", mode="before")
@@ -225,6 +230,13 @@ class MonitorBatch(BaseModel):
                 raise ValueError("classes must name at least 2 distinct classes")
             if len(self.probabilities) != n or any(len(row) != k for row in self.probabilities):
                 raise ValueError(f"probabilities needs {n} rows of {k} values (one per class)")
+        if self.shadow_probabilities is not None:
+            if self.classes is None or self.shadow_scores is None:
+                raise ValueError("shadow_probabilities come with shadow_scores, in schema_version 2 only")
+            k = len(self.classes)
+            rows = self.shadow_probabilities
+            if len(rows) != n or any(row is not None and len(row) != k for row in rows):
+                raise ValueError(f"shadow_probabilities needs {n} rows of {k} values or null")
         return self
 
 

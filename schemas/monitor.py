@@ -7,6 +7,8 @@ reason; it never raises anything else on any input.
 
 A multiclass model's records (``schema_version`` 2) add ``classes`` and ``probabilities``, decoded
 to ``MonitorColumns.classes`` and an events x classes array; records of other models have neither.
+In shadow mode they may add ``shadow_probabilities``: the challenger's, a row of nulls (NaN) where it
+failed.
 
 Times may be bounded further against the record's own broker timestamp: an event time more
 than ``max_skew_ms`` past it is clamped there (``clamped`` counts them), so one event with a
@@ -46,7 +48,7 @@ _REQUIRED = {
     "rows",
 }
 _OPTIONAL = {"shadow_model_name", "shadow_model_version", "shadow_scores", "schema_version"}
-_OPTIONAL |= {"classes", "probabilities"}  # multiclass
+_OPTIONAL |= {"classes", "probabilities", "shadow_probabilities"}  # multiclass
 _NUMBER = {int, float}
 _CELL = {int, float, type(None)}
 
@@ -74,6 +76,7 @@ class MonitorColumns:
     clamped: int = 0  # event times brought back to the record's timestamp + skew
     classes: Sequence[str] = ()  # multiclass: the class names as text, in the model's order
     probabilities: np.ndarray | None = None  # multiclass: events x classes, each class's probability
+    shadow_probabilities: np.ndarray | None = None  # multiclass shadow: the challenger's, NaN where it failed
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -94,6 +97,9 @@ class MonitorColumns:
             self.feature_names,
             classes=self.classes,
             probabilities=None if self.probabilities is None else self.probabilities[start:stop],
+            shadow_probabilities=None
+            if self.shadow_probabilities is None
+            else self.shadow_probabilities[start:stop],
         )
 
 
@@ -127,6 +133,9 @@ def decode_monitor(
     rows = _rows(body, n, len(names))
     shadow_model, shadow_scores = _shadow(body, n)
     classes, probabilities = _classes(body, n, version == MULTICLASS_SCHEMA_VERSION)
+    shadow_probabilities = _shadow_probabilities(body, n, len(classes))
+    if shadow_model is None:  # probabilities of no named challenger: nothing to measure them with
+        shadow_probabilities = None
     partition = body["partition"]
     if type(partition) is not int or not 0 <= partition < 2**31:
         raise MonitorRejected("partition must be an integer in [0, 2^31)")
@@ -152,6 +161,7 @@ def decode_monitor(
         clamped=clamped,
         classes=classes,
         probabilities=probabilities,
+        shadow_probabilities=shadow_probabilities,
     )
 
 
@@ -259,3 +269,27 @@ def _classes(body: dict, n: int, multiclass: bool) -> tuple[list[str], np.ndarra
     if not np.isfinite(array).all():
         raise MonitorRejected("probabilities must be finite")
     return classes, array
+
+
+def _shadow_probabilities(body: dict, n: int, width: int) -> np.ndarray | None:
+    """A multiclass shadow challenger's events x classes probabilities (NaN rows where it failed)."""
+    if body.get("shadow_probabilities") is None:
+        return None
+    if not width or body.get("shadow_scores") is None:
+        raise MonitorRejected("shadow_probabilities come with shadow_scores, in schema_version 2 only")
+    rows = _list(body, "shadow_probabilities", n)
+    if not set(map(type, rows)) <= {list, type(None)} or any(
+        row is not None and len(row) != width for row in rows
+    ):
+        raise MonitorRejected(f"shadow_probabilities must be {n} lists of {width} numbers or null")
+    values = [v for row in rows if row is not None for v in row]
+    if not set(map(type, values)) <= _NUMBER:
+        raise MonitorRejected("shadow_probabilities must hold numbers")
+    nan = [float("nan")] * width
+    try:
+        array = np.array([nan if row is None else row for row in rows], dtype=float).reshape(n, width)
+    except OverflowError:
+        raise MonitorRejected("a shadow probability is out of the float range") from None
+    if np.isinf(array).any():  # JSON has no NaN: a NaN row is a null
+        raise MonitorRejected("shadow_probabilities must be finite")
+    return array

@@ -7,7 +7,8 @@ the paired absolute errors for regression. Unpaired (split mode: each entity saw
 one model): a two-proportion z-test on accuracy, or Mann-Whitney U on absolute errors.
 
 The winner is the model with the better primary KPI (accuracy, or MAE) when the test
-rejects equality at ``alpha``; otherwise there is none.
+rejects equality at ``alpha``; otherwise there is none. A multiclass model's comparison
+(``scoring.feedback.class_compare``) takes the same tests on right/wrong and the same rule.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class Comparison:
         kind = "paired, the same events" if self.paired else "unpaired, split traffic"
         out = [f"{self.champion} (champion) vs {self.challenger} (challenger): {kind}"]
         out.append(f"  labelled events: {self.n_champion:,} / {self.n_challenger:,}")
+        width = max(10, *map(len, self.champion_kpis))
         for name in self.champion_kpis:
             a, b = self.champion_kpis[name], self.challenger_kpis.get(name, math.nan)
-            out.append(f"  {name:<10} {a:10.4f} {b:10.4f}")
+            out.append(f"  {name:<{width}} {a:10.4f} {b:10.4f}")
         details = ", ".join(f"{k} {v:g}" for k, v in self.detail.items())
         out.append(f"  {self.test}: statistic {self.statistic:.4g}, p-value {self.p_value:.3g} ({details})")
         out.append(f"  winner at alpha {self.alpha}: {self.winner or 'none (no significant difference)'}")
@@ -97,7 +99,7 @@ def compare_paired(
             statistic, p = float(result.statistic), float(result.pvalue)
         detail = {"mean_abs_error_difference": float(diff.mean())}
         test = "Wilcoxon signed-rank on absolute errors"
-    return _decide(task, names, True, len(y), len(y), kpis_a, kpis_b, test, statistic, p, alpha, detail)
+    return decide(task, names, True, len(y), len(y), kpis_a, kpis_b, test, statistic, p, alpha, detail)
 
 
 def compare_unpaired(
@@ -114,20 +116,26 @@ def compare_unpaired(
         kpis_a, kpis_b = binary_metrics(ya, a, threshold), binary_metrics(yb, b, threshold)
         right_a = int(np.sum((a >= threshold) == (ya >= 0.5)))
         right_b = int(np.sum((b >= threshold) == (yb >= 0.5)))
-        pooled = (right_a + right_b) / (len(ya) + len(yb))
-        se = math.sqrt(pooled * (1 - pooled) * (1 / len(ya) + 1 / len(yb)))
-        statistic = (right_b / len(yb) - right_a / len(ya)) / se if se > 0 else 0.0
-        p = float(2 * stats.norm.sf(abs(statistic)))
+        statistic, p = two_proportions(right_a, len(ya), right_b, len(yb))
         test, detail = "two-proportion z-test on accuracy", {}
     else:
         kpis_a, kpis_b = regression_metrics(ya, a), regression_metrics(yb, b)
         result = stats.mannwhitneyu(np.abs(a - ya), np.abs(b - yb))
         statistic, p = float(result.statistic), float(result.pvalue)
         test, detail = "Mann-Whitney U on absolute errors", {}
-    return _decide(task, names, False, len(ya), len(yb), kpis_a, kpis_b, test, statistic, p, alpha, detail)
+    return decide(task, names, False, len(ya), len(yb), kpis_a, kpis_b, test, statistic, p, alpha, detail)
 
 
-def _decide(task, names, paired, n_a, n_b, kpis_a, kpis_b, test, statistic, p, alpha, detail) -> Comparison:
+def two_proportions(right_a: int, n_a: int, right_b: int, n_b: int) -> tuple[float, float]:
+    """The two-proportion z-test of accuracy ``right_b / n_b`` against ``right_a / n_a``: (z, p-value)."""
+    pooled = (right_a + right_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    statistic = (right_b / n_b - right_a / n_a) / se if se > 0 else 0.0
+    return float(statistic), float(2 * stats.norm.sf(abs(statistic)))
+
+
+def decide(task, names, paired, n_a, n_b, kpis_a, kpis_b, test, statistic, p, alpha, detail) -> Comparison:
+    """The ``Comparison``: the winner is the better primary KPI when the test rejects equality."""
     primary = Task(task).primary_metric
     higher_better = Task(task).higher_is_better
     better_b = kpis_b[primary] > kpis_a[primary] if higher_better else kpis_b[primary] < kpis_a[primary]

@@ -10,8 +10,9 @@ The strings that repeat (model, source topic, shadow model, with the partition) 
 ``Origin`` per batch, stored once per join as a small code (``Origins``).
 
 A multiclass model's event keeps every class's probability for its KPIs: its row is its
-features followed by the K probabilities (so the join, its chunks and its checkpoints carry
-them as they carry the features, and a row of the wrong width is refused as before).
+features followed by the K probabilities, then a shadow challenger's K (NaN when none scored it),
+so the join, its chunks and its checkpoints carry them as they carry the features, and a row of
+the wrong width is refused as before.
 """
 
 from __future__ import annotations
@@ -85,13 +86,17 @@ class EventBatch:
     @classmethod
     def of_monitor(cls, columns: MonitorColumns, model: str, seqs: np.ndarray) -> EventBatch:
         """A monitoring message's events; those a shadow challenger scored have it as their origin.
-        A multiclass model's rows get its class probabilities after the features."""
+        A multiclass model's rows get its class probabilities after the features, then the shadow
+        challenger's (NaN where there are none)."""
         base: Origin = (model, columns.source_topic, columns.partition, None)
         n = len(columns)
         rows = np.asarray(columns.rows, dtype=np.float64).reshape(n, -1)
         if columns.probabilities is not None:
             probabilities = np.asarray(columns.probabilities, dtype=np.float64).reshape(n, -1)
-            rows = np.hstack([rows, probabilities])
+            shadow_p = columns.shadow_probabilities
+            if shadow_p is None:
+                shadow_p = np.full(probabilities.shape, np.nan)
+            rows = np.hstack([rows, probabilities, np.asarray(shadow_p, dtype=np.float64).reshape(n, -1)])
         shadow = columns.shadow_scores
         if shadow is None:
             origins, kinds, shadow = [base], np.zeros(n, np.int8), np.full(n, np.nan)

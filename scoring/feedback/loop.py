@@ -15,8 +15,9 @@ A multiclass model's label names a class (``"fraud"``, or ``2`` for an integer c
 bundle's class list maps it to the class's index (a name that is none of them is counted in
 ``unknown_classes`` and measures nothing). Its KPIs are ``MulticlassKpis`` from the event's
 class probabilities (kept after its features in the join), and its error stream is 0/1: the
-served class was not the label's. The River challenger has no multiclass form yet: none is
-built (said once per model version in the log).
+served class was not the label's; a shadow challenger's probabilities (after the model's in
+the row) give its KPIs and its tally (``scoring.feedback.class_shadow``). The River challenger has
+no multiclass form yet: none is built (said once per model version in the log).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
 from schemas.keys import ModelKey, Task
 from scoring.drift import MonitorColumns, StreamDetectors
 from scoring.drift.detectors import DetectorConfig
+from scoring.feedback import class_shadow
 from scoring.feedback.challenger import challenger_from_setting, challenger_predict
 from scoring.feedback.compare import PairedTally
 from scoring.feedback.event_columns import EventBatch, ScoredEvent
@@ -136,8 +138,8 @@ class Learner:
 
     @property
     def row_width(self) -> int:
-        """Values per waiting event's row: the features, then a multiclass model's class probabilities."""
-        return len(self.spec.names) + len(self.classes)
+        """Values per waiting event's row: the features, then a multiclass model's and a shadow's classes."""
+        return class_shadow.row_width(len(self.spec.names), len(self.classes))
 
     def challenger_input(self, row: np.ndarray) -> dict:
         """An encoded row as the challenger takes it: numbers and category names, missing left out."""
@@ -187,7 +189,7 @@ class Learner:
         return self._error(event, abs(event.score - label))
 
     def _learn_class(self, event: ScoredEvent, label: float | str) -> list[DetectorChange]:
-        """A multiclass model's labelled event: its KPIs and its 0/1 error (no challenger, no shadow)."""
+        """A multiclass model's labelled event: its KPIs, a shadow challenger's, its 0/1 error (no River)."""
         y = self._class_of.get(class_text(label))
         if y is None:  # the label intake refuses these first; a label from a checkpoint may still be one
             self.unknown_classes += 1
@@ -198,12 +200,12 @@ class Learner:
             log.info("%s is a multiclass model: no River challenger for it (none has a multiclass form yet)",
                      event.model)  # fmt: skip
         row = np.frombuffer(event.row)
-        width = len(self.spec.names)
-        probabilities = row[width:].tolist()
+        probabilities, shadow = class_shadow.class_row(row, len(self.spec.names), len(self.classes))
         segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
-        # the served class: the most probable, the first of equals
-        predicted = max(range(len(probabilities)), key=probabilities.__getitem__)
+        predicted = class_shadow.served_class(probabilities)  # the most probable, the first of equals
         self.board.update(event.model, y, probabilities, segments, predicted)
+        if shadow is not None and event.shadow_model is not None:
+            class_shadow.learn_shadow(self.board, self.tallies, event, y, predicted, shadow, segments)
         return self._error(event, float(predicted != y))
 
     def _tally(self, event: ScoredEvent, label: float) -> None:
@@ -275,8 +277,10 @@ class Learner:
         self, state: dict, river_objects: dict | None, events: Iterable[WaitingPart] | None = None
     ) -> None:
         """Back to a checkpoint; ``events`` are the waiting events in arrival order (older checkpoints
-        carry them inline). Rows that are not this model's width are refused."""
+        carry them inline). Rows that are not this model's width, and a board of other classes, are
+        refused."""
         self.board = KpiBoard.from_state(state["board"])
+        class_shadow.check_board(self.board, self.classes)
         self.champion = state["champion"]
         self.tallies = {k: PairedTally(**t) for k, t in state.get("tallies", {}).items()}
         j = state["join"]
@@ -286,7 +290,10 @@ class Learner:
             inline = j.get("events")
             events = [WaitingPart(inline, rows)] if isinstance(inline, dict) and rows is not None else []
         for part in events:
-            join.load(EventBatch.of_payload(part.columns, part.rows, self.row_width), part.alive)
+            batch = class_shadow.waiting_events(
+                part.columns, part.rows, len(self.spec.names), len(self.classes)
+            )
+            join.load(batch, part.alive)
         join.labels = OrderedDict((k, PendingLabel(label, t)) for k, label, t in j["labels"])
         join.newest_time, join.matched = j["newest_time"], j["matched"]
         seqs, _ = join.waiting()

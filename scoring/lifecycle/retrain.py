@@ -91,7 +91,7 @@ class EstimateWatch:
 
     def check(self, estimate: PerformanceEstimate) -> EstimatedKpiAlert | None:
         """The alert this window's estimate sends (firing, or resolved), or None."""
-        m = estimate.metric(self.metric)
+        m = estimate.metric(Task(estimate.task).metric_name(self.metric))  # a multiclass f1: f1_macro
         if m is None or m.estimate is None or estimate.events < self.min_events:
             return None
         model = str(ModelKey(estimate.model_name, estimate.model_version))

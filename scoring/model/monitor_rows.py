@@ -5,7 +5,8 @@ in the spec's order; numeric values finite or missing (NaN); categorical values 
 code, ``0 .. len(categories)`` (the last meaning unseen), or missing. Anything else did not
 come from a scorer of that version, and downstream code (segments, decoders, River inputs)
 would index out of range on it. A multiclass model's records carry its classes, in its order,
-and a probability in [0, 1] per class and event; any other model's records carry none.
+and a probability in [0, 1] per class and event (a shadow challenger's too); any other model's
+records carry none.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ class RecordShape:
         problem = spec_problem(columns.feature_names, columns.rows, self.spec)
         if problem is not None:
             return problem
-        return probabilities_problem(columns.classes, columns.probabilities, self.classes)
+        problem = probabilities_problem(columns.classes, columns.probabilities, self.classes)
+        shadow = columns.shadow_probabilities  # a shadow challenger's, NaN rows where it failed
+        if problem is None and shadow is not None and ((shadow < 0) | (shadow > 1)).any():
+            return "a shadow challenger's class probability outside [0, 1]"
+        return problem
 
 
 def probabilities_problem(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightgbm as lgb
@@ -83,6 +83,7 @@ def train_bundle(
     params: dict | None = None,
     early_stopping_rounds: int | None = None,
     validation: float = 0.1,
+    classes: Sequence[str | int] | None = None,
 ) -> ModelBundle:
     """Infer the feature spec (unless given), train on a random split, measure the holdout, and save.
 
@@ -95,13 +96,15 @@ def train_bundle(
     calibrator of the scores (binary) or loss models (regression); a holdout too
     small for them leaves them out (and a multiclass model has none yet).
     A multiclass target holds class names, strings or integers: the bundle records them
-    sorted (``scoring.offline.targets``), and the model's class ``k`` is the ``k``-th.
+    sorted (``scoring.offline.targets``), and the model's class ``k`` is the ``k``-th; ``classes``
+    given (a retrain of a live model) keep their order, and every target value must be one of them.
     """
     task_kind = Task(task)
     given = dict(params or {})
     if num_leaves is not None:
         given.setdefault("num_leaves", num_leaves)
-    frame, y, classes = _labelled(frame, target, task_kind)
+    given_classes = classes
+    frame, y, classes = _labelled(frame, target, task_kind, given_classes)
     lgb_params, rounds = training_params(given, task_kind, seed, num_trees, len(classes or ()) or None)
     if early_stopping_rounds is not None and not (early_stopping_rounds >= 1 and 0 < validation < 1):
         raise TrainingError(
@@ -137,7 +140,11 @@ def train_bundle(
     origin = Origin(
         objective=described.objective,
         num_class=described.num_class,
-        classes_from=None if classes is None else f"the sorted values of the target column {target!r}",
+        classes_from=None
+        if classes is None
+        else "given, in that order"
+        if given_classes is not None
+        else f"the sorted values of the target column {target!r}",
     )
     bundle = ModelBundle(
         path=None,
@@ -154,9 +161,11 @@ def train_bundle(
     return bundle
 
 
-def _labelled(frame: pd.DataFrame, target: str, task: Task) -> tuple[pd.DataFrame, np.ndarray, list | None]:
+def _labelled(
+    frame: pd.DataFrame, target: str, task: Task, classes: Sequence[str | int] | None = None
+) -> tuple[pd.DataFrame, np.ndarray, list | None]:
     """The rows with a target, the target as floats (class indices for multiclass) and a multiclass
-    model's class names; ``TrainingError`` when it is unusable."""
+    model's class names (``classes`` when given); ``TrainingError`` when it is unusable."""
     if target not in frame.columns:
         raise TrainingError(f"target column {target!r} not in {list(frame.columns)}")
     frame = frame.dropna(subset=[target]).reset_index(drop=True)
@@ -164,7 +173,7 @@ def _labelled(frame: pd.DataFrame, target: str, task: Task) -> tuple[pd.DataFram
         raise TrainingError(f"need at least 10 labelled rows, got {len(frame)}")
     if task is Task.multiclass:
         try:
-            classes, index = class_labels(frame[target])
+            classes, index = class_labels(frame[target], classes)
         except ValueError as exc:
             raise TrainingError(f"multiclass target {target!r}: {exc}") from None
         return frame, index.astype(float), classes

@@ -269,6 +269,7 @@ def _list(settings: Settings, registry, name: str | None) -> None:
 def _compare(settings: Settings, args: argparse.Namespace) -> None:
     from scoring.errors import ScoringError
     from scoring.lifecycle.registry import load_ref
+    from streams.services.control.class_topics import compare_classes_from_topics
     from streams.services.control.commands import model_name, run_command
     from streams.services.control.labelled import compare_from_topics
     from streams.services.shared.model_updates import live_update
@@ -280,7 +281,9 @@ def _compare(settings: Settings, args: argparse.Namespace) -> None:
     challenger = args.version or (current.challenger.version if current.challenger else None)
     if challenger is None:
         raise ScoringError("no challenger is serving; name the version to compare with")
-    comparison = compare_from_topics(settings, load_ref(current.champion), challenger, args.alpha)
+    champion = load_ref(current.champion)
+    compare = compare_classes_from_topics if champion.classes is not None else compare_from_topics
+    comparison = compare(settings, champion, challenger, args.alpha)
     print("\n".join(comparison.lines()))
     if comparison.winner == "challenger" and (args.promote or settings.auto_promote):
         update = run_command(settings, "promote", name, challenger, reason="won model compare")

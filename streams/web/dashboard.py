@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from schemas.drift import DriftReport
 from schemas.feedback import MetricsSnapshot
-from schemas.keys import ModelKey
+from schemas.keys import ModelKey, Task
 from streams.services.score.handler import ScoreHandler
 from streams.services.score.telemetry import ScoreCounters
 from streams.settings import Settings
@@ -195,13 +195,13 @@ class Dashboard:
                 snapshot.created_at / 1000,
             )
         champion = next((r for r in overall if r.model == snapshot.champion), None)
-        value = champion.rolling.get(self.settings.alert_kpi_metric) if champion else None
+        metric = Task(snapshot.task).metric_name(self.settings.alert_kpi_metric)  # multiclass f1: f1_macro
+        value = champion.rolling.get(metric) if champion else None
         low = value is not None and value < self.settings.alert_kpi_min
         self._fire(
             "kpi",
             low,
-            f"{snapshot.champion} rolling {self.settings.alert_kpi_metric} {value} "
-            f"< {self.settings.alert_kpi_min}",
+            f"{snapshot.champion} rolling {metric} {value} < {self.settings.alert_kpi_min}",
         )
 
     # -- derived

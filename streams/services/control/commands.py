@@ -156,11 +156,12 @@ def retrain_from_topics(
 ) -> tuple[ModelRef, dict[str, float]]:
     """Train a new version on the last ``labelled`` labelled events of the topics and register it.
 
-    It takes the live champion's feature spec, task and target, so it passes the gate's
-    feature check by construction.
+    It takes the live champion's feature spec, task and target (and a multiclass model's classes, in
+    its order), so it passes the gate's feature and class checks by construction.
     """
     from scoring.offline.training import train_bundle
-    from streams.services.control.labelled import labelled_from_topics, not_yet
+    from streams.services.control.class_topics import class_labels
+    from streams.services.control.labelled import Skipped, labelled_from_topics
 
     registry = ModelRegistry(settings.registry_root)
     name = model_name(settings, name)
@@ -168,8 +169,13 @@ def retrain_from_topics(
     if current is None:
         raise BundleError(f"{name} has no deployed champion to retrain")
     live = _live_or_fail(settings, current)
-    not_yet(live, "retraining from the topics")
-    frame, y = labelled_from_topics(settings, live, labelled, any_version=True, skipped=skipped)
+    skipped = skipped if skipped is not None else Skipped()
+    labels = None
+    if live.classes is not None:  # multiclass: labels name the live model's classes, kept in its order
+        labels = {i: live.classes[k] for i, k in class_labels(settings, live, skipped).items()}
+    frame, y = labelled_from_topics(
+        settings, live, labelled, any_version=True, skipped=skipped, labels=labels
+    )
     if len(y) < 100:
         raise BundleError(f"only {len(y)} labelled events on the topics; at least 100 are needed")
     frame[live.metadata.target] = y
@@ -183,6 +189,7 @@ def retrain_from_topics(
         version=version,
         num_trees=num_trees,
         spec=live.spec,
+        classes=live.classes,
     )
     return registry.register(bundle.path), bundle.metrics
 

@@ -66,7 +66,7 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _monitor(settings: Settings, skipped: Skipped) -> Iterator[dict]:
+def monitor_bodies(settings: Settings, skipped: Skipped) -> Iterator[dict]:
     """Monitoring batches whose columns agree in length; others skipped and counted."""
     counts = ReadCounts()
     for body in read_json(settings, settings.topic_monitor, QUIET_S, counts):
@@ -89,14 +89,18 @@ def labelled_from_topics(
     limit: int,
     any_version: bool = False,
     skipped: Skipped | None = None,
+    labels: dict[str, float | str | int] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked)."""
+    """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked).
+
+    ``labels``: by event_id, when the caller read them (a multiclass model's class names); else the
+    numbers on the labels topic."""
     skipped = skipped if skipped is not None else Skipped()
-    labels = _labels(settings, skipped)
+    labels = dict(labels) if labels is not None else _labels(settings, skipped)
     rows: list[list[float]] = []
-    y: list[float] = []
+    y: list[float | str | int] = []
     width = len(bundle.spec.names)
-    for body in _monitor(settings, skipped):
+    for body in monitor_bodies(settings, skipped):
         if body.get("model_name") != bundle.name:
             continue
         if not any_version and body.get("model_version") != bundle.version:
@@ -135,14 +139,15 @@ def compare_from_topics(
     """Champion against challenger on the labelled events of the topics.
 
     Paired when the challenger scored in shadow (both scores of each event are on
-    ``monitor``); otherwise unpaired, each model on the events it served.
+    ``monitor``); otherwise unpaired, each model on the events it served. A multiclass model's:
+    ``streams.services.control.class_topics``.
     """
     not_yet(champion, "comparing champion and challenger")
     skipped = Skipped()
     labels = _labels(settings, skipped)
     paired: dict[str, tuple[float, float]] = {}
     served: dict[str, dict[str, float]] = {champion.version: {}, challenger_version: {}}
-    for body in _monitor(settings, skipped):
+    for body in monitor_bodies(settings, skipped):
         if body.get("model_name") != champion.name or body.get("model_version") not in served:
             continue
         version = body["model_version"]

@@ -124,7 +124,8 @@ class ScoreHandler:
             max_bytes=self.settings.max_message_bytes,
         )
         # keep each monitoring message well under the broker's 1 MB default limit
-        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1 + len(bundle.class_names)) + 150
+        classes = len(bundle.class_names) * (2 if challenger is not None else 1)  # a shadow's too
+        per_row = JSON_BYTES_PER_VALUE * (len(bundle.spec.names) + 1 + classes) + 150
         monitor_rows = max(1, MONITOR_MESSAGE_BYTES // per_row)
         return _Plan(
             serving=serving,
@@ -285,11 +286,14 @@ class ScoreHandler:
             stats,
         )
         if self.settings.monitor_enabled:
-            shadow_scores = None
+            shadow_scores = shadow_probabilities = None
             if shadow is not None:  # the challenger's score per row; NaN where it failed
                 scored = shadow.scorer.score(matrix)
                 shadow_scores = np.full(len(matrix), np.nan)
                 shadow_scores[scored.scored] = scored.scores
+                if scored.probabilities is not None and result.probabilities is not None:  # multiclass
+                    shadow_probabilities = np.full((len(matrix), scored.probabilities.shape[1]), np.nan)
+                    shadow_probabilities[scored.scored] = scored.probabilities
             emit_monitor(
                 self._topic_monitor,
                 plan.monitor_rows,
@@ -303,6 +307,7 @@ class ScoreHandler:
                 shadow,
                 shadow_scores,
                 result.probabilities,
+                shadow_probabilities,
             )
 
     def dead_letter(

@@ -151,10 +151,12 @@ def emit_monitor(
     shadow: LoadedModel | None,
     shadow_scores: np.ndarray | None,
     probabilities: np.ndarray | None = None,
+    shadow_probabilities: np.ndarray | None = None,
 ) -> None:
     """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each,
     on the monitor partition of the same number (``partitions_of_topic`` of them). ``probabilities``:
-    a multiclass model's, rows x classes."""
+    a multiclass model's, rows x classes; ``shadow_probabilities``: its shadow challenger's (NaN rows
+    where it failed)."""
     bundle = model.bundle
     source = batch.records[0].topic()
     by_partition = np.asarray(partitions)
@@ -185,6 +187,9 @@ def emit_monitor(
             body["classes"] = bundle.class_names
             body["probabilities"] = probabilities[index]
             body["schema_version"] = MULTICLASS_SCHEMA_VERSION
+            if shadow_probabilities is not None and "shadow_scores" in body:
+                rows = shadow_probabilities[index]
+                body["shadow_probabilities"] = [None if row[0] != row[0] else row for row in rows.tolist()]
         value = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         if len(value) > 2 * MONITOR_MESSAGE_BYTES and len(index) > 1:
             # long identifiers made it bigger than the estimate: halve it until it fits

@@ -119,7 +119,8 @@ def _result(result: MonitorColumns | MonitorRejected) -> MonitorColumns:
 
 
 def _read_only(columns: MonitorColumns) -> MonitorColumns:
-    for array in (columns.scores, columns.rows, columns.shadow_scores, columns.probabilities):
+    arrays = (columns.scores, columns.rows, columns.shadow_scores, columns.probabilities)
+    for array in (*arrays, columns.shadow_probabilities):
         if array is not None:
             array.flags.writeable = False
     return columns
