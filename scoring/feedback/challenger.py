@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from river import base, compose, linear_model, preprocessing
+from river import base, compose, linear_model, multiclass, preprocessing
 
 from scoring.model.features import FeatureKind, FeatureSpec
 
@@ -21,7 +21,13 @@ class PresentOnly(base.Transformer):
 
 
 def default_challenger(task: str, spec: FeatureSpec):
-    """StandardScaler + LogisticRegression (binary) or LinearRegression, one-hot for categoricals."""
+    """StandardScaler + LogisticRegression (binary), one-vs-rest LogisticRegressions (multiclass) or
+    LinearRegression, one-hot for categoricals.
+
+    Multiclass: River's ``OneVsRestClassifier`` rather than ``SoftmaxRegression``, whose classes
+    have no intercept (behind a scaler it cannot learn the classes' shares) and which has no
+    intercept learning rate; each one-vs-rest head is the binary challenger's, so it exports with
+    the same code, exactly (``scoring.model.linear_model.OneVsRestLinear``)."""
     numeric = [f.name for f in spec.features if f.kind is FeatureKind.numeric]
     categorical = [f.name for f in spec.features if f.kind is FeatureKind.categorical]
     parts = []
@@ -30,7 +36,12 @@ def default_challenger(task: str, spec: FeatureSpec):
     if categorical:
         parts.append(PresentOnly(categorical) | preprocessing.OneHotEncoder())
     features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
-    head = linear_model.LogisticRegression() if task == "binary" else linear_model.LinearRegression()
+    if task == "multiclass":
+        head = multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+    elif task == "binary":
+        head = linear_model.LogisticRegression()
+    else:
+        head = linear_model.LinearRegression()
     return features | head
 
 
@@ -42,6 +53,16 @@ def challenger_from_setting(setting: str, task: str, spec: FeatureSpec):
     if not module_name.startswith("river."):
         raise ValueError(f"challenger must be 'default' or a river estimator path, got {setting!r}")
     return getattr(importlib.import_module(module_name), class_name)()
+
+
+def class_challenger_step(model, x: dict, y: int, classes: int) -> list[float]:
+    """Progressive validation of a multiclass challenger on one labelled event: its probability of
+    each class index (0 for a class it has not learned yet; 1/K each before it learned any), then
+    one step of learning the label's index ``y``."""
+    proba = model.predict_proba_one(x)
+    guess = [float(proba.get(k, 0.0)) for k in range(classes)] if proba else [1.0 / classes] * classes
+    model.learn_one(x, y)
+    return guess
 
 
 def challenger_predict(model, task: str, x: dict) -> tuple[float, bool | None]:

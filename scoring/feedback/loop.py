@@ -15,8 +15,8 @@ A multiclass model's label names a class (``"fraud"``, or ``2`` for an integer c
 bundle's class list maps it to the class's index (a name that is none of them is counted in
 ``unknown_classes`` and measures nothing). Its KPIs are ``MulticlassKpis`` from the event's
 class probabilities (kept after its features in the join), and its error stream is 0/1: the
-served class was not the label's. The River challenger has no multiclass form yet: none is
-built (said once per model version in the log).
+served class was not the label's. Its River challenger learns the class indices one-vs-rest
+(``scoring.feedback.challenger``) and is measured by the same KPIs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from schemas.feedback import JoinCounts, KpiRow, MetricsSnapshot
 from schemas.keys import ModelKey, Task
 from scoring.drift import MonitorColumns, StreamDetectors
 from scoring.drift.detectors import DetectorConfig
-from scoring.feedback.challenger import challenger_from_setting, challenger_predict
+from scoring.feedback.challenger import challenger_from_setting, challenger_predict, class_challenger_step
 from scoring.feedback.compare import PairedTally
 from scoring.feedback.event_columns import EventBatch, ScoredEvent
 from scoring.feedback.join_segments import WaitingPart
@@ -48,7 +48,6 @@ UNSEEN = "__unseen__"
 MISSING = "__missing__"
 
 log = logging.getLogger(__name__)
-_TOLD: set[str] = set()  # multiclass model versions whose missing challenger was logged (once per process)
 
 
 class Learner:
@@ -81,10 +80,8 @@ class Learner:
         self._class_of = class_lookup(classes)
         self.board = KpiBoard(task, window, threshold, self.classes)
         self.challenger_setting = challenger
-        # one shard of a sharded learner trains the challenger; the others leave it out (and a multiclass
-        # learner has none: the River challenger has no multiclass form yet)
-        multiclass = task == Task.multiclass
-        trains = train_challenger and not multiclass
+        # one shard of a sharded learner trains the challenger; the others leave it out
+        trains = train_challenger
         self.challenger = challenger_from_setting(challenger, task, spec) if trains else None
         self.unknown_classes = 0  # multiclass: labels naming none of the model's classes, not measured
         self.challenger_name = "river:" + (
@@ -187,16 +184,12 @@ class Learner:
         return self._error(event, abs(event.score - label))
 
     def _learn_class(self, event: ScoredEvent, label: float | str) -> list[DetectorChange]:
-        """A multiclass model's labelled event: its KPIs and its 0/1 error (no challenger, no shadow)."""
+        """A multiclass model's labelled event: its KPIs, the challenger's, and its 0/1 error (no shadow)."""
         y = self._class_of.get(class_text(label))
         if y is None:  # the label intake refuses these first; a label from a checkpoint may still be one
             self.unknown_classes += 1
             log.warning("label %r of %s names none of its classes: not measured", label, event.event_id)
             return []
-        if event.model not in _TOLD:  # once per model version, however many shards learn
-            _TOLD.add(event.model)
-            log.info("%s is a multiclass model: no River challenger for it (none has a multiclass form yet)",
-                     event.model)  # fmt: skip
         row = np.frombuffer(event.row)
         width = len(self.spec.names)
         probabilities = row[width:].tolist()
@@ -204,6 +197,9 @@ class Learner:
         # the served class: the most probable, the first of equals
         predicted = max(range(len(probabilities)), key=probabilities.__getitem__)
         self.board.update(event.model, y, probabilities, segments, predicted)
+        if self.challenger is not None:  # progressive validation: predict, then learn
+            guess = class_challenger_step(self.challenger, self.challenger_input(row), y, len(self.classes))
+            self.board.update(self.challenger_name, y, guess, segments)
         return self._error(event, float(predicted != y))
 
     def _tally(self, event: ScoredEvent, label: float) -> None:

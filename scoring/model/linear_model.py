@@ -12,15 +12,21 @@ so scoring, explanations, the gate and reports take it unchanged. Its scores equ
 River's ``predict_proba_one`` / ``predict_one`` on the same inputs: a missing value
 adds nothing (River leaves the key out), a zero-variance feature adds nothing, and
 the logistic link clips at +-30 as River's does.
+
+A multiclass challenger is River's ``OneVsRestClassifier`` of logistic regressions behind
+the same preprocessing; it exports as ``OneVsRestLinear``: one logistic ``LinearModel`` per
+class, in the champion's class order, the rows of sigmoids scaled to sum to 1 as River
+scales them (a row of zeros, every head past -30, gives each class 1/K).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from scoring.model.features import FeatureKind, FeatureSpec
 
@@ -94,6 +100,54 @@ class LinearModel(BaseModel):
         return terms
 
 
+class OneVsRestLinear(BaseModel):
+    """One logistic ``LinearModel`` per class (``heads[k]`` is ``classes[k]``'s), as River's
+    ``OneVsRestClassifier`` scores: each head's sigmoid, the row scaled to sum to 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["linear_ovr"] = "linear_ovr"
+    classes: list[str] = Field(min_length=2)
+    heads: list[LinearModel]
+
+    def model_post_init(self, _context: object) -> None:
+        if len(self.heads) != len(self.classes):
+            raise ValueError(f"{len(self.heads)} heads for {len(self.classes)} classes")
+        if any(h.link != "logistic" or h.features != self.heads[0].features for h in self.heads):
+            raise ValueError("every head must be logistic, over the same features")
+
+    def feature_name(self) -> list[str]:
+        return self.heads[0].feature_name()
+
+    def model_to_string(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def feature_importance(self, importance_type: str = "gain") -> np.ndarray:
+        """Each feature's largest importance over the heads."""
+        return np.max([h.feature_importance(importance_type) for h in self.heads], axis=0)
+
+    def predict(self, matrix: np.ndarray, num_threads: int = 1, pred_contrib: bool = False) -> np.ndarray:
+        """(n, K) probabilities; with ``pred_contrib``, (n, K x (features + 1)) as LightGBM's multiclass
+        layout: each head's terms of its raw score, then its intercept."""
+        if pred_contrib:
+            return np.hstack([h.predict(matrix, pred_contrib=True) for h in self.heads])
+        votes = np.column_stack([h.predict(matrix) for h in self.heads])
+        total = votes.sum(axis=1, keepdims=True)
+        even = np.full_like(votes, 1.0 / len(self.heads))
+        return np.where(total > 0, votes / np.where(total > 0, total, 1.0), even)
+
+
+AnyLinear = Annotated[LinearModel | OneVsRestLinear, Field(discriminator="kind")]
+_ANY_LINEAR: TypeAdapter[LinearModel | OneVsRestLinear] = TypeAdapter(AnyLinear)
+
+
+def read_linear(data: bytes | str | dict) -> LinearModel | OneVsRestLinear:
+    """A linear bundle model from its JSON (``kind`` says which); pydantic's ``ValidationError`` if none."""
+    if isinstance(data, dict):
+        return _ANY_LINEAR.validate_python(data)
+    return _ANY_LINEAR.validate_json(data)
+
+
 def _parts(estimator) -> list:
     """Every step of a River pipeline, unions included, depth first."""
     steps = getattr(estimator, "steps", None)
@@ -105,12 +159,34 @@ def _parts(estimator) -> list:
     return [estimator]
 
 
-def linear_from_river(pipeline, spec: FeatureSpec) -> LinearModel:
-    """Export a River linear pipeline (the default challenger); ``ValueError`` for anything else."""
-    from river import linear_model, preprocessing
+def linear_from_river(
+    pipeline, spec: FeatureSpec, classes: Sequence[str] = ()
+) -> LinearModel | OneVsRestLinear:
+    """Export a River linear pipeline (the default challenger); ``ValueError`` for anything else.
+
+    ``classes``: a multiclass challenger's, in the champion's order; its ``OneVsRestClassifier``
+    knows them by index (the learner teaches it class indices) and must have seen every one.
+    """
+    from river import multiclass
 
     parts = _parts(pipeline)
     head = parts[-1] if parts else None
+    if isinstance(head, multiclass.OneVsRestClassifier):
+        missing = [name for k, name in enumerate(classes) if k not in head.classifiers]
+        if len(classes) < 2 or missing:
+            raise ValueError(f"the challenger has not learned the classes {missing} yet")
+        heads = [_linear(parts[:-1], head.classifiers[k], spec) for k in range(len(classes))]
+        return OneVsRestLinear(classes=list(classes), heads=heads)
+    if classes:
+        raise ValueError(f"a multiclass challenger must be one-vs-rest, not {type(head).__name__}")
+    return _linear(parts[:-1], head, spec)
+
+
+def _linear(preprocessing_parts: list, head, spec: FeatureSpec) -> LinearModel:
+    """One linear head behind the pipeline's preprocessing, as a ``LinearModel``."""
+    from river import linear_model, preprocessing
+
+    parts = [*preprocessing_parts, head]
     if not isinstance(head, linear_model.LogisticRegression | linear_model.LinearRegression):
         raise ValueError(f"only a linear challenger can be exported as a bundle, not {type(head).__name__}")
     known = (preprocessing.StandardScaler, preprocessing.OneHotEncoder, linear_model.LogisticRegression,
