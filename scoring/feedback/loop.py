@@ -93,7 +93,8 @@ class Learner:
         self.detectors: dict[str, StreamDetectors] = {}
         self.tallies: dict[str, PairedTally] = {}  # "champion|shadow challenger" -> paired outcomes
         self.champion: str | None = None
-        self.on_labelled: Callable[[ScoredEvent, float], None] | None = None  # e.g. the estimate checks
+        # e.g. the estimate checks; a multiclass model's label is its class index
+        self.on_labelled: Callable[[ScoredEvent, float], None] | None = None
         self._segmenters = self._make_segmenters(segment_features, reference)
         self._decoders = self._make_decoders()
 
@@ -200,6 +201,8 @@ class Learner:
         if self.challenger is not None:  # progressive validation: predict, then learn
             guess = class_challenger_step(self.challenger, self.challenger_input(row), y, len(self.classes))
             self.board.update(self.challenger_name, y, guess, segments)
+        if self.on_labelled is not None:  # the estimate checks: the class index as the label
+            self.on_labelled(event, y)
         return self._error(event, float(predicted != y))
 
     def _tally(self, event: ScoredEvent, label: float) -> None:

@@ -9,7 +9,9 @@ nothing crashes. The same model saved with ``save_model`` and brought back with 
 deployed and serves the same probabilities. A team's ``multiclassova`` model on the same inputs, its
 classes in the team's order, is refused by the gate (other classes than the live model's, at the
 command line and in a worker) and served by a worker of its own, equal to the team's own predict.
-The learn role's River challenger (phase D), taught by the same labels, is published as version 4
+Phase D: the learn role checks the 4 windows' estimates against the labels (``status`` shows the
+last check, ``report --from-topics`` all of them and the confusion matrix of the published
+predictions); its River challenger, taught by the same labels, is published as version 4
 (``model publish-challenger --shadow``): served beside the champion, its shadow scores and its /v2
 probabilities equal the registered bundle's predict (1e-12).
 """
@@ -26,6 +28,7 @@ import orjson
 import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
+from sklearn.metrics import confusion_matrix
 
 from schemas.export import export_json_schemas
 from schemas.feedback import MetricsSnapshot
@@ -243,6 +246,7 @@ def test_a_trained_and_an_imported_multiclass_model_serve_booster_predict_on_eve
     assert drift["unreadable"] == 0 and drift["windows_without_estimate"] == 0  # estimated (phase C)
     for topic in ("STREAMSCORE_TOPIC_MONITOR", "STREAMSCORE_TOPIC_LABELS"):
         assert _refused(worker, env[topic]) == 0, f"records on {env[topic]} refused"
+    _estimates_checked_and_reported(env, folder, tmp_path, worker, predictions)
     _river_challenger_in_shadow(bootstrap, env, worker, snapshot, rows)
 
     # the same model, saved with save_model and imported, deployed through the gate
@@ -258,6 +262,34 @@ def test_a_trained_and_an_imported_multiclass_model_serve_booster_predict_on_eve
     refused = _cli(env, "model", "deploy", "3")
     assert refused.returncode == 1 and "are not the live model's" in refused.stderr
     assert worker.alive() and worker.get("/stats")["model_version"] == "2"
+
+
+def _estimates_checked_and_reported(env: dict, folder: Path, tmp_path: Path, worker, predictions) -> None:
+    """Phase D: the learn role checks every window's estimate against its labels; ``status`` shows the
+    last check, ``report --from-topics`` every check and the confusion matrix of the labelled events."""
+    windows = EVENTS // 500
+    _wait(lambda: worker.get("/stats")["learn"]["estimate_checks"]["checks"] >= windows, 90, "checks")
+    status = _cli(env, "status")
+    line = re.search(r"queues:1 window \d+ checked on ([\d,]+) of \1 labels: (.*)", status.stdout)
+    assert status.returncode == 0 and line is not None, status.stdout
+    kpis = re.findall(r"(\w+) [\d.]+ vs [\d.]+ \[", line.group(2))
+    assert kpis == ["accuracy", "f1_macro", "auc_macro_ovr"], line.group(0)
+    page = tmp_path / "report.html"
+    model = str(folder / "queues-1")
+    done = _cli(env, "report", "--model", model, "--from-topics", str(EVENTS), "--out", str(page))
+    assert done.returncode == 0 and f"report on {EVENTS:,} labelled rows" in done.stdout, done.stderr
+    html = page.read_text()
+    assert f"<p>{windows} windows checked; in " in html
+    checked = re.findall(r"<tr(?: class=\"flag\")?><td>\d+</td><td>[\d,]+</td><td>(\w+)</td>", html)
+    assert sorted(checked) == sorted(["accuracy", "f1_macro", "auc_macro_ovr"] * windows), checked
+    truth = multiclass_frame(EVENTS, seed=52)[MULTICLASS_TARGET]
+    by_class = {name: k for k, name in enumerate(CLASSES)}
+    expected = confusion_matrix(
+        [by_class[y] for y in truth], [by_class[p.label] for p in predictions], labels=[0, 1, 2]
+    )
+    table = re.search(r'<table id="confusion">(.*?)</table>', html).group(1)
+    cells = [[int(v) for v in re.findall(r"<td>(\d+)</td>", row)] for row in table.split("</tr>")[1:4]]
+    assert [row[:3] for row in cells] == expected.tolist(), "the confusion matrix of what was published"
 
 
 def _river_challenger_in_shadow(bootstrap: str, env: dict, worker: WorkerProcess, snapshot, rows) -> None:
