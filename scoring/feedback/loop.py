@@ -292,8 +292,8 @@ class Learner:
         join.next_seq = j.get("next_seq", int(seqs.max(initial=-1)) + 1)
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
         if river_objects is not None:
-            if self.challenger is not None:
-                self.challenger = river_objects["challenger"]
+            if self.challenger is not None and river_objects.get("challenger") is not None:
+                self.challenger = river_objects["challenger"]  # (none in a multiclass one before phase D)
             # detectors of another kind or configuration (an older checkpoint) start afresh
             detectors = river_objects.get("detectors") or {}
             self.detectors = {

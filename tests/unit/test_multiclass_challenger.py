@@ -86,3 +86,15 @@ def test_a_bundle_whose_linear_classes_are_not_its_metadatas_is_refused(queues_b
     out = ModelBundle(None, bundle.booster, bundle.spec, bundle.reference, {}, renamed).save(tmp_path / "b")
     with pytest.raises(BundleError, match="classes differ"):
         ModelBundle.load(out)
+
+
+def test_a_checkpoint_from_before_the_multiclass_challenger_leaves_a_fresh_one(queues_bundle) -> None:
+    """A multiclass learner's checkpoint of phases B and C holds no challenger: it starts afresh."""
+    before = learner_for(SETTINGS, queues_bundle)
+    learner = learner_for(SETTINGS, queues_bundle)
+    learner.restore(before.state(), {"challenger": None, "detectors": {}}, [])
+    assert learner.challenger is not None
+    frame = multiclass_frame(50, seed=14)
+    matrix = queues_bundle.spec.encode_frame(frame.drop(columns=[MULTICLASS_TARGET]))
+    guess = class_challenger_step(learner.challenger, learner.challenger_input(matrix[0]), 1, 3)
+    assert guess == [1 / 3] * 3, "nothing learned yet: every class as likely"
