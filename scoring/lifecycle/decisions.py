@@ -16,7 +16,7 @@ from schemas.lifecycle import HISTORY_KEPT, ChallengerMode, ModelRef, ModelUpdat
 from scoring.errors import LifecycleError
 from scoring.lifecycle.gate import admit
 from scoring.model.bundle import ModelBundle, new_metadata
-from scoring.model.linear_model import LinearModel, OneVsRestLinear
+from scoring.model.linear_model import LinearModel, SoftmaxLinear
 
 
 def _now_ms() -> int:
@@ -112,7 +112,7 @@ def apply_update(update: ModelUpdate, serving: Serving, load: Callable[[ModelRef
 
 
 def bundle_from_linear(
-    model: LinearModel | OneVsRestLinear, live: ModelBundle, version: str, metrics: dict[str, float]
+    model: LinearModel | SoftmaxLinear, live: ModelBundle, version: str, metrics: dict[str, float]
 ) -> ModelBundle:
     """A servable bundle of an exported (River) linear challenger, beside the ``live`` champion.
 

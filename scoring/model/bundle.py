@@ -48,7 +48,7 @@ from schemas.keys import Task
 from scoring.errors import BundleError, ManifestMismatch, ModelMismatch
 from scoring.model.calibration import Calibration, ClassCalibration
 from scoring.model.features import FeatureSpec
-from scoring.model.linear_model import LinearModel, OneVsRestLinear, read_linear
+from scoring.model.linear_model import LinearModel, SoftmaxLinear, read_linear
 from scoring.model.loss_models import FILES as LOSS_FILES
 from scoring.model.loss_models import LossModels
 from scoring.model.metadata import (
@@ -85,7 +85,7 @@ class ModelBundle:
     """A loaded, verified bundle. The booster is ready to predict."""
 
     path: Path | None
-    booster: lgb.Booster | LinearModel | OneVsRestLinear  # a linear one offers the calls a bundle makes
+    booster: lgb.Booster | LinearModel | SoftmaxLinear  # a linear one offers the calls a bundle makes
     spec: FeatureSpec
     reference: Reference
     metrics: dict[str, float]

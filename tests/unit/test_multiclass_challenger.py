@@ -1,5 +1,5 @@
-"""The River challenger of a multiclass model (issue 28, phase D): one-vs-rest logistic regressions
-behind the binary challenger's preprocessing, exported as weights in JSON, served exactly."""
+"""The River challenger of a multiclass model (issue 28, phase D): a softmax regression behind the
+binary challenger's preprocessing, exported as weights in JSON, served exactly."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scoring.feedback.challenger import class_challenger_step
 from scoring.lifecycle.decisions import bundle_from_linear
 from scoring.lifecycle.gate import admit
 from scoring.model.bundle import BundleError, ModelBundle
-from scoring.model.linear_model import OneVsRestLinear, linear_from_river, read_linear
+from scoring.model.linear_model import SoftmaxLinear, linear_from_river, read_linear
 from scoring.offline.synthetic import MULTICLASS_TARGET, multiclass_frame
 from streams.services.learn.shard import learner_for
 from streams.settings import Settings
@@ -35,7 +35,7 @@ def test_the_exported_challenger_scores_every_class_as_river_does(queues_bundle:
     learner = _taught(queues_bundle, matrix[:2000], y[:2000])
 
     model = linear_from_river(learner.challenger, learner.spec, learner.classes)
-    assert isinstance(model, OneVsRestLinear) and model.classes == ["billing", "fraud", "support"]
+    assert isinstance(model, SoftmaxLinear) and model.classes == ["billing", "fraud", "support"]
     assert read_linear(model.model_dump_json()) == model, "weights in JSON, read back as they were"
     exported = bundle_from_linear(model, queues_bundle, "7", {})
     loaded = ModelBundle.load(exported.save(tmp_path / "challenger"))
@@ -49,10 +49,11 @@ def test_the_exported_challenger_scores_every_class_as_river_does(queues_bundle:
     assert (ours.argmax(axis=1) == expected.argmax(axis=1)).all()
     accuracy = float((ours.argmax(axis=1) == y[2000:]).mean())
     assert accuracy > 0.6, f"it learned the queues (chance is about 1/3): {accuracy:.3f}"
-    # explanations: per class, the terms and the intercept add up to that head's logit
-    contributions = loaded.booster.predict(held_out, pred_contrib=True).reshape(len(held_out), 3, -1)
-    heads = np.column_stack([h.predict(held_out) for h in model.heads])
-    np.testing.assert_allclose(contributions.sum(axis=2), np.log(heads / (1 - heads)), atol=1e-6)
+    # explanations: per class, the terms (and a zero intercept) add up to its raw score, whose softmax
+    # is the probabilities
+    raw = loaded.booster.predict(held_out, pred_contrib=True).reshape(len(held_out), 3, -1).sum(axis=2)
+    softmax = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax, ours, rtol=0, atol=1e-9)
     assert admit(lambda: loaded, queues_bundle).classes == queues_bundle.classes
 
 
@@ -72,7 +73,7 @@ def test_a_challenger_is_exported_only_once_it_learned_every_class_and_only_besi
     with pytest.raises(LifecycleError, match="not the champion's"):
         bundle_from_linear(model, agrawal_bundle, "7", {})
     with pytest.raises(ValidationError, match="2 heads for 3 classes"):
-        OneVsRestLinear(classes=model.classes, heads=model.heads[:2])
+        SoftmaxLinear(classes=model.classes, heads=model.heads[:2])
 
 
 def test_a_bundle_whose_linear_classes_are_not_its_metadatas_is_refused(queues_bundle, tmp_path) -> None:
