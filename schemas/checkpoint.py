@@ -29,7 +29,7 @@ class ChallengerExport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: dict = Field(description="a scoring.model.linear_model.LinearModel as JSON")
+    model: dict = Field(description="a scoring.model.linear_model.LinearModel or SoftmaxLinear, as JSON")
     metrics: dict[str, float] = Field(description="progressive-validation KPIs over every label")
     labels: int = Field(ge=0, description="labelled events it learned from")
     created_at: int = Field(description="epoch milliseconds")

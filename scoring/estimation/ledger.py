@@ -9,6 +9,10 @@ the newest event seen, so the join has let its events go). Settling gives one
 ``EstimateCheck`` (``check_estimate``) against the KPIs realized from the labels it
 got; a window that got none settles with nothing to check and is only counted.
 
+A multiclass model's labelled event brings its class index (as ``label``) and its K class
+probabilities; its window's realized KPIs are ``MulticlassKpis`` (accuracy, macro F1 and
+macro one-vs-rest AUC are checked against the estimates of the same names).
+
 A realized KPI outside the estimate's band counts as a disagreement only past the
 accuracy asked of the estimator (``FLOORS``: 0.02 for KPIs in [0, 1], 10% of the
 estimate for error KPIs): the band's estimator part is a rough figure, and a
@@ -18,8 +22,8 @@ had changed (docs/estimation.md). Concept drift moves the KPIs far past that.
 Labels that come before their window's estimate (the drift path closes a window and
 the learner reads its estimate a moment later) wait in a bounded buffer and are
 matched when it arrives. A pending window keeps the realized KPIs as sums (``scoring.metrics.kpis``:
-counts, and for a binary model two 1,000-bin score histograms, so the realized AUC is
-exact up to pairs within a bin), whatever its size; at most ``max_windows`` windows
+counts, and for a binary model two 1,000-bin score histograms, a multiclass model's per class,
+so the realized AUC is exact up to pairs within a bin), whatever its size; at most ``max_windows`` windows
 and ``max_early`` early labels wait. A checkpoint holds the pending windows, not the
 early labels: after a restart their windows settle with the labels they have (the
 check widens its band for the share labelled).
@@ -47,9 +51,14 @@ from schemas.estimation import EstimateCheck, PerformanceEstimate
 from schemas.keys import ModelKey
 from scoring.estimation.check import check_estimate
 from scoring.metrics.kpis import BinaryKpis, Kpis, RegressionKpis
+from scoring.metrics.multiclass import MulticlassKpis
 
 Key = tuple[str, str, int]  # "name:version", source topic, partition
-FLOORS = {"binary": {"min_difference": 0.02}, "regression": {"min_relative": 0.10}}
+FLOORS = {
+    "binary": {"min_difference": 0.02},
+    "multiclass": {"min_difference": 0.02},
+    "regression": {"min_relative": 0.10},
+}
 
 
 class Labelled(NamedTuple):
@@ -60,25 +69,43 @@ class Labelled(NamedTuple):
     partition: int
     offset: int
     score: float
-    label: float
+    label: float  # a multiclass model's: its class index
+    probabilities: tuple[float, ...] = ()  # a multiclass model's: each class's
 
 
 @dataclass
 class PendingWindow:
-    """A window's estimate and the KPIs realized by the labels that came for it so far."""
+    """A window's estimate and the KPIs realized by the labels that came for it so far (a multiclass
+    window's from its first label on, which tells how many classes there are)."""
 
     estimate: PerformanceEstimate
-    kpis: Kpis
+    kpis: Kpis | MulticlassKpis | None
 
     @classmethod
     def of(cls, estimate: PerformanceEstimate) -> PendingWindow:
         if estimate.task == "binary":
             return cls(estimate, BinaryKpis(window=0, threshold=estimate.threshold or 0.5))
+        if estimate.task == "multiclass":
+            return cls(estimate, None)
         return cls(estimate, RegressionKpis(window=0))
+
+    def add(self, score: float, label: float, probabilities: tuple[float, ...]) -> bool:
+        """One labelled event; False for a multiclass one whose classes are not the window's."""
+        if self.estimate.task != "multiclass":
+            assert self.kpis is not None and not isinstance(self.kpis, MulticlassKpis)
+            self.kpis.update(float(label), float(score))
+            return True
+        k = len(probabilities)
+        if self.kpis is None and k >= 2:
+            self.kpis = MulticlassKpis(window=0, classes=[str(c) for c in range(k)])
+        if not isinstance(self.kpis, MulticlassKpis) or k != len(self.kpis.classes) or not 0 <= label < k:
+            return False
+        self.kpis.update(int(label), probabilities)
+        return True
 
     @property
     def labelled(self) -> int:
-        return self.kpis.n
+        return 0 if self.kpis is None else self.kpis.n
 
     @property
     def complete(self) -> bool:
@@ -100,8 +127,7 @@ class EstimateLedger:
     def add(self, estimate: PerformanceEstimate) -> None:
         """A closed window's estimate: labels in its spans count towards it from now on.
 
-        An estimate of a task with no check yet (multiclass: no realized KPIs in the learn path
-        before issue 28's phase B, no ``FLOORS`` entry) is not kept: it could only settle unlabelled.
+        An estimate of a task with no ``FLOORS`` entry is not kept: it could only settle unlabelled.
         """
         if not estimate.spans or estimate.events == 0 or estimate.task not in FLOORS:
             return
@@ -122,15 +148,24 @@ class EstimateLedger:
             self.labelled(*event)
 
     def labelled(
-        self, model: str, topic: str, partition: int, offset: int, score: float, label: float
+        self,
+        model: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        score: float,
+        label: float,
+        probabilities: tuple[float, ...] = (),
     ) -> bool:
-        """Count one labelled event towards its window; False (kept for later) if no window holds it yet."""
+        """Count one labelled event towards its window; False (kept for later) if no window holds it yet.
+
+        A multiclass model's: ``label`` is the class index, ``probabilities`` each class's."""
         entries = self._spans.get((model, topic, partition), [])
         at = bisect.bisect_right(entries, offset, key=lambda entry: entry[0]) - 1
         if at >= 0 and offset <= entries[at][1] and not entries[at][2].complete:
-            entries[at][2].kpis.update(float(label), float(score))
-            return True
-        self.early.append(Labelled(model, topic, int(partition), int(offset), float(score), float(label)))
+            return entries[at][2].add(score, label, probabilities)
+        early = Labelled(model, topic, int(partition), int(offset), float(score), float(label), probabilities)
+        self.early.append(early)
         return False
 
     def settle(self, newest_event_time: int, ttl_ms: int) -> list[EstimateCheck]:
@@ -147,6 +182,7 @@ class EstimateLedger:
                 self.unlabelled += 1
                 continue
             floor = FLOORS[window.estimate.task]
+            assert window.kpis is not None  # it has labels
             realized = window.kpis.cumulative()
             checks.append(check_estimate(window.estimate, realized, window.labelled, **floor))
         return checks
@@ -165,7 +201,8 @@ class EstimateLedger:
     def state(self) -> dict:
         return {
             "windows": [
-                {"estimate": w.estimate.model_dump(mode="json"), "kpis": w.kpis.state()} for w in self.windows
+                {"estimate": w.estimate.model_dump(mode="json"), "kpis": w.kpis and w.kpis.state()}
+                for w in self.windows
             ],
             "counts": [self.settled, self.unlabelled, self.dropped],
         }
@@ -174,5 +211,7 @@ class EstimateLedger:
         for w in state["windows"]:
             self.add(PerformanceEstimate.model_validate(w["estimate"]))
             window = self.windows[-1]
-            window.kpis = type(window.kpis).from_state(w["kpis"])
+            if w["kpis"] is not None:  # None: a multiclass window with no label yet
+                kind = MulticlassKpis if window.estimate.task == "multiclass" else type(window.kpis)
+                window.kpis = kind.from_state(w["kpis"])
         self.settled, self.unlabelled, self.dropped = map(int, state["counts"])

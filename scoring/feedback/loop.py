@@ -16,8 +16,9 @@ bundle's class list maps it to the class's index (a name that is none of them is
 ``unknown_classes`` and measures nothing). Its KPIs are ``MulticlassKpis`` from the event's
 class probabilities (kept after its features in the join), and its error stream is 0/1: the
 served class was not the label's; a shadow challenger's probabilities (after the model's in
-the row) give its KPIs and its tally (``scoring.feedback.class_shadow``). The River challenger has
-no multiclass form yet: none is built (said once per model version in the log).
+the row) give its KPIs and its tally (``scoring.feedback.class_shadow``). Its River challenger (a
+softmax regression, ``scoring.feedback.challenger``) learns the class indices and is measured by the
+same KPIs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from schemas.keys import ModelKey, Task
 from scoring.drift import MonitorColumns, StreamDetectors
 from scoring.drift.detectors import DetectorConfig
 from scoring.feedback import class_shadow
-from scoring.feedback.challenger import challenger_from_setting, challenger_predict
+from scoring.feedback.challenger import challenger_from_setting, challenger_predict, class_challenger_step
 from scoring.feedback.compare import PairedTally
 from scoring.feedback.event_columns import EventBatch, ScoredEvent
 from scoring.feedback.join_segments import WaitingPart
@@ -50,7 +51,6 @@ UNSEEN = "__unseen__"
 MISSING = "__missing__"
 
 log = logging.getLogger(__name__)
-_TOLD: set[str] = set()  # multiclass model versions whose missing challenger was logged (once per process)
 
 
 class Learner:
@@ -83,10 +83,8 @@ class Learner:
         self._class_of = class_lookup(classes)
         self.board = KpiBoard(task, window, threshold, self.classes)
         self.challenger_setting = challenger
-        # one shard of a sharded learner trains the challenger; the others leave it out (and a multiclass
-        # learner has none: the River challenger has no multiclass form yet)
-        multiclass = task == Task.multiclass
-        trains = train_challenger and not multiclass
+        # one shard of a sharded learner trains the challenger; the others leave it out
+        trains = train_challenger
         self.challenger = challenger_from_setting(challenger, task, spec) if trains else None
         self.unknown_classes = 0  # multiclass: labels naming none of the model's classes, not measured
         self.challenger_name = "river:" + (
@@ -98,7 +96,8 @@ class Learner:
         self.detectors: dict[str, StreamDetectors] = {}
         self.tallies: dict[str, PairedTally] = {}  # "champion|shadow challenger" -> paired outcomes
         self.champion: str | None = None
-        self.on_labelled: Callable[[ScoredEvent, float], None] | None = None  # e.g. the estimate checks
+        # e.g. the estimate checks; a multiclass model's label is its class index
+        self.on_labelled: Callable[[ScoredEvent, float], None] | None = None
         self._segmenters = self._make_segmenters(segment_features, reference)
         self._decoders = self._make_decoders()
 
@@ -189,16 +188,12 @@ class Learner:
         return self._error(event, abs(event.score - label))
 
     def _learn_class(self, event: ScoredEvent, label: float | str) -> list[DetectorChange]:
-        """A multiclass model's labelled event: its KPIs, a shadow challenger's, its 0/1 error (no River)."""
+        """A multiclass model's labelled event: its KPIs, the challenger's, a shadow's, its 0/1 error."""
         y = self._class_of.get(class_text(label))
         if y is None:  # the label intake refuses these first; a label from a checkpoint may still be one
             self.unknown_classes += 1
             log.warning("label %r of %s names none of its classes: not measured", label, event.event_id)
             return []
-        if event.model not in _TOLD:  # once per model version, however many shards learn
-            _TOLD.add(event.model)
-            log.info("%s is a multiclass model: no River challenger for it (none has a multiclass form yet)",
-                     event.model)  # fmt: skip
         row = np.frombuffer(event.row)
         probabilities, shadow = class_shadow.class_row(row, len(self.spec.names), len(self.classes))
         segments = {name: seg(row[j]) for j, name, seg in self._segmenters}
@@ -206,6 +201,11 @@ class Learner:
         self.board.update(event.model, y, probabilities, segments, predicted)
         if shadow is not None and event.shadow_model is not None:
             class_shadow.learn_shadow(self.board, self.tallies, event, y, predicted, shadow, segments)
+        if self.challenger is not None:  # progressive validation: predict, then learn
+            guess = class_challenger_step(self.challenger, self.challenger_input(row), y, len(self.classes))
+            self.board.update(self.challenger_name, y, guess, segments)
+        if self.on_labelled is not None:  # the estimate checks: the class index as the label
+            self.on_labelled(event, y)
         return self._error(event, float(predicted != y))
 
     def _tally(self, event: ScoredEvent, label: float) -> None:
@@ -300,8 +300,8 @@ class Learner:
         join.next_seq = j.get("next_seq", int(seqs.max(initial=-1)) + 1)
         join.expired_events, join.unmatched_labels = j["expired_events"], j["unmatched_labels"]
         if river_objects is not None:
-            if self.challenger is not None:
-                self.challenger = river_objects["challenger"]
+            if self.challenger is not None and river_objects.get("challenger") is not None:
+                self.challenger = river_objects["challenger"]  # (none in a multiclass one before phase D)
             # detectors of another kind or configuration (an older checkpoint) start afresh
             detectors = river_objects.get("detectors") or {}
             self.detectors = {

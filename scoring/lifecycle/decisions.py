@@ -16,7 +16,7 @@ from schemas.lifecycle import HISTORY_KEPT, ChallengerMode, ModelRef, ModelUpdat
 from scoring.errors import LifecycleError
 from scoring.lifecycle.gate import admit
 from scoring.model.bundle import ModelBundle, new_metadata
-from scoring.model.linear_model import LinearModel
+from scoring.model.linear_model import LinearModel, SoftmaxLinear
 
 
 def _now_ms() -> int:
@@ -112,14 +112,22 @@ def apply_update(update: ModelUpdate, serving: Serving, load: Callable[[ModelRef
 
 
 def bundle_from_linear(
-    model: LinearModel, live: ModelBundle, version: str, metrics: dict[str, float]
+    model: LinearModel | SoftmaxLinear, live: ModelBundle, version: str, metrics: dict[str, float]
 ) -> ModelBundle:
     """A servable bundle of an exported (River) linear challenger, beside the ``live`` champion.
 
     It takes the champion's feature spec, task, threshold and training reference (the
-    drift baseline: the challenger learned from the same stream the champion serves).
+    drift baseline: the challenger learned from the same stream the champion serves); a
+    multiclass one, the champion's classes, which must be the model's, in the same order.
     """
+    if getattr(model, "classes", None) != (list(live.class_names) or None):
+        raise LifecycleError(
+            f"the challenger's classes {getattr(model, 'classes', None)} are not the champion's "
+            f"{list(live.class_names) or None}"
+        )
     digest = hashlib.sha256(model.model_to_string().encode()).hexdigest()
-    metadata = new_metadata(live.name, version, live.task, f"river-online:{digest}", live.metadata.target)
+    metadata = new_metadata(
+        live.name, version, live.task, f"river-online:{digest}", live.metadata.target, classes=live.classes
+    )
     metadata = metadata.model_copy(update={"model_kind": "linear", "threshold": live.metadata.threshold})
     return ModelBundle(None, model, live.spec, live.reference, dict(metrics), metadata)

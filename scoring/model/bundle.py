@@ -48,7 +48,7 @@ from schemas.keys import Task
 from scoring.errors import BundleError, ManifestMismatch, ModelMismatch
 from scoring.model.calibration import Calibration, ClassCalibration
 from scoring.model.features import FeatureSpec
-from scoring.model.linear_model import LinearModel
+from scoring.model.linear_model import LinearModel, SoftmaxLinear, read_linear
 from scoring.model.loss_models import FILES as LOSS_FILES
 from scoring.model.loss_models import LossModels
 from scoring.model.metadata import (
@@ -85,7 +85,7 @@ class ModelBundle:
     """A loaded, verified bundle. The booster is ready to predict."""
 
     path: Path | None
-    booster: lgb.Booster | LinearModel  # a LinearModel offers the Booster calls a bundle makes
+    booster: lgb.Booster | LinearModel | SoftmaxLinear  # a linear one offers the calls a bundle makes
     spec: FeatureSpec
     reference: Reference
     metrics: dict[str, float]
@@ -200,7 +200,7 @@ class ModelBundle:
             raise BundleError(f"{directory}: invalid bundle metadata: {exc}") from exc
         try:
             if metadata.model_kind == "linear":
-                booster = LinearModel.model_validate_json(contents[MODEL_FILE])
+                booster = read_linear(contents[MODEL_FILE])
             else:
                 booster = lgb.Booster(model_str=contents[MODEL_FILE].decode())
         except (lgb.basic.LightGBMError, UnicodeDecodeError, ValidationError) as exc:
@@ -212,6 +212,10 @@ class ModelBundle:
         elif booster.feature_name() != spec.names:
             raise BundleError(
                 f"{directory}: model features {booster.feature_name()} differ from the spec {spec.names}"
+            )
+        elif getattr(booster, "classes", None) != (list(_names(metadata)) or None):
+            raise BundleError(
+                f"{directory}: the linear model's classes differ from the metadata's {list(_names(metadata))}"
             )
         calibration, losses, per_class = _load_estimation(directory, contents, spec)
         if per_class is not None and per_class.classes != [class_text(c) for c in metadata.classes or ()]:
@@ -314,6 +318,10 @@ def _load_estimation(
     except (ValidationError, ValueError, UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
         raise BundleError(f"{directory}: invalid estimator files: {exc}") from exc
     return calibration, losses, per_class
+
+
+def _names(metadata: Metadata) -> tuple[str, ...]:
+    return tuple(class_text(c) for c in metadata.classes or ())
 
 
 def _sha256(data: bytes) -> str:

@@ -12,15 +12,22 @@ so scoring, explanations, the gate and reports take it unchanged. Its scores equ
 River's ``predict_proba_one`` / ``predict_one`` on the same inputs: a missing value
 adds nothing (River leaves the key out), a zero-variance feature adds nothing, and
 the logistic link clips at +-30 as River's does.
+
+A multiclass challenger is River's ``SoftmaxRegression`` behind the same preprocessing; it
+exports as ``SoftmaxLinear``: per class, in the champion's class order, an identity-link
+``LinearModel`` (River's softmax has no intercept: 0) giving the class's raw score, and the
+row's softmax of them as River computes it (less the row's maximum, exponentiated, scaled to
+sum to 1).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from scoring.model.features import FeatureKind, FeatureSpec
 
@@ -94,6 +101,53 @@ class LinearModel(BaseModel):
         return terms
 
 
+class SoftmaxLinear(BaseModel):
+    """Multiclass: ``heads[k]`` gives ``classes[k]``'s raw score (identity link); the probabilities
+    are the row's softmax, as River's ``SoftmaxRegression`` computes them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["linear_softmax"] = "linear_softmax"
+    classes: list[str] = Field(min_length=2)
+    heads: list[LinearModel]
+
+    def model_post_init(self, _context: object) -> None:
+        if len(self.heads) != len(self.classes):
+            raise ValueError(f"{len(self.heads)} heads for {len(self.classes)} classes")
+        if any(h.link != "identity" or h.features != self.heads[0].features for h in self.heads):
+            raise ValueError("every head must have the identity link, over the same features")
+
+    def feature_name(self) -> list[str]:
+        return self.heads[0].feature_name()
+
+    def model_to_string(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def feature_importance(self, importance_type: str = "gain") -> np.ndarray:
+        """Each feature's largest importance over the classes."""
+        return np.max([h.feature_importance(importance_type) for h in self.heads], axis=0)
+
+    def predict(self, matrix: np.ndarray, num_threads: int = 1, pred_contrib: bool = False) -> np.ndarray:
+        """(n, K) probabilities; with ``pred_contrib``, (n, K x (features + 1)) as LightGBM's multiclass
+        layout: each class's terms of its raw score, then its intercept (0)."""
+        if pred_contrib:
+            return np.hstack([h.predict(matrix, pred_contrib=True) for h in self.heads])
+        raw = np.column_stack([h.predict(matrix) for h in self.heads])
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+AnyLinear = Annotated[LinearModel | SoftmaxLinear, Field(discriminator="kind")]
+_ANY_LINEAR: TypeAdapter[LinearModel | SoftmaxLinear] = TypeAdapter(AnyLinear)
+
+
+def read_linear(data: bytes | str | dict) -> LinearModel | SoftmaxLinear:
+    """A linear bundle model from its JSON (``kind`` says which); pydantic's ``ValidationError`` if none."""
+    if isinstance(data, dict):
+        return _ANY_LINEAR.validate_python(data)
+    return _ANY_LINEAR.validate_json(data)
+
+
 def _parts(estimator) -> list:
     """Every step of a River pipeline, unions included, depth first."""
     steps = getattr(estimator, "steps", None)
@@ -105,24 +159,50 @@ def _parts(estimator) -> list:
     return [estimator]
 
 
-def linear_from_river(pipeline, spec: FeatureSpec) -> LinearModel:
-    """Export a River linear pipeline (the default challenger); ``ValueError`` for anything else."""
-    from river import linear_model, preprocessing
+def linear_from_river(
+    pipeline, spec: FeatureSpec, classes: Sequence[str] = ()
+) -> LinearModel | SoftmaxLinear:
+    """Export a River linear pipeline (the default challenger); ``ValueError`` for anything else.
+
+    ``classes``: a multiclass challenger's, in the champion's order; its ``SoftmaxRegression``
+    knows them by index (the learner teaches it class indices) and must have seen every one.
+    """
+    from river import linear_model
 
     parts = _parts(pipeline)
     head = parts[-1] if parts else None
+    if isinstance(head, linear_model.SoftmaxRegression):
+        missing = [name for k, name in enumerate(classes) if k not in head.weights]
+        if len(classes) < 2 or missing:
+            raise ValueError(f"the challenger has not learned the classes {missing} yet")
+        heads = [
+            _linear(parts[:-1], dict(head.weights[k]), 0.0, "identity", spec) for k in range(len(classes))
+        ]
+        return SoftmaxLinear(classes=list(classes), heads=heads)
+    if classes:
+        raise ValueError(f"a multiclass challenger must be a SoftmaxRegression, not {type(head).__name__}")
     if not isinstance(head, linear_model.LogisticRegression | linear_model.LinearRegression):
         raise ValueError(f"only a linear challenger can be exported as a bundle, not {type(head).__name__}")
-    known = (preprocessing.StandardScaler, preprocessing.OneHotEncoder, linear_model.LogisticRegression,
-             linear_model.LinearRegression)  # fmt: skip
+    link = "logistic" if isinstance(head, linear_model.LogisticRegression) else "identity"
+    return _linear(parts[:-1], dict(head.weights), float(head.intercept), link, spec)
+
+
+def _linear(
+    preprocessing_parts: list, weights: dict, intercept: float, link: str, spec: FeatureSpec
+) -> LinearModel:
+    """A linear head's ``weights`` behind the pipeline's preprocessing, as a ``LinearModel``."""
+    from river import preprocessing
+
+    known = (preprocessing.StandardScaler, preprocessing.OneHotEncoder)
     selectors = ("Select", "PresentOnly")
     others = [
-        type(p).__name__ for p in parts if not isinstance(p, known) and type(p).__name__ not in selectors
+        type(p).__name__
+        for p in preprocessing_parts
+        if not isinstance(p, known) and type(p).__name__ not in selectors
     ]
     if others:
         raise ValueError(f"cannot export a pipeline with {others}")
-    scaler = next((p for p in parts if isinstance(p, preprocessing.StandardScaler)), None)
-    weights = dict(head.weights)
+    scaler = next((p for p in preprocessing_parts if isinstance(p, preprocessing.StandardScaler)), None)
     numeric: dict[str, NumericTerm] = {}
     categorical: dict[str, dict[str, float]] = {}
     for feature in spec.features:
@@ -143,8 +223,8 @@ def linear_from_river(pipeline, spec: FeatureSpec) -> LinearModel:
                 if key.startswith(prefix) and key[len(prefix) :] in names
             }
     return LinearModel(
-        link="logistic" if isinstance(head, linear_model.LogisticRegression) else "identity",
-        intercept=float(head.intercept),
+        link=link,  # type: ignore[arg-type]
+        intercept=intercept,
         features=spec.names,
         numeric=numeric,
         categorical=categorical,

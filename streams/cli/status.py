@@ -1,4 +1,5 @@
-"""``streamscore status``: consumer groups, offsets and lag from the broker; estimated KPIs from ``drift``."""
+"""``streamscore status``: consumer groups, offsets and lag from the broker; estimated KPIs from ``drift``,
+and the last window checked against the realized KPIs from ``metrics``."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from streams.kafka.config import admin_config
     from streams.kafka.lag import group_lag, list_groups
-    from streams.services.learn.estimates import estimate_line, latest_estimates
+    from streams.services.learn.estimates import check_line, estimate_line, latest_checks, latest_estimates
 
     settings = broker_settings(args)
     admin = AdminClient(admin_config(settings))
@@ -50,8 +51,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"total lag {total:,}" + (f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else "")
         )
         before = {(r.group, r.topic, r.partition): r.lag for r in rows}
+    checks = latest_checks(settings)  # the last window of each model version checked against labels
     for estimate in latest_estimates(settings):  # the last drift window of each model version
         console.print(estimate_line(estimate), highlight=False, soft_wrap=True)
+        check = checks.get((estimate.model_name, estimate.model_version))
+        if check is not None:
+            console.print(check_line(check), highlight=False, soft_wrap=True)
     return 0
 
 

@@ -137,8 +137,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scoring.offline.params import read_params
     from scoring.offline.training import read_table, train_bundle
 
-    if args.report and args.task == "multiclass":
-        raise ConfigError("--report: the model report has no multiclass form yet; train without it")
     if args.validation is not None and args.early_stopping_rounds is None:
         raise ConfigError("--validation is the share early stopping watches: give --early-stopping-rounds N")
     params = read_params(args.params) if args.params else None
@@ -194,7 +192,8 @@ def _holdout_report(bundle, frame, target: str, out: Path) -> None:
     labelled = frame.dropna(subset=[target]).reset_index(drop=True)
     holdout, _ = holdout_split(len(labelled))
     rows = labelled.iloc[holdout]
-    data = ReportInput(rows.drop(columns=[target]), rows[target].to_numpy(float), "the holdout")
+    y = _labels(bundle, rows[target], "the holdout")
+    data = ReportInput(rows.drop(columns=[target]), y, "the holdout")
     out.write_text(build_report(bundle, data))
     print(f"report on the {len(rows):,} holdout rows written to {out}")
 
@@ -256,6 +255,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(bundle, labels, where: str):
+    """Labels as the report takes them: numbers, or a multiclass model's class indices."""
+    import numpy as np
+
+    from scoring.model.bundle import Task
+    from scoring.report import class_indices
+
+    if bundle.task is Task.multiclass:
+        return class_indices(bundle, labels, where)
+    return np.asarray(labels, dtype=float)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from scoring.errors import ConfigError
     from scoring.model.bundle import ModelBundle
@@ -274,6 +285,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         source = (
             f"the last {len(y):,} labelled events on {settings.topic_monitor} and {settings.topic_labels}"
         )
+        y = _labels(bundle, y, settings.topic_labels)
     else:
         from scoring.offline.training import read_table
 
@@ -284,11 +296,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             columns = list(table.columns)
             raise ConfigError(f"{args.data}: no column {args.target!r} (--target); it has {columns}")
         table = table.dropna(subset=[args.target])
-        frame, y, source = (
-            table.drop(columns=[args.target]),
-            table[args.target].to_numpy(float),
-            str(args.data),
-        )
+        frame, source = table.drop(columns=[args.target]), str(args.data)
+        y = _labels(bundle, table[args.target], source)
     if len(y) == 0:
         raise ConfigError(f"no labelled rows to report on in {source}")
     data = ReportInput(frame, y, source, tuple(args.segment or ()), args.sensitive, estimate_checks=checks)

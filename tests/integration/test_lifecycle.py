@@ -138,9 +138,7 @@ def test_deploy_and_rollback_while_streaming_lose_nothing_and_swap_between_batch
     )
     stop.set()
     producer.join()
-    print(
-        f"{len(events):,} events; v2 serving from about event {at_deploy:,}; v1 from {at_rollback:,}"
-    )
+    print(f"{len(events):,} events; v2 serving from about event {at_deploy:,}; v1 from {at_rollback:,}")
     assert at_rollback < len(events), "both swaps must land mid-stream"
 
     records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_PREDICTIONS"], len(events), idle_s=2.0)

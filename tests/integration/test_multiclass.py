@@ -9,6 +9,11 @@ nothing crashes. The same model saved with ``save_model`` and brought back with 
 deployed and serves the same probabilities. A team's ``multiclassova`` model on the same inputs, its
 classes in the team's order, is refused by the gate (other classes than the live model's, at the
 command line and in a worker) and served by a worker of its own, equal to the team's own predict.
+Phase D: the learn role checks the 4 windows' estimates against the labels (``status`` shows the
+last check, ``report --from-topics`` all of them and the confusion matrix of the published
+predictions); its River challenger, taught by the same labels, is published as version 4
+(``model publish-challenger --shadow``): served beside the champion, its shadow scores and its /v2
+probabilities equal the registered bundle's predict (1e-12).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import orjson
 import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
+from sklearn.metrics import confusion_matrix
 
 from schemas.export import export_json_schemas
 from schemas.feedback import MetricsSnapshot
@@ -31,7 +37,7 @@ from schemas.messages import Prediction
 from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import MULTICLASS_TARGET, events_from_frame, multiclass_frame
 from streams.kafka.producer import event_payloads
-from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
+from tests.integration.kafka_tools import WorkerProcess, produce, read_monitor, read_topic
 from tests.integration.test_lifecycle import _cli, _wait
 from tests.own_models import QUEUE_CODES, team_queue_table, train_team_queues
 
@@ -157,8 +163,11 @@ def _file(folder: Path, bundle: Path, out: Path) -> np.ndarray:
     return scored[[c for c in scored.columns if c.startswith("probability_")]].to_numpy()
 
 
-def _v2(worker: WorkerProcess, rows: pd.DataFrame, chunk: int = 500) -> tuple[np.ndarray, list[str]]:
-    """(probabilities, labels) from POST /v2/models/queues/infer, one tensor per input."""
+def _v2(
+    worker: WorkerProcess, rows: pd.DataFrame, chunk: int = 500, version: str = ""
+) -> tuple[np.ndarray, list[str]]:
+    """(probabilities, labels) from POST /v2/models/queues[/versions/V]/infer, one tensor per input."""
+    path = f"/v2/models/queues/versions/{version}/infer" if version else "/v2/models/queues/infer"
     probabilities, labels = [], []
     for start in range(0, len(rows), chunk):
         part = rows.iloc[start : start + chunk]
@@ -173,7 +182,7 @@ def _v2(worker: WorkerProcess, rows: pd.DataFrame, chunk: int = 500) -> tuple[np
                 data, datatype = [str(v) for v in column], "BYTES"
             inputs.append({"name": name, "datatype": datatype, "shape": [len(part)], "data": data})
         request = urllib.request.Request(
-            f"http://127.0.0.1:{worker.port}/v2/models/queues/infer",
+            f"http://127.0.0.1:{worker.port}{path}",
             data=json.dumps({"inputs": inputs}).encode(),
             headers={"Content-Type": "application/json"},
         )
@@ -237,6 +246,8 @@ def test_a_trained_and_an_imported_multiclass_model_serve_booster_predict_on_eve
     assert drift["unreadable"] == 0 and drift["windows_without_estimate"] == 0  # estimated (phase C)
     for topic in ("STREAMSCORE_TOPIC_MONITOR", "STREAMSCORE_TOPIC_LABELS"):
         assert _refused(worker, env[topic]) == 0, f"records on {env[topic]} refused"
+    _estimates_checked_and_reported(env, folder, tmp_path, worker, predictions)
+    _river_challenger_in_shadow(bootstrap, env, worker, snapshot, rows)
 
     # the same model, saved with save_model and imported, deployed through the gate
     assert _cli(env, "model", "deploy", "2", "--reason", "the saved model").returncode == 0
@@ -251,6 +262,70 @@ def test_a_trained_and_an_imported_multiclass_model_serve_booster_predict_on_eve
     refused = _cli(env, "model", "deploy", "3")
     assert refused.returncode == 1 and "are not the live model's" in refused.stderr
     assert worker.alive() and worker.get("/stats")["model_version"] == "2"
+
+
+def _estimates_checked_and_reported(env: dict, folder: Path, tmp_path: Path, worker, predictions) -> None:
+    """Phase D: the learn role checks every window's estimate against its labels; ``status`` shows the
+    last check, ``report --from-topics`` every check and the confusion matrix of the labelled events."""
+    windows = EVENTS // 500
+    _wait(lambda: worker.get("/stats")["learn"]["estimate_checks"]["checks"] >= windows, 90, "checks")
+    status = _cli(env, "status")
+    line = re.search(r"queues:1 window \d+ checked on ([\d,]+) of \1 labels: (.*)", status.stdout)
+    assert status.returncode == 0 and line is not None, status.stdout
+    kpis = re.findall(r"(\w+) [\d.]+ vs [\d.]+ \[", line.group(2))
+    assert kpis == ["accuracy", "f1_macro", "auc_macro_ovr"], line.group(0)
+    page = tmp_path / "report.html"
+    model = str(folder / "queues-1")
+    done = _cli(env, "report", "--model", model, "--from-topics", str(EVENTS), "--out", str(page))
+    assert done.returncode == 0 and f"report on {EVENTS:,} labelled rows" in done.stdout, done.stderr
+    html = page.read_text()
+    assert f"<p>{windows} windows checked; in " in html
+    checked = re.findall(r"<tr(?: class=\"flag\")?><td>\d+</td><td>[\d,]+</td><td>(\w+)</td>", html)
+    assert sorted(checked) == sorted(["accuracy", "f1_macro", "auc_macro_ovr"] * windows), checked
+    truth = multiclass_frame(EVENTS, seed=52)[MULTICLASS_TARGET]
+    by_class = {name: k for k, name in enumerate(CLASSES)}
+    expected = confusion_matrix(
+        [by_class[y] for y in truth], [by_class[p.label] for p in predictions], labels=[0, 1, 2]
+    )
+    table = re.search(r'<table id="confusion">(.*?)</table>', html).group(1)
+    cells = [[int(v) for v in re.findall(r"<td>(\d+)</td>", row)] for row in table.split("</tr>")[1:4]]
+    assert [row[:3] for row in cells] == expected.tolist(), "the confusion matrix of what was published"
+
+
+def _river_challenger_in_shadow(bootstrap: str, env: dict, worker: WorkerProcess, snapshot, rows) -> None:
+    """The River challenger the labels taught, published as version 4 and served in shadow, then cleared."""
+    challenger = snapshot.overall(snapshot.challenger)
+    assert challenger is not None and challenger.count > 0, "progressive validation (one shard's labels)"
+    accuracy = challenger.cumulative["accuracy"]
+    print(f"River challenger: progressive accuracy {accuracy:.4f} on {challenger.count:,} labels")
+    done = _cli(env, "model", "publish-challenger", "--shadow")
+    assert done.returncode == 0, done.stderr
+    assert "registered the River challenger as queues version 4" in done.stdout
+    published = ModelBundle.load(Path(env["STREAMSCORE_REGISTRY"]) / "queues" / "4")
+    assert published.metadata.model_kind == "linear" and list(published.class_names) == CLASSES
+    _wait(lambda: worker.get("/stats").get("challenger", {}).get("model_version") == "4", 60, "shadow v4")
+
+    _predictions(bootstrap, env, rows.iloc[:1000], "shadow")
+    shadowed = read_monitor(
+        bootstrap,
+        env["STREAMSCORE_TOPIC_MONITOR"],
+        1000,
+        where=lambda b: b.get("shadow_model_version") == "4",
+    )
+    matrix, scores = [], []
+    for body in shadowed:
+        if body.get("shadow_model_version") == "4":
+            matrix += body["rows"]
+            scores += body["shadow_scores"]
+    matrix = np.asarray([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    assert len(scores) == 1000
+    worst = float(np.abs(np.asarray(scores) - published.predict(matrix).max(axis=1)).max())
+    v2 = _v2(worker, rows.iloc[:1000], version="4")[0]
+    worst_v2 = float(np.abs(v2 - published.predict(published.spec.encode_frame(rows.iloc[:1000]))).max())
+    print(f"River challenger v4 in shadow: most difference from its bundle {worst:.3g}, /v2 {worst_v2:.3g}")
+    assert worst <= TOLERANCE and worst_v2 <= TOLERANCE
+    assert _cli(env, "model", "clear-challenger").returncode == 0
+    _wait(lambda: "challenger" not in worker.get("/stats"), 60, "the challenger cleared")
 
 
 def _post(worker: WorkerProcess, path: str, body: bytes) -> dict:

@@ -328,17 +328,22 @@ def _report_fields() -> dict:
     }
 
 
-def test_the_learn_paths_ledger_keeps_no_multiclass_estimate_it_cannot_check_yet(bundle: ModelBundle) -> None:
+def test_the_learn_paths_ledger_keeps_a_multiclass_estimate_until_its_labels_can_no_longer_come(
+    bundle: ModelBundle,
+) -> None:
+    """Phase D checks it against its labels (tests/unit/test_multiclass_estimate_checks.py); with none,
+    it settles unlabelled."""
     estimator = PerformanceEstimator.from_bundle(bundle)
     assert estimator is not None
     [(rows, p, _)] = windows_of(bundle, 1, seed=28)
     span = PartitionSpan(topic="features", partition=0, first_offset=0, last_offset=WINDOW - 1)
-    estimate = estimator.estimate(p.max(axis=1), rows, p, window=0).model_copy(update={"spans": [span]})
+    estimate = estimator.estimate(p.max(axis=1), rows, p, window=0, end_event_time=0)
     ledger = EstimateLedger()
 
-    ledger.add(estimate)
+    ledger.add(estimate.model_copy(update={"spans": [span]}))
 
-    assert ledger.windows == [] and ledger.settle(2**62, 0) == []
+    assert len(ledger.windows) == 1 and ledger.settle(1_000, 2_000) == []
+    assert ledger.settle(2**62, 0) == [] and ledger.windows == [] and ledger.unlabelled == 1
 
 
 def test_the_exported_schema_takes_both_report_versions(tmp_path) -> None:

@@ -1,10 +1,10 @@
-"""Multiclass models in the roles and the commands (issue 28, phases A, B and C).
+"""Multiclass models in the roles and the commands (issue 28, phases A to D).
 
 Drift and learn take a multiclass model's records without crashing or dead-lettering them; drift
 reports its classes and estimates its KPIs per window (phase C); the learner measures its KPIs and its
-0/1 error stream (phase B); what has no multiclass form yet (the challenger) is skipped with one log
-line per model version. ``explain``, ``score-file``, the Open Inference Protocol and the commands
-serve every class's probability.
+0/1 error stream (phase B) and its River challenger's by progressive validation (phase D).
+``explain``, ``score-file``, the Open Inference Protocol and the commands serve every class's
+probability.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from schemas.feedback import MetricsSnapshot
 from schemas.monitor import MonitorColumns, decode_monitor
 from scoring.drift import DriftMonitor
 from scoring.errors import UnknownClass
-from scoring.feedback import loop
+from scoring.feedback.challenger import class_challenger_step
 from scoring.feedback.join_segments import WaitingPart
 from scoring.model.bundle import ModelBundle
 from scoring.offline.batch_file import score_frame
@@ -98,7 +98,6 @@ def test_the_learner_measures_a_multiclass_model_from_its_labels(
 ) -> None:
     learner, other_shard = learner_for(SETTINGS, queues_bundle), learner_for(SETTINGS, queues_bundle, 1)
     columns = [decode_monitor(v) for v in records]
-    loop._TOLD.discard("queues:1")
     ids = [e for c in columns for e in c.event_ids]
     probabilities = np.concatenate([c.probabilities for c in columns])
     truth = list(multiclass_frame(900, seed=41)[MULTICLASS_TARGET])
@@ -112,7 +111,7 @@ def test_the_learner_measures_a_multiclass_model_from_its_labels(
         other_shard.observe(columns[0])
         other_shard.label(ids[0], truth[0], columns[0].event_times[0])
 
-    assert learner.challenger is None and learner.unknown_classes == 1
+    assert learner.unknown_classes == 1 and other_shard.challenger is None
     assert learner.join.counts()["matched"] == 601 and learner.join.counts()["pending_events"] == 299
     snapshot = MetricsSnapshot.model_validate_json(learner.snapshot([]).model_dump_json())
     assert snapshot.task == "multiclass" and snapshot.primary_metric == "accuracy"
@@ -129,8 +128,18 @@ def test_the_learner_measures_a_multiclass_model_from_its_labels(
         assert row.rolling[name] == pytest.approx(value, abs=1e-9), name
     assert list(learner.detectors) == ["queues:1"], "the 0/1 error stream of the serving model"
     assert other_shard.board.overall("queues:1").n == 1
-    told = [r for r in caplog.records if "no River challenger" in r.getMessage()]
-    assert len(told) == 1, "once per version"
+    # the challenger, predicted then taught each labelled event in the order they joined
+    replay = learner_for(SETTINGS, queues_bundle)
+    matrix = np.concatenate([c.rows for c in columns])[:600]
+    guesses = [
+        class_challenger_step(replay.challenger, replay.challenger_input(r), k, 3)
+        for r, k in zip(matrix, y, strict=True)
+    ]
+    challenger = snapshot.overall(snapshot.challenger)
+    assert snapshot.challenger == "river:default" and challenger is not None and challenger.count == 600
+    assert challenger.cumulative["accuracy"] == pytest.approx(accuracy_score(y, np.argmax(guesses, axis=1)))
+    expected_loss = log_loss(y, guesses, labels=[0, 1, 2])
+    assert challenger.cumulative["log_loss"] == pytest.approx(expected_loss, abs=1e-9)
 
     learner.label("waits", "billing", columns[-1].event_times[-1])
     again = learner_for(SETTINGS, queues_bundle)

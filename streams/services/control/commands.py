@@ -199,8 +199,7 @@ def publish_challenger(
 ) -> tuple[ModelRef, ChallengerExport]:
     """Register the learn worker's latest exported River challenger as a version of the live model."""
     from scoring.lifecycle.decisions import bundle_from_linear
-    from scoring.model.linear_model import LinearModel
-    from streams.services.control.labelled import not_yet
+    from scoring.model.linear_model import read_linear
     from streams.services.shared.checkpoints import challenger_key
 
     registry = ModelRegistry(settings.registry_root)
@@ -214,14 +213,13 @@ def publish_challenger(
         raise BundleError("no exported challenger on the checkpoints topic yet (is a learn worker running?)")
     try:
         export = ChallengerExport.model_validate_json(latest[key])
-        model = LinearModel.model_validate(export.model)
+        model = read_linear(export.model)
     except ValidationError as exc:
         raise BundleError(
             f"the exported challenger on {settings.topic_checkpoints} is not readable: {exc}"
         ) from exc
     version = version or _next_version(registry, current)
     live = _live_or_fail(settings, current)
-    not_yet(live, "publishing the River challenger")
     bundle = bundle_from_linear(model, live, version, export.metrics)
     bundle.save(out_dir / f"{name}-{version}")
     return registry.register(out_dir / f"{name}-{version}"), export

@@ -40,12 +40,16 @@ class Skipped:
         return ", ".join(f"{n:,} on {topic}" for topic, n in self.by_topic.items()) or "none"
 
 
-def _labels(settings: Settings, skipped: Skipped) -> dict[str, float]:
-    """Every label on the labels topic, by event_id (the last one wins)."""
-    labels: dict[str, float] = {}
+def _labels(settings: Settings, skipped: Skipped, classes: bool = False) -> dict[str, float | str]:
+    """Every label on the labels topic, by event_id (the last one wins); with ``classes`` (a multiclass
+    model's) a class name is kept as text."""
+    labels: dict[str, float | str] = {}
     counts = ReadCounts()
     for body in read_json(settings, settings.topic_labels, QUIET_S, counts):
         try:
+            if classes and isinstance(body["label"], str):
+                labels[str(body["event_id"])] = body["label"]
+                continue
             label = float(body["label"])
             if not math.isfinite(label):
                 raise ValueError("not finite")
@@ -93,10 +97,13 @@ def labelled_from_topics(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The last ``limit`` labelled events scored by ``bundle`` (by any version of it if asked).
 
-    ``labels``: by event_id, when the caller read them (a multiclass model's class names); else the
-    numbers on the labels topic."""
+    ``labels``: by event_id, when the caller read them; else the labels topic's, a multiclass model's
+    as they came (class names, or numbers for integer classes)."""
     skipped = skipped if skipped is not None else Skipped()
-    labels = dict(labels) if labels is not None else _labels(settings, skipped)
+    if labels is None:
+        labels = _labels(settings, skipped, classes=bundle.task is Task.multiclass)
+    else:
+        labels = dict(labels)
     rows: list[list[float]] = []
     y: list[float | str | int] = []
     width = len(bundle.spec.names)

@@ -26,10 +26,10 @@ class ChallengerDuties:
 
     def export(self, learner: Learner, snapshot: MetricsSnapshot, emit: Emit) -> None:
         """The challenger as weights in JSON (no pickle), for ``streamscore model publish-challenger``."""
-        if learner.challenger is None:  # a multiclass learner's: none yet
+        if learner.challenger is None:  # a shard that does not train it
             return
         try:
-            model = linear_from_river(learner.challenger, learner.spec)
+            model = linear_from_river(learner.challenger, learner.spec, learner.classes)
         except ValueError as exc:
             if not self._export_refused:
                 log.info("the challenger is not exported as a bundle: %s", exc)

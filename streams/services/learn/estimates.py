@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import numpy as np
 import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from schemas.estimation import EstimateCheck, PerformanceEstimate
 from schemas.feedback import MetricsSnapshot
 from scoring.estimation.ledger import EstimateLedger
+from scoring.feedback.class_shadow import class_row
 from scoring.feedback.loop import Learner, ScoredEvent
 from streams.kafka.errors import TopicMissing
 from streams.kafka.readers import read_until_quiet
@@ -39,14 +41,20 @@ class EstimateChecks:
     def __init__(self) -> None:
         self.ledger = EstimateLedger()
         self.counters = {"estimates": 0, "checks": 0, "disagree": 0, "unreadable": 0}
+        self._shape: tuple[int, int] | None = None  # a multiclass learner's features and classes
 
     def follow(self, learner: Learner) -> None:
         """Count every label the learner joins towards its window's check."""
         learner.on_labelled = self._labelled
+        self._shape = (len(learner.spec.names), len(learner.classes)) if learner.classes else None
 
     def _labelled(self, event: ScoredEvent, label: float) -> None:
+        """``label``: a multiclass model's class index, whose probabilities follow the features in the row."""
+        probabilities: tuple[float, ...] = ()
+        if self._shape is not None:  # the served model's K (a shadow challenger's K may follow)
+            probabilities = tuple(class_row(np.frombuffer(event.row), *self._shape)[0])
         self.ledger.labelled(
-            event.model, event.source_topic, event.partition, event.offset, event.score, label
+            event.model, event.source_topic, event.partition, event.offset, event.score, label, probabilities
         )
 
     def on_drift(self, record: KafkaRecord) -> None:
@@ -126,17 +134,40 @@ def estimate_checks(
 ) -> list[EstimateCheck]:
     """Every window of one model version checked by the learn path, from ``metrics`` (the last per window)."""
     checks: dict[int | None, EstimateCheck] = {}
+    for check in _checks(settings, idle_s):
+        if (check.model_name, check.model_version) == (model_name, model_version):
+            checks[check.window] = check
+    return [checks[w] for w in sorted(checks, key=lambda w: -1 if w is None else w)]
+
+
+def latest_checks(settings: Settings, idle_s: float = 1.0) -> dict[tuple[str, str], EstimateCheck]:
+    """The latest check of every model version on ``metrics``, by (name, version)."""
+    return {(c.model_name, c.model_version): c for c in _checks(settings, idle_s)}
+
+
+def check_line(check: EstimateCheck) -> str:
+    """One line of ``streamscore status``: a version's last checked window, estimated against realized."""
+    kpis = ", ".join(
+        f"{m.metric} {m.realized:.4f} vs {m.estimate:.4f} [{m.lower:.4f}, {m.upper:.4f}]"
+        for m in check.checks
+    )
+    verdict = "disagree" if check.disagree else "agree"
+    return (
+        f"{check.model_name}:{check.model_version} window {check.window} checked on {check.labelled:,} of "
+        f"{check.events:,} labels: realized vs estimated {kpis or 'nothing'} ({verdict})"
+    )
+
+
+def _checks(settings: Settings, idle_s: float) -> Iterator[EstimateCheck]:
+    """The estimate checks of the snapshots on ``metrics``, in order (an unreadable one left out)."""
     for body in _written_so_far(settings, settings.topic_metrics, idle_s):
         if body.get("type") != "metrics_snapshot":
             continue
         for raw in body.get("estimate_checks") or []:
             try:
-                check = EstimateCheck.model_validate(raw)
+                yield EstimateCheck.model_validate(raw)
             except ValidationError:
                 continue
-            if (check.model_name, check.model_version) == (model_name, model_version):
-                checks[check.window] = check
-    return [checks[w] for w in sorted(checks, key=lambda w: -1 if w is None else w)]
 
 
 def _written_so_far(settings: Settings, topic: str, idle_s: float) -> Iterator[dict]:

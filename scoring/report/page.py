@@ -1,5 +1,7 @@
 """A model report: one self-contained HTML file, charts embedded as PNG, readable offline.
 
+(A multiclass model's report is ``scoring.report.classes.MulticlassReport``, built on this one.)
+
 Built from labelled rows (the holdout at training time, or labelled events read back
 from the topics): KPIs; feature importance by gain and by mean |SHAP|; calibration
 (binary) or predicted against actual (regression); the score distribution against
@@ -26,7 +28,6 @@ import pandas as pd
 
 from schemas.estimation import EstimateCheck
 from scoring.drift.stats import psi
-from scoring.errors import ConfigError
 from scoring.metrics.holdout import binary_metrics, regression_metrics
 from scoring.model.bundle import ModelBundle, Task
 from scoring.model.explain import Explainer
@@ -74,13 +75,22 @@ def _table(header: list[str], rows: list[list], flagged: list[bool] | None = Non
 
 
 class ModelReport:
+    segment_key = "accuracy"  # the KPI of a classifier's segments; a regression model's is "mae"
+    extra_sections: dict[str, str] = {}  # section id -> title, after the KPIs (a subclass's own)
+
     def __init__(self, bundle: ModelBundle, data: ReportInput) -> None:
         self.bundle = bundle
         self.data = data
         self.binary = bundle.task is Task.binary
+        self.classifies = bundle.task.classifies
         self.matrix = bundle.spec.encode_frame(data.frame)
         self.scores = bundle.predict(self.matrix)
         self.threshold = bundle.metadata.threshold
+
+    @property
+    def served_scores(self) -> np.ndarray:
+        """One score per row: the score, or a multiclass model's predicted class's probability."""
+        return self.scores
 
     def metrics(self, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
         if self.binary:
@@ -141,7 +151,7 @@ class ModelReport:
         if ref is None:
             return "<p>No reference score distribution in this bundle.</p>"
         edges = np.asarray(ref.edges)
-        now = bin_counts(self.scores, edges)
+        now = bin_counts(self.served_scores, edges)
         ref_share = np.asarray(ref.counts) / max(sum(ref.counts), 1)
         now_share = now / max(now.sum(), 1)
         fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -155,7 +165,7 @@ class ModelReport:
 
     def _group_rows(self, feature: str) -> tuple[list[list], list[bool]]:
         overall = self.metrics(self.data.y, self.scores)
-        key = "accuracy" if self.binary else "mae"
+        key = self.segment_key if self.classifies else "mae"
         values = self.data.frame[feature].astype(str).fillna("(missing)")
         if self.bundle.spec.features[self.bundle.spec.names.index(feature)].kind is FeatureKind.numeric:
             values = pd.qcut(self.data.frame[feature], 4, duplicates="drop").astype(str)
@@ -164,7 +174,7 @@ class ModelReport:
             mask = (values == value).to_numpy()
             m = self.metrics(self.data.y[mask], self.scores[mask])
             gap = m[key] - overall[key]
-            limit = self.data.gap_threshold * (1 if self.binary else abs(overall[key]))
+            limit = self.data.gap_threshold * (1 if self.classifies else abs(overall[key]))
             rows.append([feature, value, int(mask.sum()), m[key], gap])
             flags.append(abs(gap) > limit)
         return rows, flags
@@ -177,7 +187,7 @@ class ModelReport:
             r, f = self._group_rows(feature)
             rows += r
             flags += f
-        key = "accuracy" if self.binary else "MAE"
+        key = self.segment_key if self.classifies else "MAE"
         note = f"<p>Flagged (highlighted): gap beyond {self.data.gap_threshold} in {key}.</p>"
         return note + _table(["feature", "segment", "rows", key, "gap to overall"], rows, flags)
 
@@ -276,12 +286,20 @@ class ModelReport:
 
     # -- the page
 
+    def section(self, sid: str) -> str:
+        """A section of a subclass's own (``extra_sections``)."""
+        raise NotImplementedError(sid)
+
     def html(self) -> str:
         b = self.bundle
         parts = {
             "kpis": ("KPIs", self.kpis),
+            **{sid: (title, lambda s=sid: self.section(s)) for sid, title in self.extra_sections.items()},
             "importance": ("Feature importance", self.importance),
-            "calibration": ("Calibration" if self.binary else "Predicted against actual", self.calibration),
+            "calibration": (
+                "Calibration" if self.classifies else "Predicted against actual",
+                self.calibration,
+            ),
             "scores": ("Score distribution against the reference", self.score_distribution),
             "segments": ("Subpopulations", self.segments),
             "fairness": ("Fairness", self.fairness),
@@ -311,12 +329,3 @@ data: {html.escape(self.data.source)}, {len(self.data.y):,} labelled rows; repor
 {body}
 </body></html>
 """
-
-
-def build_report(bundle: ModelBundle, data: ReportInput) -> str:
-    if bundle.task is Task.multiclass:
-        model = f"{bundle.name}:{bundle.version}"
-        raise ConfigError(f"{model} is a multiclass model: the model report has no multiclass form yet")
-    # names and categories come from data: a "$" in them is text, never matplotlib's math markup
-    with plt.rc_context({"text.parse_math": False}):
-        return ModelReport(bundle, data).html()
