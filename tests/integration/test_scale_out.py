@@ -24,6 +24,7 @@ from schemas.feedback import MetricsSnapshot
 from scoring.model.bundle import ModelBundle
 from scoring.offline.synthetic import loan_frame
 from scoring.offline.training import train_bundle
+from tests.conditions import budget
 from tests.integration.conftest import topics_for
 from tests.integration.kafka_tools import WorkerProcess, produce_with_labels, read_topic
 
@@ -141,11 +142,13 @@ def test_three_workers_give_the_kpis_of_one_a_sigkill_included(
         daemon=True,
     )
     source.start()
-    victim = next(w for w in three if w.get("/stats")["learn"]["matched"] >= 0)
-    while (joined := victim.get("/stats")["learn"]["matched"]) < N // 20:
-        assert source.is_alive() or joined > 0, "the stream ended before the kill"
-        time.sleep(0.1)
-    victim.process.kill()  # mid-stream: its shards restart from their checkpoints on whoever gets them
+    victim = three[0]
+    # killed mid-work: once its shards have joined a twentieth of the labels (of about a third they get),
+    # whether or not the producer has finished by then (on a busy machine it may have)
+    joined = victim.wait(
+        lambda: victim.get("/stats")["learn"]["matched"], lambda n: n >= N // 20, "labels joined", budget(N)
+    )
+    victim.process.kill()  # its shards restart from their checkpoints on whoever gets them
     victim.process.wait(10)
     killed_at = time.monotonic() - started
     _workers(three_env, loans, tmp_path, workers, "three-restarted", 1)
