@@ -68,7 +68,7 @@ stunnel:
 	  apt-get install -y -q stunnel4 >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q stunnel4; }; }
 
 test: lint browser deploy-tools stunnel
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile
 
 # the integration suite with a process holding one core at 100% for the whole run (tests/cpu_hog.py):
 # a test that passes only on a quiet machine fails here. The hog stops with pytest, pass or fail
