@@ -217,6 +217,9 @@ def read_topic(
 ) -> list[Record]:
     """Read from the start until ``count`` records arrived (then ``idle_s`` more); returns all it read.
 
+    Without ``idle_s`` the read ends at the record that reached ``count``: ``[-1]`` is the last
+    counted record, never one that happened to share its fetch.
+
     Only records that ``counted`` accepts count toward ``count``. Past ``timeout_s`` (scaled by
     ``STREAMSCORE_TEST_TIME_SCALE``) it fails with ``ReadShort`` naming how many it got.
     Counts what it reads: the embedded broker's end offsets can lag (Tansu 0.6.0 reports the
@@ -256,6 +259,8 @@ def read_topic(
                 record = _record(message)
                 records.append(record)
                 seen += counted is None or bool(counted(record))
+                if seen >= count and idle_s == 0:
+                    break  # the last record returned is the one that reached the count
     finally:
         consumer.close()
     return records

@@ -23,7 +23,7 @@ from scoring.offline.training import train_bundle
 from streams.kafka.producer import event_payloads, produce_payloads
 from streams.services.shared.model_updates import publish_update
 from streams.settings import Settings
-from tests.integration.kafka_tools import WorkerProcess, produce, read_monitor, read_topic
+from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_monitor, read_topic
 from tests.unit.test_lifecycle import _rewrite_manifest
 
 pytestmark = pytest.mark.integration
@@ -214,9 +214,11 @@ def test_bad_bundles_are_refused_with_an_alert_and_the_old_model_keeps_serving(
             settings, lifecycle.deploy(current, ModelRef(name="loans", version=name, uri=str(path)))
         )
 
-    records = read_topic(
-        bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], 4, counted=lambda r: b"model_alert" in (r.value or b"")
-    )
+    def refusal(record: Record) -> bool:  # the first deploy's alert says "applied"
+        value = record.value or b""
+        return b"model_alert" in value and ModelAlert.model_validate_json(value).outcome == "refused"
+
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], 3, idle_s=1.0, counted=refusal)
     alerts = [ModelAlert.model_validate_json(r.value) for r in records]
     for a in alerts:
         print(f"{a.outcome} {a.version}: {a.check}: {a.reason[:100]}")

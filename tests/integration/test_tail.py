@@ -243,8 +243,8 @@ def test_labels_from_the_table_join_and_tail_metrics_follows_until_ctrl_c(served
 
     # the first snapshot after the labels, as the topic holds it
     partition, offset, text = _lines(subprocess.CompletedProcess([], 0, first, ""))[0]
-    on_topic = {(r.partition, r.offset): r for r in served.read("METRICS", 1)}
-    snapshot = MetricsSnapshot.model_validate_json(on_topic[(partition, offset)].value)
+    shown = served.read("METRICS", 1, counted=lambda r: (r.partition, r.offset) == (partition, offset))[-1]
+    snapshot = MetricsSnapshot.model_validate_json(shown.value)
     j = snapshot.labels
     assert 0 < j.matched <= ROWS
     counts = f"waiting {j.pending_events} events / {j.pending_labels} labels, expired 0, unmatched 0"

@@ -436,7 +436,8 @@ def test_4_an_unreadable_checkpoint_head_means_a_fresh_start_and_an_alert(
     produce(bootstrap, env["STREAMSCORE_TOPIC_CHECKPOINTS"], [(head, b"not json")])
     second = _start(env, agrawal_bundle_dir, tmp_path / "second.log", workers)
     pid = second.process.pid
-    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], 1, timeout_s=30,
+    # idle_s: a second state alert would show
+    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], 1, timeout_s=30, idle_s=2.0,
                          counted=lambda r: b'"state_alert"' in r.value)  # fmt: skip
     alerts = [StateAlert.model_validate_json(r.value) for r in records if b'"state_alert"' in r.value]
     restored = second.get("/stats")["learn"]["restored"]
