@@ -47,7 +47,7 @@ def _stop(worker: WorkerProcess) -> tuple[int, float]:
 def test_sigterm_mid_stream_commits_what_it_scored_and_exits_in_time(
     bootstrap, topic_env, agrawal_bundle_dir, tmp_path, workers
 ):
-    n = 40_000
+    n = 100_000  # the worker scores on while Faust's stop reaches it (2.6 s once drained all of 40,000)
     events = feature_events(n, seed=81, prefix="st")
     env = {**topic_env, "STREAMSCORE_ROLES": "score", "STREAMSCORE_BATCH_SIZE": "500"}
     features, group = topic_env["STREAMSCORE_TOPIC_FEATURES"], topic_env["STREAMSCORE_GROUP_ID"]
