@@ -29,6 +29,12 @@ from tests.unit.test_lifecycle import _rewrite_manifest
 pytestmark = pytest.mark.integration
 
 
+def refused_model_alert(record: Record) -> bool:
+    """A model alert refusing an update (a worker's start and applied updates are model alerts too)."""
+    value = record.value or b""
+    return b"model_alert" in value and ModelAlert.model_validate_json(value).outcome == "refused"
+
+
 def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [sys.executable, "-m", "streams", *args],
@@ -214,11 +220,8 @@ def test_bad_bundles_are_refused_with_an_alert_and_the_old_model_keeps_serving(
             settings, lifecycle.deploy(current, ModelRef(name="loans", version=name, uri=str(path)))
         )
 
-    def refusal(record: Record) -> bool:  # the first deploy's alert says "applied"
-        value = record.value or b""
-        return b"model_alert" in value and ModelAlert.model_validate_json(value).outcome == "refused"
-
-    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], 3, idle_s=1.0, counted=refusal)
+    alerts_topic = env["STREAMSCORE_TOPIC_ALERTS"]
+    records = read_topic(bootstrap, alerts_topic, 3, idle_s=1.0, counted=refused_model_alert)
     alerts = [ModelAlert.model_validate_json(r.value) for r in records]
     for a in alerts:
         print(f"{a.outcome} {a.version}: {a.check}: {a.reason[:100]}")

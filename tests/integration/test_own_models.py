@@ -31,8 +31,8 @@ from scoring.offline.synthetic import events_from_frame
 from streams.kafka.producer import event_payloads
 from streams.services.shared.model_updates import live_update, publish_update
 from streams.settings import Settings
-from tests.integration.kafka_tools import Record, WorkerProcess, produce, read_topic
-from tests.integration.test_lifecycle import _cli, _wait
+from tests.integration.kafka_tools import WorkerProcess, produce, read_topic
+from tests.integration.test_lifecycle import _cli, _wait, refused_model_alert
 from tests.own_models import lightgbm_scores, team_pipeline, team_table, train_team_booster, with_unseen
 from tests.unit.test_importing import _three_class
 from tests.unit.test_lifecycle import _rewrite_manifest
@@ -220,8 +220,10 @@ def test_bundles_that_disagree_with_their_model_are_refused_by_worker_score_file
     for bundle in reasons:  # a worker checks whatever reaches the topic itself
         ref = ModelRef(name="own", version=bundle.name, uri=str(bundle))
         publish_update(settings, lifecycle.deploy(recorded, ref))
-    records = read_topic(bootstrap, env["STREAMSCORE_TOPIC_ALERTS"], len(reasons), counted=_refusal)
-    alerts = {a.version: a for a in (ModelAlert.model_validate_json(r.value) for r in records if _refusal(r))}
+    alerts_topic = env["STREAMSCORE_TOPIC_ALERTS"]
+    records = read_topic(bootstrap, alerts_topic, len(reasons), counted=refused_model_alert)
+    refusals = [ModelAlert.model_validate_json(r.value) for r in records if refused_model_alert(r)]
+    alerts = {a.version: a for a in refusals}
     for bundle, reason in reasons.items():
         alert = alerts[bundle.name]
         print(f"{alert.outcome} {alert.version}: {alert.check}: {alert.reason}")
@@ -230,9 +232,3 @@ def test_bundles_that_disagree_with_their_model_are_refused_by_worker_score_file
 
     scores = _stream_scores(bootstrap, env, team["rows"].iloc[:500], "after", "1")
     assert np.abs(scores - team["v1"][1][:500]).max() <= TOLERANCE
-
-
-def _refusal(record: Record) -> bool:
-    """A model alert refusing an update (the worker's start and applied updates are model alerts too)."""
-    value = record.value or b""
-    return b"model_alert" in value and ModelAlert.model_validate_json(value).outcome == "refused"
