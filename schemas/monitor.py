@@ -18,7 +18,7 @@ clock far ahead cannot move the event-time clock of a window or of the label joi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 
 import numpy as np
@@ -139,13 +139,7 @@ def decode_monitor(
     partition = body["partition"]
     if type(partition) is not int or not 0 <= partition < 2**31:
         raise MonitorRejected("partition must be an integer in [0, 2^31)")
-    clamped = 0
-    if record_time_ms is not None and max_skew_ms is not None and times:
-        limit = record_time_ms + max_skew_ms
-        clamped = sum(t > limit for t in times)
-        if clamped:
-            times = [min(t, limit) for t in times]
-    return MonitorColumns(
+    columns = MonitorColumns(
         model_name=_identifier(body, "model_name"),
         model_version=_identifier(body, "model_version"),
         source_topic=_identifier(body, "source_topic"),
@@ -158,11 +152,26 @@ def decode_monitor(
         shadow_model=shadow_model,
         shadow_scores=shadow_scores,
         feature_names=names,
-        clamped=clamped,
         classes=classes,
         probabilities=probabilities,
         shadow_probabilities=shadow_probabilities,
     )
+    return clamp_times(columns, record_time_ms, max_skew_ms)
+
+
+def clamp_times(
+    columns: MonitorColumns, record_time_ms: int | None, max_skew_ms: int | None
+) -> MonitorColumns:
+    """``columns`` with every event time more than ``max_skew_ms`` past the record's broker timestamp
+    brought back to it, ``clamped`` counting them (``columns`` itself when none is)."""
+    times = columns.event_times
+    if record_time_ms is None or max_skew_ms is None or not len(times):
+        return columns
+    limit = record_time_ms + max_skew_ms
+    if max(times) <= limit:
+        return columns
+    clamped = sum(t > limit for t in times)
+    return replace(columns, event_times=[min(t, limit) for t in times], clamped=clamped)
 
 
 def _list(body: dict, name: str, n: int | None = None) -> list:

@@ -44,8 +44,13 @@ def create_service(settings: Settings, bundle: ModelBundle) -> WorkerParts:
     handler.serve(serving)
     parts = WorkerParts(_faust_app(settings), handler, ScoreCounters())
     worker = _Assembly(settings, parts)
-    if settings.runs(Role.drift) and settings.runs(Role.learn):  # both read monitor: decode each record once
-        parts.monitor_decodes = MonitorDecodes()
+    readers = sum(settings.runs(role) for role in (Role.drift, Role.learn))
+    if readers and (readers > 1 or settings.runs(Role.score)):
+        # drift and learn both read monitor: each record decoded once; and the records this
+        # worker's score role wrote are taken as its columns, not decoded
+        parts.monitor_decodes = MonitorDecodes(readers)
+        if settings.runs(Role.score):
+            handler.monitor_written = parts.monitor_decodes.wrote
     # every role follows model-updates: the score role swaps, the drift role watches the new references
     parts.control = ControlStep(
         settings,

@@ -80,7 +80,13 @@ def test_a_stationary_stream_raises_no_alert(bootstrap, topic_env, numeric_bundl
     assert not any(r.drifted for r in reports)
     worst = max(f.psi for r in reports for f in r.features)
     print(f"stationary: {len(reports)} windows, no alert, largest feature PSI {worst:.4f}")
-    assert worker.get("/stats")["drift"]["reports"] == 10
+    drift = worker.get("/stats")["drift"]
+    assert drift["reports"] == 10
+    # the worker's drift and learn roles took the records its score role wrote as their columns
+    # (tests/unit/test_monitor_handoff.py holds those equal to decoding the bytes)
+    taken, decoded = drift["monitor_from_score"], drift["monitor_decoded"]
+    print(f"monitoring records: {taken} taken as written, {decoded} decoded")
+    assert drift["monitor_from_score"] > 0
 
 
 @pytest.mark.parametrize("path", ["batch", "agent"], ids=["drift service", "faust agent"])

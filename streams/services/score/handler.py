@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,7 @@ from streams.services.score.outputs import (
     emit_predictions,
 )
 from streams.services.shared.dead_letters import dead_letter
+from streams.services.shared.monitor_decodes import Written
 from streams.settings import Settings, UnknownFeatures
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class ScoreHandler:
         self._topic_dlq = settings.topic_dlq
         self._topic_monitor = settings.topic_monitor
         self._plan = self._prepare(Serving(bundle))
+        # told of each monitoring record written: the drift and learn roles of this process take its
+        # columns instead of decoding it (``monitor_decodes``); None when no role here reads monitor
+        self.monitor_written: Callable[[Written], None] | None = None
 
     @property
     def bundle(self) -> ModelBundle:
@@ -308,6 +312,7 @@ class ScoreHandler:
                 shadow_scores,
                 result.probabilities,
                 shadow_probabilities,
+                self.monitor_written,
             )
 
     def dead_letter(

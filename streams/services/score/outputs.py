@@ -10,6 +10,7 @@ beside the predicted class; those of other models are as they always were.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,11 +18,13 @@ import orjson
 
 from schemas import headers as h
 from schemas.messages import MULTICLASS_SCHEMA_VERSION, SCHEMA_VERSION
+from schemas.monitor import MonitorColumns
 from scoring.model.bundle import ModelBundle
 from scoring.model.explain import Explainer
 from scoring.model.scorer import BatchScorer, ScoredBatch
 from streams.kafka.records import Emit, KafkaRecord
 from streams.services.score.batch_stats import BatchStats
+from streams.services.shared.monitor_decodes import Written
 
 MONITOR_MESSAGE_BYTES = 400_000
 JSON_BYTES_PER_VALUE = 25  # a float64 as JSON text, at most, with its comma
@@ -152,11 +155,13 @@ def emit_monitor(
     shadow_scores: np.ndarray | None,
     probabilities: np.ndarray | None = None,
     shadow_probabilities: np.ndarray | None = None,
+    written: Callable[[Written], None] | None = None,
 ) -> None:
     """Monitoring messages in columns: per source partition, at most ``monitor_rows`` rows each,
     on the monitor partition of the same number (``partitions_of_topic`` of them). ``probabilities``:
     a multiclass model's, rows x classes; ``shadow_probabilities``: its shadow challenger's (NaN rows
-    where it failed)."""
+    where it failed). ``written``: told of each record and the columns it was written from (the
+    drift and learn roles of this process take them instead of decoding it, ``monitor_decodes``)."""
     bundle = model.bundle
     source = batch.records[0].topic()
     by_partition = np.asarray(partitions)
@@ -199,9 +204,36 @@ def emit_monitor(
             return
         # the monitor partition of the source partition: what the learn role's shard p reads
         emit(topic, key_of[partition], value, None, partition % partitions_of_topic)
+        if written is not None and "shadow_probabilities" not in body:  # those are always decoded
+            written(_written(value, body, part, shadow_scores, index))
 
     for partition in np.unique(by_partition).tolist():
         key_of[partition] = f"{source}-{partition}".encode()
         in_partition = np.flatnonzero(by_partition == partition)
         for start in range(0, len(in_partition), step):
             emit_rows(partition, in_partition[start : start + step])
+
+
+def _written(
+    value: bytes, body: dict, part: ValidEvents, shadow_scores: np.ndarray | None, index: np.ndarray
+) -> Written:
+    """A monitoring record's value and the columns it was written from (``body`` holds them)."""
+    shadow = "shadow_scores" in body
+    columns = MonitorColumns(
+        model_name=body["model_name"],
+        model_version=body["model_version"],
+        source_topic=body["source_topic"],
+        partition=body["partition"],
+        offsets=body["offsets"],
+        event_ids=part.event_ids,
+        event_times=part.event_times,
+        scores=body["scores"],
+        rows=body["rows"],
+        shadow_model=f"{body['shadow_model_name']}:{body['shadow_model_version']}" if shadow else None,
+        shadow_scores=shadow_scores[index] if shadow and shadow_scores is not None else None,
+        feature_names=list(body["feature_names"]),
+        classes=list(body.get("classes") or ()),
+        probabilities=body.get("probabilities"),
+    )
+    names = (body["shadow_model_name"], body["shadow_model_version"]) if shadow else None
+    return Written(value, columns, part.entity_ids, names)

@@ -132,10 +132,16 @@ class MonitorIntake(Intake):
         self.decodes = decodes
 
     def decode_stats(self) -> dict[str, int]:
-        """Records decoded in this process and records taken from the other role's decoding."""
+        """Records decoded in this process, taken from the other role's decoding, and taken as this
+        process's score role wrote them (not decoded)."""
         if self.decodes is None:
             return {}
-        return {"monitor_decoded": self.decodes.decoded, "monitor_decodes_shared": self.decodes.shared}
+        decodes = self.decodes
+        return {
+            "monitor_decoded": decodes.decoded,
+            "monitor_decodes_shared": decodes.shared,
+            "monitor_from_score": decodes.from_score,
+        }
 
     def decode(self, record: KafkaRecord, emit: Emit) -> MonitorColumns | None:
         try:
