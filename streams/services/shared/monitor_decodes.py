@@ -252,13 +252,17 @@ def written_problem(
 
 
 def _identifiers(values: Sequence) -> bool:
+    """Strings of 1 to ``MAX_IDENTIFIER_LENGTH`` characters (``all``: no empty string among them)."""
     if not set(map(type, values)) <= {str}:
         return False
-    return not values or (min(map(len, values)) > 0 and max(map(len, values)) <= MAX_IDENTIFIER_LENGTH)
+    return not values or (all(values) and max(map(len, values)) <= MAX_IDENTIFIER_LENGTH)
 
 
 def _bounded(values: Sequence, upper: int) -> bool:
-    return set(map(type, values)) <= {int} and (not values or (min(values) >= 0 and max(values) <= upper))
+    """Integers in [0, ``upper``]."""
+    if not set(map(type, values)) <= {int}:
+        return False
+    return not values or (min(values) >= 0 and max(values) <= upper)
 
 
 def _floats(array: object, shape: tuple[int, ...]) -> bool:
