@@ -66,6 +66,11 @@ class EventValidator:
         self._get_all = itemgetter(*spec.names) if numeric else None
 
     def parse(self, value: bytes | None) -> ParsedEvent:
+        return ParsedEvent(*self.fields(value))
+
+    def fields(self, value: bytes | None) -> tuple[str, str, int, list[float]]:
+        """``parse`` as a tuple (event id, entity id, event time, row): the score step's loop takes it
+        without an object per event."""
         event = self.decode(value)
         event_id = event.get("event_id", _MISSING)
         entity_id = event.get("entity_id", _MISSING)
@@ -84,7 +89,7 @@ class EventValidator:
             raise InvalidEvent(
                 Stage.validate, f"schema_version must be an integer, got {event['schema_version']!r:.40}"
             )
-        return ParsedEvent(event_id, entity_id, event_time, self.row(event.get("features", _MISSING)))
+        return event_id, entity_id, event_time, self.row(event.get("features", _MISSING))
 
     def decode(self, value: bytes | None) -> dict:
         if value is None:

@@ -223,22 +223,28 @@ class ScoreHandler:
     def handle(self, records: Sequence[KafkaRecord], emit: Emit) -> BatchStats:
         plan = self._plan
         stats = BatchStats(consumed=len(records))
-        parse = plan.validator.parse
+        parse = plan.validator.fields
         batch = ValidEvents()
+        add_record, add_event_id, add_entity_id = (
+            batch.records.append,
+            batch.event_ids.append,
+            batch.entity_ids.append,
+        )
+        add_time, add_row = batch.event_times.append, batch.rows.append
         for record in records:
             try:
-                event = parse(record.value())
+                event_id, entity_id, event_time, row = parse(record.value())
             except InvalidEvent as exc:
                 self.dead_letter(record, exc.stage, type(exc).__name__, exc.reason, emit, stats)
                 continue
             except Exception as exc:  # noqa: BLE001 - the worker never dies on data
                 self.dead_letter(record, Stage.validate, type(exc).__name__, str(exc), emit, stats)
                 continue
-            batch.records.append(record)
-            batch.event_ids.append(event.event_id)
-            batch.entity_ids.append(event.entity_id)
-            batch.event_times.append(event.event_time_ms)
-            batch.rows.append(event.row)
+            add_record(record)
+            add_event_id(event_id)
+            add_entity_id(entity_id)
+            add_time(event_time)
+            add_row(row)
         if not batch.records:
             return stats
 
