@@ -42,6 +42,8 @@ CONTENDERS: dict[str, str | None] = {
     "streamscore_batch": None,
     "streamscore_agent": None,
     "streamscore_all": None,  # the worker as users start it: every role (the default STREAMSCORE_ROLES)
+    # every role, in two processes: the score role in one, drift and learn in another (docs/deploy)
+    "streamscore_split": None,
 }
 
 
@@ -225,7 +227,8 @@ def _worker_env(
     batch: int | None,
 ) -> dict[str, str]:
     """The settings of a streamscore contender: topics of its own; the score role only, but for
-    ``streamscore_all``, which runs every role as a worker started with the defaults does."""
+    ``streamscore_all``, which runs every role as a worker started with the defaults does, and
+    ``streamscore_split``, whose processes are given their roles by ``launch``."""
     run_id = uuid.uuid4().hex[:8]
     env = {
         "STREAMSCORE_KAFKA_BOOTSTRAP": bootstrap,
@@ -233,10 +236,12 @@ def _worker_env(
         "STREAMSCORE_TOPIC_PREDICTIONS": out_topic,
         "STREAMSCORE_GROUP_ID": group,
         "STREAMSCORE_APP_ID": f"bench-app-{run_id}",
-        "STREAMSCORE_SCORE_PATH": "batch" if name == "streamscore_all" else name.removeprefix("streamscore_"),
+        "STREAMSCORE_SCORE_PATH": "batch"
+        if name in ("streamscore_all", "streamscore_split")
+        else name.removeprefix("streamscore_"),
         "STREAMSCORE_PARTITIONS": str(partitions),
     }
-    if name != "streamscore_all":  # the scoring job only, as the other contenders do it
+    if name not in ("streamscore_all", "streamscore_split"):  # the scoring job only, as the others do it
         env["STREAMSCORE_ROLES"] = "score"
     for topic in ("dlq", "monitor", "labels", "drift", "metrics", "model_updates", "checkpoints"):
         env[f"STREAMSCORE_TOPIC_{topic.upper()}"] = f"{topic}-{run_id}"
@@ -286,7 +291,19 @@ def launch(
                 "STREAMSCORE_WEB_PORT": str(web_ports[-1]),
                 "STREAMSCORE_DATA_DIR": str(workdir / f"data-{w}"),
             }
+            if name == "streamscore_split":
+                wenv["STREAMSCORE_ROLES"] = "score"
             commands.append(([PYTHON, "-m", "streams", "worker", "--model", str(bundle_dir)], wenv))
+        if name == "streamscore_split":  # one process for the side roles, beside the scoring ones
+            web_ports.append(free_port())
+            side = {
+                **env,
+                **common,
+                "STREAMSCORE_ROLES": "drift,learn",
+                "STREAMSCORE_WEB_PORT": str(web_ports[-1]),
+                "STREAMSCORE_DATA_DIR": str(workdir / "data-side"),
+            }
+            commands.append(([PYTHON, "-m", "streams", "worker", "--model", str(bundle_dir)], side))
     processes, logs = [], []
     for i, (cmd, cenv) in enumerate(commands):
         log = workdir / f"{name}-{i}.log"
