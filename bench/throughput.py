@@ -82,6 +82,7 @@ def run_contender(
     workers = args.workers if kind.startswith("streamscore") else 1
     started = time.time()
     load_before = os.getloadavg()[0]
+    ticks_before = cpu_ticks()
     contender = launch(
         kind, broker.bootstrap, in_topic, out_topic, bundle, workdir / name, args.partitions,
         args.batch_size, workers, repo=repo,
@@ -100,6 +101,7 @@ def run_contender(
         profiler.join()
     usage, broker_usage, thread_cpu = sampler.stop(), broker_sampler.stop(), threads.stop()
     result = reader.stop()
+    steal = steal_percent(ticks_before, cpu_ticks())
     exit_code = contender.failed()
     contender.stop()
     row = {
@@ -114,6 +116,9 @@ def run_contender(
         "peak_rss_mb": round(usage.peak_rss_mb, 1),
         "broker_cpu_s": round(broker_usage.cpu_s, 2),
         "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before and after, machine-wide
+        # the share of the machine's CPU time the hypervisor gave to others while this ran: a round
+        # with steal is slower for reasons outside the code (the VM's neighbours)
+        "steal_pct": steal,
         # CPU µs per event read, per thread group (a role, librdkafka, main, other), from launch
         "thread_us_per_event": {
             group: round(cpu / max(result.count, 1) * 1e6, 1) for group, cpu in sorted(thread_cpu.items())
@@ -133,6 +138,21 @@ def run_contender(
     return row
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, steal) CPU ticks of the machine so far, from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0, 0
+    ticks = [int(f) for f in fields]
+    return sum(ticks[:8]), ticks[7] if len(ticks) > 7 else 0  # user .. steal (guest is in user)
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    total = after[0] - before[0]
+    return round(100 * (after[1] - before[1]) / total, 1) if total > 0 else None
+
+
 def profile(reader: OutputReader, pid: int, seconds: float, out: Path) -> None:
     """py-spy on ``pid`` (every thread) for ``seconds`` from its first output on; raw stacks to ``out``."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -145,19 +165,20 @@ def profile(reader: OutputReader, pid: int, seconds: float, out: Path) -> None:
 
 def print_table(rows: list[dict], n: int) -> None:
     print(f"\n{n:,} events, one JSON event per message\n")
-    heads = "contender | events/s | wall s | CPU s | CPU µs/event | peak RSS MB | broker CPU s | read | load"
+    heads = "contender | events/s | wall s | CPU s | CPU µs/event | peak RSS MB | broker CPU s | read"
+    heads += " | load | steal %"
     print(f"| {heads} |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         label = r["contender"] + (f" x{r['workers']}" if r["workers"] > 1 else "")
         if not r["ok"]:
             cells = f"{r['cpu_s']} | | {r['peak_rss_mb']} | {r['broker_cpu_s']} | {r['read']:,}"
-            print(f"| {label} | FAILED | | {cells} | {r['load_1m']} |")
+            print(f"| {label} | FAILED | | {cells} | {r['load_1m']} | {r.get('steal_pct')} |")
             continue
         print(
             f"| {label} | {r['events_per_s']:,.0f} | {r['wall_s']} | {r['cpu_s']} | {r['cpu_us_per_event']} "
             f"| {r['peak_rss_mb']} | {r['broker_cpu_s']} | {r['read']:,} "
-            f"| {r['load_1m'][0]}-{r['load_1m'][1]} |"
+            f"| {r['load_1m'][0]}-{r['load_1m'][1]} | {r.get('steal_pct')} |"
         )
     groups = sorted({g for r in rows for g in r["thread_us_per_event"]})
     for what, key in (
@@ -225,6 +246,7 @@ def medians(rows: list[dict]) -> list[dict]:
             "cpu_s": mid("cpu_s"), "cpu_us_per_event": mid("cpu_us_per_event"),
             "peak_rss_mb": mid("peak_rss_mb"), "broker_cpu_s": mid("broker_cpu_s"),
             "load_1m": [min(r["load_1m"][0] for r in runs), max(r["load_1m"][1] for r in runs)],
+            "steal_pct": max((r["steal_pct"] for r in runs if r.get("steal_pct") is not None), default=None),
             "steady_us_per_event": mid("steady_us_per_event"),
             "thread_us_per_event": {
                 g: round(statistics.median(r["thread_us_per_event"].get(g, 0.0) for r in runs), 1)
