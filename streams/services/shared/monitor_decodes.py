@@ -21,7 +21,7 @@ A worker whose score role runs beside them skips most decoding: the score role l
 monitoring record it writes here with the columns it wrote it from (``wrote``), and a role
 reading a record equal byte for byte (``==`` on the whole value) to one it left takes those
 columns, the event times clamped against the record's broker timestamp as decoding does. The
-columns pass the codec's bounds first (``schemas.monitor.written_problem``); a record that would
+columns pass the codec's bounds first (``written_problem``, below); a record that would
 not is decoded (and refused) as any other. Records written by another worker, or not read within
 ``max_written_bytes`` of later writes, are decoded: this changes what a record costs, never what
 a role gets from it.
@@ -42,9 +42,8 @@ from streams.kafka.records import KafkaRecord
 
 MAX_BYTES = 32 * 2**20  # record values held for the other role, at most
 MAX_WRITTEN_BYTES = 16 * 2**20  # record values the score role wrote, held until a reader takes them
-HEAD_BYTES = (
-    256  # a written record is looked up by its length and first bytes (its first offsets), then compared
-)
+# a written record is looked up by its length and first bytes (which hold its first offsets), then compared
+HEAD_BYTES = 256
 WAIT_S = 1.0  # longest wait for the other reader's decoding of a record before decoding it here
 
 
