@@ -42,7 +42,7 @@ CONTENDERS: dict[str, str | None] = {
     "streamscore_batch": None,
     "streamscore_agent": None,
     "streamscore_all": None,  # the worker as users start it: every role (the default STREAMSCORE_ROLES)
-    # every role, in two processes: the score role in one, drift and learn in another (docs/deploy)
+    # every role, in two processes: score in one, drift and learn in another (docs/scaling.md, shape 2)
     "streamscore_split": None,
 }
 

@@ -86,7 +86,7 @@ def test_a_stationary_stream_raises_no_alert(bootstrap, topic_env, numeric_bundl
     # (tests/unit/test_monitor_handoff.py holds those equal to decoding the bytes)
     taken, decoded = drift["monitor_from_score"], drift["monitor_decoded"]
     print(f"monitoring records: {taken} taken as written, {decoded} decoded")
-    assert drift["monitor_from_score"] > 0
+    assert taken > 0
 
 
 @pytest.mark.parametrize("path", ["batch", "agent"], ids=["drift service", "faust agent"])

@@ -225,12 +225,6 @@ class ScoreHandler:
         stats = BatchStats(consumed=len(records))
         parse = plan.validator.fields
         batch = ValidEvents()
-        add_record, add_event_id, add_entity_id = (
-            batch.records.append,
-            batch.event_ids.append,
-            batch.entity_ids.append,
-        )
-        add_time, add_row = batch.event_times.append, batch.rows.append
         for record in records:
             try:
                 event_id, entity_id, event_time, row = parse(record.value())
@@ -240,11 +234,11 @@ class ScoreHandler:
             except Exception as exc:  # noqa: BLE001 - the worker never dies on data
                 self.dead_letter(record, Stage.validate, type(exc).__name__, str(exc), emit, stats)
                 continue
-            add_record(record)
-            add_event_id(event_id)
-            add_entity_id(entity_id)
-            add_time(event_time)
-            add_row(row)
+            batch.records.append(record)
+            batch.event_ids.append(event_id)
+            batch.entity_ids.append(entity_id)
+            batch.event_times.append(event_time)
+            batch.rows.append(row)
         if not batch.records:
             return stats
 

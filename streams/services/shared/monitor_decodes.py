@@ -110,20 +110,20 @@ class MonitorDecodes:
             done = threading.Event()  # it did not come in time: decode it here, for this reader only
         try:
             result: MonitorColumns | MonitorRejected | None = self._own(value, written_ms, skew_ms)
+            taken = result is not None
             if result is None:
                 result = _read_only(decode_monitor(value, written_ms, skew_ms))
-                decoded = 1
-            else:
-                decoded = 0
         except MonitorRejected as exc:
-            result, decoded = exc, 1
+            result, taken = exc, False
         finally:
             with self._lock:
                 if self._decoding.get(key, (None, None))[0] is done:
                     del self._decoding[key]
         with self._lock:
-            self.decoded += decoded
-            self.from_score += 1 - decoded
+            if taken:
+                self.from_score += 1
+            else:
+                self.decoded += 1
             reached = self._reached[key[:2]]
             passed = any(r != me and offset > key[2] for r, offset in reached.items())
             if self.readers > 1 and value is not None and len(value) <= self.max_bytes and not passed:
