@@ -74,6 +74,14 @@ class EventChunk:
         self.alive[pos] = False
         self.live -= 1
 
+    def kill_many(self, positions: list[int]) -> None:
+        """``kill`` of each of ``positions``."""
+        ids = self.ids
+        for pos in positions:
+            ids[pos] = None
+        self.alive[positions] = False
+        self.live -= len(positions)
+
     def first(self) -> int:
         """The position of the oldest event still waiting (the chunk holds one)."""
         alive, head = self.alive, self.head
