@@ -52,7 +52,7 @@ from common import (
     train_model,
     unique,
 )
-from threads import ThreadSampler
+from threads import ROLES, ThreadSampler
 
 from streams.kafka.embedded.broker import Broker, start_broker
 
@@ -185,11 +185,20 @@ def print_table(rows: list[dict], n: int) -> None:
         ("from launch", "thread_us_per_event"),
         ("from the first output on", "steady_thread_us_per_event"),
     ):
-        print(f"\nCPU µs per event by thread group, {what}\n\n| contender | all | {' | '.join(groups)} |")
-        print("| --- | ---: |" + " ---: |" * len(groups))
+        steady = key == "steady_thread_us_per_event"
+        # steady, beside the threads: the roles' CPU added up and the wall time an event (one over the
+        # rate); when the two are equal the roles took turns on the interpreter lock, none overlapped
+        extra = " | roles added up | wall µs/event" if steady else ""
+        heads = " | ".join(groups) + extra
+        print(f"\nCPU µs per event by thread group, {what}\n\n| contender | all | {heads} |")
+        print("| --- | ---: |" + " ---: |" * (len(groups) + (2 if steady else 0)))
         for r in rows:
-            total = r["cpu_us_per_event"] if key == "thread_us_per_event" else r["steady_us_per_event"]
+            total = r["cpu_us_per_event"] if not steady else r["steady_us_per_event"]
             cells = " | ".join(str(r[key].get(g, "")) for g in groups)
+            if steady:
+                roles = [r[key][g] for g in ROLES if g in r[key]]
+                wall = f"{1e6 / r['events_per_s']:.1f}" if r["ok"] and r["events_per_s"] else ""
+                cells += f" | {round(sum(roles), 1) if roles else ''} | {wall}"
             print(f"| {r['contender']} | {total} | {cells} |")
     print()
     for line in ratios(rows):
