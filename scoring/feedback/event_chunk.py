@@ -82,6 +82,11 @@ class EventChunk:
         self.alive[positions] = False
         self.live -= len(positions)
 
+    @property
+    def spent(self) -> bool:
+        """Full, and nothing waits in it any more: it can be freed."""
+        return self.live == 0 and self.filled == len(self.alive)
+
     def first(self) -> int:
         """The position of the oldest event still waiting (the chunk holds one)."""
         alive, head = self.alive, self.head

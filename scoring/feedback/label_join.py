@@ -221,7 +221,7 @@ class LabelJoin:
 
     def _drop(self, cid: int, chunk: EventChunk, pos: int) -> None:
         chunk.kill(pos)
-        if chunk.live == 0 and chunk.filled == self.chunk_events:  # a full chunk that nothing waits in
+        if chunk.spent:
             del self.chunks[cid]
 
     def _expire_events(self, horizon: int) -> None:
@@ -232,7 +232,7 @@ class LabelJoin:
         for cid, chunk in self.chunks.items():
             if chunk.live and not self._expire_in(chunk, horizon):
                 break
-            if chunk.live == 0 and chunk.filled == self.chunk_events:  # a full chunk that nothing waits in
+            if chunk.spent:
                 freed.append(cid)
         for cid in freed:
             del self.chunks[cid]
